@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make run` (the whole pipeline on config/config.yaml)
+# and `make test` (the test suite). Both create .venv and install the project first.
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= all
+CONFIG ?= config/config.yaml
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+# torch/torchvision are pinned and installed first: these exact releases are
+# served locally on our machines, any other version downloads gigabytes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) all
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests workflow benchmarks
+	$(BIN)/snakemake --lint --cores 1
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_simulate.py
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,144 @@
+"""Load and validate the pipeline configuration.
+
+The JSON schema in ``workflow/schemas/config.schema.yaml`` is the single source of
+truth for keys, types and defaults. Validation fills in defaults (so a config file
+only lists what it changes), rejects unknown keys (so a typo cannot silently fall
+back to a default) and then applies the cross-key checks a schema cannot express.
+Every error names the dotted key it is about.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "load_config", "load_schema", "validate_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the offending key(s)."""
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Return a validator class that fills ``default`` values while validating.
+
+    Defaults are inserted before the ``properties`` keyword descends, so nested
+    objects whose own default is ``{}`` get their members' defaults too.
+    """
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_then_check(
+        validator: Any, properties: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if key not in instance and "default" in subschema:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_then_check})
+
+
+_FillingValidator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Read the YAML-encoded JSON schema at ``path``."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and return it validated, with defaults filled in."""
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level of a config must be a mapping")
+    try:
+        return validate_config(raw, schema_path)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line per problem, always starting with the dotted key."""
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        names = ", ".join(_key([*where, k]) for k in unknown)
+        return f"{names}: unknown key (allowed here: {', '.join(sorted(allowed))})"
+    if error.validator == "required":
+        return f"{_key(where)}: {error.message}"
+    return f"{_key(where)}: {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema, fill defaults, and return it.
+
+    Raises ``ConfigError`` listing every problem, each prefixed by its dotted key.
+    """
+    schema = load_schema(schema_path)
+    validator = _FillingValidator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid configuration:\n  {lines}")
+    problems = list(_semantic_problems(config))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
+    """Cross-key checks: values each valid alone but impossible together."""
+    ds = cfg["dataset"]
+    if ds["source"] == "mmu":
+        for survey in ("hsc", "legacysurvey"):
+            path = ds["mmu"].get(survey)
+            key = f"dataset.mmu.{survey}"
+            if not path:
+                yield f"{key}: required when dataset.source is 'mmu' (a directory of healpix=*/*.hdf5)"
+            elif not Path(path).is_dir():
+                yield f"{key}: directory '{path}' does not exist"
+    if ds["source"] == "crossmatched_parquet":
+        path = ds.get("crossmatched_parquet")
+        if not path:
+            yield "dataset.crossmatched_parquet: required when dataset.source is 'crossmatched_parquet'"
+        elif not Path(path).exists():
+            yield f"dataset.crossmatched_parquet: '{path}' does not exist"
+
+    sim = cfg["simulation"]
+    fractions = sim["class_fractions"]
+    if fractions["merger"] + fractions["lens"] >= 1:
+        yield "simulation.class_fractions: merger + lens must be below 1"
+    pop = sim["population"]
+    if pop["redshift_min"] >= pop["redshift_max"]:
+        yield "simulation.population.redshift_min: must be below redshift_max"
+    if pop["log_mstar_min"] >= pop["log_mstar_max"]:
+        yield "simulation.population.log_mstar_min: must be below log_mstar_max"
+    boxes = {}
+    for survey, scfg in sim["surveys"].items():
+        fp = scfg["footprint"]
+        for axis in ("ra", "dec"):
+            if fp[f"{axis}_min"] >= fp[f"{axis}_max"]:
+                yield (
+                    f"simulation.surveys.{survey}.footprint.{axis}_min: must be below "
+                    f"{axis}_max ({fp[f'{axis}_min']} >= {fp[f'{axis}_max']})"
+                )
+        boxes[survey] = fp
+    if len(boxes) == 2:
+        a, b = boxes["hsc"], boxes["legacysurvey"]
+        overlap_ra = min(a["ra_max"], b["ra_max"]) - max(a["ra_min"], b["ra_min"])
+        overlap_dec = min(a["dec_max"], b["dec_max"]) - max(a["dec_min"], b["dec_min"])
+        if overlap_ra <= 0 or overlap_dec <= 0:
+            yield "simulation.surveys: the hsc and legacysurvey footprints do not overlap"

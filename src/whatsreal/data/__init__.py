@@ -1,0 +1,1 @@
+"""Data access: the Multimodal Universe file format and (later) the derived products."""

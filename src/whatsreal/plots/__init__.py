@@ -1,0 +1,1 @@
+"""Figures. Each function reads pipeline outputs and writes one PNG."""

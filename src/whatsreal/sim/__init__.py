@@ -1,0 +1,1 @@
+"""The embedded synthetic sky: one galaxy population seen through two instruments."""

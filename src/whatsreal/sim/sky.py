@@ -1,0 +1,485 @@
+"""Simulate the whole sky: population, conditions, catalogues, rendered MMU shards, truth.
+
+Determinism: every random stream is keyed by (seed, stream id[, object]), so the
+result does not depend on the number of worker processes or on chunking; files
+are written without timestamps, so the same config gives byte-identical output.
+
+Atomicity: each survey's shards are written into a temporary sibling directory
+and renamed into place only when complete; truth.parquet is written to a
+temporary file and renamed. A failed or interrupted run leaves no partial
+output under the final names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from whatsreal.data.mmu import create_shard, shard_path
+from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
+from whatsreal.sim.fields import SmoothField
+from whatsreal.sim.geometry import Patch, healpix_of
+from whatsreal.sim.instrument import SurveyConditions
+from whatsreal.sim.population import draw_population
+from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
+from whatsreal.surveys import SURVEYS, Survey
+
+__all__ = ["SimulationError", "SkyReport", "simulate_sky"]
+
+log = logging.getLogger(__name__)
+
+NEIGHBOUR_RADIUS_ARCMIN = 3.0
+NEIGHBOUR_K = 5
+SPARSE_WARN_FRACTION = 0.9
+"""Warn when fewer than this fraction of a survey's objects have K neighbours within the radius."""
+STREAMS = {"population": 1, "ebv": 2, "conditions": 3, "catalog": 4, "pathologies": 5, "ids": 6, "render": 7}
+SURVEY_CODE = {"hsc": 0, "legacysurvey": 1}
+
+
+class SimulationError(RuntimeError):
+    """The configured sky cannot be produced (the message says which key to change)."""
+
+
+class SparseSkyWarning(UserWarning):
+    """Too few same-survey neighbours within 3' for the instrument encoder's context."""
+
+
+@dataclass
+class SkyReport:
+    n_population: int
+    n_selected: dict[str, int]
+    n_overlap: int
+    neighbour_fraction: dict[str, float]
+    stamps: int
+    render_seconds: float
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
+
+
+def neighbour_fraction(
+    x: np.ndarray, y: np.ndarray, k: int = NEIGHBOUR_K, radius: float = NEIGHBOUR_RADIUS_ARCMIN
+) -> float:
+    """Fraction of points with at least ``k`` others within ``radius`` (same units)."""
+    if len(x) == 0:
+        return 0.0
+    tree = cKDTree(np.column_stack([x, y]))
+    counts = np.array([len(c) - 1 for c in tree.query_ball_point(np.column_stack([x, y]), r=radius)])
+    return float(np.mean(counts >= k))
+
+
+def _observe(
+    survey: Survey, scfg: dict, sim: dict, patch: Patch, pop: pd.DataFrame, ebv: np.ndarray, cond_obj: SurveyConditions
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Measure the population through one survey and apply its footprint and cut.
+
+    Returns (truth columns for selected objects, catalogue, conditions)."""
+    seed = sim["seed"]
+    code = SURVEY_CODE[survey.name]
+    rng = _rng(seed, STREAMS["catalog"], code)
+    n = len(pop)
+    jitter = rng.normal(0.0, sim["astrometric_jitter_arcsec"], size=(n, 2))
+    x_obs = pop["x_arcmin"].to_numpy() + jitter[:, 0] / 60
+    y_obs = pop["y_arcmin"].to_numpy() + jitter[:, 1] / 60
+    cond = cond_obj.at(x_obs, y_obs)
+    bands = survey.bands
+    mags = np.column_stack([pop[f"mag_{b}"].to_numpy() for b in bands])
+    mags = mags + np.outer(ebv, survey.extinction_coeff)
+    true_flux = _total_flux(pop, mags, survey)
+    nea = object_nea(pop["half_light_radius_arcsec"].to_numpy(), cond["psf_fwhm"], survey.pixel_scale)
+    flux, err = measured_fluxes(true_flux, cond["sky_sigma"], nea, rng)
+    sel_band = scfg["selection"]["band"]
+    if sel_band not in bands:
+        raise SimulationError(
+            f"simulation.surveys.{survey.name}.selection.band: '{sel_band}' is not a "
+            f"{survey.name} band ({', '.join(bands)})"
+        )
+    k = survey.band_index(sel_band)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag_sel = np.where(flux[:, k] > 0, survey.zero_point - 2.5 * np.log10(flux[:, k]), np.inf)
+    fp = scfg["footprint"]
+    inside = patch.in_fraction_box(x_obs, y_obs, fp["ra_min"], fp["ra_max"], fp["dec_min"], fp["dec_max"])
+    keep = inside & (mag_sel < scfg["selection"]["mag_max"])
+    idx = np.flatnonzero(keep)
+    sub = pop.iloc[idx]
+    cond = {key: v[idx] for key, v in cond.items()}
+    ra, dec = patch.to_radec(x_obs[idx], y_obs[idx])
+    if survey.name == "hsc":
+        cat = hsc_catalog(survey, sub, cond, ebv[idx], flux[idx], err[idx], rng)
+    else:
+        cat = legacysurvey_catalog(survey, sub, cond, ebv[idx], flux[idx], err[idx], ra, dec, rng)
+    cat.insert(0, "ra", ra)
+    cat.insert(1, "dec", dec)
+    cat["healpix"] = healpix_of(ra, dec)
+    cat["image_psf_fwhm"] = list(cond["psf_fwhm"].astype(np.float32))
+    truth = pd.DataFrame(index=sub.index)
+    truth["offset_x_arcsec"] = jitter[idx, 0]
+    truth["offset_y_arcsec"] = jitter[idx, 1]
+    truth["mags"] = list(mags[idx])
+    return truth, cat, cond
+
+
+def _total_flux(pop: pd.DataFrame, mags: np.ndarray, survey: Survey) -> np.ndarray:
+    """True flux of everything in the stamp: companion and magnified lensed source included."""
+    flux = band_fluxes(mags, survey.zero_point)
+    comp = pop["comp_flux_ratio"].to_numpy()
+    merger = np.isfinite(comp)
+    if merger.any():
+        shift = pop["comp_color_shift"].to_numpy()[merger]
+        bands = np.arange(len(survey.bands)) - 1.5
+        flux[merger] *= 1 + comp[merger, None] * 10 ** (-0.4 * shift[:, None] * bands[None, :])
+    lens = np.isfinite(pop["src_magnification"].to_numpy())
+    if lens.any():
+        src = band_fluxes(_source_mags(pop[lens], survey), survey.zero_point)
+        flux[lens] += src * pop.loc[lens, "src_magnification"].to_numpy()[:, None]
+    return flux
+
+
+def _source_mags(rows: pd.DataFrame, survey: Survey) -> np.ndarray:
+    """Blue background-source magnitudes per survey band (extinction included)."""
+    r = rows["src_mag_r"].to_numpy()
+    gr = rows["src_g_r"].to_numpy()
+    per_band = {"g": r + gr, "r": r, "i": r - 0.1, "z": r - 0.15, "y": r - 0.2}
+    ext = np.outer(rows["ebv"].to_numpy(), survey.extinction_coeff)
+    return np.column_stack([per_band[b] for b in survey.bands]) + ext
+
+
+def _specs(
+    survey: Survey, sim: dict, pop: pd.DataFrame, obs: pd.DataFrame, cond: dict, flags: pd.DataFrame
+) -> list[ObjectSpec]:
+    seed = sim["seed"]
+    code = SURVEY_CODE[survey.name]
+    rows = pop.loc[obs.index]
+    src_mags = _source_mags(rows, survey)
+    specs = []
+    for j, (tid, row) in enumerate(rows.iterrows()):
+        companion = lens = source = None
+        if row["galaxy_class"] == "merger":
+            companion = tuple(
+                float(row[c])
+                for c in (
+                    "comp_flux_ratio",
+                    "comp_dx_arcsec",
+                    "comp_dy_arcsec",
+                    "comp_half_light_radius_arcsec",
+                    "comp_e1",
+                    "comp_e2",
+                    "comp_color_shift",
+                )
+            )
+        elif row["galaxy_class"] == "lens":
+            lens = tuple(
+                float(row[c])
+                for c in ("einstein_radius_arcsec", "src_dx_arcsec", "src_dy_arcsec", "src_half_light_radius_arcsec")
+            )
+            source = tuple(map(float, src_mags[j]))
+        specs.append(
+            ObjectSpec(
+                seed=(seed, STREAMS["render"], code, int(tid)),
+                mags=tuple(map(float, obs.at[tid, "mags"])),
+                galaxy_class=str(row["galaxy_class"]),
+                half_light_radius=float(row["half_light_radius_arcsec"]),
+                sersic_n=float(row["sersic_n"]),
+                e1=float(row["e1"]),
+                e2=float(row["e2"]),
+                # The stamp is centred on the measured position, so the galaxy sits at -jitter.
+                offset_arcsec=(-float(obs.at[tid, "offset_x_arcsec"]), -float(obs.at[tid, "offset_y_arcsec"])),
+                psf_fwhm=tuple(map(float, cond["psf_fwhm"][j])),
+                psf_g=(float(cond["psf_g1"][j]), float(cond["psf_g2"][j])),
+                sky_sigma=tuple(map(float, cond["sky_sigma"][j])),
+                companion=companion,
+                lens=lens,
+                source_mags=source,
+                saturated_star=bool(flags.at[tid, "saturated_star"]),
+                stripe=bool(flags.at[tid, "stripe"]),
+                high_noise=bool(flags.at[tid, "high_noise"]),
+                high_noise_factor=float(sim["pathologies"]["high_noise_factor"]),
+            )
+        )
+    return specs
+
+
+def _render_chunk(survey_name: str, specs: list[ObjectSpec], size: int, beta: float) -> tuple[np.ndarray, ...]:
+    survey = SURVEYS[survey_name]
+    stamps = [render_stamp(s, survey, size, beta) for s in specs]
+    image = np.stack([s.image for s in stamps])
+    ivar = np.stack([s.ivar for s in stamps])
+    mask = np.stack([s.mask for s in stamps])
+    if not survey.mask_per_band:
+        mask = mask.all(axis=1)
+    return image, ivar, mask
+
+
+def _write_survey(
+    survey: Survey,
+    cat: pd.DataFrame,
+    psf_fwhm: np.ndarray,
+    specs: list[ObjectSpec],
+    out_dir: Path,
+    size: int,
+    beta: float,
+    chunk: int,
+    pool: ProcessPoolExecutor | None,
+) -> None:
+    """Render all objects of one survey into its shards under ``out_dir`` (a temporary directory).
+
+    ``cat`` is sorted by healpix, so shards fill one after another; rendering runs
+    ahead of writing by a bounded window of chunks, which keeps memory flat at any sky size.
+    """
+    files = {}
+    hp_of = cat["healpix"].to_numpy()
+    local_row = np.zeros(len(cat), dtype=np.int64)
+    try:
+        for hp in np.unique(hp_of):
+            sel = np.flatnonzero(hp_of == hp)
+            columns = {c: cat[c].to_numpy()[sel] for c in cat.columns}
+            columns["image_psf_fwhm"] = psf_fwhm[sel].astype(np.float32)
+            files[hp] = create_shard(shard_path(out_dir, hp), survey, columns, size)
+            local_row[sel] = np.arange(sel.size)
+
+        def run(start: int) -> Future | tuple[np.ndarray, ...]:
+            part = specs[start : start + chunk]
+            if pool is None:
+                return _render_chunk(survey.name, part, size, beta)
+            return pool.submit(_render_chunk, survey.name, part, size, beta)
+
+        starts = iter(range(0, len(cat), chunk))
+        window = 2 * (pool._max_workers if pool else 1)
+        pending: deque[tuple[int, Future | tuple[np.ndarray, ...]]] = deque()
+        for start in starts:
+            pending.append((start, run(start)))
+            if len(pending) >= window:
+                break
+        while pending:
+            start, job = pending.popleft()
+            image, ivar, mask = job.result() if isinstance(job, Future) else job
+            for j in range(image.shape[0]):
+                f = files[hp_of[start + j]]
+                r = local_row[start + j]
+                f["image_array"][r] = image[j]
+                f["image_ivar"][r] = ivar[j]
+                f["image_mask"][r] = mask[j]
+            nxt = next(starts, None)
+            if nxt is not None:
+                pending.append((nxt, run(nxt)))
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def _assign_ids(survey: Survey, cat: pd.DataFrame, scfg: dict, rng: np.random.Generator) -> np.ndarray:
+    """Survey-specific object ids: HSC int64 with the configured base, Legacy '<brick>-<objid>'."""
+    if survey.name == "hsc":
+        return scfg["object_id_base"] + np.sort(rng.choice(10**11, size=len(cat), replace=False)).astype(np.int64)
+    ids = np.char.add(np.char.add(cat["BRICKNAME"].to_numpy().astype("S8"), b"-"), cat["OBJID"].to_numpy().astype("S7"))
+    return ids.astype("S16")
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary output directory
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
+    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` and ``truth_path``.
+
+    ``cfg`` is the validated pipeline config. Raises :class:`SimulationError` when
+    the configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when
+    too few objects have 5 same-survey neighbours within 3 arcmin.
+    """
+    sim = cfg["simulation"]
+    seed = sim["seed"]
+    raw_dir = Path(raw_dir)
+    truth_path = Path(truth_path)
+    patch = Patch.from_config(sim["footprint"])
+
+    pop = draw_population(patch, sim, _rng(seed, STREAMS["population"]))
+    if len(pop) == 0:
+        raise SimulationError(
+            "simulation.density_per_arcmin2 / footprint: the patch holds no galaxy "
+            f"brighter than population.mag_max_render={sim['population']['mag_max_render']}"
+        )
+    ebv_cfg = sim["ebv"]
+    ebv_field = SmoothField(
+        patch.width_arcmin,
+        patch.height_arcmin,
+        ebv_cfg["correlation_arcmin"],
+        sim["fields"]["grid_arcmin"],
+        _rng(seed, STREAMS["ebv"]),
+    )
+    pop["ebv"] = np.clip(ebv_cfg["mean"] + ebv_cfg["sigma"] * ebv_field(pop["x_arcmin"], pop["y_arcmin"]), 0, None)
+    pop["src_magnification"] = np.nan
+    for tid in np.flatnonzero((pop["galaxy_class"] == "lens").to_numpy()):
+        row = pop.iloc[tid]
+        spec_lens = (
+            row["einstein_radius_arcsec"],
+            row["src_dx_arcsec"],
+            row["src_dy_arcsec"],
+            row["src_half_light_radius_arcsec"],
+        )
+        _, mu = lensed_source_image(spec_lens, 12.0, 0.03)
+        pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
+
+    observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
+    for name, survey in SURVEYS.items():
+        scfg = sim["surveys"][name]
+        conditions = SurveyConditions(
+            survey,
+            scfg,
+            patch.width_arcmin,
+            patch.height_arcmin,
+            sim["fields"],
+            _rng(seed, STREAMS["conditions"], SURVEY_CODE[name]),
+        )
+        obs, cat, cond = _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+        if len(cat) == 0:
+            sel = scfg["selection"]
+            raise SimulationError(
+                f"simulation.surveys.{name}.selection: no galaxy passes {sel['band']} < {sel['mag_max']} "
+                f"inside the {name} footprint (of {len(pop)} simulated); raise mag_max, density or the footprint"
+            )
+        observed[name] = (obs, cat, cond)
+
+    in_both = observed["hsc"][0].index.intersection(observed["legacysurvey"][0].index)
+    if len(in_both) == 0:
+        raise SimulationError(
+            "simulation.surveys: no galaxy is selected by both surveys; "
+            "widen the footprints' overlap or the selection cuts"
+        )
+
+    fractions = {}
+    for name, (obs, _, _) in observed.items():
+        frac = neighbour_fraction(pop.loc[obs.index, "x_arcmin"].to_numpy(), pop.loc[obs.index, "y_arcmin"].to_numpy())
+        fractions[name] = frac
+        if frac < SPARSE_WARN_FRACTION:
+            area = patch.area_arcmin2
+            warnings.warn(
+                f"{name}: only {frac:.1%} of {len(obs)} objects have {NEIGHBOUR_K} same-survey neighbours within "
+                f"{NEIGHBOUR_RADIUS_ARCMIN}' (density {len(obs) / area:.2f}/arcmin^2 over the patch; about "
+                f"{NEIGHBOUR_K / (np.pi * NEIGHBOUR_RADIUS_ARCMIN**2) * 2:.2f}/arcmin^2 is needed); raise "
+                "simulation.density_per_arcmin2 or loosen the selection",
+                SparseSkyWarning,
+                stacklevel=2,
+            )
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    truth = pop.copy()
+    stamps = 0
+    t0 = time.perf_counter()
+    ctx = get_context("fork")  # workers need no re-import of the caller (Snakemake scripts are not importable)
+    pool = ProcessPoolExecutor(max_workers=threads, mp_context=ctx) if threads > 1 else None
+    try:
+        for name, survey in SURVEYS.items():
+            obs, cat, cond = observed[name]
+            scfg = sim["surveys"][name]
+            prng = _rng(seed, STREAMS["pathologies"], SURVEY_CODE[name])
+            rates = sim["pathologies"]
+            flags = pd.DataFrame(
+                {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
+                index=obs.index,
+            )
+            cat["object_id"] = _assign_ids(survey, cat, scfg, _rng(seed, STREAMS["ids"], SURVEY_CODE[name]))
+            if survey.name == "legacysurvey":
+                cat["MASKBITS"] = np.where(flags["saturated_star"].to_numpy(), 2, 0).astype(np.int16)  # BRIGHT
+            order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
+            obs, cat, flags = obs.iloc[order], cat.iloc[order], flags.iloc[order]
+            cond = {k: v[order] for k, v in cond.items()}
+            psf_fwhm = cond["psf_fwhm"]
+            specs = _specs(survey, sim, pop, obs, cond, flags)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
+            try:
+                _write_survey(
+                    survey,
+                    cat.reset_index(drop=True),
+                    psf_fwhm,
+                    specs,
+                    tmp,
+                    sim["cutout_size"],
+                    scfg["psf_beta"],
+                    sim["chunk_size"],
+                    pool,
+                )
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            _replace_dir(tmp, raw_dir / name)
+            stamps += len(specs) * len(survey.bands)
+            _add_truth(truth, name, survey, obs, cat, cond, flags)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    render_seconds = time.perf_counter() - t0
+
+    detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
+    truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
+    _atomic_parquet(truth, truth_path)
+    report = SkyReport(
+        len(pop), {s: len(observed[s][1]) for s in SURVEYS}, len(in_both), fractions, stamps, render_seconds
+    )
+    log.info("simulated %d galaxies; selected %s; %d in both", len(pop), report.n_selected, len(in_both))
+    return report
+
+
+def _add_truth(
+    truth: pd.DataFrame,
+    name: str,
+    survey: Survey,
+    obs: pd.DataFrame,
+    cat: pd.DataFrame,
+    cond: dict,
+    flags: pd.DataFrame,
+) -> None:
+    """Per-survey truth columns: membership, id, position, conditions, artefact flags."""
+    idx = obs.index
+    truth[f"in_{name}"] = False
+    truth.loc[idx, f"in_{name}"] = True
+    ids = cat["object_id"].to_numpy()
+    if ids.dtype.kind == "S":
+        col = pd.Series(pd.NA, index=truth.index, dtype="string")
+        col.loc[idx] = ids.astype(str)
+    else:
+        col = pd.Series(pd.NA, index=truth.index, dtype="Int64")
+        col.loc[idx] = ids
+    truth[f"{name}_object_id"] = col
+    for c in ("ra", "dec", "healpix"):
+        truth[f"{name}_{c}"] = np.nan
+        truth.loc[idx, f"{name}_{c}"] = cat[c].to_numpy()
+    for k, b in enumerate(survey.bands):
+        for q in ("psf_fwhm", "sky_sigma", "psfdepth_mag", "galdepth_mag", "nobs"):
+            truth[f"{name}_{q}_{b}"] = np.nan
+            truth.loc[idx, f"{name}_{q}_{b}"] = cond[q][:, k]
+    for q in ("psf_g1", "psf_g2"):
+        truth[f"{name}_{q}"] = np.nan
+        truth.loc[idx, f"{name}_{q}"] = cond[q]
+    for q in ("saturated_star", "stripe", "high_noise"):
+        truth[f"{name}_{q}"] = False
+        truth.loc[idx, f"{name}_{q}"] = flags[q].to_numpy()
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,11 @@
+"""Snakemake entry point: the synthetic-sky overview figure (logic in whatsreal.plots.sky)."""
+
+from pathlib import Path
+
+from whatsreal.logs import log_to_file
+from whatsreal.plots.sky import plot_sky
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log = log_to_file(sm.log[0])
+plot_sky(Path(sm.input.truth).parent, sm.input.truth, sm.output[0], seed=sm.config["simulation"]["seed"])
+log.info("wrote %s", sm.output[0])
