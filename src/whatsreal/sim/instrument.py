@@ -12,57 +12,14 @@ pipeline: 5-sigma flux = 5 * sigma_pix * sqrt(NEA).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
-import galsim
 import numpy as np
 
 from whatsreal.sim.fields import SmoothField, Tiling
+from whatsreal.sim.psf import PsfModel, psf_model
 from whatsreal.surveys import Survey
 
-__all__ = ["GALDEPTH_HALF_LIGHT_ARCSEC", "PsfModel", "SurveyConditions"]
-
-GALDEPTH_HALF_LIGHT_ARCSEC = 0.45
-"""Legacy's GALDEPTH is defined for a round exponential galaxy of this half-light radius."""
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
-
-@dataclass(frozen=True)
-class PsfModel:
-    """A Moffat PSF family on one survey's pixel grid, with tabulated NEAs."""
-
-    beta: float
-    pixel_scale: float
-
-    def profile(self, fwhm: float, g1: float = 0.0, g2: float = 0.0) -> galsim.GSObject:
-        return galsim.Moffat(beta=self.beta, fwhm=fwhm).shear(g1=g1, g2=g2)
-
-    @cached_property
-    def _fwhm_grid(self) -> np.ndarray:
-        return np.geomspace(0.25, 4.0, 33)
-
-    def _nea_of(self, prof: galsim.GSObject) -> float:
-        """NEA in pixels, 1 / sum(p^2) for the pixel-integrated unit-flux profile."""
-        size = int(np.ceil(12 * 4.0 / self.pixel_scale)) | 1
-        p = prof.withFlux(1.0).drawImage(nx=size, ny=size, scale=self.pixel_scale).array
-        return float(1.0 / np.sum(p**2))
-
-    @cached_property
-    def _nea_psf_table(self) -> np.ndarray:
-        return np.array([self._nea_of(self.profile(f)) for f in self._fwhm_grid])
-
-    @cached_property
-    def _nea_gal_table(self) -> np.ndarray:
-        gal = galsim.Exponential(half_light_radius=GALDEPTH_HALF_LIGHT_ARCSEC)
-        return np.array([self._nea_of(galsim.Convolve(gal, self.profile(f))) for f in self._fwhm_grid])
-
-    def nea_psf(self, fwhm: np.ndarray) -> np.ndarray:
-        """Point-source NEA (pixels) for PSFs of the given FWHM (arcsec)."""
-        return np.exp(np.interp(np.log(fwhm), np.log(self._fwhm_grid), np.log(self._nea_psf_table)))
-
-    def nea_gal(self, fwhm: np.ndarray) -> np.ndarray:
-        """NEA (pixels) of Legacy's GALDEPTH reference galaxy seen through the PSF."""
-        return np.exp(np.interp(np.log(fwhm), np.log(self._fwhm_grid), np.log(self._nea_gal_table)))
+__all__ = ["SurveyConditions"]
 
 
 @dataclass
@@ -96,7 +53,7 @@ class SurveyConditions:
         self.tiling = Tiling(self.width_arcmin, self.height_arcmin, self.cfg["tile_arcmin"], self.rng)
         self._tile_seeing = self.rng.standard_normal((*self.tiling.shape, nb))
         self._tile_nobs = 1 + self.rng.poisson(self.cfg["nexp_mean"] - 1, size=(*self.tiling.shape, nb))
-        self.psf = PsfModel(beta=self.cfg["psf_beta"], pixel_scale=self.survey.pixel_scale)
+        self.psf = psf_model(self.cfg["psf_beta"], self.survey.pixel_scale)
         fwhm0 = np.array([self.cfg["psf_fwhm_arcsec"][b] for b in bands])
         depth0 = np.array([self.cfg["depth_mag"][b] for b in bands])
         self._fwhm0 = fwhm0

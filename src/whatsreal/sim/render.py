@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import galsim
 import numpy as np
 
+from whatsreal.sim.psf import GSPARAMS, psf_model
 from whatsreal.surveys import Survey
 
 __all__ = ["ObjectSpec", "Stamp", "band_fluxes", "galaxy_profile", "lensed_source_image", "render_stamp"]
@@ -22,7 +23,6 @@ SATURATION_SIGMAS = 3000.0
 """Pixels saturate at this many sky sigmas (a stand-in for a full-well level)."""
 STRIPE_SIGMAS = 8.0
 """A stripe artefact adds this many sky sigmas to a few rows or columns of one band."""
-GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3)
 LENS_SOURCE_SERSIC_B = 1.678  # exp(-b r / r_e) is an exponential disk with r_e its half-light radius
 
 
@@ -123,9 +123,7 @@ def render_stamp(spec: ObjectSpec, survey: Survey, size: int, psf_beta: float) -
 
     model = np.empty((nb, size, size), dtype=np.float32)
     for b in range(nb):
-        psf = galsim.Moffat(beta=psf_beta, fwhm=spec.psf_fwhm[b], gsparams=GSPARAMS).shear(
-            g1=spec.psf_g[0], g2=spec.psf_g[1]
-        )
+        psf = psf_model(psf_beta, scale).profile(spec.psf_fwhm[b], *spec.psf_g)
         prof = galsim.Convolve(galaxy_profile(spec, fluxes, b, src_fluxes, lensed), psf)
         model[b] = prof.drawImage(nx=size, ny=size, scale=scale, offset=offset).array
 
@@ -169,14 +167,14 @@ def _add_saturated_star(
     r = rng.uniform(size / 5, size / 2.5)
     ang = rng.uniform(0, 2 * np.pi)
     pos = galsim.PositionD(r * np.cos(ang), r * np.sin(ang))
-    star_mag = rng.uniform(12.0, 15.0)
-    star_flux = band_fluxes(np.full(len(spec.mags), star_mag), survey.zero_point)
+    # How far past saturation the star's peak goes: log-uniform, the same star in every band.
+    overshoot = 10 ** rng.uniform(np.log10(3.0), np.log10(300.0))
     cx, cy = round(size / 2 + pos.x), round(size / 2 + pos.y)
     for b in range(len(spec.mags)):
-        psf = galsim.Moffat(beta=psf_beta, fwhm=spec.psf_fwhm[b], gsparams=GSPARAMS)
-        star = psf.withFlux(float(star_flux[b])).drawImage(nx=size, ny=size, scale=scale, offset=pos).array
+        psf = psf_model(psf_beta, scale).profile(spec.psf_fwhm[b])
+        unit = psf.withFlux(1.0).drawImage(nx=size, ny=size, scale=scale, offset=pos).array
         level = SATURATION_SIGMAS * spec.sky_sigma[b]
-        image[b] += star
+        image[b] += unit * (overshoot * level / unit.max())
         saturated = image[b] >= level
         excess = float(np.clip(image[b] - level, 0, None).sum())
         trail = int(min(size, excess / (level * 3) + 1)) if saturated.any() else 0

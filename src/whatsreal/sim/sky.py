@@ -381,6 +381,7 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     raw_dir.mkdir(parents=True, exist_ok=True)
     truth = pop.copy()
     stamps = 0
+    staged: dict[str, Path] = {}
     t0 = time.perf_counter()
     ctx = get_context("fork")  # workers need no re-import of the caller (Snakemake scripts are not importable)
     pool = ProcessPoolExecutor(max_workers=threads, mp_context=ctx) if threads > 1 else None
@@ -400,35 +401,36 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
             order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
             obs, cat, flags = obs.iloc[order], cat.iloc[order], flags.iloc[order]
             cond = {k: v[order] for k, v in cond.items()}
-            psf_fwhm = cond["psf_fwhm"]
             specs = _specs(survey, sim, pop, obs, cond, flags)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
-            try:
-                _write_survey(
-                    survey,
-                    cat.reset_index(drop=True),
-                    psf_fwhm,
-                    specs,
-                    tmp,
-                    sim["cutout_size"],
-                    scfg["psf_beta"],
-                    sim["chunk_size"],
-                    pool,
-                )
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            _replace_dir(tmp, raw_dir / name)
+            staged[name] = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
+            _write_survey(
+                survey,
+                cat.reset_index(drop=True),
+                cond["psf_fwhm"],
+                specs,
+                staged[name],
+                sim["cutout_size"],
+                scfg["psf_beta"],
+                sim["chunk_size"],
+                pool,
+            )
             stamps += len(specs) * len(survey.bands)
             _add_truth(truth, name, survey, obs, cat, cond, flags)
+        render_seconds = time.perf_counter() - t0
+        detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
+        truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
+        staged_truth = _staged_parquet(truth, truth_path)
+    except BaseException:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         if pool is not None:
             pool.shutdown()
-    render_seconds = time.perf_counter() - t0
-
-    detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
-    truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
-    _atomic_parquet(truth, truth_path)
+    # Everything is complete on disk: only now replace the previous outputs.
+    for name, tmp in staged.items():
+        _replace_dir(tmp, raw_dir / name)
+    os.replace(staged_truth, truth_path)
     report = SkyReport(
         len(pop), {s: len(observed[s][1]) for s in SURVEYS}, len(in_both), fractions, stamps, render_seconds
     )
@@ -472,14 +474,15 @@ def _add_truth(
         truth.loc[idx, f"{name}_{q}"] = flags[q].to_numpy()
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+def _staged_parquet(df: pd.DataFrame, path: Path) -> Path:
+    """Write ``df`` to a temporary sibling of ``path`` and return it (the caller renames it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
