@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) all
+	$(BIN)/snakemake all --cores $(CORES) --configfile $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/pytest

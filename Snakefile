@@ -6,7 +6,7 @@ from pathlib import Path
 from whatsreal.config import validate_config
 
 
-configfile: "config/config.yaml"
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 # Validate and fill defaults before any rule is defined: a bad key stops the run here,
