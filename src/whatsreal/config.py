@@ -117,6 +117,19 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
         elif not Path(path).exists():
             yield f"dataset.crossmatched_parquet: '{path}' does not exist"
 
+    pre = cfg["preprocess"]
+    for survey in ("hsc", "legacysurvey"):
+        if len(pre["clamp"][survey]) != len(pre["bands"]):
+            yield (
+                f"preprocess.clamp.{survey}: {len(pre['clamp'][survey])} values for "
+                f"{len(pre['bands'])} bands ({', '.join(pre['bands'])})"
+            )
+    if ds["source"] == "synthetic":
+        size = cfg["simulation"]["cutout_size"]
+        for survey in ("hsc", "legacysurvey"):
+            if pre["crop"][survey] > size:
+                yield f"preprocess.crop.{survey}: {pre['crop'][survey]} exceeds simulation.cutout_size {size}"
+
     sim = cfg["simulation"]
     fractions = sim["class_fractions"]
     if fractions["merger"] + fractions["lens"] >= 1:

@@ -35,3 +35,81 @@ rule sky_figure:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/plot_sky.py"
+
+
+rule catalog:
+    input:
+        root=mmu_root,
+    output:
+        f"{RESULTS}/catalog_{{survey}}.parquet",
+    log:
+        f"{RESULTS}/logs/catalog_{{survey}}.log",
+    wildcard_constraints:
+        survey="hsc|legacysurvey",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/catalog.py"
+
+
+rule crossmatch:
+    input:
+        hsc=f"{RESULTS}/catalog_hsc.parquet",
+        legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
+    output:
+        f"{RESULTS}/pairs.parquet",
+    log:
+        f"{RESULTS}/logs/crossmatch.log",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/crossmatch.py"
+
+
+rule split:
+    input:
+        f"{RESULTS}/pairs.parquet",
+    output:
+        f"{RESULTS}/split.parquet",
+    log:
+        f"{RESULTS}/logs/split.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/split.py"
+
+
+rule preprocess:
+    input:
+        unpack(preprocess_inputs),
+    output:
+        images=f"{RESULTS}/images_{{survey}}.npy",
+        meta=f"{RESULTS}/meta_{{survey}}.parquet",
+    log:
+        f"{RESULTS}/logs/preprocess_{{survey}}.log",
+    wildcard_constraints:
+        survey="hsc|legacysurvey",
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/preprocess.py"
+
+
+rule neighbours:
+    input:
+        unpack(neighbours_inputs),
+    output:
+        f"{RESULTS}/neighbours_{{survey}}_{{mode}}.npz",
+    log:
+        f"{RESULTS}/logs/neighbours_{{survey}}_{{mode}}.log",
+    wildcard_constraints:
+        survey="hsc|legacysurvey",
+        mode="spatial|random",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/neighbours.py"

@@ -6,8 +6,6 @@ file shows up here first.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +17,7 @@ import pandas as pd
 from astropy.visualization import make_lupton_rgb
 
 from whatsreal.data.mmu import read_catalog, read_images
+from whatsreal.io import atomic_path
 from whatsreal.surveys import SURVEYS
 
 __all__ = ["choose_pairs", "pair_stretch", "plot_sky", "rgb_cutout", "surface_brightness"]
@@ -130,13 +129,8 @@ def plot_sky(raw_dir: str | Path, truth_path: str | Path, out_png: str | Path, n
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from whatsreal.data.mmu import create_shard, shard_path
+from whatsreal.io import atomic_path
 from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
 from whatsreal.sim.fields import SmoothField
 from whatsreal.sim.geometry import Patch, healpix_of
@@ -419,7 +420,6 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
         render_seconds = time.perf_counter() - t0
         detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
         truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
-        staged_truth = _staged_parquet(truth, truth_path)
     except BaseException:
         for tmp in staged.values():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -427,10 +427,15 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     finally:
         if pool is not None:
             pool.shutdown()
-    # Everything is complete on disk: only now replace the previous outputs.
-    for name, tmp in staged.items():
-        _replace_dir(tmp, raw_dir / name)
-    os.replace(staged_truth, truth_path)
+    # Every shard is complete on disk: only now replace the previous outputs.
+    try:
+        with atomic_path(truth_path, ".parquet") as tmp_truth:
+            truth.to_parquet(tmp_truth, index=False)
+            for name, tmp in staged.items():
+                _replace_dir(tmp, raw_dir / name)
+    finally:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
     report = SkyReport(
         len(pop), {s: len(observed[s][1]) for s in SURVEYS}, len(in_both), fractions, stamps, render_seconds
     )
@@ -472,17 +477,3 @@ def _add_truth(
     for q in ("saturated_star", "stripe", "high_noise"):
         truth[f"{name}_{q}"] = False
         truth.loc[idx, f"{name}_{q}"] = flags[q].to_numpy()
-
-
-def _staged_parquet(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` to a temporary sibling of ``path`` and return it (the caller renames it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)

@@ -1,0 +1,238 @@
+"""AION-style preprocessing of paired cutouts into one memory-mappable array per survey.
+
+For each survey, in this order:
+
+1. keep bands g, r, i, z (HSC's y is dropped) and zero every NaN/inf pixel and
+   every pixel with ``image_ivar == 0`` (counted and logged);
+2. clamp each band to +-max (HSC 80/110/200/330, Legacy 6/15/20/25, in each
+   survey's native flux units);
+3. put fluxes on the Legacy zero-point: divide by 10**((zp - 22.5) / 2.5);
+4. HSC: centre-crop to 48x48; Legacy: resample the centre 31x31 onto 48x48 with
+   bilinear interpolation (upsampling, so antialiasing changes nothing), the
+   output grid centred exactly on the cutout centre, so a source in the centre
+   stays in the centre whatever the cutout's parity;
+5. arcsinh(x / 0.01) * 0.01 * 10;
+6. one scalar standardisation per survey, mean and std fitted on the training
+   pairs only.
+
+Row i of ``images_{survey}.npy`` is pair i. Images are streamed shard by shard,
+chunk by chunk; nothing holds more than one chunk of raw cutouts in memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from whatsreal.data.mmu import read_images
+from whatsreal.io import atomic_path
+from whatsreal.surveys import SURVEYS
+
+__all__ = ["BandTransform", "PreprocessStats", "iter_rows_by_file", "preprocess_survey", "resample_centre"]
+
+log = logging.getLogger(__name__)
+
+
+def resample_centre(images: np.ndarray, crop: int, size: int) -> np.ndarray:
+    """Bilinear resampling of the central ``crop`` x ``crop`` pixels onto ``size`` x ``size``.
+
+    Output pixel centres map to input coordinates ``c + (j - (size-1)/2) * crop/size``
+    with ``c = (S-1)/2`` the cutout centre, so the output is centred on the input
+    exactly (same convention as ``F.interpolate(..., align_corners=False)`` on a
+    centred crop). When ``crop == size`` and the parities allow it, this is an
+    exact pixel copy.
+    """
+    n, _b, s, s2 = images.shape
+    if s != s2:
+        raise ValueError(f"cutouts must be square, got {s}x{s2}")
+    if crop > s:
+        raise ValueError(f"cannot take the central {crop} pixels of a {s}-pixel cutout")
+    if crop == size and (s - crop) % 2 == 0:
+        start = (s - crop) // 2
+        return np.ascontiguousarray(images[:, :, start : start + crop, start : start + crop])
+    step = crop / size
+    centre = (s - 1) / 2
+    coords = centre + (np.arange(size) - (size - 1) / 2) * step  # input pixel coordinates
+    norm = torch.as_tensor((2 * coords + 1) / s - 1, dtype=torch.float32)  # align_corners=False convention
+    gy, gx = torch.meshgrid(norm, norm, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).expand(n, size, size, 2)
+    out = F.grid_sample(
+        torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )
+    return out.numpy()
+
+
+@dataclass
+class BandTransform:
+    """Steps 1-5 for one survey (standardisation is fitted afterwards)."""
+
+    survey: str
+    band_index: list[int]
+    """Positions of g, r, i, z in the shard's band axis."""
+    clamp: np.ndarray
+    crop: int
+    size: int
+    softening: float
+    scale: float
+    reference_zero_point: float
+
+    @property
+    def flux_scale(self) -> float:
+        return 10 ** ((SURVEYS[self.survey].zero_point - self.reference_zero_point) / 2.5)
+
+    def __call__(self, image: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, int]:
+        """(n, B, S, S) raw cutouts and ivar -> (n, 4, size, size) float32, and the number of zeroed pixels."""
+        x = image[:, self.band_index].astype(np.float32, copy=True)
+        w = ivar[:, self.band_index]
+        bad = ~np.isfinite(x) | ~(w > 0)
+        n_bad = int(bad.sum())
+        x[bad] = 0.0
+        lim = self.clamp[None, :, None, None]
+        np.clip(x, -lim, lim, out=x)
+        x /= self.flux_scale
+        x = resample_centre(x, self.crop, self.size)
+        return (np.arcsinh(x / self.softening) * self.softening * self.scale).astype(np.float32), n_bad
+
+
+@dataclass
+class PreprocessStats:
+    """Running sums for the training-split standardisation, and the bad-pixel count."""
+
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    bad_pixels: int = 0
+    per_band_bad: dict[str, int] = field(default_factory=dict)
+
+    def add(self, x: np.ndarray) -> None:
+        x64 = x.astype(np.float64)
+        self.n += x64.size
+        self.total += float(x64.sum())
+        self.total_sq += float((x64**2).sum())
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(max(self.total_sq / self.n - self.mean**2, 0.0)))
+
+
+def iter_rows_by_file(files: np.ndarray, rows: np.ndarray, chunk: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Group output positions by shard and yield (file, shard rows, output positions) in chunks.
+
+    Reading a shard's rows in increasing order touches each compressed chunk once.
+    """
+    order = np.lexsort((rows, files))
+    files_sorted = files[order]
+    bounds = np.flatnonzero(np.r_[True, files_sorted[1:] != files_sorted[:-1], True])
+    for lo, hi in itertools.pairwise(bounds):
+        for start in range(lo, hi, chunk):
+            sel = order[start : min(start + chunk, hi)]
+            yield str(files[sel[0]]), rows[sel], sel
+
+
+def load_chunk(path: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    got = read_images(path, rows, ("image_array", "image_ivar"))
+    return got["image_array"], got["image_ivar"]
+
+
+def _band_positions(path: str, wanted: list[str]) -> list[int]:
+    import h5py
+
+    from whatsreal.data.catalog import _band_letters
+
+    with h5py.File(path, "r") as f:
+        letters = _band_letters(f["image_band"][0])
+    return [letters.index(b) for b in wanted]
+
+
+def preprocess_survey(
+    survey: str,
+    catalog: pd.DataFrame,
+    rows: np.ndarray,
+    train: np.ndarray,
+    pcfg: dict,
+    out_npy: str | Path,
+) -> dict[str, float]:
+    """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``.
+
+    ``train`` marks the pairs whose pixels fit the standardisation. Returns the
+    normalisation and counts (also logged). The array is written to a temporary
+    file and renamed only when complete.
+    """
+    bands = list(pcfg["bands"])
+    n = len(rows)
+    size = int(pcfg["size"])
+    files = catalog["file"].to_numpy()[rows]
+    shard_rows = catalog["row"].to_numpy()[rows]
+    clamp = np.asarray(pcfg["clamp"][survey], dtype=np.float32)
+    stats = PreprocessStats()
+    with atomic_path(out_npy, ".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(bands), size, size))
+        t0 = time.perf_counter()
+        transforms: dict[str, BandTransform] = {}
+        for path, file_rows, positions in iter_rows_by_file(files, shard_rows, int(pcfg["chunk_size"])):
+            if path not in transforms:
+                transforms[path] = BandTransform(
+                    survey,
+                    _band_positions(path, bands),
+                    clamp,
+                    int(pcfg["crop"][survey]),
+                    size,
+                    float(pcfg["arcsinh_softening"]),
+                    float(pcfg["arcsinh_scale"]),
+                    float(pcfg["reference_zero_point"]),
+                )
+            image, ivar = load_chunk(path, file_rows)
+            x, n_bad = transforms[path](image, ivar)
+            stats.bad_pixels += n_bad
+            out[positions] = x
+            in_train = train[positions]
+            if in_train.any():
+                stats.add(x[in_train])
+        elapsed = time.perf_counter() - t0
+        if stats.n == 0:
+            raise ValueError(f"{survey}: no training pair to fit the standardisation on")
+        mean, std = stats.mean, stats.std
+        if not std > 0:
+            raise ValueError(f"{survey}: preprocessed training pixels have zero variance; are the images empty?")
+        for start in range(0, n, int(pcfg["chunk_size"])):
+            block = out[start : start + int(pcfg["chunk_size"])]
+            block -= mean
+            block /= std
+        out.flush()
+        del out
+    info = {
+        "norm_mean": mean,
+        "norm_std": std,
+        "bad_pixels": stats.bad_pixels,
+        "cutouts_per_s": n / elapsed if elapsed > 0 else float("inf"),
+    }
+    log.info(
+        "%s: %d cutouts -> %s in %.1f s (%.0f cutouts/s); %d NaN/inf/ivar=0 pixels set to 0; "
+        "standardisation mean %.5f std %.5f (training split)",
+        survey,
+        n,
+        out_npy,
+        elapsed,
+        info["cutouts_per_s"],
+        stats.bad_pixels,
+        mean,
+        std,
+    )
+    return info

@@ -1,0 +1,134 @@
+"""The data stages as the workflow runs them: read inputs, call the logic, write outputs atomically.
+
+Each function is one Snakemake rule's body, so it can be run and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from whatsreal.data.catalog import build_catalog
+from whatsreal.data.crossmatch import crossmatch
+from whatsreal.data.neighbours import count_histogram, random_neighbours, spatial_neighbours
+from whatsreal.data.preprocess import preprocess_survey
+from whatsreal.data.split import make_split
+from whatsreal.io import write_npz, write_parquet
+
+__all__ = ["read_normalisation", "run_catalog", "run_crossmatch", "run_neighbours", "run_preprocess", "run_split"]
+
+log = logging.getLogger(__name__)
+SURVEY_PAIR = ("hsc", "legacysurvey")
+
+
+def _to_arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Bytes columns (Legacy ids, brick names) become str so parquet stores them as text."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], bytes):
+            out[c] = out[c].str.decode("utf-8")
+    return out
+
+
+def run_catalog(root: str | Path, survey: str, cfg: dict, out: str | Path) -> pd.DataFrame:
+    cat = _to_arrow_safe(build_catalog(root, survey, cfg["preprocess"]))
+    write_parquet(cat, out)
+    log.info("%s: %d objects in %d shards under %s", survey, len(cat), cat["file"].nunique(), root)
+    return cat
+
+
+def run_crossmatch(catalogs: dict[str, str | Path], cfg: dict, out: str | Path) -> pd.DataFrame:
+    cats = {s: pd.read_parquet(catalogs[s], columns=["object_id", "ra", "dec"]) for s in SURVEY_PAIR}
+    pairs = crossmatch(cats["hsc"], cats["legacysurvey"], cfg["crossmatch"]["radius_arcsec"], SURVEY_PAIR)
+    write_parquet(pairs, out)
+    return pairs
+
+
+def run_split(pairs_path: str | Path, cfg: dict, out: str | Path) -> pd.DataFrame:
+    n = len(pd.read_parquet(pairs_path, columns=["sep_arcsec"]))
+    split = make_split(n, cfg["split"]["val_fraction"], cfg["split"]["seed"])
+    write_parquet(split, out)
+    log.info("split: %d train, %d val pairs", (split["split"] == "train").sum(), (split["split"] == "val").sum())
+    return split
+
+
+def run_preprocess(
+    survey: str,
+    catalog_path: str | Path,
+    pairs_path: str | Path,
+    split_path: str | Path,
+    cfg: dict,
+    out_npy: str | Path,
+    out_meta: str | Path,
+    truth_path: str | Path | None = None,
+) -> dict[str, float]:
+    catalog = pd.read_parquet(catalog_path)
+    pairs = pd.read_parquet(pairs_path)
+    split = pd.read_parquet(split_path)
+    if len(split) != len(pairs):
+        raise ValueError(f"{split_path}: {len(split)} rows but {pairs_path} has {len(pairs)} pairs")
+    rows = pairs[f"{survey}_row"].to_numpy()
+    train = (split["split"] == "train").to_numpy()
+    info = preprocess_survey(survey, catalog, rows, train, cfg["preprocess"], out_npy)
+    meta = catalog.iloc[rows].drop(columns=["file", "row"]).reset_index(drop=True)
+    meta.insert(0, "pair", np.arange(len(pairs), dtype=np.int64))
+    meta.insert(1, "split", split["split"].to_numpy())
+    if truth_path is not None:  # synthetic sky: link each object to its truth row
+        truth = pd.read_parquet(truth_path, columns=["truth_id", f"{survey}_object_id"])
+        key = truth.dropna().astype({f"{survey}_object_id": str}).set_index(f"{survey}_object_id")["truth_id"]
+        meta.insert(2, "truth_id", meta["object_id"].astype(str).map(key).astype("Int64"))
+    norm = {k: info[k] for k in ("norm_mean", "norm_std", "bad_pixels")}
+    write_parquet(meta, out_meta, metadata={"whatsreal_normalisation": json.dumps(norm)})
+    return info
+
+
+def read_normalisation(meta_path: str | Path) -> dict[str, float]:
+    """The standardisation (mean, std) fitted by preprocessing, from ``meta_{survey}.parquet``."""
+    import pyarrow.parquet as pq
+
+    md = pq.read_schema(meta_path).metadata or {}
+    if b"whatsreal_normalisation" not in md:
+        raise KeyError(f"{meta_path}: no whatsreal_normalisation metadata (not written by preprocess?)")
+    return json.loads(md[b"whatsreal_normalisation"])
+
+
+def run_neighbours(
+    survey: str,
+    pairs_path: str | Path,
+    catalog_path: str | Path,
+    cfg: dict,
+    mode: str,
+    out: str | Path,
+    spatial_path: str | Path | None = None,
+) -> np.ndarray:
+    """Neighbour graph over the paired objects of ``survey`` (indices are pair/image rows)."""
+    pairs = pd.read_parquet(pairs_path, columns=[f"{survey}_row"])
+    cat = pd.read_parquet(catalog_path, columns=["ra", "dec"])
+    rows = pairs[f"{survey}_row"].to_numpy()
+    ra, dec = cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows]
+    ncfg = cfg["neighbours"]
+    if mode == "spatial":
+        index, sep = spatial_neighbours(ra, dec, ncfg["k"], ncfg["radius_arcmin"])
+    elif mode == "random":
+        if spatial_path is None:
+            raise ValueError("random neighbours need the spatial graph's per-object counts")
+        counts = (np.load(spatial_path)["index"] >= 0).sum(axis=1)
+        rng = np.random.default_rng([ncfg["random_seed"], 0 if survey == "hsc" else 1])
+        index, sep = random_neighbours(ra, dec, counts, ncfg["k"], rng)
+    else:
+        raise ValueError(f"unknown neighbour mode '{mode}' (spatial or random)")
+    write_npz(out, index=index, sep_arcmin=sep)
+    hist = count_histogram(index)
+    log.info(
+        "%s %s neighbours: objects with 0..%d neighbours: %s; median separation %.2f'",
+        survey,
+        mode,
+        ncfg["k"],
+        hist,
+        float(np.nanmedian(sep)) if np.isfinite(sep).any() else float("nan"),
+    )
+    return index

@@ -1,0 +1,175 @@
+"""Training triplets: the anchor image, the same galaxy in the other survey, and neighbours.
+
+For pair i and anchor survey s (drawn per sample, so both directions are used
+and neither is tied to the index), a sample holds:
+
+- ``target``: pair i's image in survey s (the decoder's target, never encoded);
+- ``physics``: (P, 4, H, W) the same galaxy in the other survey(s), P = 1 here;
+- ``instrument``: (k, 4, H, W) survey-s images of pair i's neighbours, zero padded;
+- ``physics_mask`` / ``instrument_mask``: True where a view is real.
+
+Batches are gathered with one vectorised read per survey (``__getitems__``), and
+memory maps are opened lazily in each worker, so ``num_workers > 0`` works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
+
+SURVEY_ORDER = ("hsc", "legacysurvey")
+
+
+def passthrough_collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``__getitems__`` already returns a collated batch."""
+    return batch
+
+
+class TripletDataset(Dataset):
+    """Triplets over ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz`` in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        pairs: np.ndarray,
+        mode: str = "spatial",
+        anchor_seed: int | None = None,
+        surveys: tuple[str, ...] = SURVEY_ORDER,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.pairs = np.asarray(pairs, dtype=np.int64)
+        self.mode = mode
+        self.surveys = surveys
+        self._images: dict[str, np.ndarray] | None = None
+        self.neighbours = {s: np.load(self.data_dir / f"neighbours_{s}_{mode}.npz")["index"] for s in surveys}
+        shapes = {s: np.load(self.data_dir / f"images_{s}.npy", mmap_mode="r").shape for s in surveys}
+        n = {v[0] for v in shapes.values()} | {v.shape[0] for v in self.neighbours.values()}
+        if len(n) != 1:
+            raise ValueError(f"{self.data_dir}: images and neighbour files disagree on the number of pairs {n}")
+        # Fixed anchors (validation) or a fresh draw per fetch (training).
+        self._fixed = (
+            None
+            if anchor_seed is None
+            else np.random.default_rng(anchor_seed).integers(0, len(surveys), size=len(self.pairs))
+        )
+
+    @property
+    def images(self) -> dict[str, np.ndarray]:
+        if self._images is None:  # opened here, in the worker process, never pickled
+            self._images = {s: np.load(self.data_dir / f"images_{s}.npy", mmap_mode="r") for s in self.surveys}
+        return self._images
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_images"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([j])
+        return {k: v[0] for k, v in batch.items()}
+
+    def __getitems__(self, js: list[int]) -> dict[str, torch.Tensor]:
+        js = np.asarray(js, dtype=np.int64)
+        pair = self.pairs[js]
+        if self._fixed is not None:
+            anchor = self._fixed[js]
+        else:
+            anchor = torch.randint(len(self.surveys), (len(js),)).numpy()
+        imgs = self.images
+        k = next(iter(self.neighbours.values())).shape[1]
+        shape = next(iter(imgs.values())).shape[1:]
+        b = len(js)
+        n_phys = len(self.surveys) - 1
+        target = np.empty((b, *shape), dtype=np.float32)
+        physics = np.empty((b, n_phys, *shape), dtype=np.float32)
+        instrument = np.zeros((b, k, *shape), dtype=np.float32)
+        inst_mask = np.zeros((b, k), dtype=bool)
+        for a, s in enumerate(self.surveys):
+            sel = np.flatnonzero(anchor == a)
+            if sel.size == 0:
+                continue
+            rows = pair[sel]
+            target[sel] = _take(imgs[s], rows)
+            others = [o for o in self.surveys if o != s]
+            for p, o in enumerate(others):
+                physics[sel, p] = _take(imgs[o], rows)
+            nbr = self.neighbours[s][rows]  # (m, k)
+            valid = nbr >= 0
+            inst_mask[sel] = valid
+            flat = nbr[valid]
+            if flat.size:
+                got = _take(imgs[s], flat)
+                block = np.zeros((sel.size, k, *shape), dtype=np.float32)
+                block[valid] = got
+                instrument[sel] = block
+        return {
+            "target": torch.from_numpy(target),
+            "physics": torch.from_numpy(physics),
+            "physics_mask": torch.ones((b, n_phys), dtype=torch.bool),
+            "instrument": torch.from_numpy(instrument),
+            "instrument_mask": torch.from_numpy(inst_mask),
+            "anchor": torch.from_numpy(anchor.astype(np.int64)),
+            "pair": torch.from_numpy(pair),
+        }
+
+
+def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a memory map in the order given, read in increasing order (page-cache friendly)."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((rows.size, *array.shape[1:]), dtype=np.float32)
+    out[order] = array[rows[order]]
+    return out
+
+
+class TripletDataModule(L.LightningDataModule):
+    """Train/val loaders over a preprocessed dataset directory and its saved split."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        mode: str = "spatial",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.mode = mode
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def setup(self, stage: str | None = None) -> None:
+        split = pd.read_parquet(self.data_dir / "split.parquet")
+        self.train_set = TripletDataset(self.data_dir, split.loc[split["split"] == "train", "pair"], self.mode)
+        self.val_set = TripletDataset(
+            self.data_dir, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
+        )
+
+    def _loader(self, ds: TripletDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

@@ -1,0 +1,16 @@
+"""Snakemake entry point: spatial or random neighbour graph (logic in whatsreal.data.neighbours)."""
+
+from whatsreal.data.stages import run_neighbours
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_neighbours(
+    sm.wildcards.survey,
+    sm.input.pairs,
+    sm.input.catalog,
+    sm.config,
+    sm.wildcards.mode,
+    sm.output[0],
+    spatial_path=sm.input.get("spatial"),
+)

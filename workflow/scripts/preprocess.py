@@ -1,0 +1,17 @@
+"""Snakemake entry point: preprocess one survey's paired cutouts (logic in whatsreal.data.preprocess)."""
+
+from whatsreal.data.stages import run_preprocess
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_preprocess(
+    sm.wildcards.survey,
+    sm.input.catalog,
+    sm.input.pairs,
+    sm.input.split,
+    sm.config,
+    sm.output.images,
+    sm.output.meta,
+    truth_path=sm.input.get("truth"),
+)
