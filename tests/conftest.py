@@ -50,3 +50,42 @@ def tiny_sky(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     raw = tmp_path_factory.mktemp("tiny") / "raw"
     report = simulate_sky(cfg, raw, raw / "truth.parquet", threads=1)
     return cfg, raw, report
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_sky, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The data stages run on the tiny sky: (config, directory with catalogs, pairs, images...)."""
+    from whatsreal.data import stages
+
+    cfg, raw, _ = tiny_sky
+    out = tmp_path_factory.mktemp("tiny_data")
+    for s in ("hsc", "legacysurvey"):
+        stages.run_catalog(raw / s, s, cfg, out / f"catalog_{s}.parquet")
+    stages.run_crossmatch(
+        {s: out / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}, cfg, out / "pairs.parquet"
+    )
+    stages.run_split(out / "pairs.parquet", cfg, out / "split.parquet")
+    for s in ("hsc", "legacysurvey"):
+        stages.run_preprocess(
+            s,
+            out / f"catalog_{s}.parquet",
+            out / "pairs.parquet",
+            out / "split.parquet",
+            cfg,
+            out / f"images_{s}.npy",
+            out / f"meta_{s}.parquet",
+            truth_path=raw / "truth.parquet",
+        )
+        stages.run_neighbours(
+            s, out / "pairs.parquet", out / f"catalog_{s}.parquet", cfg, "spatial", out / f"neighbours_{s}_spatial.npz"
+        )
+        stages.run_neighbours(
+            s,
+            out / "pairs.parquet",
+            out / f"catalog_{s}.parquet",
+            cfg,
+            "random",
+            out / f"neighbours_{s}_random.npz",
+            spatial_path=out / f"neighbours_{s}_spatial.npz",
+        )
+    return cfg, out

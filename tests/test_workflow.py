@@ -28,7 +28,7 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
     res = _snakemake(tmp_path, "-n", "--cores", "2", "all")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for rule in ("simulate", "sky_figure", "all"):
+    for rule in ("simulate", "sky_figure", "catalog", "crossmatch", "split", "preprocess", "neighbours", "all"):
         assert rule in out
 
 
@@ -65,6 +65,9 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
     assert list((out / "raw" / "legacysurvey").glob("healpix=*/001-of-001.hdf5"))
     png = out / "raw" / "sky.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
+    for name in ("pairs.parquet", "split.parquet", "images_hsc.npy", "images_legacysurvey.npy",
+                 "meta_hsc.parquet", "neighbours_legacysurvey_random.npz"):
+        assert (out / name).exists(), name
     log = (out / "logs" / "simulate.log").read_text()
     assert "stamps rendered" in log and "neighbours within 3'" in log
     # Rerunning one figure does not re-simulate.

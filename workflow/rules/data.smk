@@ -90,6 +90,7 @@ rule preprocess:
         f"{RESULTS}/logs/preprocess_{{survey}}.log",
     wildcard_constraints:
         survey="hsc|legacysurvey",
+    threads: 4
     resources:
         mem_mb=4000,
     conda:

@@ -14,4 +14,5 @@ run_preprocess(
     sm.output.images,
     sm.output.meta,
     truth_path=sm.input.get("truth"),
+    workers=sm.threads,
 )

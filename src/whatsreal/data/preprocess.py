@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from whatsreal.data.mmu import read_images
 from whatsreal.io import atomic_path
+from whatsreal.parallel import ordered_map
 from whatsreal.surveys import SURVEYS
 
 __all__ = ["BandTransform", "PreprocessStats", "iter_rows_by_file", "preprocess_survey", "resample_centre"]
@@ -146,9 +147,10 @@ def iter_rows_by_file(files: np.ndarray, rows: np.ndarray, chunk: int) -> Iterat
             yield str(files[sel[0]]), rows[sel], sel
 
 
-def load_chunk(path: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _transform_chunk(transform: BandTransform, path: str, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Read one chunk of a shard and transform it (runs in a worker process)."""
     got = read_images(path, rows, ("image_array", "image_ivar"))
-    return got["image_array"], got["image_ivar"]
+    return transform(got["image_array"], got["image_ivar"])
 
 
 def _band_positions(path: str, wanted: list[str]) -> list[int]:
@@ -168,10 +170,12 @@ def preprocess_survey(
     train: np.ndarray,
     pcfg: dict,
     out_npy: str | Path,
+    workers: int = 1,
 ) -> dict[str, float]:
     """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``.
 
-    ``train`` marks the pairs whose pixels fit the standardisation. Returns the
+    ``train`` marks the pairs whose pixels fit the standardisation; chunks are read
+    and transformed in ``workers`` processes. Returns the
     normalisation and counts (also logged). The array is written to a temporary
     file and renamed only when complete.
     """
@@ -182,24 +186,25 @@ def preprocess_survey(
     shard_rows = catalog["row"].to_numpy()[rows]
     clamp = np.asarray(pcfg["clamp"][survey], dtype=np.float32)
     stats = PreprocessStats()
+    chunks = list(iter_rows_by_file(files, shard_rows, int(pcfg["chunk_size"])))
+    transforms = {
+        path: BandTransform(
+            survey,
+            _band_positions(path, bands),
+            clamp,
+            int(pcfg["crop"][survey]),
+            size,
+            float(pcfg["arcsinh_softening"]),
+            float(pcfg["arcsinh_scale"]),
+            float(pcfg["reference_zero_point"]),
+        )
+        for path in dict.fromkeys(path for path, _, _ in chunks)
+    }
+    jobs = ((transforms[path], path, file_rows) for path, file_rows, _ in chunks)
     with atomic_path(out_npy, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(bands), size, size))
         t0 = time.perf_counter()
-        transforms: dict[str, BandTransform] = {}
-        for path, file_rows, positions in iter_rows_by_file(files, shard_rows, int(pcfg["chunk_size"])):
-            if path not in transforms:
-                transforms[path] = BandTransform(
-                    survey,
-                    _band_positions(path, bands),
-                    clamp,
-                    int(pcfg["crop"][survey]),
-                    size,
-                    float(pcfg["arcsinh_softening"]),
-                    float(pcfg["arcsinh_scale"]),
-                    float(pcfg["reference_zero_point"]),
-                )
-            image, ivar = load_chunk(path, file_rows)
-            x, n_bad = transforms[path](image, ivar)
+        for (_, _, positions), (x, n_bad) in zip(chunks, ordered_map(_transform_chunk, jobs, workers), strict=True):
             stats.bad_pixels += n_bad
             out[positions] = x
             in_train = train[positions]

@@ -65,6 +65,7 @@ def run_preprocess(
     out_npy: str | Path,
     out_meta: str | Path,
     truth_path: str | Path | None = None,
+    workers: int = 1,
 ) -> dict[str, float]:
     catalog = pd.read_parquet(catalog_path)
     pairs = pd.read_parquet(pairs_path)
@@ -73,7 +74,7 @@ def run_preprocess(
         raise ValueError(f"{split_path}: {len(split)} rows but {pairs_path} has {len(pairs)} pairs")
     rows = pairs[f"{survey}_row"].to_numpy()
     train = (split["split"] == "train").to_numpy()
-    info = preprocess_survey(survey, catalog, rows, train, cfg["preprocess"], out_npy)
+    info = preprocess_survey(survey, catalog, rows, train, cfg["preprocess"], out_npy, workers)
     meta = catalog.iloc[rows].drop(columns=["file", "row"]).reset_index(drop=True)
     meta.insert(0, "pair", np.arange(len(pairs), dtype=np.int64))
     meta.insert(1, "split", split["split"].to_numpy())

@@ -18,10 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,7 @@ from scipy.spatial import cKDTree
 
 from whatsreal.data.mmu import create_shard, shard_path
 from whatsreal.io import atomic_path
+from whatsreal.parallel import ordered_map
 from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
 from whatsreal.sim.fields import SmoothField
 from whatsreal.sim.geometry import Patch, healpix_of
@@ -234,12 +232,12 @@ def _write_survey(
     size: int,
     beta: float,
     chunk: int,
-    pool: ProcessPoolExecutor | None,
+    threads: int,
 ) -> None:
     """Render all objects of one survey into its shards under ``out_dir`` (a temporary directory).
 
-    ``cat`` is sorted by healpix, so shards fill one after another; rendering runs
-    ahead of writing by a bounded window of chunks, which keeps memory flat at any sky size.
+    ``cat`` is sorted by healpix, so a chunk's objects occupy consecutive rows of at
+    most a few shards; chunks are rendered in parallel and written in order.
     """
     files = {}
     hp_of = cat["healpix"].to_numpy()
@@ -251,32 +249,17 @@ def _write_survey(
             columns["image_psf_fwhm"] = psf_fwhm[sel].astype(np.float32)
             files[hp] = create_shard(shard_path(out_dir, hp), survey, columns, size)
             local_row[sel] = np.arange(sel.size)
-
-        def run(start: int) -> Future | tuple[np.ndarray, ...]:
-            part = specs[start : start + chunk]
-            if pool is None:
-                return _render_chunk(survey.name, part, size, beta)
-            return pool.submit(_render_chunk, survey.name, part, size, beta)
-
-        starts = iter(range(0, len(cat), chunk))
-        window = 2 * (pool._max_workers if pool else 1)
-        pending: deque[tuple[int, Future | tuple[np.ndarray, ...]]] = deque()
-        for start in starts:
-            pending.append((start, run(start)))
-            if len(pending) >= window:
-                break
-        while pending:
-            start, job = pending.popleft()
-            image, ivar, mask = job.result() if isinstance(job, Future) else job
-            for j in range(image.shape[0]):
-                f = files[hp_of[start + j]]
-                r = local_row[start + j]
-                f["image_array"][r] = image[j]
-                f["image_ivar"][r] = ivar[j]
-                f["image_mask"][r] = mask[j]
-            nxt = next(starts, None)
-            if nxt is not None:
-                pending.append((nxt, run(nxt)))
+        starts = range(0, len(cat), chunk)
+        jobs = ((survey.name, specs[start : start + chunk], size, beta) for start in starts)
+        for start, (image, ivar, mask) in zip(starts, ordered_map(_render_chunk, jobs, threads), strict=True):
+            idx = np.arange(start, start + image.shape[0])
+            for hp in np.unique(hp_of[idx]):
+                part = np.flatnonzero(hp_of[idx] == hp)
+                lo, hi = local_row[idx[part[0]]], local_row[idx[part[-1]]] + 1
+                f = files[hp]
+                f["image_array"][lo:hi] = image[part]
+                f["image_ivar"][lo:hi] = ivar[part]
+                f["image_mask"][lo:hi] = mask[part]
     finally:
         for f in files.values():
             f.close()
@@ -384,8 +367,6 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     stamps = 0
     staged: dict[str, Path] = {}
     t0 = time.perf_counter()
-    ctx = get_context("fork")  # workers need no re-import of the caller (Snakemake scripts are not importable)
-    pool = ProcessPoolExecutor(max_workers=threads, mp_context=ctx) if threads > 1 else None
     try:
         for name, survey in SURVEYS.items():
             obs, cat, cond = observed[name]
@@ -413,7 +394,7 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
                 sim["cutout_size"],
                 scfg["psf_beta"],
                 sim["chunk_size"],
-                pool,
+                threads,
             )
             stamps += len(specs) * len(survey.bands)
             _add_truth(truth, name, survey, obs, cat, cond, flags)
@@ -424,9 +405,6 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
         for tmp in staged.values():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
     # Every shard is complete on disk: only now replace the previous outputs.
     try:
         with atomic_path(truth_path, ".parquet") as tmp_truth:
