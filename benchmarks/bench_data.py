@@ -56,8 +56,10 @@ def bench_neighbours(n: int, repeats: int, astropy_n: int) -> None:
     coords = SkyCoord(ra2 * u.deg, dec2 * u.deg)
     ta = _median_time(lambda: search_around_sky(coords, coords, 3 * u.arcmin), 1)
     tw = _median_time(lambda: spatial_neighbours(ra2, dec2, 5, 3.0), repeats)
-    print(f"  vs astropy search_around_sky on {astropy_n:,} objects (all pairs within 3', then k nearest "
-          f"still to select): {ta:.2f} s vs ours {tw:.2f} s -> ours is {ta / tw:.1f}x faster")
+    print(
+        f"  vs astropy search_around_sky on {astropy_n:,} objects (all pairs within 3', then k nearest "
+        f"still to select): {ta:.2f} s vs ours {tw:.2f} s -> ours is {ta / tw:.1f}x faster"
+    )
 
 
 def bench_crossmatch(n: int, repeats: int) -> None:
@@ -67,7 +69,7 @@ def bench_crossmatch(n: int, repeats: int) -> None:
     jitter = rng.normal(0, 0.1 / 3600, (n, 2))
     b = pd.DataFrame({"object_id": np.arange(n), "ra": np.mod(ra + jitter[:, 0], 360), "dec": dec + jitter[:, 1]})
     t = _median_time(lambda: crossmatch(a, b, 1.0), repeats)
-    print(f"crossmatch {n:,} x {n:,}, one-to-one within 1\": {t:.2f} s (median of {repeats})")
+    print(f'crossmatch {n:,} x {n:,}, one-to-one within 1": {t:.2f} s (median of {repeats})')
 
 
 def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
@@ -79,22 +81,38 @@ def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
         simulate_sky(cfg, tmp / "raw", tmp / "raw" / "truth.parquet", threads=os.cpu_count() or 1)
         for s in ("hsc", "legacysurvey"):
             stages.run_catalog(tmp / "raw" / s, s, cfg, tmp / f"catalog_{s}.parquet")
-        stages.run_crossmatch({s: tmp / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}, cfg,
-                              tmp / "pairs.parquet")
+        stages.run_crossmatch(
+            {s: tmp / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}, cfg, tmp / "pairs.parquet"
+        )
         stages.run_split(tmp / "pairs.parquet", cfg, tmp / "split.parquet")
         for workers in sorted({1, os.cpu_count() or 1}):
             for s in ("hsc", "legacysurvey"):
                 rates = [
-                    stages.run_preprocess(s, tmp / f"catalog_{s}.parquet", tmp / "pairs.parquet",
-                                          tmp / "split.parquet", cfg, tmp / f"images_{s}.npy",
-                                          tmp / f"meta_{s}.parquet", workers=workers)["cutouts_per_s"]
+                    stages.run_preprocess(
+                        s,
+                        tmp / f"catalog_{s}.parquet",
+                        tmp / "pairs.parquet",
+                        tmp / "split.parquet",
+                        cfg,
+                        tmp / f"images_{s}.npy",
+                        tmp / f"meta_{s}.parquet",
+                        workers=workers,
+                    )["cutouts_per_s"]
                     for _ in range(repeats)
                 ]
-                print(f"preprocess {s:13s} {cutout}x{cutout} from gzip HDF5, {workers} process(es): "
-                      f"{statistics.median(rates):.0f} cutouts/s")
+                print(
+                    f"preprocess {s:13s} {cutout}x{cutout} from gzip HDF5, {workers} process(es): "
+                    f"{statistics.median(rates):.0f} cutouts/s"
+                )
         for s in ("hsc", "legacysurvey"):
-            stages.run_neighbours(s, tmp / "pairs.parquet", tmp / f"catalog_{s}.parquet", cfg, "spatial",
-                                  tmp / f"neighbours_{s}_spatial.npz")
+            stages.run_neighbours(
+                s,
+                tmp / "pairs.parquet",
+                tmp / f"catalog_{s}.parquet",
+                cfg,
+                "spatial",
+                tmp / f"neighbours_{s}_spatial.npz",
+            )
         ds = TripletDataset(tmp, np.arange(len(pd.read_parquet(tmp / "split.parquet"))), "spatial")
         batches = [list(np.random.default_rng(k).integers(0, len(ds), 64)) for k in range(200)]
         ds.__getitems__(batches[0])  # open the memory maps, warm the page cache
@@ -104,8 +122,10 @@ def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
             for b in batches:
                 ds.__getitems__(b)
             rates.append(64 * len(batches) / (time.perf_counter() - t))
-        print(f"triplet loader, one process, batch 64, k=5 (7 images per triplet): "
-              f"{statistics.median(rates):,.0f} triplets/s")
+        print(
+            f"triplet loader, one process, batch 64, k=5 (7 images per triplet): "
+            f"{statistics.median(rates):,.0f} triplets/s"
+        )
 
 
 def main() -> None:

@@ -65,8 +65,14 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
     assert list((out / "raw" / "legacysurvey").glob("healpix=*/001-of-001.hdf5"))
     png = out / "raw" / "sky.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
-    for name in ("pairs.parquet", "split.parquet", "images_hsc.npy", "images_legacysurvey.npy",
-                 "meta_hsc.parquet", "neighbours_legacysurvey_random.npz"):
+    for name in (
+        "pairs.parquet",
+        "split.parquet",
+        "images_hsc.npy",
+        "images_legacysurvey.npy",
+        "meta_hsc.parquet",
+        "neighbours_legacysurvey_random.npz",
+    ):
         assert (out / name).exists(), name
     log = (out / "logs" / "simulate.log").read_text()
     assert "stamps rendered" in log and "neighbours within 3'" in log

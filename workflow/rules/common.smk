@@ -52,4 +52,6 @@ def all_targets():
         targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
     if SOURCE in ("synthetic", "mmu"):
         targets += data_targets()
+    if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
+        targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

@@ -114,3 +114,14 @@ rule neighbours:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/neighbours.py"
+
+
+rule lens_catalog:
+    output:
+        config["aux"]["lens_catalog"]["path"],
+    log:
+        f"{RESULTS}/logs/lens_catalog.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/lens_catalog.py"
