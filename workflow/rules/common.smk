@@ -50,8 +50,7 @@ def all_targets():
     targets = []
     if SOURCE == "synthetic":
         targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
-    if SOURCE in ("synthetic", "mmu"):
-        targets += data_targets()
+    targets += data_targets()
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

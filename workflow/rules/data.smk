@@ -37,34 +37,53 @@ rule sky_figure:
         "../scripts/plot_sky.py"
 
 
-rule catalog:
-    input:
-        root=mmu_root,
-    output:
-        f"{RESULTS}/catalog_{{survey}}.parquet",
-    log:
-        f"{RESULTS}/logs/catalog_{{survey}}.log",
-    wildcard_constraints:
-        survey="hsc|legacysurvey",
-    conda:
-        "../envs/whatsreal.yaml"
-    script:
-        "../scripts/catalog.py"
+if SOURCE == "crossmatched_parquet":
+
+    rule crossmatched_catalogs:
+        # The shards are already matched: catalogues and pairs come straight from them.
+        input:
+            config["dataset"]["crossmatched_parquet"],
+        output:
+            hsc=f"{RESULTS}/catalog_hsc.parquet",
+            legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
+            pairs=f"{RESULTS}/pairs.parquet",
+        log:
+            f"{RESULTS}/logs/crossmatched_catalogs.log",
+        conda:
+            "../envs/whatsreal.yaml"
+        script:
+            "../scripts/crossmatched_catalogs.py"
+
+else:
+
+    rule catalog:
+        input:
+            root=mmu_root,
+        output:
+            f"{RESULTS}/catalog_{{survey}}.parquet",
+        log:
+            f"{RESULTS}/logs/catalog_{{survey}}.log",
+        wildcard_constraints:
+            survey="hsc|legacysurvey",
+        conda:
+            "../envs/whatsreal.yaml"
+        script:
+            "../scripts/catalog.py"
 
 
-rule crossmatch:
-    input:
-        hsc=f"{RESULTS}/catalog_hsc.parquet",
-        legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
-    output:
-        f"{RESULTS}/pairs.parquet",
-    log:
-        f"{RESULTS}/logs/crossmatch.log",
-    threads: 2
-    conda:
-        "../envs/whatsreal.yaml"
-    script:
-        "../scripts/crossmatch.py"
+    rule crossmatch:
+        input:
+            hsc=f"{RESULTS}/catalog_hsc.parquet",
+            legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
+        output:
+            f"{RESULTS}/pairs.parquet",
+        log:
+            f"{RESULTS}/logs/crossmatch.log",
+        threads: 2
+        conda:
+            "../envs/whatsreal.yaml"
+        script:
+            "../scripts/crossmatch.py"
 
 
 rule split:

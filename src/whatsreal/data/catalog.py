@@ -17,13 +17,13 @@ import pandas as pd
 from whatsreal.data.mmu import IMAGE_DATASETS, MMUFormatError, list_shards, read_catalog
 from whatsreal.surveys import SURVEYS
 
-__all__ = ["REQUIRED_BANDS", "build_catalog", "check_shard"]
+__all__ = ["REQUIRED_BANDS", "band_letters", "build_catalog", "check_shard"]
 
 REQUIRED_BANDS = ("g", "r", "i", "z")
 """The bands every stage after this one uses (HSC's y is dropped)."""
 
 
-def _band_letters(band_strings: np.ndarray) -> list[str]:
+def band_letters(band_strings: np.ndarray) -> list[str]:
     """'hsc-g' / 'DES-G' / b'des-g' -> 'g'."""
     out = []
     for b in band_strings:
@@ -59,7 +59,7 @@ def check_shard(path: Path, survey: str, min_size: int) -> int:
             if f[name].shape[:1] != (n,):
                 raise MMUFormatError(f"{path}: dataset '{name}' has {f[name].shape[0]} rows, object_id has {n}")
         if n:
-            bands = _band_letters(f["image_band"][0])
+            bands = band_letters(f["image_band"][0])
             missing = [b for b in REQUIRED_BANDS if b not in bands]
             if missing:
                 raise MMUFormatError(f"{path}: bands {missing} missing from 'image_band' ({bands}) of {survey}")

@@ -28,12 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
-from whatsreal.data.mmu import read_images
+from whatsreal.data.catalog import band_letters
+from whatsreal.data.crossmatched import parquet_band_letters, read_parquet_images
+from whatsreal.data.mmu import MMUFormatError, read_images
 from whatsreal.io import atomic_path
 from whatsreal.parallel import ordered_map
 from whatsreal.surveys import SURVEYS
@@ -43,16 +44,32 @@ __all__ = ["BandTransform", "PreprocessStats", "iter_rows_by_file", "preprocess_
 log = logging.getLogger(__name__)
 
 
+def _interpolation_matrix(src: int, crop: int, size: int) -> np.ndarray:
+    """(size, src) bilinear weights: output pixel j samples input coordinate
+    ``c + (j - (size-1)/2) * crop/size`` with ``c = (src-1)/2``; zero outside the input."""
+    coords = (src - 1) / 2 + (np.arange(size) - (size - 1) / 2) * (crop / size)
+    lo = np.floor(coords).astype(int)
+    frac = coords - lo
+    w = np.zeros((size, src), dtype=np.float64)
+    for j, (i0, f) in enumerate(zip(lo, frac, strict=True)):
+        if 0 <= i0 < src:
+            w[j, i0] += 1 - f
+        if 0 <= i0 + 1 < src:
+            w[j, i0 + 1] += f
+    return w.astype(np.float32)
+
+
 def resample_centre(images: np.ndarray, crop: int, size: int) -> np.ndarray:
     """Bilinear resampling of the central ``crop`` x ``crop`` pixels onto ``size`` x ``size``.
 
     Output pixel centres map to input coordinates ``c + (j - (size-1)/2) * crop/size``
     with ``c = (S-1)/2`` the cutout centre, so the output is centred on the input
-    exactly (same convention as ``F.interpolate(..., align_corners=False)`` on a
-    centred crop). When ``crop == size`` and the parities allow it, this is an
-    exact pixel copy.
+    exactly, whatever the parities (the ``align_corners=False`` convention of
+    ``torch.nn.functional.interpolate`` on a centred crop). Bilinear interpolation
+    is separable, so this is two small matrix products. When ``crop == size`` and
+    the parities allow it, it is an exact pixel copy.
     """
-    n, _b, s, s2 = images.shape
+    s, s2 = images.shape[-2:]
     if s != s2:
         raise ValueError(f"cutouts must be square, got {s}x{s2}")
     if crop > s:
@@ -60,20 +77,8 @@ def resample_centre(images: np.ndarray, crop: int, size: int) -> np.ndarray:
     if crop == size and (s - crop) % 2 == 0:
         start = (s - crop) // 2
         return np.ascontiguousarray(images[:, :, start : start + crop, start : start + crop])
-    step = crop / size
-    centre = (s - 1) / 2
-    coords = centre + (np.arange(size) - (size - 1) / 2) * step  # input pixel coordinates
-    norm = torch.as_tensor((2 * coords + 1) / s - 1, dtype=torch.float32)  # align_corners=False convention
-    gy, gx = torch.meshgrid(norm, norm, indexing="ij")
-    grid = torch.stack([gx, gy], dim=-1).expand(n, size, size, 2)
-    out = F.grid_sample(
-        torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
-        grid,
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    return out.numpy()
+    w = _interpolation_matrix(s, crop, size)
+    return (w @ images.astype(np.float32, copy=False) @ w.T).astype(np.float32)
 
 
 @dataclass
@@ -149,18 +154,29 @@ def iter_rows_by_file(files: np.ndarray, rows: np.ndarray, chunk: int) -> Iterat
 
 def _transform_chunk(transform: BandTransform, path: str, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """Read one chunk of a shard and transform it (runs in a worker process)."""
-    got = read_images(path, rows, ("image_array", "image_ivar"))
-    return transform(got["image_array"], got["image_ivar"])
+    return transform(*read_cutouts(path, rows, transform.survey))
 
 
-def _band_positions(path: str, wanted: list[str]) -> list[int]:
-    import h5py
-
-    from whatsreal.data.catalog import _band_letters
-
-    with h5py.File(path, "r") as f:
-        letters = _band_letters(f["image_band"][0])
+def _band_positions(path: str, survey: str, wanted: list[str]) -> list[int]:
+    """Where each wanted band sits in a shard's band axis (MMU HDF5 or crossmatched parquet)."""
+    if path.endswith(".parquet"):
+        letters = parquet_band_letters(path, survey)
+    else:
+        with h5py.File(path, "r") as f:
+            letters = band_letters(f["image_band"][0])
+    missing = [b for b in wanted if b not in letters]
+    if missing:
+        raise MMUFormatError(f"{path}: bands {missing} missing from {survey} images ({letters})")
     return [letters.index(b) for b in wanted]
+
+
+def read_cutouts(path: str, rows: np.ndarray, survey: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cutouts and ivar for ``rows`` of one shard, whichever format it is."""
+    if path.endswith(".parquet"):
+        got = read_parquet_images(path, rows, survey)
+    else:
+        got = read_images(path, rows, ("image_array", "image_ivar"))
+    return got["image_array"], got["image_ivar"]
 
 
 def preprocess_survey(
@@ -190,7 +206,7 @@ def preprocess_survey(
     transforms = {
         path: BandTransform(
             survey,
-            _band_positions(path, bands),
+            _band_positions(path, survey, bands),
             clamp,
             int(pcfg["crop"][survey]),
             size,

@@ -14,12 +14,21 @@ import pandas as pd
 
 from whatsreal.data.catalog import build_catalog
 from whatsreal.data.crossmatch import crossmatch
+from whatsreal.data.crossmatched import read_crossmatched_catalogs
 from whatsreal.data.neighbours import count_histogram, random_neighbours, spatial_neighbours
 from whatsreal.data.preprocess import preprocess_survey
 from whatsreal.data.split import make_split
 from whatsreal.io import write_npz, write_parquet
 
-__all__ = ["read_normalisation", "run_catalog", "run_crossmatch", "run_neighbours", "run_preprocess", "run_split"]
+__all__ = [
+    "read_normalisation",
+    "run_catalog",
+    "run_crossmatch",
+    "run_crossmatched_catalogs",
+    "run_neighbours",
+    "run_preprocess",
+    "run_split",
+]
 
 log = logging.getLogger(__name__)
 SURVEY_PAIR = ("hsc", "legacysurvey")
@@ -39,6 +48,16 @@ def run_catalog(root: str | Path, survey: str, cfg: dict, out: str | Path) -> pd
     write_parquet(cat, out)
     log.info("%s: %d objects in %d shards under %s", survey, len(cat), cat["file"].nunique(), root)
     return cat
+
+
+def run_crossmatched_catalogs(path: str | Path, outputs: dict[str, str | Path], pairs_out: str | Path) -> pd.DataFrame:
+    """Source ``crossmatched_parquet``: catalogues and pairs straight from the pre-matched shards."""
+    cats, pairs = read_crossmatched_catalogs(path, SURVEY_PAIR)
+    for s in SURVEY_PAIR:
+        write_parquet(_to_arrow_safe(cats[s]), outputs[s])
+    write_parquet(_to_arrow_safe(pairs), pairs_out)
+    log.info("crossmatched parquet %s: %d pairs in %d shards", path, len(pairs), cats["hsc"]["file"].nunique())
+    return pairs
 
 
 def run_crossmatch(catalogs: dict[str, str | Path], cfg: dict, out: str | Path) -> pd.DataFrame:
