@@ -32,6 +32,39 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
         assert rule in out
 
 
+def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
+    """`all` on real-data sources: the catalogues come from the user's files, plus the lens catalogue."""
+    _, raw, _ = tiny_sky
+    mmu = tmp_path / "mmu.yaml"
+    mmu.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {
+                    "name": "real",
+                    "source": "mmu",
+                    "mmu": {"hsc": str(raw / "hsc"), "legacysurvey": str(raw / "legacysurvey")},
+                }
+            }
+        )
+    )
+    res = _snakemake(tmp_path, "all", "-n", "--cores", "1", "--configfile", str(mmu))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "rule simulate" not in out and "catalog" in out and "lens_catalog" in out and "neighbours" in out
+    shard = tmp_path / "xm"
+    shard.mkdir()
+    xm = tmp_path / "xm.yaml"
+    xm.write_text(
+        yaml.safe_dump(
+            {"dataset": {"name": "xm", "source": "crossmatched_parquet", "crossmatched_parquet": str(shard)}}
+        )
+    )
+    res = _snakemake(tmp_path, "all", "-n", "--cores", "1", "--configfile", str(xm))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "crossmatched_catalogs" in out and "rule crossmatch:" not in out
+
+
 def test_lint_is_clean():
     res = subprocess.run([*SNAKEMAKE, "--lint", "--cores", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

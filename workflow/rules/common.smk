@@ -51,6 +51,7 @@ def all_targets():
     if SOURCE == "synthetic":
         targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
     targets += data_targets()
+    targets += expand(f"{RESULTS}/triplets_{{mode}}.png", mode=MODES)
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

@@ -144,3 +144,22 @@ rule lens_catalog:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/lens_catalog.py"
+
+
+rule triplet_figure:
+    input:
+        data_targets(),
+    output:
+        report(
+            f"{RESULTS}/triplets_{{mode}}.png",
+            caption="../report/triplets.rst",
+            category="Training data",
+        ),
+    log:
+        f"{RESULTS}/logs/triplet_figure_{{mode}}.log",
+    wildcard_constraints:
+        mode="spatial|random",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/plot_triplets.py"

@@ -170,6 +170,10 @@ def read_images(
             if rows.size and (sorted_rows[0] < 0 or sorted_rows[-1] >= ds.shape[0]):
                 raise IndexError(f"{path}: row {sorted_rows[-1]} out of range for '{name}' ({ds.shape[0]} rows)")
             uniq, inv = np.unique(sorted_rows, return_inverse=True)
-            block = ds[uniq] if uniq.size else np.empty((0, *ds.shape[1:]), ds.dtype)
+            # One hyperslab read per row: h5py's list indexing is several times slower
+            # on chunked, compressed datasets (measured in benchmarks/RESULTS.md).
+            block = np.empty((uniq.size, *ds.shape[1:]), dtype=ds.dtype)
+            for k, r in enumerate(uniq):
+                ds.read_direct(block, np.s_[int(r)], np.s_[k])
             out[name] = block[inv][inverse]
     return out

@@ -42,6 +42,7 @@ class TripletDataset(Dataset):
         mode: str = "spatial",
         anchor_seed: int | None = None,
         surveys: tuple[str, ...] = SURVEY_ORDER,
+        anchors: np.ndarray | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.pairs = np.asarray(pairs, dtype=np.int64)
@@ -53,12 +54,15 @@ class TripletDataset(Dataset):
         n = {v[0] for v in shapes.values()} | {v.shape[0] for v in self.neighbours.values()}
         if len(n) != 1:
             raise ValueError(f"{self.data_dir}: images and neighbour files disagree on the number of pairs {n}")
-        # Fixed anchors (validation) or a fresh draw per fetch (training).
-        self._fixed = (
-            None
-            if anchor_seed is None
-            else np.random.default_rng(anchor_seed).integers(0, len(surveys), size=len(self.pairs))
-        )
+        # Anchors given, fixed by a seed (validation), or drawn afresh per fetch (training).
+        if anchors is not None:
+            self._fixed = np.asarray(anchors, dtype=np.int64)
+            if self._fixed.shape != self.pairs.shape:
+                raise ValueError(f"anchors has shape {self._fixed.shape}, pairs {self.pairs.shape}")
+        elif anchor_seed is not None:
+            self._fixed = np.random.default_rng(anchor_seed).integers(0, len(surveys), size=len(self.pairs))
+        else:
+            self._fixed = None
 
     @property
     def images(self) -> dict[str, np.ndarray]:
