@@ -14,9 +14,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
+from threadpoolctl import threadpool_limits
+
 __all__ = ["ordered_map"]
 
 T = TypeVar("T")
+
+
+def _one_thread_per_worker() -> None:
+    """The workers are the parallelism: BLAS/OpenMP pools inside each would oversubscribe the cores."""
+    threadpool_limits(1)
 
 
 def ordered_map(fn: Callable[..., T], items: Iterable[tuple[Any, ...]], workers: int = 1) -> Iterator[T]:
@@ -25,7 +32,9 @@ def ordered_map(fn: Callable[..., T], items: Iterable[tuple[Any, ...]], workers:
         for item in items:
             yield fn(*item)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("fork"), initializer=_one_thread_per_worker
+    ) as pool:
         pending: deque[Future[T]] = deque()
         it = iter(items)
         for item in it:
