@@ -16,7 +16,7 @@ from astropy.cosmology import Planck18
 
 from whatsreal.sim.geometry import Patch
 
-__all__ = ["BANDS", "CLASSES", "draw_population"]
+__all__ = ["BANDS", "CLASSES", "COMPANION_COLUMNS", "LENS_COLUMNS", "LENS_GEOMETRY_COLUMNS", "draw_population"]
 
 BANDS = ("g", "r", "i", "z", "y")
 CLASSES = ("normal", "merger", "lens")
@@ -24,6 +24,19 @@ SERSIC_STEP = 0.1
 """Sersic indices are drawn on this grid: GalSim caches one profile table per
 index value, and a continuous index would rebuild it for every galaxy."""
 SOLAR_ABS_MAG_R = 4.65
+COMPANION_COLUMNS = (
+    "comp_flux_ratio",
+    "comp_dx_arcsec",
+    "comp_dy_arcsec",
+    "comp_half_light_radius_arcsec",
+    "comp_e1",
+    "comp_e2",
+    "comp_color_shift",
+)
+"""A merger's second component, in the order ``ObjectSpec.companion`` takes them."""
+LENS_GEOMETRY_COLUMNS = ("einstein_radius_arcsec", "src_dx_arcsec", "src_dy_arcsec", "src_half_light_radius_arcsec")
+"""What ray-tracing a lens needs, in the order ``ObjectSpec.lens`` takes them."""
+LENS_COLUMNS = (*LENS_GEOMETRY_COLUMNS, "src_redshift", "src_mag_r", "src_g_r")
 
 
 def _inverse_cdf_sample(grid: np.ndarray, pdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -145,18 +158,7 @@ def _add_companions(df: pd.DataFrame, rng: np.random.Generator) -> None:
     n = len(df)
     is_m = (df["galaxy_class"] == "merger").to_numpy()
     nan = np.full(n, np.nan)
-    cols = {
-        k: nan.copy()
-        for k in (
-            "comp_flux_ratio",
-            "comp_dx_arcsec",
-            "comp_dy_arcsec",
-            "comp_half_light_radius_arcsec",
-            "comp_e1",
-            "comp_e2",
-            "comp_color_shift",
-        )
-    }
+    cols = {k: nan.copy() for k in COMPANION_COLUMNS}
     k = int(is_m.sum())
     if k:
         sep = rng.uniform(0.8, 2.0, k) * np.maximum(df.loc[is_m, "half_light_radius_arcsec"].to_numpy(), 0.5)
@@ -180,18 +182,7 @@ def _add_lenses(df: pd.DataFrame, rng: np.random.Generator) -> None:
     n = len(df)
     is_l = (df["galaxy_class"] == "lens").to_numpy()
     nan = np.full(n, np.nan)
-    cols = {
-        k: nan.copy()
-        for k in (
-            "einstein_radius_arcsec",
-            "src_redshift",
-            "src_dx_arcsec",
-            "src_dy_arcsec",
-            "src_half_light_radius_arcsec",
-            "src_mag_r",
-            "src_g_r",
-        )
-    }
+    cols = {k: nan.copy() for k in LENS_COLUMNS}
     k = int(is_l.sum())
     if k:
         df.loc[is_l, "sersic_n"] = 4.0

@@ -32,7 +32,7 @@ from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fl
 from whatsreal.sim.fields import SmoothField
 from whatsreal.sim.geometry import Patch, healpix_of
 from whatsreal.sim.instrument import SurveyConditions
-from whatsreal.sim.population import draw_population
+from whatsreal.sim.population import COMPANION_COLUMNS, LENS_GEOMETRY_COLUMNS, draw_population
 from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
 from whatsreal.surveys import SURVEYS, Survey
 
@@ -46,6 +46,10 @@ SPARSE_WARN_FRACTION = 0.9
 """Warn when fewer than this fraction of a survey's objects have K neighbours within the radius."""
 STREAMS = {"population": 1, "ebv": 2, "conditions": 3, "catalog": 4, "pathologies": 5, "ids": 6, "render": 7}
 SURVEY_CODE = {"hsc": 0, "legacysurvey": 1}
+LENS_MAGNIFICATION_FIELD_ARCSEC = 12.0
+LENS_MAGNIFICATION_PIXEL_ARCSEC = 0.03
+"""Grid on which a lens's total magnification is measured for the catalogue fluxes: wide
+enough for Einstein radii up to ~2.5" and fine enough for 0.1" sources."""
 
 
 class SimulationError(RuntimeError):
@@ -168,23 +172,9 @@ def _specs(
     for j, (tid, row) in enumerate(rows.iterrows()):
         companion = lens = source = None
         if row["galaxy_class"] == "merger":
-            companion = tuple(
-                float(row[c])
-                for c in (
-                    "comp_flux_ratio",
-                    "comp_dx_arcsec",
-                    "comp_dy_arcsec",
-                    "comp_half_light_radius_arcsec",
-                    "comp_e1",
-                    "comp_e2",
-                    "comp_color_shift",
-                )
-            )
+            companion = tuple(float(row[c]) for c in COMPANION_COLUMNS)
         elif row["galaxy_class"] == "lens":
-            lens = tuple(
-                float(row[c])
-                for c in ("einstein_radius_arcsec", "src_dx_arcsec", "src_dy_arcsec", "src_half_light_radius_arcsec")
-            )
+            lens = tuple(float(row[c]) for c in LENS_GEOMETRY_COLUMNS)
             source = tuple(map(float, src_mags[j]))
         specs.append(
             ObjectSpec(
@@ -310,14 +300,8 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     pop["ebv"] = np.clip(ebv_cfg["mean"] + ebv_cfg["sigma"] * ebv_field(pop["x_arcmin"], pop["y_arcmin"]), 0, None)
     pop["src_magnification"] = np.nan
     for tid in np.flatnonzero((pop["galaxy_class"] == "lens").to_numpy()):
-        row = pop.iloc[tid]
-        spec_lens = (
-            row["einstein_radius_arcsec"],
-            row["src_dx_arcsec"],
-            row["src_dy_arcsec"],
-            row["src_half_light_radius_arcsec"],
-        )
-        _, mu = lensed_source_image(spec_lens, 12.0, 0.03)
+        geometry = tuple(float(pop.iloc[tid][c]) for c in LENS_GEOMETRY_COLUMNS)
+        _, mu = lensed_source_image(geometry, LENS_MAGNIFICATION_FIELD_ARCSEC, LENS_MAGNIFICATION_PIXEL_ARCSEC)
         pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
 
     observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
