@@ -77,8 +77,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(k for k in error.instance if k not in allowed)
         names = ", ".join(_key([*where, k]) for k in unknown)
         return f"{names}: unknown key (allowed here: {', '.join(sorted(allowed))})"
-    if error.validator == "required":
-        return f"{_key(where)}: {error.message}"
     return f"{_key(where)}: {error.message}"
 
 

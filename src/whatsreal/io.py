@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "write_npz", "write_parquet", "write_with"]
+__all__ = ["atomic_path", "write_npz", "write_parquet"]
 
 
 @contextlib.contextmanager
@@ -56,9 +56,3 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """``np.savez`` atomically."""
     with atomic_path(path, ".npz") as tmp:
         np.savez(tmp, **arrays)
-
-
-def write_with(path: str | Path, writer: Callable[[Path], None], suffix: str = "") -> None:
-    """Call ``writer(tmp)`` and move the result onto ``path`` atomically."""
-    with atomic_path(path, suffix) as tmp:
-        writer(tmp)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["HEALPIX_NSIDE", "SURVEYS", "SURVEY_NAMES", "Survey", "depth_ivar_to_mag", "mag_to_depth_ivar"]
+__all__ = ["HEALPIX_NSIDE", "SURVEYS", "Survey", "depth_ivar_to_mag", "mag_to_depth_ivar"]
 
 HEALPIX_NSIDE = 16
 """MMU shards every dataset by nested healpix at this nside."""
@@ -62,7 +62,6 @@ SURVEYS: dict[str, Survey] = {
         mask_per_band=False,
     ),
 }
-SURVEY_NAMES: tuple[str, ...] = tuple(SURVEYS)
 
 HSC_CATALOG_ZERO_POINT = 31.4
 """HSC PDR3 catalogue fluxes (``*_cmodel_flux``) are in nJy, i.e. zero-point 31.4."""

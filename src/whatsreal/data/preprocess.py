@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -121,7 +121,6 @@ class PreprocessStats:
     total: float = 0.0
     total_sq: float = 0.0
     bad_pixels: int = 0
-    per_band_bad: dict[str, int] = field(default_factory=dict)
 
     def add(self, x: np.ndarray) -> None:
         x64 = x.astype(np.float64)

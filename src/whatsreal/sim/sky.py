@@ -128,7 +128,6 @@ def _observe(
     cat.insert(0, "ra", ra)
     cat.insert(1, "dec", dec)
     cat["healpix"] = healpix_of(ra, dec)
-    cat["image_psf_fwhm"] = list(cond["psf_fwhm"].astype(np.float32))
     truth = pd.DataFrame(index=sub.index)
     truth["offset_x_arcsec"] = jitter[idx, 0]
     truth["offset_y_arcsec"] = jitter[idx, 1]
