@@ -16,6 +16,7 @@ validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "confi
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -89,3 +89,33 @@ def tiny_data(tiny_sky, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict,
             spatial_path=out / f"neighbours_{s}_spatial.npz",
         )
     return cfg, out
+
+
+TINY_MODEL = {
+    "encoder": {"name": "resnet10t", "tokens": 4, "token_dim": 16},
+    "unet": {
+        "block_out_channels": [16, 32],
+        "layers_per_block": 1,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        "attention_head_dim": 8,
+        "norm_num_groups": 8,
+    },
+}
+"""A model small enough to train in seconds on a CPU, with every code path of the real one."""
+
+
+def tiny_model_config(**train: object) -> dict:
+    """The tiny sky's config with the tiny model and a short CPU training schedule."""
+    t = {
+        "max_steps": 8,
+        "batch_size": 8,
+        "val_every_steps": 4,
+        "checkpoint_every_steps": 4,
+        "num_workers": 0,
+        "accelerator": "cpu",
+        "progress_bar": False,
+        "log_every_steps": 1,
+        **train,
+    }
+    return tiny_config(model=TINY_MODEL, train=t)

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO, TINY
+from .conftest import REPO, TINY, TINY_MODEL
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -28,7 +29,18 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
     res = _snakemake(tmp_path, "-n", "--cores", "2", "all")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for rule in ("simulate", "sky_figure", "catalog", "crossmatch", "split", "preprocess", "neighbours", "all"):
+    for rule in (
+        "simulate",
+        "sky_figure",
+        "catalog",
+        "crossmatch",
+        "split",
+        "preprocess",
+        "neighbours",
+        "train",
+        "embed",
+        "all",
+    ):
         assert rule in out
 
 
@@ -90,7 +102,16 @@ def test_bad_config_stops_the_workflow_naming_the_key(tmp_path, config, named):
 def test_demo_pipeline_runs_end_to_end(tmp_path):
     """The same `all` target as `make run`, on the tiny sky: MMU shards, truth and the figure."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
+    short = {
+        "max_steps": 4,
+        "batch_size": 8,
+        "val_every_steps": 2,
+        "checkpoint_every_steps": 2,
+        "log_every_steps": 1,
+        "num_workers": 0,
+        "progress_bar": False,
+    }
+    cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, "train": short}))
     res = _snakemake(tmp_path, "all", "--cores", "2", "--configfile", str(cfg))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = tmp_path / "results" / "tiny"
@@ -107,6 +128,10 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
         "neighbours_legacysurvey_random.npz",
     ):
         assert (out / name).exists(), name
+    for run in ("main", "random_neighbours"):
+        emb = pd.read_parquet(out / "runs" / run / "embeddings.parquet")
+        assert len(emb) == 2 * len(pd.read_parquet(out / "pairs.parquet"))
+        assert (out / "runs" / run / "metrics.csv").exists()
     log = (out / "logs" / "simulate.log").read_text()
     assert "stamps rendered" in log and "neighbours within 3'" in log
     # Rerunning one figure does not re-simulate.

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "load_config", "load_schema", "validate_config"]
+__all__ = ["ConfigError", "deep_merge", "load_config", "load_schema", "run_config", "validate_config"]
 
 
 class ConfigError(ValueError):
@@ -128,6 +128,14 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
             if pre["crop"][survey] > size:
                 yield f"preprocess.crop.{survey}: {pre['crop'][survey]} exceeds simulation.cutout_size {size}"
 
+    unet = cfg["model"]["unet"]
+    n_blocks = len(unet["block_out_channels"])
+    for key in ("down_block_types", "up_block_types"):
+        if len(unet[key]) != n_blocks:
+            yield f"model.unet.{key}: {len(unet[key])} blocks for {n_blocks} block_out_channels"
+    if any(c % unet["norm_num_groups"] for c in unet["block_out_channels"]):
+        yield f"model.unet.norm_num_groups: {unet['norm_num_groups']} must divide every block_out_channels entry"
+
     sim = cfg["simulation"]
     fractions = sim["class_fractions"]
     if fractions["merger"] + fractions["lens"] >= 1:
@@ -153,3 +161,30 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
         overlap_dec = min(a["dec_max"], b["dec_max"]) - max(a["dec_min"], b["dec_min"])
         if overlap_ra <= 0 or overlap_dec <= 0:
             yield "simulation.surveys: the hsc and legacysurvey footprints do not overlap"
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``overlay`` merged in, recursively for nested mappings."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_config(config: dict[str, Any], run: str, schema_path: str | Path) -> dict[str, Any]:
+    """The config of one named run: ``runs[run]`` overlaid on the rest, validated.
+
+    Errors name the run, so a typo in an overlay is reported as ``runs.<run>: ...``.
+    """
+    runs = config.get("runs", {})
+    if run not in runs:
+        raise ConfigError(f"runs: no run named '{run}' (configured: {', '.join(runs) or 'none'})")
+    merged = deep_merge({k: v for k, v in config.items() if k != "runs"}, runs[run])
+    merged["runs"] = {run: runs[run]}
+    try:
+        return validate_config(merged, schema_path)
+    except ConfigError as err:
+        raise ConfigError(f"runs.{run}: {err}") from None

@@ -5,6 +5,8 @@ MODES = ["spatial", "random"]
 DATASET = config["dataset"]["name"]
 SOURCE = config["dataset"]["source"]
 RESULTS = f"results/{DATASET}"
+RUNS = list(config["runs"])
+SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def mmu_root(wildcards):
@@ -52,6 +54,7 @@ def all_targets():
         targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
     targets += data_targets()
     targets += expand(f"{RESULTS}/triplets_{{mode}}.png", mode=MODES)
+    targets += expand(f"{RESULTS}/runs/{{run}}/embeddings.parquet", run=RUNS)
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

@@ -1,0 +1,34 @@
+"""Image -> token encoders (paper A.1): a timm backbone whose pooling/classifier is
+replaced by a 1x1 convolution to ``token_dim`` channels on the final feature map,
+read as a set of tokens (ResNet-18 on 48x48 inputs: a 2x2 map, so 4 tokens of 16)."""
+
+from __future__ import annotations
+
+import math
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ["TokenEncoder"]
+
+
+class TokenEncoder(nn.Module):
+    """(B, C, H, W) images -> (B, tokens, token_dim)."""
+
+    def __init__(self, name: str, in_chans: int, tokens: int, token_dim: int) -> None:
+        super().__init__()
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise ValueError(f"model.encoder.tokens must be a square number, got {tokens}")
+        self.backbone = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="")
+        self.side = side
+        self.project = nn.Conv2d(self.backbone.num_features, token_dim, kernel_size=1)
+        self.tokens = tokens
+        self.token_dim = token_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        fmap = self.backbone.forward_features(images)
+        if fmap.shape[-2:] != (self.side, self.side):
+            fmap = nn.functional.adaptive_avg_pool2d(fmap, self.side)
+        return self.project(fmap).flatten(2).transpose(1, 2)  # (B, side*side, token_dim)

@@ -1,0 +1,187 @@
+"""Set up and run training for one named run, resumable from ``last.ckpt``.
+
+A restarted job (SLURM time limit, preemption, a crash) finds
+``checkpoints/last.ckpt`` and continues at the same step with the optimizer and
+LR-scheduler state. Under SLURM, Lightning's SLURM environment handles requeue on
+SIGUSR1; DDP is used whenever more than one device is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from whatsreal.data.triplets import TripletDataModule
+from whatsreal.io import atomic_path
+from whatsreal.train.module import FlowMatchingModule
+
+__all__ = ["TrainingSetupError", "check_checkpoint_config", "load_model", "merge_metrics", "resolve_hardware", "train"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingSetupError(RuntimeError):
+    """The configured hardware or files cannot be used; the message says what to change."""
+
+
+def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
+    """(accelerator, devices, precision) for this machine, or a clear error."""
+    accel = tcfg["accelerator"]
+    has_gpu = torch.cuda.is_available()
+    if accel == "gpu" and not has_gpu:
+        raise TrainingSetupError(
+            "train.accelerator is 'gpu' but this machine has no CUDA GPU; set train.accelerator: cpu "
+            "(or auto), or run on a GPU node (profiles/slurm)"
+        )
+    if accel == "auto":
+        accel = "gpu" if has_gpu else "cpu"
+    devices = tcfg["devices"]
+    if accel == "gpu" and isinstance(devices, int) and devices > torch.cuda.device_count():
+        raise TrainingSetupError(f"train.devices is {devices} but this node has {torch.cuda.device_count()} GPU(s)")
+    if accel == "cpu" and devices == "auto":
+        devices = 1
+    precision = tcfg["precision"]
+    if precision == "auto":
+        precision = "bf16-mixed" if accel == "gpu" else "32-true"
+    if accel == "cpu" and precision in ("16-mixed",):
+        raise TrainingSetupError("train.precision 16-mixed needs a GPU; use 32-true or bf16-mixed on CPU")
+    return accel, devices, precision
+
+
+def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path) -> Path:
+    """Train (or resume) the run whose validated config is ``config``; write ``model_out`` at the end."""
+    run_dir = Path(run_dir)
+    tcfg = config["train"]
+    accel, devices, precision = resolve_hardware(tcfg)
+    L.seed_everything(tcfg["seed"], workers=True)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    resume = last if last.exists() else None
+    if resume is not None:
+        check_checkpoint_config(resume, config)
+        log.info("resuming from %s", resume)
+    module = FlowMatchingModule(config)
+    dm = TripletDataModule(
+        data_dir,
+        mode=config["neighbours"]["mode"],
+        batch_size=tcfg["batch_size"],
+        num_workers=tcfg["num_workers"],
+        seed=tcfg["seed"],
+    )
+    # One CSV version per (re)start; merged into metrics.csv at the end, so a resumed run
+    # keeps the history from before its restart.
+    loggers = [CSVLogger(run_dir, name="logs", flush_logs_every_n_steps=tcfg["log_every_steps"])]
+    if tcfg["tensorboard"]:
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    if tcfg["wandb"]:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(save_dir=run_dir, name=run_dir.name))
+    checkpoints = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step{step:07d}",
+        every_n_train_steps=tcfg["checkpoint_every_steps"],
+        save_last=True,
+        save_top_k=-1,
+        auto_insert_metric_name=False,
+    )
+    strategy = "ddp" if (isinstance(devices, int) and devices > 1) or tcfg["num_nodes"] > 1 else "auto"
+    trainer = L.Trainer(
+        accelerator=accel,
+        devices=devices,
+        num_nodes=tcfg["num_nodes"],
+        strategy=strategy,
+        precision=precision,
+        max_steps=tcfg["max_steps"],
+        val_check_interval=tcfg["val_every_steps"],
+        check_val_every_n_epoch=None,
+        logger=loggers,
+        callbacks=[checkpoints],
+        enable_progress_bar=tcfg["progress_bar"],
+        log_every_n_steps=tcfg["log_every_steps"],
+        default_root_dir=run_dir,
+        num_sanity_val_steps=0,
+    )
+    # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
+    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    if trainer.global_rank == 0:
+        merged = merge_metrics(run_dir / "logs")
+        with atomic_path(run_dir / "metrics.csv", ".csv") as tmp:
+            merged.to_csv(tmp, index=False)
+        trainer.save_checkpoint(str(model_out) + ".tmp")
+        Path(str(model_out) + ".tmp").replace(model_out)
+    return Path(model_out)
+
+
+def merge_metrics(log_dir: Path) -> pd.DataFrame:
+    """Concatenate the CSV logs of every (re)start in order. Steps that a restart redid
+    (it resumes from the last checkpoint, before the kill) keep only the later rows."""
+    versions = sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    frames: list[pd.DataFrame] = []
+    for path in versions:
+        df = pd.read_csv(path)
+        if frames and len(df):
+            first = df["step"].min()
+            frames = [f[f["step"] < first] for f in frames]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def check_checkpoint_config(path: str | Path, config: dict) -> None:
+    """Refuse a checkpoint built from a different model/data config, listing the keys that differ."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or not a checkpoint
+        raise TrainingSetupError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); delete it to start over"
+        ) from None
+    saved = ckpt.get("hyper_parameters", {}).get("config")
+    if saved is None:
+        raise TrainingSetupError(f"{path}: no whatsreal config stored in this checkpoint")
+    diffs = [
+        k
+        for k in _flatten_keys({"model": config["model"], "preprocess": config["preprocess"]})
+        if _get(saved, k) != _get(config, k)
+    ]
+    if diffs:
+        raise TrainingSetupError(
+            f"{path} was trained with a different config; mismatched keys: "
+            + ", ".join(f"{k} ({_get(saved, k)!r} vs {_get(config, k)!r})" for k in diffs)
+        )
+
+
+def _flatten_keys(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        keys.extend(_flatten_keys(v, path + ".") if isinstance(v, dict) else [path])
+    return keys
+
+
+def _get(d: dict, dotted: str) -> object:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def load_model(path: str | Path, config: dict | None = None) -> tuple[FlowMatchingModule, dict]:
+    """A trained module from a checkpoint, loaded with ``weights_only=True`` (no arbitrary
+    unpickling). With ``config``, refuse a checkpoint whose model/preprocess keys differ."""
+    if config is not None:
+        check_checkpoint_config(path, config)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise TrainingSetupError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    saved = ckpt["hyper_parameters"]["config"]
+    module = FlowMatchingModule(saved)
+    module.load_state_dict(ckpt["state_dict"])
+    return module, saved
