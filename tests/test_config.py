@@ -80,3 +80,16 @@ def test_load_config_names_the_file(tmp_path):
     path.write_text(yaml.safe_dump({"simulation": {"density_per_arcmin2": 0}}))
     with pytest.raises(ConfigError, match=r"(?s)bad\.yaml: .*simulation\.density_per_arcmin2"):
         load_config(path, SCHEMA)
+
+
+def test_paper_config_is_the_schema_defaults_on_real_data(tmp_path):
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for survey in ("hsc", "legacysurvey"):
+        (tmp_path / survey).mkdir()
+        paper["dataset"]["mmu"][survey] = str(tmp_path / survey)
+    cfg = validate_config(paper, SCHEMA)
+    defaults = validate_config({}, SCHEMA)
+    assert cfg["model"] == defaults["model"]
+    assert cfg["dataset"]["source"] == "mmu"
+    assert (cfg["train"]["max_steps"], cfg["train"]["batch_size"], cfg["train"]["lr"]) == (75000, 64, 1e-4)
+    assert (cfg["sample"]["method"], cfg["sample"]["steps"]) == ("euler", 250)
