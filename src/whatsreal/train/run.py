@@ -110,12 +110,14 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
     )
     # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    # Every rank calls save_checkpoint (a collective under DDP); the strategy writes once.
+    staged = Path(str(model_out) + ".tmp")
+    trainer.save_checkpoint(staged)
     if trainer.global_rank == 0:
         merged = merge_metrics(run_dir / "logs")
         with atomic_path(run_dir / "metrics.csv", ".csv") as tmp:
             merged.to_csv(tmp, index=False)
-        trainer.save_checkpoint(str(model_out) + ".tmp")
-        Path(str(model_out) + ".tmp").replace(model_out)
+        staged.replace(model_out)
     return Path(model_out)
 
 
