@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["HEALPIX_NSIDE", "SURVEYS", "Survey", "depth_ivar_to_mag", "mag_to_depth_ivar"]
+__all__ = ["HEALPIX_NSIDE", "SURVEYS", "SURVEY_ORDER", "Survey", "depth_ivar_to_mag", "mag_to_depth_ivar"]
 
 HEALPIX_NSIDE = 16
 """MMU shards every dataset by nested healpix at this nside."""
@@ -77,3 +77,7 @@ def mag_to_depth_ivar(mag: ArrayLike, zero_point: float = 22.5) -> np.ndarray:
 def depth_ivar_to_mag(ivar: ArrayLike, zero_point: float = 22.5) -> np.ndarray:
     """Inverse of :func:`mag_to_depth_ivar`, elementwise."""
     return zero_point - 2.5 * np.log10(5.0 / np.sqrt(np.asarray(ivar, dtype=float)))
+
+
+SURVEY_ORDER: tuple[str, ...] = tuple(SURVEYS)
+"""Survey order wherever surveys are indexed (anchor codes, file lists): HSC = 0, Legacy = 1."""

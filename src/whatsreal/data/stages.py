@@ -19,6 +19,7 @@ from whatsreal.data.neighbours import count_histogram, random_neighbours, spatia
 from whatsreal.data.preprocess import preprocess_survey
 from whatsreal.data.split import make_split
 from whatsreal.io import write_npz, write_parquet
+from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
     "read_normalisation",
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-SURVEY_PAIR = ("hsc", "legacysurvey")
 
 
 def _to_arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +52,8 @@ def run_catalog(root: str | Path, survey: str, cfg: dict, out: str | Path) -> pd
 
 def run_crossmatched_catalogs(path: str | Path, outputs: dict[str, str | Path], pairs_out: str | Path) -> pd.DataFrame:
     """Source ``crossmatched_parquet``: catalogues and pairs straight from the pre-matched shards."""
-    cats, pairs = read_crossmatched_catalogs(path, SURVEY_PAIR)
-    for s in SURVEY_PAIR:
+    cats, pairs = read_crossmatched_catalogs(path, SURVEY_ORDER)
+    for s in SURVEY_ORDER:
         write_parquet(_to_arrow_safe(cats[s]), outputs[s])
     write_parquet(_to_arrow_safe(pairs), pairs_out)
     log.info("crossmatched parquet %s: %d pairs in %d shards", path, len(pairs), cats["hsc"]["file"].nunique())
@@ -61,8 +61,8 @@ def run_crossmatched_catalogs(path: str | Path, outputs: dict[str, str | Path], 
 
 
 def run_crossmatch(catalogs: dict[str, str | Path], cfg: dict, out: str | Path) -> pd.DataFrame:
-    cats = {s: pd.read_parquet(catalogs[s], columns=["object_id", "ra", "dec"]) for s in SURVEY_PAIR}
-    pairs = crossmatch(cats["hsc"], cats["legacysurvey"], cfg["crossmatch"]["radius_arcsec"], SURVEY_PAIR)
+    cats = {s: pd.read_parquet(catalogs[s], columns=["object_id", "ra", "dec"]) for s in SURVEY_ORDER}
+    pairs = crossmatch(cats["hsc"], cats["legacysurvey"], cfg["crossmatch"]["radius_arcsec"], SURVEY_ORDER)
     write_parquet(pairs, out)
     return pairs
 

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
+from whatsreal.surveys import SURVEY_ORDER
 
-SURVEY_ORDER = ("hsc", "legacysurvey")
+__all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
 
 
 def passthrough_collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

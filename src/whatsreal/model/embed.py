@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from whatsreal.data.triplets import SURVEY_ORDER
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.model.flow import FlowMatchingModel
+from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["encode_images", "export_embeddings"]
 

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from whatsreal.data.triplets import SURVEY_ORDER, TripletDataset
+from whatsreal.data.triplets import TripletDataset
 from whatsreal.io import atomic_path
+from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["plot_triplets"]
 

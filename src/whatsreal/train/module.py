@@ -13,8 +13,8 @@ import math
 import lightning as L
 import torch
 
-from whatsreal.data.triplets import SURVEY_ORDER
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
+from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["FlowMatchingModule", "NonFiniteLossError"]
 
