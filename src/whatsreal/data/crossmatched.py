@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from whatsreal.data.catalog import band_letters
 from whatsreal.data.mmu import MMUFormatError
 
 __all__ = [
@@ -67,7 +68,7 @@ def _nested_to_array(column: pa.ChunkedArray | pa.Array, depth: int) -> np.ndarr
 def parquet_band_letters(path: str | Path, survey: str) -> list[str]:
     table = pq.ParquetFile(path).read_row_group(0, columns=[image_column(survey)])
     bands = table.column(image_column(survey)).combine_chunks().field("band")[0].as_py()
-    return [str(b).split("-")[-1].lower() for b in bands]
+    return band_letters(bands)
 
 
 def read_parquet_images(path: str | Path, rows: Sequence[int] | np.ndarray, survey: str) -> dict[str, np.ndarray]:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from whatsreal.data.mmu import create_shard, shard_path
+from whatsreal.data.neighbours import spatial_neighbours
 from whatsreal.io import atomic_path
 from whatsreal.parallel import ordered_map
 from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
@@ -75,14 +75,14 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 
 
 def neighbour_fraction(
-    x: np.ndarray, y: np.ndarray, k: int = NEIGHBOUR_K, radius: float = NEIGHBOUR_RADIUS_ARCMIN
+    ra: np.ndarray, dec: np.ndarray, k: int = NEIGHBOUR_K, radius_arcmin: float = NEIGHBOUR_RADIUS_ARCMIN
 ) -> float:
-    """Fraction of points with at least ``k`` others within ``radius`` (same units)."""
-    if len(x) == 0:
+    """Fraction of objects with at least ``k`` others within ``radius_arcmin``: the same
+    neighbour search the data stages run (``whatsreal.data.neighbours``)."""
+    if len(ra) == 0:
         return 0.0
-    tree = cKDTree(np.column_stack([x, y]))
-    counts = np.array([len(c) - 1 for c in tree.query_ball_point(np.column_stack([x, y]), r=radius)])
-    return float(np.mean(counts >= k))
+    index, _ = spatial_neighbours(np.asarray(ra), np.asarray(dec), k, radius_arcmin)
+    return float(np.mean((index >= 0).all(axis=1)))
 
 
 def _observe(
@@ -331,8 +331,8 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
         )
 
     fractions = {}
-    for name, (obs, _, _) in observed.items():
-        frac = neighbour_fraction(pop.loc[obs.index, "x_arcmin"].to_numpy(), pop.loc[obs.index, "y_arcmin"].to_numpy())
+    for name, (obs, cat, _) in observed.items():
+        frac = neighbour_fraction(cat["ra"].to_numpy(), cat["dec"].to_numpy())
         fractions[name] = frac
         if frac < SPARSE_WARN_FRACTION:
             area = patch.area_arcmin2
