@@ -8,7 +8,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run report test test-slurm lint bench clean
 
 # torch/torchvision are pinned and installed first: these exact releases are
 # served locally on our machines, any other version downloads gigabytes.
@@ -22,9 +22,21 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/snakemake all --cores $(CORES) --configfile $(CONFIG)
+	@$(MAKE) --no-print-directory report
+
+# The HTML report of everything `all` built (figures with captions, tables, summary.md).
+report: $(STAMP)
+	@out=results/$$($(BIN)/python -m whatsreal.config $(CONFIG) dataset.name)/report.html && \
+	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
+	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The SLURM profile on a real one-node SLURM cluster started on localhost (tests/slurm/).
+# Needs root: installs Debian's slurm and munge packages if missing. CI runs it.
+test-slurm: $(STAMP)
+	WHATSREAL_SLURM_TESTS=1 $(BIN)/pytest tests/slurm -rP --durations=0
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow benchmarks

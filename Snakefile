@@ -17,6 +17,8 @@ validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "confi
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/experiments.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -188,3 +188,31 @@ def run_config(config: dict[str, Any], run: str, schema_path: str | Path) -> dic
         return validate_config(merged, schema_path)
     except ConfigError as err:
         raise ConfigError(f"runs.{run}: {err}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m whatsreal.config CONFIG KEY``: print one validated (default-filled) value.
+
+    Lets shell tooling (the Makefile's report step) ask where a config puts its
+    results without re-implementing the defaults.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m whatsreal.config", description=main.__doc__)
+    parser.add_argument("config", help="a config YAML file")
+    parser.add_argument("key", help="a dotted key, e.g. dataset.name")
+    parser.add_argument(
+        "--schema", default=str(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml")
+    )
+    args = parser.parse_args(argv)
+    value: Any = load_config(args.config, args.schema)
+    for part in args.key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            parser.error(f"{args.config}: no key '{args.key}'")
+        value = value[part]
+    print(value)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

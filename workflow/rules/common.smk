@@ -47,6 +47,37 @@ def data_targets():
     )
 
 
+def generative_runs():
+    """Runs that get the sampling experiments (``experiments.generative_runs``; null = all)."""
+    chosen = config["experiments"]["generative_runs"]
+    return RUNS if chosen is None else [r for r in chosen if r in RUNS]
+
+
+def experiment_targets(run):
+    """Every figure and table of one run."""
+    d = f"{RESULTS}/runs/{run}"
+    targets = [
+        f"{d}/figures/fig2_umap.png",
+        f"{d}/figures/fig3_outliers.png",
+        f"{d}/figures/fig4_probes.png",
+        f"{d}/figures/fig5_retrieval.png",
+    ]
+    if run in generative_runs():
+        targets += [
+            f"{d}/figures/fig6_counterfactuals.png",
+            f"{d}/figures/fig7_noise_model.png",
+            f"{d}/figures/fig8_spatial_structure.png",
+            f"{d}/figures/fig9_calibration.png",
+            f"{d}/figures/fig9_zero_shot.png",
+        ]
+    ablation = config["experiments"]["ablation"]
+    if run == ablation["ablated"] and ablation["reference"] in RUNS:
+        targets.append(f"{d}/figures/ablation_neighbours.png")
+    if SOURCE == "synthetic":
+        targets.append(f"{d}/tables/truth_metrics.csv")
+    return targets
+
+
 def all_targets():
     """Everything `snakemake all` builds for the configured data source."""
     targets = []
@@ -55,6 +86,59 @@ def all_targets():
     targets += data_targets()
     targets += expand(f"{RESULTS}/triplets_{{mode}}.png", mode=MODES)
     targets += expand(f"{RESULTS}/runs/{{run}}/embeddings.parquet", run=RUNS)
+    for run in RUNS:
+        targets += experiment_targets(run)
+    targets.append(f"{RESULTS}/summary.md")
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets
+
+
+# Input functions of the experiment and report rules.
+
+
+def meta_files():
+    return expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEYS)
+
+
+def truth_file():
+    """truth.parquet on the synthetic sky; nothing on real data."""
+    return [f"{RESULTS}/raw/truth.parquet"] if SOURCE == "synthetic" else []
+
+
+def aion_file():
+    path = config["experiments"]["aion_embeddings"]
+    return [path] if path else []
+
+
+def lens_file():
+    """Known lenses for the rare-object query: the truth table or the aux catalogue."""
+    return truth_file() if SOURCE == "synthetic" else [config["aux"]["lens_catalog"]["path"]]
+
+
+def truth_metric_inputs(wildcards):
+    inputs = [f"{RUN_DIR}/tables/truth_probes.csv", f"{RUN_DIR}/tables/truth_outliers.csv"]
+    if wildcards.run in generative_runs():
+        inputs.append(f"{RUN_DIR}/tables/truth_counterfactuals.csv")
+    return [p.format(run=wildcards.run) for p in inputs]
+
+
+def summary_inputs(wildcards):
+    inputs = []
+    for run in RUNS:
+        d = f"{RESULTS}/runs/{run}/tables"
+        inputs += [f"{d}/table5_probes.csv", f"{d}/retrieval.csv", f"{d}/outliers.csv"]
+        if run in generative_runs():
+            inputs += [
+                f"{d}/counterfactual_mse.csv",
+                f"{d}/calibration.csv",
+                f"{d}/zero_shot.csv",
+                f"{d}/spatial_structure.csv",
+                f"{d}/noise_model.csv",
+            ]
+        if SOURCE == "synthetic":
+            inputs.append(f"{d}/truth_metrics.csv")
+        ablation = config["experiments"]["ablation"]
+        if run == ablation["ablated"] and ablation["reference"] in RUNS:
+            inputs.append(f"{d}/ablation_neighbours.csv")
+    return inputs

@@ -1,7 +1,15 @@
 # Training and embedding export, one job per named run (config `runs`).
 
+import json
+import sys
+
 
 rule train:
+    # One process per device: on SLURM the profile's `mpi` resource ("srun
+    # --cpus-per-task=N", with tasks_per_node = GPUs) starts them and Lightning's DDP takes
+    # their ranks from SLURM; locally `mpi` is empty and Lightning starts any further
+    # device processes itself. SIGUSR1/SIGTERM save last.ckpt and exit 75; a rerun (or
+    # Snakemake's --retries) resumes at that step.
     input:
         data_targets(),
     output:
@@ -10,16 +18,26 @@ rule train:
     log:
         f"{RESULTS}/logs/train_{{run}}.log",
     params:
+        # `python`: the interpreter running Snakemake, whose environment has whatsreal even
+        # when not activated; under --sdm conda/apptainer/env-modules, that environment's.
+        python=lambda wildcards, output: "python" if workflow.deployment_settings.deployment_method else sys.executable,
+        # The whole config, as script rules see it in `snakemake.config`. Both lambdas take
+        # `output`, which makes them derived parameters, not rerun triggers: as for the
+        # script rules, a changed figure setting or interpreter path must not retrain.
+        config=lambda wildcards, output: json.dumps(config),
         data_dir=lambda wildcards, input: str(Path(input[0]).parent),
         run_dir=lambda wildcards, output: str(Path(output.model).parent),
         schema=SCHEMA,
     threads: 4
     resources:
         mem_mb=16000,
+        mpi="",
     conda:
         "../envs/whatsreal.yaml"
-    script:
-        "../scripts/train.py"
+    shell:
+        "{resources.mpi} {params.python} -m whatsreal.train --run {wildcards.run:q}"
+        " --config-json {params.config:q} --schema {params.schema:q} --data-dir {params.data_dir:q}"
+        " --run-dir {params.run_dir:q} --model {output.model:q} --log {log:q}"
 
 
 rule embed:

@@ -2,26 +2,40 @@
 
 A restarted job (SLURM time limit, preemption, a crash) finds
 ``checkpoints/last.ckpt`` and continues at the same step with the optimizer and
-LR-scheduler state. Under SLURM, Lightning's SLURM environment handles requeue on
-SIGUSR1; DDP is used whenever more than one device is asked for.
+LR-scheduler state. SIGUSR1 (SLURM's warning before the time limit) or SIGTERM
+writes ``last.ckpt`` at the current step and stops with ``TrainingInterrupted``
+(whatsreal.train.interrupt), so the retry loses nothing. DDP is used whenever more
+than one device is asked for; under ``srun`` (the SLURM profile starts one task per
+GPU) the ranks come from SLURM, checked against ``train.devices``/``train.num_nodes``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import pandas as pd
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from whatsreal.data.triplets import TripletDataModule
 from whatsreal.io import atomic_path
+from whatsreal.train.interrupt import SignalCheckpoint
 from whatsreal.train.module import FlowMatchingModule
 
-__all__ = ["TrainingSetupError", "check_checkpoint_config", "load_model", "merge_metrics", "resolve_hardware", "train"]
+__all__ = [
+    "TrainingSetupError",
+    "check_checkpoint_config",
+    "check_slurm_tasks",
+    "load_model",
+    "merge_metrics",
+    "resolve_hardware",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +68,46 @@ def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
     return accel, devices, precision
 
 
+def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
+    """Under ``srun``, refuse a task layout that does not match the config, naming both sides.
+
+    Lightning takes its ranks from SLURM and needs one task per device on every node. The
+    task layout comes from the SLURM profile (``tasks_per_node``, ``nodes``), the device
+    counts from the config (``train.devices``, ``train.num_nodes``): edited separately, they
+    can disagree, and this says which keys to change before any process group is formed.
+    """
+    if not SLURMEnvironment.detect() or not isinstance(devices, int):
+        return  # not launched by srun, or the device count is left to Lightning ('auto')
+    ntasks = int(os.environ["SLURM_NTASKS"])
+    nodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_NNODES") or 1)
+    if ntasks > 1 and "SLURM_NTASKS_PER_NODE" not in os.environ:
+        # Lightning refuses this too, but blames "your SLURM bash script".
+        raise TrainingSetupError(
+            f"srun started {ntasks} tasks without --ntasks-per-node, which Lightning needs: start them with "
+            f"`srun --ntasks-per-node={devices} ...` (the `mpi` resource of rule train in profiles/slurm/config.yaml)"
+        )
+    if ntasks != devices * tcfg["num_nodes"] or nodes != tcfg["num_nodes"]:
+        raise TrainingSetupError(
+            f"srun started {ntasks} task(s) on {nodes} node(s), but train.devices is {devices} per node and "
+            f"train.num_nodes is {tcfg['num_nodes']}: Lightning needs one task per device. Make the SLURM "
+            "profile's rule `train` ask for tasks_per_node = gpu = train.devices and nodes = train.num_nodes "
+            "(profiles/slurm/config.yaml)"
+        )
+
+
 def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path) -> Path:
     """Train (or resume) the run whose validated config is ``config``; write ``model_out`` at the end."""
     run_dir = Path(run_dir)
     tcfg = config["train"]
     accel, devices, precision = resolve_hardware(tcfg)
+    check_slurm_tasks(tcfg, devices)
     L.seed_everything(tcfg["seed"], workers=True)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     resume = last if last.exists() else None
     if resume is not None:
-        check_checkpoint_config(resume, config)
-        log.info("resuming from %s", resume)
+        step = check_checkpoint_config(resume, config)
+        log.info("resuming from %s at step %d", resume, step)
     module = FlowMatchingModule(config)
     dm = TripletDataModule(
         data_dir,
@@ -92,6 +134,9 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
         auto_insert_metric_name=False,
     )
     strategy = "ddp" if (isinstance(devices, int) and devices > 1) or tcfg["num_nodes"] > 1 else "auto"
+    # Under srun the ranks come from SLURM; Lightning's auto-requeue stays off (see
+    # whatsreal.train.interrupt: Snakemake's retries resume from last.ckpt instead).
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
         accelerator=accel,
         devices=devices,
@@ -102,7 +147,8 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
         val_check_interval=tcfg["val_every_steps"],
         check_val_every_n_epoch=None,
         logger=loggers,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, SignalCheckpoint(last)],
+        plugins=plugins,
         enable_progress_bar=tcfg["progress_bar"],
         log_every_n_steps=tcfg["log_every_steps"],
         default_root_dir=run_dir,
@@ -135,8 +181,10 @@ def merge_metrics(log_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def check_checkpoint_config(path: str | Path, config: dict) -> None:
-    """Refuse a checkpoint built from a different model/data config, listing the keys that differ."""
+def check_checkpoint_config(path: str | Path, config: dict) -> int:
+    """Refuse a checkpoint built from a different model/data config, listing the keys that differ.
+
+    Returns the checkpoint's step (what a resumed run continues from)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or not a checkpoint
@@ -156,6 +204,7 @@ def check_checkpoint_config(path: str | Path, config: dict) -> None:
             f"{path} was trained with a different config; mismatched keys: "
             + ", ".join(f"{k} ({_get(saved, k)!r} vs {_get(config, k)!r})" for k in diffs)
         )
+    return int(ckpt.get("global_step", 0))
 
 
 def _flatten_keys(d: dict, prefix: str = "") -> list[str]:

@@ -1,0 +1,198 @@
+"""The two reference representations of Table 5: a frozen random-init encoder and the cross-predict ResNet.
+
+- *Rand. Init. ResNet*: what an encoder of our architecture captures by its
+  inductive bias alone. A seeded, randomly initialised TokenEncoder of
+  ``model.encoder`` (frozen, eval mode) embeds every image of both surveys;
+  the features are written in the embeddings.parquet layout (``phys_*`` only)
+  so the probes read it exactly like our latents.
+- *Cross-predict*: how much of a survey's instrument properties is visible in
+  the *other* survey's image (shared sky-position structure such as dust, or
+  footprint correlations). A ResNet trained from scratch per direction
+  (HSC image -> Legacy instrument targets, Legacy image -> HSC instrument
+  targets), scored by R^2 on the probes' held-out pairs. Physics latents that
+  beat this would be leaking private instrument information.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import r2_score
+
+from whatsreal.experiments.regressor import device, one_cpu_thread, train_image_regressor
+from whatsreal.experiments.targets import build_targets, instrument_group, probe_split
+from whatsreal.io import atomic_path, write_parquet
+from whatsreal.model.encoders import TokenEncoder
+from whatsreal.surveys import SURVEY_ORDER
+
+__all__ = ["CROSS_PREDICT_COLUMNS", "data_truth_path", "r2_or_nan", "run_cross_predict", "run_random_init_embeddings"]
+
+log = logging.getLogger(__name__)
+
+CROSS_PREDICT_COLUMNS = ("target", "r2", "n_train", "n_test")
+META_ID_COLUMNS = ("pair", "split", "object_id", "ra", "dec")
+
+
+def r2_or_nan(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """sklearn R^2 over the finite labels; NaN with fewer than 2 of them or a constant truth."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    ok = np.isfinite(y_true) & np.isfinite(y_pred)
+    if ok.sum() < 2 or np.ptp(y_true[ok]) == 0:
+        return float("nan")
+    return float(r2_score(y_true[ok], y_pred[ok]))
+
+
+def data_truth_path(cfg: dict, data_dir: str | Path) -> Path | None:
+    """``{data_dir}/raw/truth.parquet`` on the synthetic sky, None on real data."""
+    if cfg["dataset"]["source"] != "synthetic":
+        return None
+    path = Path(data_dir) / "raw" / "truth.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: truth table of the synthetic sky not found")
+    return path
+
+
+def _images(data_dir: Path, survey: str) -> np.ndarray:
+    path = data_dir / f"images_{survey}.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    images = np.load(path, mmap_mode="r")
+    if images.ndim != 4:
+        raise ValueError(f"{path}: expected (N, C, H, W) images, got shape {images.shape}")
+    return images
+
+
+# --------------------------------------------------------------------------- random init
+
+
+@torch.no_grad()
+def random_init_features(
+    cfg: dict, images_by_survey: dict[str, np.ndarray], batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """(N, tokens*token_dim) features per survey from ONE frozen random encoder seeded by baselines.seed."""
+    ecfg = cfg["model"]["encoder"]
+    in_chans = {im.shape[1] for im in images_by_survey.values()}
+    if len(in_chans) != 1:
+        raise ValueError(f"surveys have different channel counts {sorted(in_chans)}; one encoder cannot embed both")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["experiments"]["baselines"]["seed"]))
+        enc = TokenEncoder(ecfg["name"], in_chans.pop(), int(ecfg["tokens"]), int(ecfg["token_dim"]))
+    dev = device()
+    enc = enc.to(dev).eval()
+    with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
+        return {s: _encode(enc, images, batch_size, dev) for s, images in images_by_survey.items()}
+
+
+@torch.no_grad()
+def _encode(enc: TokenEncoder, images: np.ndarray, batch_size: int, dev: torch.device) -> np.ndarray:
+    feats = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(dev)
+        feats.append(enc(x).float().flatten(1).cpu().numpy())
+    return np.concatenate(feats)
+
+
+def run_random_init_embeddings(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
+    """Write random_init_embeddings.parquet: embeddings.parquet's layout with only ``phys_*`` features."""
+    data_dir = Path(data_dir)
+    t0 = time.perf_counter()
+    images = {s: _images(data_dir, s) for s in SURVEY_ORDER}
+    feats = random_init_features(cfg, images)
+    frames = []
+    for survey in SURVEY_ORDER:
+        meta_path = data_dir / f"meta_{survey}.parquet"
+        meta = pd.read_parquet(meta_path)
+        missing = [c for c in META_ID_COLUMNS if c not in meta.columns]
+        if missing:
+            raise KeyError(f"{meta_path}: missing column(s) {', '.join(missing)}")
+        if len(meta) != len(feats[survey]):
+            raise ValueError(f"{meta_path}: {len(meta)} rows but images_{survey}.npy has {len(feats[survey])}")
+        ids = pd.DataFrame(
+            {
+                "object_id": meta["object_id"].astype(str),
+                "pair": meta["pair"].astype(np.int64),
+                "survey": survey,
+                "ra": meta["ra"],
+                "dec": meta["dec"],
+                "split": meta["split"],
+            }
+        )
+        f = feats[survey]
+        frames.append(pd.concat([ids, pd.DataFrame(f, columns=[f"phys_{i}" for i in range(f.shape[1])])], axis=1))
+    table = pd.concat(frames, ignore_index=True)
+    write_parquet(table, out)
+    log.info(
+        "random-init embeddings: %d rows x %d features in %.1f s",
+        len(table),
+        feats["hsc"].shape[1],
+        time.perf_counter() - t0,
+    )
+    return table
+
+
+# --------------------------------------------------------------------------- cross predict
+
+
+def run_cross_predict(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
+    """Cross-predict baseline: each survey's instrument targets from the other survey's image.
+
+    Writes ``target, r2, n_train, n_test`` for every instrument target of Table 5
+    (catalogue and, on the synthetic sky, truth), R^2 on the probe test pairs.
+    """
+    data_dir = Path(data_dir)
+    pcfg, bcfg = cfg["experiments"]["probes"], cfg["experiments"]["baselines"]
+    meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
+    table, specs = build_targets(meta, data_truth_path(cfg, data_dir), cfg["preprocess"]["bands"])
+    test = probe_split(len(table), float(pcfg["test_fraction"]), int(pcfg["seed"]))
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+    rows = []
+    for survey in SURVEY_ORDER:
+        other = next(s for s in SURVEY_ORDER if s != survey)
+        chosen = [t for t in specs if t.group == instrument_group(survey)]
+        if not chosen:
+            continue
+        names = [t.name for t in chosen]
+        images = _images(data_dir, other)
+        if len(images) != len(table):
+            raise ValueError(f"{data_dir / f'images_{other}.npy'}: {len(images)} images but {len(table)} pairs")
+        y = table[names].to_numpy(dtype=np.float64)
+        usable = [j for j in range(len(names)) if np.isfinite(y[train_rows, j]).sum() >= 2]
+        if len(usable) < len(names):
+            log.warning(
+                "cross-predict %s: too few labels for %s",
+                survey,
+                [names[j] for j in range(len(names)) if j not in usable],
+            )
+        pred = np.empty((len(test_rows), 0))
+        if usable:
+            reg = train_image_regressor(
+                images,
+                y[:, usable],
+                train_rows,
+                bcfg,
+                cfg["model"]["encoder"]["name"],
+                [names[j] for j in usable],
+                tag=f"cross-predict {other}->{survey}",
+            )
+            pred = reg.predict(images[test_rows])
+        for j, name in enumerate(names):
+            r2 = r2_or_nan(y[test_rows, j], pred[:, usable.index(j)]) if j in usable else float("nan")
+            rows.append(
+                {
+                    "target": name,
+                    "r2": r2,
+                    "n_train": int(np.isfinite(y[train_rows, j]).sum()),
+                    "n_test": int(np.isfinite(y[test_rows, j]).sum()),
+                }
+            )
+            log.info("cross-predict %s from %s: R^2 = %.3f", name, other, r2)
+    result = pd.DataFrame(rows, columns=list(CROSS_PREDICT_COLUMNS))
+    with atomic_path(out) as tmp:
+        result.to_csv(tmp, index=False)
+    return result

@@ -1,0 +1,480 @@
+"""Fig 3 / appendix A.7: outliers as the least likely HSC embeddings under a normalising flow per latent space.
+
+A naive representation ranks instrument artefacts (saturated stars, stripes,
+noisy patches) as its strongest anomalies, because they are the rarest thing
+in the pixels. With physics and instrument separated, each space should have
+its own outliers: rare *objects* (mergers, lenses) in physics space, rare
+*observing conditions* in instrument space. To test that, a zuko Neural Spline
+Flow is fitted to the HSC embeddings of each space (ours: physics 64-D and
+instrument 16-D; a baseline: AION-1 if the user supplies it, else the frozen
+randomly initialised encoder) and every HSC object is ranked by -log p.
+
+On the synthetic sky the truth says which objects are mergers/lenses and which
+HSC cutouts carry a pathology, so the claim becomes two numbers per space:
+the fraction of rare classes and of pathologies among the top outliers,
+against their base rates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from whatsreal.experiments.truth_metrics import write_truth_table
+from whatsreal.experiments.umap_projection import SPACES, latent_columns, read_embeddings, read_parquet_columns
+from whatsreal.io import atomic_path
+from whatsreal.sim.population import CLASSES
+
+__all__ = [
+    "OUTLIER_COLUMNS",
+    "PATHOLOGIES",
+    "RARE_CLASSES",
+    "fit_flow",
+    "flow_nll",
+    "hsc_truth",
+    "outlier_cutouts",
+    "outlier_scores",
+    "raw_locations",
+    "read_baseline",
+    "run_outliers",
+    "truth_precision_rows",
+]
+
+log = logging.getLogger(__name__)
+
+OUTLIER_COLUMNS = ("space", "rank", "pair", "object_id", "nll")
+PATHOLOGIES = ("saturated_star", "stripe", "high_noise")
+"""The HSC pathology flags of truth.parquet (``hsc_<name>``)."""
+RARE_CLASSES = tuple(c for c in CLASSES if c != "normal")
+"""Rare physical classes of the synthetic sky (mergers, lenses)."""
+NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "healpix"}
+"""Identifier columns of an AION-style embeddings file; every other numeric column is a feature."""
+
+
+# --------------------------------------------------------------------------- flow
+
+
+def fit_flow(x: np.ndarray, ocfg: dict, device: str = "cpu") -> tuple[torch.nn.Module, list[float]]:
+    """Maximum-likelihood NSF on ``x`` (already standardised); returns the best state by mean epoch NLL.
+
+    Initialisation and batch order come from ``ocfg['seed']`` only, so the same
+    rows give the same flow (on the same device and torch build).
+    """
+    import zuko
+
+    seed = int(ocfg["seed"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        flow = zuko.flows.NSF(
+            features=x.shape[1],
+            context=0,
+            transforms=int(ocfg["transforms"]),
+            hidden_features=[int(h) for h in ocfg["hidden"]],
+        )
+    flow = flow.to(device)
+    data = torch.as_tensor(x, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(flow.parameters(), lr=float(ocfg["lr"]))
+    gen = torch.Generator().manual_seed(seed)
+    batch = int(ocfg["batch_size"])
+    best, best_state, history = math.inf, None, []
+    for epoch in range(int(ocfg["epochs"])):
+        perm = torch.randperm(len(data), generator=gen).to(device)
+        total = 0.0
+        flow.train()
+        for start in range(0, len(data), batch):
+            xb = data[perm[start : start + batch]]
+            loss = -flow().log_prob(xb).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(xb)
+        mean = total / len(data)
+        history.append(mean)
+        if not math.isfinite(mean):
+            log.warning("flow NLL became %s at epoch %d; keeping the best earlier state", mean, epoch + 1)
+            break
+        if mean < best:
+            best = mean
+            best_state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+    if best_state is None:
+        raise RuntimeError("normalising flow training diverged in its first epoch (non-finite NLL)")
+    flow.load_state_dict(best_state)
+    flow.eval()
+    return flow, history
+
+
+@torch.no_grad()
+def flow_nll(flow: torch.nn.Module, x: np.ndarray, device: str = "cpu", batch: int = 8192) -> np.ndarray:
+    """-log p(x) per row under the fitted flow."""
+    out = []
+    for start in range(0, len(x), batch):
+        xb = torch.as_tensor(x[start : start + batch], dtype=torch.float32, device=device)
+        out.append(-flow().log_prob(xb).double().cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def outlier_scores(x: np.ndarray, ocfg: dict, device: str = "cpu") -> tuple[np.ndarray, dict]:
+    """Fit on a seeded ``train_fraction`` of the rows, score every row; returns (nll, info).
+
+    Features are standardised with the training rows' mean and std first: the
+    spaces (and AION) differ in scale by orders of magnitude, and the spline
+    flow works on a bounded interval.
+    """
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"need at least 2 rows to fit an outlier flow, got {n}")
+    perm = np.random.default_rng(int(ocfg["seed"])).permutation(n)
+    n_train = min(max(1, round(float(ocfg["train_fraction"]) * n)), n)
+    train = np.sort(perm[:n_train])
+    mean = x[train].mean(axis=0)
+    std = x[train].std(axis=0)
+    std[~(std > 0)] = 1.0
+    z = ((x - mean) / std).astype(np.float32)
+    t0 = time.perf_counter()
+    flow, history = fit_flow(z[train], ocfg, device)
+    nll = flow_nll(flow, z, device)
+    info = {
+        "n_train": int(n_train),
+        "n_scored": int(n),
+        "best_epoch": int(np.nanargmin(history)) + 1,
+        "best_train_nll": float(np.nanmin(history)),
+        "seconds": time.perf_counter() - t0,
+    }
+    return nll, info
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_baseline(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """The baseline space for the HSC objects ``hsc_ids``: (name, features of the rows found, their positions).
+
+    A file with ``phys_*`` columns (random_init_embeddings.parquet, the frozen
+    random-init encoder) uses those; anything else is an AION-style file
+    (``object_id, survey`` + numeric features). The space is named after the
+    file: ``aion`` or ``random_init`` if its name says so, else its stem.
+    """
+    path = Path(path)
+    df = read_parquet_columns(path, ["object_id", "survey"])
+    stem = path.stem.lower()
+    name = "aion" if "aion" in stem else "random_init" if "random_init" in stem else path.stem
+    if any(c.startswith(SPACES["physics"]) for c in df.columns):
+        cols = latent_columns(df, SPACES["physics"], path)
+    else:
+        cols = [c for c in df.columns if c not in NON_FEATURE_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
+        if not cols:
+            raise ValueError(f"{path}: no numeric feature columns besides {', '.join(sorted(NON_FEATURE_COLUMNS))}")
+    hsc = df[df["survey"].astype(str) == "hsc"]
+    ids = hsc["object_id"].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"{path}: duplicate HSC object_id {ids[ids.duplicated()].iloc[0]}")
+    lookup = pd.Series(np.arange(len(hsc)), index=ids.to_numpy())
+    found = lookup.reindex(hsc_ids.astype(str))
+    pos = np.flatnonzero(found.notna().to_numpy())
+    if pos.size == 0:
+        raise ValueError(f"{path}: none of the {len(hsc_ids)} HSC object_ids of the embeddings is in this file")
+    if pos.size < len(hsc_ids):
+        log.warning(
+            "%s: %d of %d HSC objects have no baseline embedding; scored without them",
+            path,
+            len(hsc_ids) - pos.size,
+            len(hsc_ids),
+        )
+    feats = hsc[cols].to_numpy(dtype=np.float32)[found.to_numpy()[pos].astype(np.int64)]
+    if not np.isfinite(feats).all():
+        raise ValueError(f"{path}: non-finite values in the feature columns")
+    return name, feats, pos
+
+
+def hsc_truth(meta: str | Path, truth: str | Path, pairs: np.ndarray) -> pd.DataFrame:
+    """Per pair (in the order given): ``class``, ``pathology`` (``+``-joined HSC flags or ``none``), ``rare``,
+    ``pathological``; joined via meta_hsc's ``truth_id``."""
+    m = read_parquet_columns(meta, ["pair", "truth_id"]).set_index("pair")
+    flags = [f"hsc_{p}" for p in PATHOLOGIES]
+    t = read_parquet_columns(truth, ["truth_id", "galaxy_class", *flags]).set_index("truth_id")
+    missing = np.setdiff1d(pairs, m.index.to_numpy())
+    if missing.size:
+        raise ValueError(f"{meta}: pair(s) {missing[:5].tolist()} of the embeddings are missing")
+    tid = m.loc[pairs, "truth_id"]
+    if tid.isna().any():
+        raise ValueError(f"{meta}: column 'truth_id' is empty for pair {int(tid[tid.isna()].index[0])}")
+    unknown = np.setdiff1d(tid.to_numpy(dtype=np.int64), t.index.to_numpy())
+    if unknown.size:
+        raise ValueError(f"{truth}: truth_id(s) {unknown[:5].tolist()} (from {meta}) not found")
+    rows = t.loc[tid.to_numpy(dtype=np.int64)]
+    flag_values = rows[flags].fillna(False).to_numpy(dtype=bool)
+    out = pd.DataFrame(index=pd.Index(pairs, name="pair"))
+    out["class"] = rows["galaxy_class"].astype(str).to_numpy()
+    out["pathology"] = [
+        "+".join(p for p, f in zip(PATHOLOGIES, row, strict=True) if f) or "none" for row in flag_values
+    ]
+    out["rare"] = out["class"].isin(RARE_CLASSES).to_numpy()
+    out["pathological"] = flag_values.any(axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, score))
+
+
+def truth_precision_rows(
+    nll: dict[str, np.ndarray], rare: dict[str, np.ndarray], pathological: dict[str, np.ndarray], top: int
+) -> list[dict]:
+    """``metric, value, note`` rows: rare-class and pathology fractions among the top ``top`` and the top 1%
+    of each space's -log p, the ROC AUC of -log p for each, and the base rates of the first space's rows."""
+    rows = []
+    first = next(iter(nll))
+    n_all = len(rare[first])
+    rows.append(
+        {
+            "metric": "base_rate_rare",
+            "value": float(rare[first].mean()),
+            "note": f"fraction of mergers/lenses among all {n_all} HSC objects",
+        }
+    )
+    rows.append(
+        {
+            "metric": "base_rate_pathology",
+            "value": float(pathological[first].mean()),
+            "note": f"fraction of HSC cutouts with a pathology ({', '.join(PATHOLOGIES)}), n={n_all}",
+        }
+    )
+    for space, score in nll.items():
+        order = np.argsort(-score, kind="stable")
+        n = len(score)
+        one_pct = max(1, math.ceil(0.01 * n))
+        for label, m in ((f"top{top}", min(top, n)), ("top1pct", one_pct)):
+            sel = order[:m]
+            rows.append(
+                {
+                    "metric": f"{space}_{label}_rare",
+                    "value": float(rare[space][sel].mean()),
+                    "note": f"mergers/lenses among the {m} least likely of {n} ({space} flow)",
+                }
+            )
+            rows.append(
+                {
+                    "metric": f"{space}_{label}_pathology",
+                    "value": float(pathological[space][sel].mean()),
+                    "note": f"HSC pathologies among the {m} least likely of {n} ({space} flow)",
+                }
+            )
+        rows.append(
+            {
+                "metric": f"{space}_auc_rare",
+                "value": _auc(score, rare[space]),
+                "note": f"ROC AUC of -log p for mergers/lenses ({int(rare[space].sum())} of {n}); 0.5 = chance",
+            }
+        )
+        rows.append(
+            {
+                "metric": f"{space}_auc_pathology",
+                "value": _auc(score, pathological[space]),
+                "note": f"ROC AUC of -log p for pathologies ({int(pathological[space].sum())} of {n})",
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- cutouts
+
+
+def _gri_positions(path: str) -> list[int]:
+    """Positions of bands g, r, i in a raw shard's band axis (MMU HDF5 or crossmatched parquet)."""
+    from whatsreal.data.catalog import band_letters
+    from whatsreal.data.crossmatched import parquet_band_letters
+
+    if path.endswith(".parquet"):
+        letters = parquet_band_letters(path, "hsc")
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            letters = band_letters(f["image_band"][0])
+    return [letters.index(b) for b in ("g", "r", "i")]
+
+
+def _raw_rgb(path: str, row: int) -> np.ndarray:
+    """The wide raw HSC cutout as a Lupton arcsinh g/r/i colour image, stretched on its own r band."""
+    from astropy.visualization import make_lupton_rgb
+
+    from whatsreal.data.preprocess import read_cutouts
+    from whatsreal.plots.sky import surface_brightness
+
+    image = read_cutouts(path, np.array([row]), "hsc")[0][0]
+    g, r, i = (surface_brightness(image[p], "hsc") for p in _gri_positions(path))
+    stretch = max(float(np.percentile(r, 99.5)) / 3.0, 1e-6)
+    return make_lupton_rgb(i, r, g, stretch=stretch, Q=8)
+
+
+def _preprocessed_rgb(image: np.ndarray) -> np.ndarray:
+    """A 48x48 preprocessed cutout (bands g, r, i, z; already arcsinh-scaled) as i/r/g colour."""
+    rgb = np.stack([image[2], image[1], image[0]], axis=-1)
+    lo, hi = np.percentile(rgb, [1, 99.5])
+    return np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def raw_locations(catalog: str | Path) -> dict[str, tuple[str, int]]:
+    """object_id -> (raw shard, row) from catalog_hsc.parquet's ``file`` and ``row`` columns."""
+    cat = read_parquet_columns(catalog, ["object_id", "file", "row"])
+    files, rows = cat["file"].astype(str).tolist(), cat["row"].astype(np.int64).tolist()
+    return dict(zip(cat["object_id"].astype(str), zip(files, rows, strict=True), strict=True))
+
+
+def outlier_cutouts(
+    where: dict[str, tuple[str, int]], images: np.ndarray, object_ids: list[str], pairs: list[int]
+) -> list[tuple]:
+    """(rgb, source) per object: the raw wide cutout if its shard is readable, else the preprocessed
+    ``images[pair]`` (images_hsc.npy)."""
+    arr = images
+    out, failures = [], []
+    for oid, pair in zip(object_ids, pairs, strict=True):
+        try:
+            path, row = where[str(oid)]
+            rgb = _raw_rgb(path, int(row))
+            out.append((rgb, f"raw {rgb.shape[0]}px"))
+        except Exception as err:  # a missing shard, an unreadable file: fall back, but say so
+            failures.append(f"{oid}: {type(err).__name__}: {err}")
+            out.append((_preprocessed_rgb(np.asarray(arr[int(pair)])), f"preprocessed {arr.shape[-1]}px"))
+    if failures:
+        log.warning(
+            "%d outlier cutout(s) shown from images_hsc.npy instead of the raw shard (first: %s)",
+            len(failures),
+            failures[0],
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+def _space_label(name: str, dim: int) -> str:
+    labels = {
+        "physics": "ours: physics",
+        "instrument": "ours: instrument",
+        "random_init": "random-init encoder",
+        "aion": "AION-1",
+    }
+    return f"{labels.get(name, name)} ({dim}-D)"
+
+
+def run_outliers(
+    cfg: dict,
+    embeddings: str | Path,
+    baseline: str | Path,
+    catalog: str | Path,
+    meta: str | Path,
+    images: str | Path,
+    truth: str | Path | None,
+    figure: str | Path,
+    table: str | Path,
+    truth_table: str | Path,
+) -> pd.DataFrame:
+    """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv and the truth metrics."""
+    from whatsreal.plots.outliers import plot_outliers
+
+    ocfg = cfg["experiments"]["outliers"]
+    top = int(ocfg["top"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    emb = read_embeddings(embeddings)
+    hsc = emb[emb["survey"] == "hsc"].reset_index(drop=True)
+    if len(hsc) < 2:
+        raise ValueError(f"{embeddings}: {len(hsc)} HSC row(s); the outlier flow needs at least 2")
+    ids = hsc["object_id"].to_numpy()
+    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for space, prefix in SPACES.items():
+        spaces[space] = (hsc[latent_columns(hsc, prefix, embeddings)].to_numpy(dtype=np.float32), np.arange(len(hsc)))
+    name, feats, pos = read_baseline(baseline, ids)
+    spaces[name] = (feats, pos)
+
+    labels = hsc_truth(meta, truth, hsc["pair"].to_numpy()) if truth is not None else None
+    where = raw_locations(catalog)
+    if not Path(images).exists():
+        raise FileNotFoundError(f"{images}: file not found")
+    preprocessed = np.load(images, mmap_mode="r")
+    if len(preprocessed) <= int(hsc["pair"].max()):
+        raise ValueError(f"{images}: {len(preprocessed)} rows, but the embeddings have pair {int(hsc['pair'].max())}")
+    frames, nll_of, rare_of, patho_of, dims = [], {}, {}, {}, {}
+    for space, (x, rows) in spaces.items():
+        nll, info = outlier_scores(x, ocfg, device)
+        dims[space] = x.shape[1]
+        log.info(
+            "outlier flow %s (%d-D): %d train / %d scored, best epoch %d (train NLL %.3f), %.1f s on %s",
+            space,
+            x.shape[1],
+            info["n_train"],
+            info["n_scored"],
+            info["best_epoch"],
+            info["best_train_nll"],
+            info["seconds"],
+            device,
+        )
+        order = np.argsort(-nll, kind="stable")[:top]
+        sel = rows[order]
+        frame = pd.DataFrame(
+            {
+                "space": space,
+                "rank": np.arange(1, len(order) + 1),
+                "pair": hsc["pair"].to_numpy()[sel],
+                "object_id": ids[sel],
+                "nll": nll[order],
+            }
+        )
+        if labels is not None:
+            frame["class"] = labels["class"].to_numpy()[sel]
+            frame["pathology"] = labels["pathology"].to_numpy()[sel]
+            nll_of[space] = nll
+            rare_of[space] = labels["rare"].to_numpy()[rows]
+            patho_of[space] = labels["pathological"].to_numpy()[rows]
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    with atomic_path(table, ".csv") as tmp:
+        result.to_csv(tmp, index=False)
+
+    truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
+    write_truth_table(truth_rows, truth_table)
+    for r in truth_rows:
+        log.info("truth %s = %.3f (%s)", r["metric"], r["value"], r["note"])
+
+    cutouts = outlier_cutouts(where, preprocessed, result["object_id"].tolist(), result["pair"].tolist())
+    panels: dict[str, list[dict]] = {}
+    metric = {r["metric"]: r["value"] for r in truth_rows}
+    for (_, row), (rgb, source) in zip(result.iterrows(), cutouts, strict=True):
+        label = _space_label(row["space"], dims[row["space"]])
+        text = f"#{row['rank']}  -log p={row['nll']:.0f}"
+        flag = None
+        if labels is not None:
+            what = [c for c in (row["class"],) if c != "normal"] + [
+                p for p in row["pathology"].split("+") if p != "none"
+            ]
+            text += "\n" + (", ".join(what) if what else "normal, clean")
+            flag = "pathology" if row["pathology"] != "none" else "rare" if row["class"] in RARE_CLASSES else None
+        panels.setdefault(label, []).append({"rgb": rgb, "text": text, "flag": flag, "source": source})
+    subtitles = {}
+    for space in spaces:
+        label = _space_label(space, dims[space])
+        if labels is not None:
+            subtitles[label] = (
+                f"top {top}: {metric[f'{space}_top{top}_rare']:.0%} merger/lens, "
+                f"{metric[f'{space}_top{top}_pathology']:.0%} pathology"
+            )
+    title = f"Fig 3: the {top} least likely HSC objects under a normalising flow per latent space"
+    if labels is not None:
+        title += (
+            f" (base rates: {metric['base_rate_rare']:.1%} merger/lens, {metric['base_rate_pathology']:.1%} pathology)"
+        )
+    plot_outliers(panels, subtitles, title, figure)
+    return result

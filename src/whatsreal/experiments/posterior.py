@@ -1,0 +1,188 @@
+"""Posterior samples of held-out anchors: the shared input of Fig 6, 8, 9 and the zero-shot test.
+
+For one direction (named by the anchor = target survey), each held-out pair gets
+its triplet with the anchor fixed to that survey: the other survey's view feeds
+the physics encoder, the anchor survey's neighbours the instrument encoder, and
+the decoder draws ``n_samples`` images from the flow. The anchor image itself
+is only stored as ``target``, never encoded.
+
+Determinism: the starting noise x0 of a galaxy comes from a generator seeded by
+(posterior.seed, pair), drawn on the CPU, so a galaxy's samples do not depend on
+the batch size, on which other galaxies are sampled, or on the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from whatsreal.data.triplets import TripletDataset
+from whatsreal.io import write_npz
+from whatsreal.model.flow import FlowMatchingModel
+from whatsreal.model.samplers import sample
+from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.train.run import load_model
+
+__all__ = [
+    "POSTERIOR_KEYS",
+    "galaxy_noise",
+    "heldout_pairs",
+    "load_posterior",
+    "nfe_per_step",
+    "run_posterior_samples",
+    "sample_posterior",
+]
+
+log = logging.getLogger(__name__)
+
+POSTERIOR_KEYS = ("pair", "object_id", "target", "physics", "instrument", "instrument_mask", "samples", "direction")
+
+
+def nfe_per_step(method: str) -> int:
+    """Velocity evaluations per ODE step (Euler 1; Heun and midpoint 2)."""
+    return 1 if method == "euler" else 2
+
+
+def heldout_pairs(split_path: str | Path, n: int, seed: int) -> np.ndarray:
+    """The first ``n`` held-out (split == val) pairs of a seeded permutation (all if fewer).
+
+    The same seed gives the same galaxies in both directions, so the two directions
+    can be compared galaxy by galaxy."""
+    split = pd.read_parquet(split_path)
+    missing = {"pair", "split"} - set(split.columns)
+    if missing:
+        raise KeyError(f"{split_path}: missing column(s) {sorted(missing)}")
+    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    if val.size == 0:
+        raise ValueError(f"{split_path}: no held-out pairs (split == 'val') to sample")
+    return np.random.default_rng(seed).permutation(val)[:n]
+
+
+def galaxy_noise(seed: int, pair: int, n: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """(n, *shape) starting noise of one galaxy, from a CPU generator keyed by (seed, pair)."""
+    key = int(np.random.SeedSequence([int(seed), int(pair)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(key))
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def sample_posterior(
+    model: FlowMatchingModel,
+    batch: dict[str, torch.Tensor],
+    n_samples: int,
+    steps: int,
+    method: str,
+    seed: int,
+    device: torch.device,
+    x0: torch.Tensor | None = None,
+) -> np.ndarray:
+    """(B, S, C, H, W) float32 samples for one batch of triplets (``TripletDataset`` layout).
+
+    x0 defaults to :func:`galaxy_noise` per pair; pass ``x0`` of shape (B*S, C, H, W)
+    to fix it (the noise-model traversal reuses one x0 across conditionings)."""
+    model.eval()
+    shape = tuple(batch["target"].shape[1:])
+    if x0 is None:
+        x0 = torch.cat([galaxy_noise(seed, int(p), n_samples, shape) for p in batch["pair"]])
+    use_bf16 = device.type == "cuda"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        cond = model.condition(
+            batch["physics"].to(device),
+            batch["physics_mask"].to(device),
+            batch["instrument"].to(device),
+            batch["instrument_mask"].to(device),
+        )
+        out = sample(model, cond, n_samples, steps, method, x0=x0.to(device))
+    return out.float().cpu().numpy()
+
+
+def run_posterior_samples(
+    cfg: dict, model: str | Path, data_dir: str | Path, direction: str, out: str | Path
+) -> dict[str, np.ndarray]:
+    """Sample held-out anchors of ``direction`` (the anchor survey) and write the contract's npz."""
+    if direction not in SURVEY_ORDER:
+        raise ValueError(f"direction must be one of {SURVEY_ORDER}, got '{direction}'")
+    data_dir = Path(data_dir)
+    pcfg = cfg["experiments"]["posterior"]
+    scfg = cfg["sample"]
+    module, saved = load_model(model)
+    net = module.model
+    device = _device()
+    net.to(device).eval()
+    mode = saved["neighbours"]["mode"]
+    pairs = heldout_pairs(data_dir / "split.parquet", int(pcfg["n_galaxies"]), int(pcfg["seed"]))
+    anchors = np.full(pairs.shape, SURVEY_ORDER.index(direction), dtype=np.int64)
+    ds = TripletDataset(data_dir, pairs, mode=mode, anchors=anchors)
+    meta = pd.read_parquet(data_dir / f"meta_{direction}.parquet", columns=["pair", "object_id"])
+    ids = meta.set_index("pair")["object_id"].astype(str)
+    n_samples, steps, method = int(pcfg["n_samples"]), int(scfg["steps"]), scfg["method"]
+    bs = int(pcfg["batch_size"])
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("target", "physics", "instrument", "instrument_mask")}
+    samples = []
+    t0 = time.perf_counter()
+    for start in range(0, len(pairs), bs):
+        batch = ds.__getitems__(list(range(start, min(start + bs, len(pairs)))))
+        samples.append(sample_posterior(net, batch, n_samples, steps, method, int(pcfg["seed"]), device))
+        parts["target"].append(batch["target"].numpy())
+        parts["physics"].append(batch["physics"][:, 0].numpy())
+        parts["instrument"].append(batch["instrument"].numpy())
+        parts["instrument_mask"].append(batch["instrument_mask"].numpy())
+        log.info("%s: sampled %d/%d galaxies", direction, min(start + bs, len(pairs)), len(pairs))
+    elapsed = time.perf_counter() - t0
+    n_images = len(pairs) * n_samples
+    nfe = steps * nfe_per_step(method)
+    log.info(
+        "%s-anchored: %d galaxies x %d samples = %d images in %.1f s on %s (%.2f images/s; %s %d steps = %d NFE, "
+        "%.0f network evaluations/s); neighbours mode '%s'",
+        direction,
+        len(pairs),
+        n_samples,
+        n_images,
+        elapsed,
+        device,
+        n_images / elapsed,
+        method,
+        steps,
+        nfe,
+        n_images * nfe / elapsed,
+        mode,
+    )
+    result = {
+        "pair": pairs.astype(np.int64),
+        "object_id": ids.reindex(pairs).to_numpy().astype(str),
+        **{k: np.concatenate(v) for k, v in parts.items()},
+        "samples": np.concatenate(samples).astype(np.float32),
+        "direction": np.array(direction),
+    }
+    result["instrument_mask"] = result["instrument_mask"].astype(bool)
+    write_npz(out, **result)
+    return result
+
+
+def load_posterior(path: str | Path) -> dict[str, np.ndarray]:
+    """A posterior npz as plain arrays, checked for the contract's keys and shapes."""
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in POSTERIOR_KEYS if k not in f.files]
+        if missing:
+            raise KeyError(f"{path}: missing array(s) {missing} (expected {list(POSTERIOR_KEYS)})")
+        post = {k: f[k] for k in POSTERIOR_KEYS}
+    n = len(post["pair"])
+    if (
+        post["samples"].ndim != 5
+        or post["samples"].shape[0] != n
+        or post["target"].shape != post["samples"].shape[:1] + post["samples"].shape[2:]
+    ):
+        raise ValueError(
+            f"{path}: samples {post['samples'].shape} and target {post['target'].shape} do not match "
+            "(n, S, C, H, W) and (n, C, H, W)"
+        )
+    post["direction"] = str(post["direction"])
+    return post

@@ -1,0 +1,209 @@
+"""Fig 2: UMAP projections of the physics and instrument latents of the same pairs in both surveys.
+
+The paper's claim is visual: in physics space HSC and Legacy overlap and a galaxy's
+two views land close together; in instrument space the surveys separate. The
+figure is therefore accompanied by two numbers per space that say the same thing
+without eyes: how often a view's other-survey counterpart is among its k nearest
+neighbours, and how well a k-NN vote recovers the survey of a point (0.5 = the
+surveys are mixed, 1.0 = cleanly separated). Both are measured in the 2-D
+projection (what the figure shows) and in the latent space itself (what the
+projection may distort).
+
+The embeddings reader and its column checks live here and are shared by the
+outlier and retrieval experiments, which read the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from whatsreal.surveys import SURVEY_ORDER
+
+__all__ = [
+    "SPACES",
+    "counterpart_in_knn",
+    "latent_columns",
+    "paired_latents",
+    "read_embeddings",
+    "read_parquet_columns",
+    "run_umap",
+    "survey_knn_accuracy",
+    "umap_2d",
+]
+
+log = logging.getLogger(__name__)
+
+SPACES: dict[str, str] = {"physics": "phys_", "instrument": "inst_"}
+"""Latent space -> column prefix in embeddings.parquet (the file format's names)."""
+
+
+def read_parquet_columns(path: str | Path, columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Read a parquet file and fail with the file and the missing column names if any is absent."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    df = pd.read_parquet(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def latent_columns(df: pd.DataFrame, prefix: str, source: str | Path) -> list[str]:
+    """``{prefix}0, {prefix}1, ...`` in numeric order; an error naming ``source`` if there are none."""
+    cols = [c for c in df.columns if c.startswith(prefix) and c[len(prefix) :].isdigit()]
+    if not cols:
+        raise ValueError(f"{source}: missing column(s) {prefix}0, {prefix}1, ... (no '{prefix}*' latent columns)")
+    return sorted(cols, key=lambda c: int(c[len(prefix) :]))
+
+
+def read_embeddings(path: str | Path, spaces: tuple[str, ...] = tuple(SPACES)) -> pd.DataFrame:
+    """embeddings.parquet checked: identifiers, known surveys, and the latent columns of ``spaces``."""
+    df = read_parquet_columns(path, ["object_id", "pair", "survey"])
+    for space in spaces:
+        latent_columns(df, SPACES[space], path)
+    unknown = sorted(set(df["survey"].astype(str)) - set(SURVEY_ORDER))
+    if unknown:
+        raise ValueError(f"{path}: column 'survey' has unknown value(s) {unknown} (known: {', '.join(SURVEY_ORDER)})")
+    df = df.copy()
+    df["object_id"] = df["object_id"].astype(str)
+    df["survey"] = df["survey"].astype(str)
+    df["pair"] = df["pair"].astype(np.int64)
+    return df
+
+
+def paired_latents(emb: pd.DataFrame, prefix: str, pairs: np.ndarray, source: str | Path) -> np.ndarray:
+    """(2n, d) float32: the HSC rows of ``pairs`` then the Legacy rows of the same pairs, in that order.
+
+    Row i and row i + n are the two views of one galaxy, which is what every
+    pair-level metric below relies on.
+    """
+    cols = latent_columns(emb, prefix, source)
+    blocks = []
+    for survey in SURVEY_ORDER:
+        sub = emb[emb["survey"] == survey].set_index("pair")
+        missing = np.setdiff1d(pairs, sub.index.to_numpy())
+        if missing.size:
+            raise ValueError(f"{source}: pair(s) {missing[:5].tolist()} have no '{survey}' row")
+        blocks.append(sub.loc[pairs, cols].to_numpy(dtype=np.float32))
+    return np.concatenate(blocks)
+
+
+def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of each row's k nearest other rows (the row itself removed)."""
+    k = min(k, len(x) - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
+    not_self = idx != np.arange(len(x))[:, None]
+    # The row itself is usually first, but exact duplicates can come before it.
+    order = np.argsort(~not_self, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)[:, :k]
+
+
+def counterpart_in_knn(x: np.ndarray, k: int) -> float:
+    """Fraction of rows whose other-survey view (row i <-> i + n) is among their k nearest neighbours."""
+    n = len(x) // 2
+    nbrs = _neighbours(x, k)
+    partner = np.r_[np.arange(n, 2 * n), np.arange(n)]
+    return float((nbrs == partner[:, None]).any(axis=1).mean())
+
+
+def survey_knn_accuracy(x: np.ndarray, k: int) -> float:
+    """Leave-one-out k-NN vote for the survey of each row (first half HSC, second Legacy).
+
+    0.5 means the surveys are indistinguishable locally, 1.0 cleanly separated;
+    ties count as half right.
+    """
+    n = len(x) // 2
+    label = np.r_[np.zeros(n), np.ones(n)]
+    nbrs = _neighbours(x, k)
+    vote = label[nbrs].mean(axis=1)
+    right = np.where(vote == 0.5, 0.5, (vote > 0.5) == label.astype(bool))
+    return float(right.mean())
+
+
+def umap_2d(x: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+    """A seeded 2-D UMAP of ``x``.
+
+    The exact k-NN graph comes from scikit-learn and is handed to umap-learn as
+    ``precomputed_knn``: this is what umap does itself below 4096 points, and it
+    skips compiling pynndescent (~20 s of numba JIT on a 2-core machine).
+    """
+    import umap  # numba compilation on import: only when the experiment runs
+
+    n_neighbors = min(n_neighbors, len(x) - 1)
+    dist, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(x).kneighbors(x)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        n_components=2,
+        random_state=seed,
+        precomputed_knn=(idx, dist, None),
+    )
+    with warnings.catch_warnings():
+        # Both are expected: a seed makes umap single-threaded, and we never call .transform.
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def _choose_pairs(emb: pd.DataFrame, n_pairs: int, seed: int) -> np.ndarray:
+    """Pairs with a row in both surveys; a seeded subset of ``n_pairs`` if there are more."""
+    both = None
+    for survey in SURVEY_ORDER:
+        have = set(emb.loc[emb["survey"] == survey, "pair"].tolist())
+        both = have if both is None else both & have
+    pairs = np.array(sorted(both), dtype=np.int64)
+    if len(pairs) > n_pairs:
+        pairs = np.sort(np.random.default_rng(seed).choice(pairs, size=n_pairs, replace=False))
+    return pairs
+
+
+def run_umap(cfg: dict, embeddings: str | Path, figure: str | Path) -> dict[str, dict[str, float]]:
+    """Write Fig 2 to ``figure``; return (and log) the per-space disentanglement numbers."""
+    from whatsreal.plots.latents import plot_umap
+
+    ucfg = cfg["experiments"]["umap"]
+    k = int(cfg["experiments"]["retrieval"]["k"])  # the same k as the retrieval top-k
+    emb = read_embeddings(embeddings)
+    pairs = _choose_pairs(emb, int(ucfg["n_pairs"]), int(ucfg["seed"]))
+    if len(pairs) < 3:
+        raise ValueError(f"{embeddings}: {len(pairs)} pair(s) with both surveys; UMAP needs at least 3")
+    n_marked = min(int(ucfg["n_marked"]), len(pairs))
+    marked = np.random.default_rng(int(ucfg["seed"]) + 1).choice(len(pairs), size=n_marked, replace=False)
+    coords, metrics, dims = {}, {}, {}
+    for space, prefix in SPACES.items():
+        x = paired_latents(emb, prefix, pairs, embeddings)
+        dims[space] = x.shape[1]
+        t0 = time.perf_counter()
+        y = umap_2d(x, int(ucfg["n_neighbors"]), float(ucfg["min_dist"]), int(ucfg["seed"]))
+        coords[space] = y
+        metrics[space] = {
+            "counterpart_knn_2d": counterpart_in_knn(y, k),
+            "counterpart_knn_latent": counterpart_in_knn(x, k),
+            "survey_acc_2d": survey_knn_accuracy(y, k),
+            "survey_acc_latent": survey_knn_accuracy(x, k),
+        }
+        m = metrics[space]
+        log.info(
+            "UMAP %s (%d-D, %d pairs x 2 surveys) in %.1f s: counterpart in %d-NN %.3f (2-D) / %.3f (latent); "
+            "survey %d-NN accuracy %.3f (2-D) / %.3f (latent)",
+            space,
+            x.shape[1],
+            len(pairs),
+            time.perf_counter() - t0,
+            k,
+            m["counterpart_knn_2d"],
+            m["counterpart_knn_latent"],
+            k,
+            m["survey_acc_2d"],
+            m["survey_acc_latent"],
+        )
+    plot_umap(coords, dims, metrics, marked, k, figure)
+    return metrics

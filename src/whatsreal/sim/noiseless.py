@@ -1,0 +1,113 @@
+"""Noiseless, artefact-free renders of simulated objects, exactly as the simulator drew them.
+
+The counterfactual truth metrics compare generated images with what the target
+instrument would have recorded without noise or artefacts. ``simulate_sky``
+keeps that image only in memory (``Stamp.model``), so this module rebuilds the
+very same :class:`~whatsreal.sim.render.ObjectSpec` (same random streams, same
+order of draws) and renders it again with :func:`~whatsreal.sim.render.render_stamp`.
+Nothing is re-implemented: it calls the simulator's own population, conditions,
+observation, id and spec builders in the order ``simulate_sky`` does, and a test
+checks that the rebuilt specs reproduce the stored noisy cutouts bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from whatsreal.sim.fields import SmoothField
+from whatsreal.sim.geometry import Patch
+from whatsreal.sim.instrument import SurveyConditions
+from whatsreal.sim.population import LENS_GEOMETRY_COLUMNS, draw_population
+from whatsreal.sim.render import ObjectSpec, Stamp, lensed_source_image, render_stamp
+from whatsreal.sim.sky import (
+    LENS_MAGNIFICATION_FIELD_ARCSEC,
+    LENS_MAGNIFICATION_PIXEL_ARCSEC,
+    STREAMS,
+    SURVEY_CODE,
+    _assign_ids,
+    _observe,
+    _rng,
+    _specs,
+)
+from whatsreal.surveys import SURVEY_ORDER, SURVEYS
+
+__all__ = ["render_object", "sky_specs"]
+
+
+def _population(sim: dict) -> tuple[Patch, pd.DataFrame]:
+    """The population with E(B-V) and lens magnifications, as ``simulate_sky`` builds it."""
+    seed = sim["seed"]
+    patch = Patch.from_config(sim["footprint"])
+    pop = draw_population(patch, sim, _rng(seed, STREAMS["population"]))
+    ebv_cfg = sim["ebv"]
+    field = SmoothField(
+        patch.width_arcmin,
+        patch.height_arcmin,
+        ebv_cfg["correlation_arcmin"],
+        sim["fields"]["grid_arcmin"],
+        _rng(seed, STREAMS["ebv"]),
+    )
+    pop["ebv"] = np.clip(ebv_cfg["mean"] + ebv_cfg["sigma"] * field(pop["x_arcmin"], pop["y_arcmin"]), 0, None)
+    pop["src_magnification"] = np.nan
+    for tid in np.flatnonzero((pop["galaxy_class"] == "lens").to_numpy()):
+        geometry = tuple(float(pop.iloc[tid][c]) for c in LENS_GEOMETRY_COLUMNS)
+        _, mu = lensed_source_image(geometry, LENS_MAGNIFICATION_FIELD_ARCSEC, LENS_MAGNIFICATION_PIXEL_ARCSEC)
+        pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
+    return patch, pop
+
+
+def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, dict[str, ObjectSpec]]:
+    """Per survey: object_id (as str) -> the ObjectSpec ``simulate_sky`` rendered for it.
+
+    ``cfg`` must be the validated config that simulated the sky (its ``simulation``
+    section and seed); a different one gives a different sky, which callers detect
+    by comparing with ``truth.parquet``. Results are cached per simulation config
+    within a process (several experiments ask for the same sky).
+    """
+    return _cached_specs(json.dumps(cfg["simulation"], sort_keys=True), tuple(surveys))
+
+
+@lru_cache(maxsize=4)
+def _cached_specs(sim_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
+    sim = json.loads(sim_json)
+    seed = sim["seed"]
+    patch, pop = _population(sim)
+    out: dict[str, dict[str, ObjectSpec]] = {}
+    for name in surveys:
+        survey = SURVEYS[name]
+        scfg = sim["surveys"][name]
+        code = SURVEY_CODE[name]
+        conditions = SurveyConditions(
+            survey,
+            scfg,
+            patch.width_arcmin,
+            patch.height_arcmin,
+            sim["fields"],
+            _rng(seed, STREAMS["conditions"], code),
+        )
+        obs, cat, cond = _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+        prng = _rng(seed, STREAMS["pathologies"], code)
+        rates = sim["pathologies"]
+        flags = pd.DataFrame(
+            {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
+            index=obs.index,
+        )
+        ids = _assign_ids(survey, cat, scfg, _rng(seed, STREAMS["ids"], code))
+        order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
+        obs, flags, ids = obs.iloc[order], flags.iloc[order], ids[order]
+        cond = {k: v[order] for k, v in cond.items()}
+        specs = _specs(survey, sim, pop, obs, cond, flags)
+        keys = ids.astype(str) if ids.dtype.kind in "SU" else ids.astype(np.int64).astype(str)
+        out[name] = dict(zip(keys, specs, strict=True))
+    return out
+
+
+def render_object(spec: ObjectSpec, survey: str, cfg: dict) -> Stamp:
+    """The object's stamp exactly as the simulator rendered it (``.model`` is the noiseless,
+    artefact-free image; ``.image`` the stored noisy cutout)."""
+    sim = cfg["simulation"]
+    return render_stamp(spec, SURVEYS[survey], sim["cutout_size"], sim["surveys"][survey]["psf_beta"])

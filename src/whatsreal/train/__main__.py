@@ -1,0 +1,7 @@
+"""``python -m whatsreal.train``: see :mod:`whatsreal.train.cli`."""
+
+import sys
+
+from whatsreal.train.cli import main
+
+sys.exit(main())

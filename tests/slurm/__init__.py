@@ -1,0 +1,1 @@
+"""Tests against a real SLURM cluster started on localhost (``make test-slurm``)."""

@@ -1,0 +1,96 @@
+"""Fig 2 (UMAP): the disentanglement numbers on planted latents, marked pairs, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from whatsreal.experiments import umap_projection
+from whatsreal.experiments.umap_projection import counterpart_in_knn, run_umap, survey_knn_accuracy
+from whatsreal.plots import latents
+
+from .conftest import tiny_config
+
+
+def _embeddings(n: int, seed: int = 0) -> pd.DataFrame:
+    """Planted disentanglement: physics identical in both surveys (up to 1e-3), instrument = survey offset."""
+    rng = np.random.default_rng(seed)
+    phys = rng.normal(size=(n, 8)) * 3
+    frames = []
+    for s, survey in enumerate(("hsc", "legacysurvey")):
+        df = pd.DataFrame(
+            {
+                "object_id": [f"{survey}-{i}" for i in range(n)],
+                "pair": np.arange(n),
+                "survey": survey,
+                "split": np.where(np.arange(n) % 5 == 0, "val", "train"),
+            }
+        )
+        p = phys + rng.normal(scale=1e-3, size=phys.shape)
+        inst = rng.normal(size=(n, 4)) + 10.0 * s
+        df = pd.concat(
+            [
+                df,
+                pd.DataFrame(p, columns=[f"phys_{j}" for j in range(8)]),
+                pd.DataFrame(inst, columns=[f"inst_{j}" for j in range(4)]),
+            ],
+            axis=1,
+        )
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_metrics_separate_a_shared_space_from_a_survey_space():
+    emb = _embeddings(60)
+    pairs = np.arange(60)
+    phys = umap_projection.paired_latents(emb, "phys_", pairs, "x")
+    inst = umap_projection.paired_latents(emb, "inst_", pairs, "x")
+    assert counterpart_in_knn(phys, 1) == 1.0  # the counterpart is the nearest other row
+    assert survey_knn_accuracy(phys, 1) == 0.0  # ... which is always from the other survey
+    assert survey_knn_accuracy(inst, 10) == 1.0
+    assert counterpart_in_knn(inst, 10) < 0.5
+    shuffled = np.concatenate([phys[:60], phys[60:][np.random.default_rng(1).permutation(60)]])
+    assert counterpart_in_knn(shuffled, 1) < 0.2
+
+
+def test_umap_runs_on_tiny_inputs_and_marks_pairs(tmp_path, monkeypatch):
+    path = tmp_path / "embeddings.parquet"
+    _embeddings(50).to_parquet(path)
+    cfg = tiny_config(experiments={"umap": {"n_pairs": 40, "n_neighbors": 8, "n_marked": 4, "seed": 3}})
+    seen = {}
+    real_plot = latents.plot_umap
+
+    def spy(coords, dims, metrics, marked, k, out):
+        seen.update(coords=coords, marked=marked, dims=dims)
+        real_plot(coords, dims, metrics, marked, k, out)
+
+    monkeypatch.setattr(latents, "plot_umap", spy)
+    metrics = run_umap(cfg, path, tmp_path / "fig2.png")
+    assert (tmp_path / "fig2.png").stat().st_size > 10_000
+    assert seen["dims"] == {"physics": 8, "instrument": 4}
+    for y in seen["coords"].values():
+        assert y.shape == (80, 2) and np.isfinite(y).all()  # n_pairs of the 50 pairs, both surveys
+    marked = np.asarray(seen["marked"])
+    assert len(set(marked.tolist())) == 4 and marked.max() < 40
+    assert metrics["physics"]["counterpart_knn_latent"] == 1.0
+    assert metrics["physics"]["counterpart_knn_2d"] > 0.8  # UMAP keeps the planted duplicates together
+    assert metrics["instrument"]["survey_acc_2d"] == 1.0
+    assert metrics["physics"]["survey_acc_latent"] < 0.6
+    # Seeded: a second run gives the same projection.
+    again = {}
+    monkeypatch.setattr(latents, "plot_umap", lambda coords, *a: again.update(coords=coords))
+    run_umap(cfg, path, tmp_path / "fig2b.png")
+    np.testing.assert_allclose(again["coords"]["physics"], seen["coords"]["physics"])
+
+
+def test_missing_latent_column_names_file_and_column(tmp_path):
+    path = tmp_path / "embeddings.parquet"
+    emb = _embeddings(10)
+    emb.drop(columns=[c for c in emb.columns if c.startswith("inst_")]).to_parquet(path)
+    with pytest.raises(ValueError, match=r"embeddings\.parquet: missing column\(s\) inst_0"):
+        run_umap(tiny_config(), path, tmp_path / "fig.png")
+    emb.drop(columns=["survey"]).to_parquet(path)
+    with pytest.raises(ValueError, match=r"embeddings\.parquet: missing column\(s\) survey"):
+        run_umap(tiny_config(), path, tmp_path / "fig.png")
+    assert not (tmp_path / "fig.png").exists()

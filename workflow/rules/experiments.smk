@@ -1,0 +1,340 @@
+# The paper's experiments (section 4, appendix A.3-A.7): one rule per figure/table,
+# each reading only what it needs, so any one reruns alone without retraining.
+# Outputs: results/{dataset}/runs/{run}/{figures,tables,samples,fits}/ and the
+# dataset-level baselines/ (the untrained and supervised ResNet references).
+
+RUN_DIR = f"{RESULTS}/runs/{{run}}"
+DIRECTIONS = SURVEYS  # a direction is named by its anchor (target) survey
+
+
+wildcard_constraints:
+    run="|".join(RUNS) if RUNS else "none",
+    direction="hsc|legacysurvey",
+
+
+rule random_init_embeddings:
+    # Features of a frozen, randomly initialised encoder of the same architecture.
+    input:
+        data_targets(),
+    output:
+        f"{RESULTS}/baselines/random_init_embeddings.parquet",
+    log:
+        f"{RESULTS}/logs/random_init_embeddings.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input[0]).parent),
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/random_init_embeddings.py"
+
+
+rule cross_predict:
+    # A ResNet trained from scratch to predict each survey's instrument properties
+    # from the other survey's image; R^2 on the probes' held-out pairs.
+    input:
+        data=data_targets(),
+        truth=truth_file(),
+    output:
+        f"{RESULTS}/baselines/cross_predict.csv",
+    log:
+        f"{RESULTS}/logs/cross_predict.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/cross_predict.py"
+
+
+rule umap:
+    input:
+        embeddings=f"{RUN_DIR}/embeddings.parquet",
+    output:
+        report(
+            f"{RUN_DIR}/figures/fig2_umap.png",
+            caption="../report/fig2_umap.rst",
+            category="4.1 Disentangled representations",
+            subcategory="{run}",
+        ),
+    log:
+        f"{RESULTS}/logs/umap_{{run}}.log",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/umap.py"
+
+
+rule outliers:
+    input:
+        embeddings=f"{RUN_DIR}/embeddings.parquet",
+        baseline=aion_file() or f"{RESULTS}/baselines/random_init_embeddings.parquet",
+        catalog=f"{RESULTS}/catalog_hsc.parquet",
+        meta=f"{RESULTS}/meta_hsc.parquet",
+        images=f"{RESULTS}/images_hsc.npy",
+        truth=truth_file(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig3_outliers.png",
+            caption="../report/fig3_outliers.rst",
+            category="4.1 Disentangled representations",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/outliers.csv",
+        truth=f"{RUN_DIR}/tables/truth_outliers.csv",
+    log:
+        f"{RESULTS}/logs/outliers_{{run}}.log",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/outliers.py"
+
+
+rule probes:
+    input:
+        embeddings=f"{RUN_DIR}/embeddings.parquet",
+        random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
+        cross_predict=f"{RESULTS}/baselines/cross_predict.csv",
+        meta=meta_files(),
+        truth=truth_file(),
+        aion=aion_file(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig4_probes.png",
+            caption="../report/fig4_probes.rst",
+            category="4.1 Disentangled representations",
+            subcategory="{run}",
+        ),
+        table=report(
+            f"{RUN_DIR}/tables/table5_probes.csv",
+            caption="../report/table5_probes.rst",
+            category="4.1 Disentangled representations",
+            subcategory="{run}",
+        ),
+        truth=f"{RUN_DIR}/tables/truth_probes.csv",
+    log:
+        f"{RESULTS}/logs/probes_{{run}}.log",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/probes.py"
+
+
+rule ablation:
+    # The spatial-neighbour ablation: probe R^2 of this run beside the reference run.
+    input:
+        reference=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes.csv",
+        ablated=f"{RUN_DIR}/tables/table5_probes.csv",
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/ablation_neighbours.png",
+            caption="../report/ablation_neighbours.rst",
+            category="A.5 Spatial-neighbour ablation",
+        ),
+        table=f"{RUN_DIR}/tables/ablation_neighbours.csv",
+    log:
+        f"{RESULTS}/logs/ablation_{{run}}.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/ablation.py"
+
+
+rule retrieval:
+    input:
+        embeddings=f"{RUN_DIR}/embeddings.parquet",
+        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
+        meta=meta_files(),
+        lenses=lens_file(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig5_retrieval.png",
+            caption="../report/fig5_retrieval.rst",
+            category="4.1 Disentangled representations",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/retrieval.csv",
+    log:
+        f"{RESULTS}/logs/retrieval_{{run}}.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.meta[0]).parent),
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/retrieval.py"
+
+
+rule posterior_samples:
+    # Held-out anchors of one direction, many posterior samples each: the shared
+    # input of the counterfactual, spatial-structure, calibration and zero-shot rules.
+    input:
+        model=f"{RUN_DIR}/model.ckpt",
+        data=data_targets(),
+    output:
+        f"{RUN_DIR}/samples/posterior_{{direction}}.npz",
+    log:
+        f"{RESULTS}/logs/posterior_samples_{{run}}_{{direction}}.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/posterior_samples.py"
+
+
+rule counterfactuals:
+    input:
+        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        meta=meta_files(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig6_counterfactuals.png",
+            caption="../report/fig6_counterfactuals.rst",
+            category="4.2 Counterfactual generation",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/counterfactual_mse.csv",
+        fits=expand(f"{RUN_DIR}/fits/counterfactuals_{{direction}}.fits", direction=DIRECTIONS, allow_missing=True),
+    log:
+        f"{RESULTS}/logs/counterfactuals_{{run}}.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/counterfactuals.py"
+
+
+rule truth_counterfactuals:
+    # Synthetic sky only: posterior samples against the noiseless truth rendered
+    # through the target instrument and preprocessed like the data.
+    input:
+        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        meta=meta_files(),
+        truth=f"{RESULTS}/raw/truth.parquet",
+    output:
+        f"{RUN_DIR}/tables/truth_counterfactuals.csv",
+    log:
+        f"{RESULTS}/logs/truth_counterfactuals_{{run}}.log",
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/truth_counterfactuals.py"
+
+
+rule zero_shot:
+    # An ellipticity ResNet trained on real HSC images, applied to real held-out HSC
+    # and to HSC counterfactuals generated from Legacy.
+    input:
+        posterior=f"{RUN_DIR}/samples/posterior_hsc.npz",
+        data=data_targets(),
+        truth=truth_file(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig9_zero_shot.png",
+            caption="../report/fig9_zero_shot.rst",
+            category="4.2 Counterfactual generation",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/zero_shot.csv",
+    log:
+        f"{RESULTS}/logs/zero_shot_{{run}}.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/zero_shot.py"
+
+
+rule noise_model:
+    input:
+        model=f"{RUN_DIR}/model.ckpt",
+        data=data_targets(),
+        catalog=f"{RESULTS}/catalog_hsc.parquet",
+        truth=truth_file(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig7_noise_model.png",
+            caption="../report/fig7_noise_model.rst",
+            category="4.2 Counterfactual generation",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/noise_model.csv",
+    log:
+        f"{RESULTS}/logs/noise_model_{{run}}.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/noise_model.py"
+
+
+rule spatial_structure:
+    input:
+        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig8_spatial_structure.png",
+            caption="../report/fig8_spatial_structure.rst",
+            category="A.6 Generative model evaluation",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/spatial_structure.csv",
+    log:
+        f"{RESULTS}/logs/spatial_structure_{{run}}.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/spatial_structure.py"
+
+
+rule calibration:
+    input:
+        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/fig9_calibration.png",
+            caption="../report/fig9_calibration.rst",
+            category="A.6 Generative model evaluation",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/calibration.csv",
+    log:
+        f"{RESULTS}/logs/calibration_{{run}}.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/calibration.py"
+
+
+rule truth_metrics:
+    input:
+        truth_metric_inputs,
+    output:
+        report(
+            f"{RUN_DIR}/tables/truth_metrics.csv",
+            caption="../report/truth_metrics.rst",
+            category="Truth metrics (synthetic sky)",
+            subcategory="{run}",
+        ),
+    log:
+        f"{RESULTS}/logs/truth_metrics_{{run}}.log",
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/truth_metrics.py"

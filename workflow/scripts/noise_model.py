@@ -1,0 +1,16 @@
+"""Snakemake entry point: Fig 7, SNR traversal and artefact removal (logic in whatsreal.experiments.noise_model)."""
+
+from whatsreal.experiments.noise_model import run_noise_model
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_noise_model(
+    sm.config,
+    model=sm.input.model,
+    data_dir=sm.params.data_dir,
+    catalog=sm.input.catalog,
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    figure=sm.output.figure,
+    table=sm.output.table,
+)

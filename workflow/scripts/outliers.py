@@ -1,0 +1,19 @@
+"""Snakemake entry point: Fig 3, normalising-flow outliers (logic in whatsreal.experiments.outliers)."""
+
+from whatsreal.experiments.outliers import run_outliers
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_outliers(
+    sm.config,
+    embeddings=sm.input.embeddings,
+    baseline=sm.input.baseline,
+    catalog=sm.input.catalog,
+    meta=sm.input.meta,
+    images=sm.input.images,
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    figure=sm.output.figure,
+    table=sm.output.table,
+    truth_table=sm.output.truth,
+)

@@ -1,0 +1,19 @@
+"""Snakemake entry point: Fig 4 / Table 5, MLP probes (logic in whatsreal.experiments.probes)."""
+
+from whatsreal.experiments.probes import run_probes
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_probes(
+    sm.config,
+    embeddings=sm.input.embeddings,
+    random_init=sm.input.random_init,
+    cross_predict=sm.input.cross_predict,
+    meta=list(sm.input.meta),
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    aion=sm.input.aion[0] if sm.input.aion else None,
+    figure=sm.output.figure,
+    table=sm.output.table,
+    truth_table=sm.output.truth,
+)

@@ -1,0 +1,15 @@
+"""Snakemake entry point: Fig 5, nearest-neighbour retrieval (logic in whatsreal.experiments.retrieval)."""
+
+from whatsreal.experiments.retrieval import run_retrieval
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_retrieval(
+    sm.config,
+    embeddings=sm.input.embeddings,
+    data_dir=sm.params.data_dir,
+    lenses=sm.input.lenses[0] if sm.input.lenses else None,
+    figure=sm.output.figure,
+    table=sm.output.table,
+)

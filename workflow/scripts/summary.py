@@ -1,0 +1,8 @@
+"""Snakemake entry point: summary.md, paper numbers beside ours (logic in whatsreal.experiments.summary)."""
+
+from whatsreal.experiments.summary import write_summary
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+write_summary(sm.config, sm.params.results, sm.params.runs, sm.output[0])

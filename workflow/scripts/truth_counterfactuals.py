@@ -1,0 +1,14 @@
+"""Snakemake entry point: counterfactuals against the noiseless truth (logic in whatsreal.experiments.truth_images)."""
+
+from whatsreal.experiments.truth_images import run_truth_counterfactuals
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_truth_counterfactuals(
+    sm.config,
+    posterior=list(sm.input.posterior),
+    meta=list(sm.input.meta),
+    truth=sm.input.truth,
+    out=sm.output[0],
+)
