@@ -31,7 +31,9 @@ def tiny_config(**overrides: dict) -> dict:
     """The tiny test sky's config, validated, with nested ``overrides`` merged in."""
     cfg = copy.deepcopy(TINY)
     for section, values in overrides.items():
-        _merge(cfg.setdefault(section, {}), values)
+        # Copied: merging would otherwise alias shared dicts such as TINY_MODEL, and a test
+        # that edits its config (or validation filling defaults) would change them for all.
+        _merge(cfg.setdefault(section, {}), copy.deepcopy(values))
     return validate_config(cfg, SCHEMA)
 
 

@@ -18,46 +18,20 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from whatsreal.sim.fields import SmoothField
-from whatsreal.sim.geometry import Patch
 from whatsreal.sim.instrument import SurveyConditions
-from whatsreal.sim.population import LENS_GEOMETRY_COLUMNS, draw_population
-from whatsreal.sim.render import ObjectSpec, Stamp, lensed_source_image, render_stamp
+from whatsreal.sim.render import ObjectSpec, Stamp, render_stamp
 from whatsreal.sim.sky import (
-    LENS_MAGNIFICATION_FIELD_ARCSEC,
-    LENS_MAGNIFICATION_PIXEL_ARCSEC,
     STREAMS,
     SURVEY_CODE,
     _assign_ids,
     _observe,
     _rng,
     _specs,
+    build_population,
 )
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
 __all__ = ["render_object", "sky_specs"]
-
-
-def _population(sim: dict) -> tuple[Patch, pd.DataFrame]:
-    """The population with E(B-V) and lens magnifications, as ``simulate_sky`` builds it."""
-    seed = sim["seed"]
-    patch = Patch.from_config(sim["footprint"])
-    pop = draw_population(patch, sim, _rng(seed, STREAMS["population"]))
-    ebv_cfg = sim["ebv"]
-    field = SmoothField(
-        patch.width_arcmin,
-        patch.height_arcmin,
-        ebv_cfg["correlation_arcmin"],
-        sim["fields"]["grid_arcmin"],
-        _rng(seed, STREAMS["ebv"]),
-    )
-    pop["ebv"] = np.clip(ebv_cfg["mean"] + ebv_cfg["sigma"] * field(pop["x_arcmin"], pop["y_arcmin"]), 0, None)
-    pop["src_magnification"] = np.nan
-    for tid in np.flatnonzero((pop["galaxy_class"] == "lens").to_numpy()):
-        geometry = tuple(float(pop.iloc[tid][c]) for c in LENS_GEOMETRY_COLUMNS)
-        _, mu = lensed_source_image(geometry, LENS_MAGNIFICATION_FIELD_ARCSEC, LENS_MAGNIFICATION_PIXEL_ARCSEC)
-        pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
-    return patch, pop
 
 
 def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, dict[str, ObjectSpec]]:
@@ -75,7 +49,7 @@ def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, d
 def _cached_specs(sim_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
     sim = json.loads(sim_json)
     seed = sim["seed"]
-    patch, pop = _population(sim)
+    patch, pop = build_population(sim)
     out: dict[str, dict[str, ObjectSpec]] = {}
     for name in surveys:
         survey = SURVEYS[name]

@@ -269,17 +269,13 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
-    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` and ``truth_path``.
+def build_population(sim: dict) -> tuple[Patch, pd.DataFrame]:
+    """The patch and its galaxies with E(B-V) and lens magnifications, from the seed alone.
 
-    ``cfg`` is the validated pipeline config. Raises :class:`SimulationError` when
-    the configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when
-    too few objects have 5 same-survey neighbours within 3 arcmin.
+    Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`, which must rebuild the
+    very same objects to render their noiseless truth.
     """
-    sim = cfg["simulation"]
     seed = sim["seed"]
-    raw_dir = Path(raw_dir)
-    truth_path = Path(truth_path)
     patch = Patch.from_config(sim["footprint"])
 
     pop = draw_population(patch, sim, _rng(seed, STREAMS["population"]))
@@ -302,6 +298,21 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
         geometry = tuple(float(pop.iloc[tid][c]) for c in LENS_GEOMETRY_COLUMNS)
         _, mu = lensed_source_image(geometry, LENS_MAGNIFICATION_FIELD_ARCSEC, LENS_MAGNIFICATION_PIXEL_ARCSEC)
         pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
+    return patch, pop
+
+
+def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
+    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` and ``truth_path``.
+
+    ``cfg`` is the validated pipeline config. Raises :class:`SimulationError` when
+    the configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when
+    too few objects have 5 same-survey neighbours within 3 arcmin.
+    """
+    sim = cfg["simulation"]
+    seed = sim["seed"]
+    raw_dir = Path(raw_dir)
+    truth_path = Path(truth_path)
+    patch, pop = build_population(sim)
 
     observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
     for name, survey in SURVEYS.items():
