@@ -18,16 +18,15 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from whatsreal.sim.instrument import SurveyConditions
 from whatsreal.sim.render import ObjectSpec, Stamp, render_stamp
 from whatsreal.sim.sky import (
     STREAMS,
     SURVEY_CODE,
     _assign_ids,
-    _observe,
     _rng,
     _specs,
     build_population,
+    observe_survey,
 )
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
@@ -55,15 +54,7 @@ def _cached_specs(sim_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str
         survey = SURVEYS[name]
         scfg = sim["surveys"][name]
         code = SURVEY_CODE[name]
-        conditions = SurveyConditions(
-            survey,
-            scfg,
-            patch.width_arcmin,
-            patch.height_arcmin,
-            sim["fields"],
-            _rng(seed, STREAMS["conditions"], code),
-        )
-        obs, cat, cond = _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+        obs, cat, cond = observe_survey(sim, patch, pop, name)
         prng = _rng(seed, STREAMS["pathologies"], code)
         rates = sim["pathologies"]
         flags = pd.DataFrame(

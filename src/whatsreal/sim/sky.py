@@ -301,6 +301,25 @@ def build_population(sim: dict) -> tuple[Patch, pd.DataFrame]:
     return patch, pop
 
 
+def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One survey's observing conditions drawn from its seeded stream, then its selection.
+
+    Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`, so both see the same
+    objects under the same conditions.
+    """
+    survey = SURVEYS[name]
+    scfg = sim["surveys"][name]
+    conditions = SurveyConditions(
+        survey,
+        scfg,
+        patch.width_arcmin,
+        patch.height_arcmin,
+        sim["fields"],
+        _rng(sim["seed"], STREAMS["conditions"], SURVEY_CODE[name]),
+    )
+    return _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+
+
 def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
     """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` and ``truth_path``.
 
@@ -315,17 +334,9 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     patch, pop = build_population(sim)
 
     observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
-    for name, survey in SURVEYS.items():
+    for name in SURVEYS:
         scfg = sim["surveys"][name]
-        conditions = SurveyConditions(
-            survey,
-            scfg,
-            patch.width_arcmin,
-            patch.height_arcmin,
-            sim["fields"],
-            _rng(seed, STREAMS["conditions"], SURVEY_CODE[name]),
-        )
-        obs, cat, cond = _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+        obs, cat, cond = observe_survey(sim, patch, pop, name)
         if len(cat) == 0:
             sel = scfg["selection"]
             raise SimulationError(
