@@ -1,5 +1,5 @@
 """Generative experiments on the tiny sky with a tiny untrained model: posterior samples,
-noiseless truth renders, counterfactuals against the truth, and the noise model (Fig 7)."""
+noiseless truth renders and counterfactuals against the truth (the noise model, Fig 7: test_exp_noise_model.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import torch
 
 from whatsreal.data.mmu import read_catalog, read_images
 from whatsreal.data.stages import read_normalisation
-from whatsreal.experiments.noise_model import NOISE_COLUMNS, background_noise, cutout_snr, run_noise_model
 from whatsreal.experiments.posterior import POSTERIOR_KEYS, load_posterior, run_posterior_samples
 from whatsreal.experiments.truth_images import (
     TRUTH_COLUMNS,
@@ -26,7 +25,6 @@ from .conftest import _merge, tiny_model_config
 
 EXPERIMENTS = {
     "posterior": {"n_galaxies": 5, "n_samples": 3, "batch_size": 2, "seed": 3},
-    "noise_model": {"n_artifacts": 2},
 }
 
 
@@ -209,71 +207,3 @@ def test_truth_counterfactuals_against_the_noiseless_truth(tiny_data, tiny_sky, 
     real = _cfg(dataset={"source": "mmu"})
     assert run_truth_counterfactuals(real, [posteriors["hsc"]], metas, None, tmp_path / "v.csv").empty
     assert pd.read_csv(tmp_path / "v.csv").columns.tolist() == list(TRUTH_COLUMNS)
-
-
-def test_snr_and_background_noise_on_planted_cutouts():
-    rng = np.random.default_rng(0)
-    image = np.full((2, 5, 20, 20), 3.0, dtype=np.float32)
-    ivar = np.full_like(image, 4.0)  # flux error 0.5 -> SNR 6
-    ivar[1, :, :5, :] = 0.0  # a quarter of the second cutout is bad ...
-    image[1, :, :5, :] = 1e6  # ... and must not count
-    snr, bad = cutout_snr(image, ivar, crop=20)
-    np.testing.assert_allclose(snr, [6.0, 6.0])
-    np.testing.assert_allclose(bad, [0.0, 0.25])
-    mask = np.ones((2, 20, 20), dtype=bool)  # one mask for all bands (Legacy layout), True = clean
-    mask[0, :10, :] = False
-    image[0, :, :10, :] = -1e6
-    snr, bad = cutout_snr(image, ivar, crop=20, mask=mask)
-    np.testing.assert_allclose(snr, [6.0, 6.0])
-    np.testing.assert_allclose(bad, [0.5, 0.25])
-    _, bad_centre = cutout_snr(image, ivar, crop=10, mask=mask)  # only the central 10x10 counts
-    np.testing.assert_allclose(bad_centre, [0.5, 0.0])
-    noisy = rng.normal(0, 0.3, size=(4, 48, 48))
-    noisy[:, 20:28, 20:28] += 50  # a bright centre does not enter the background estimate
-    assert background_noise(noisy) == pytest.approx(0.3, rel=0.08)
-
-
-def test_noise_model_runs_end_to_end(tiny_data, tiny_sky, checkpoint, tmp_path):
-    _, data = tiny_data
-    _, raw, _ = tiny_sky
-    cfg = _cfg()
-    df = run_noise_model(
-        cfg,
-        checkpoint,
-        data,
-        data / "catalog_hsc.parquet",
-        raw / "truth.parquet",
-        tmp_path / "f7.png",
-        tmp_path / "n.csv",
-    )
-    table = pd.read_csv(tmp_path / "n.csv")
-    assert list(table.columns) == list(NOISE_COLUMNS)
-    trav = table[(table["kind"] == "snr_traversal") & table["percentile"].notna()]
-    assert list(trav["percentile"]) == [5, 25, 50, 75, 95]
-    assert trav["conditioning_snr"].is_monotonic_increasing and trav["pair"].nunique() == 1
-    split = pd.read_parquet(data / "split.parquet").set_index("pair")["split"]
-    assert split[int(trav["pair"].iloc[0])] == "val", "the traversal galaxy is held out"
-    assert trav["note"].str.contains("Spearman").all()
-    art = table[table["kind"] == "artifact_removal"]
-    assert len(art) == 2 and art["note"].str.contains("pathology").all()
-    assert art["note"].str.contains("noiseless truth").all()
-    assert np.isfinite(df["output_snr"]).all()
-    assert (tmp_path / "f7.png").stat().st_size > 20_000
-    # The same seed gives the same table.
-    again = run_noise_model(
-        cfg,
-        checkpoint,
-        data,
-        data / "catalog_hsc.parquet",
-        raw / "truth.parquet",
-        tmp_path / "g.png",
-        tmp_path / "m.csv",
-    )
-    pd.testing.assert_frame_equal(again, df)
-    # Real data (no truth table): the pathologies are the cutouts with the most masked pixels.
-    real = run_noise_model(
-        cfg, checkpoint, data, data / "catalog_hsc.parquet", None, tmp_path / "h.png", tmp_path / "r.csv"
-    )
-    art = real[real["kind"] == "artifact_removal"]
-    assert len(art) >= 1 and art["note"].str.contains("bad pixels").all()
-    assert not art["note"].str.contains("noiseless").any()

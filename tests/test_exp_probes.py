@@ -7,14 +7,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import r2_score
 
-from whatsreal.experiments.ablation import ABLATION_COLUMNS, run_ablation
+from whatsreal.experiments.ablation import ABLATION_COLUMNS, paired_drops, run_ablation
 from whatsreal.experiments.probes import (
+    FLOOR,
+    REPRESENTATIONS,
     TABLE5_COLUMNS,
     fit_probe_ensemble,
     member_seed,
+    pixel_statistics,
     probe_r2,
+    read_probe_predictions,
     run_probes,
+    table5_columns,
+    write_probe_predictions,
 )
 from whatsreal.experiments.targets import build_targets, probe_split
 from whatsreal.surveys import SURVEY_ORDER
@@ -92,6 +99,7 @@ def fake_tables(n: int, seed: int = 0, e1: np.ndarray | None = None, e2: np.ndar
         "sersic_n": rng.uniform(0.5, 6, n + 5),
         "e1": rng.uniform(-0.5, 0.5, n + 5),
         "e2": rng.uniform(-0.5, 0.5, n + 5),
+        **{f"mag_{b}": rng.uniform(19, 24, n + 5) for b in "grizy"},
     }
     for survey in SURVEY_ORDER:
         for b in "grizy":
@@ -154,7 +162,10 @@ def test_targets_follow_the_catalogue_conventions(tmp_path):
     meta = [paths["meta_hsc"], paths["meta_legacysurvey"]]
     table, specs = build_targets(meta, paths["truth"], ["g", "r", "i", "z"])
     names = [t.name for t in specs]
-    assert {"hsc_e1", "hsc_e2", "legacy_galdepth", "hsc_psfsize", "true_redshift", "true_hsc_nobs"} <= set(names)
+    assert {"hsc_e1", "hsc_e2", "legacy_galdepth", "hsc_psfsize", "true_redshift", "true_mag", "true_g_r"} <= set(names)
+    # One truth target per instrument knob and survey: no quantity that is a function of another.
+    truth_inst = [t.name for t in specs if t.truth and t.group != "physics"]
+    assert truth_inst == [f"true_{s}_{q}" for s in ("hsc", "legacy") for q in ("psf_fwhm", "sky_sigma", "psfdepth_mag")]
     np.testing.assert_allclose(table["hsc_e1"], e1, atol=1e-12)
     np.testing.assert_allclose(table["hsc_e2"], e2, atol=1e-12)
     hsc = pd.read_parquet(paths["meta_hsc"])
@@ -163,6 +174,12 @@ def test_targets_follow_the_catalogue_conventions(tmp_path):
     )  # y not in preprocess.bands
     truth = pd.read_parquet(paths["truth"]).set_index("truth_id")
     np.testing.assert_allclose(table["true_redshift"], truth.loc[1000 + np.arange(30), "redshift"])
+    rows = truth.loc[1000 + np.arange(30)]
+    np.testing.assert_allclose(table["true_g_r"], rows["mag_g"] - rows["mag_r"])
+    np.testing.assert_allclose(table["true_mag"], rows[[f"mag_{b}" for b in "griz"]].mean(axis=1))
+    np.testing.assert_allclose(
+        table["true_legacy_sky_sigma"], rows[[f"legacysurvey_sky_sigma_{b}" for b in "griz"]].mean(axis=1)
+    )
     groups = {t.name: (t.group, t.truth) for t in specs}
     assert groups["legacy_nobs"] == ("legacysurvey_instrument", False)
     assert groups["true_legacy_psf_fwhm"] == ("legacysurvey_instrument", True)
@@ -243,6 +260,9 @@ def _probe_inputs(tmp_path: Path, n: int = 240) -> dict:
     paths = write_fake_dataset(tmp_path / "data", n)
     truth = pd.read_parquet(paths["truth"]).set_index("truth_id").loc[1000 + np.arange(n)]
     rng = np.random.default_rng(5)
+    # HSC pixels carry the true HSC sky noise (the pixel floor must find it); Legacy pixels carry nothing.
+    sky = truth[[f"hsc_sky_sigma_{b}" for b in "griz"]].mean(axis=1).to_numpy()
+    np.save(paths["meta_hsc"].parent / "images_hsc.npy", (rng.normal(size=(n, 4, 16, 16)) * sky[:, None, None, None]))
     # Physics latents carry the true redshift; instrument latents the true HSC PSF FWHM (band-averaged).
     z = truth["redshift"].to_numpy()
     psf = truth[[f"hsc_psf_fwhm_{b}" for b in "griz"]].mean(axis=1).to_numpy()
@@ -253,10 +273,12 @@ def _probe_inputs(tmp_path: Path, n: int = 240) -> dict:
     rnd = tmp_path / "random_init_embeddings.parquet"
     write_embeddings(rnd, {s: rng.normal(size=(n, 6)) for s in SURVEY_ORDER}, None, n)
     cross = tmp_path / "cross_predict.csv"
-    pd.DataFrame({"target": ["legacy_ebv", "hsc_a"], "r2": [0.5, 0.25], "n_train": 1, "n_test": 1}).to_csv(
-        cross, index=False
-    )
-    return {"paths": paths, "embeddings": emb, "random_init": rnd, "cross_predict": cross}
+    pd.DataFrame(
+        {"target": ["legacy_ebv", "hsc_a"], "r2": [0.5, 0.25], "n_train": 1, "n_test": 1, "ci_lo": [0.4, np.nan]}
+        | {"ci_hi": [0.6, np.nan]}
+    ).to_csv(cross, index=False)
+    images = [paths["meta_hsc"].parent / f"images_{s}.npy" for s in SURVEY_ORDER]
+    return {"paths": paths, "embeddings": emb, "random_init": rnd, "cross_predict": cross, "images": images}
 
 
 def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
@@ -280,9 +302,15 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
         figure=out / "fig4.png",
         table=out / "table5.csv",
         truth_table=out / "truth_probes.csv",
+        images=inp["images"],
+        predictions=out / "probe_predictions.npz",
     )
     table = pd.read_csv(out / "table5.csv")
-    assert list(table.columns) == [*TABLE5_COLUMNS, "aion", "n_train", "n_test"]
+    assert list(table.columns) == table5_columns([*REPRESENTATIONS])
+    assert list(table.columns[: len(TABLE5_COLUMNS) + 2]) == [*TABLE5_COLUMNS, "aion", FLOOR]
+    for rep in ("ours_physics", "ours_instrument", "random_init", "aion", FLOOR):
+        assert {f"{rep}_ci_lo", f"{rep}_ci_hi"} <= set(table.columns)
+    assert {"diff_phys_minus_inst", "diff_ci_lo", "diff_ci_hi"} <= set(table.columns)
     assert set(table["group"]) == {"physics", "legacysurvey_instrument", "hsc_instrument"}
     row = table.set_index("target")
     assert row.loc["true_redshift", "ours_physics"] > 0.8
@@ -290,15 +318,49 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
     assert row.loc["true_hsc_psf_fwhm", "ours_instrument"] > 0.8
     assert row.loc["true_hsc_psf_fwhm", "ours_physics"] < 0.3
     assert row.loc["legacy_ebv", "cross_predict"] == 0.5 and np.isnan(row.loc["hsc_e1", "cross_predict"])
+    assert (row.loc["legacy_ebv", "cross_predict_ci_lo"], row.loc["legacy_ebv", "cross_predict_ci_hi"]) == (0.4, 0.6)
+    assert np.isnan(row.loc["hsc_a", "cross_predict_ci_lo"])  # the baseline's file gives no interval for it
     assert np.isnan(row.loc["legacy_galdepth", "cross_predict"])  # not in the cross-predict file
     assert row.loc["true_redshift", "aion"] > 0.8
     assert (table["n_test"] == 48).all() and (table["n_train"] == 192).all()
     assert len(result) == len(table)
+    # Intervals: ordered, around the estimate, and decisive where the signal is planted.
+    for rep in ("ours_physics", "ours_instrument", "random_init", "aion"):
+        lo, hi, v = table[f"{rep}_ci_lo"], table[f"{rep}_ci_hi"], table[rep]
+        ok = v.notna()
+        assert lo[ok].notna().all() and (lo[ok] < hi[ok]).all(), rep
+        assert ((lo[ok] <= v[ok] + 0.02) & (v[ok] <= hi[ok] + 0.02)).all(), rep
+    assert row.loc["true_redshift", "ours_physics_ci_lo"] > 0.7
+    assert row.loc["true_redshift", "diff_ci_lo"] > 0  # physics beats instrument, CI excluding 0
+    assert row.loc["true_hsc_psf_fwhm", "diff_ci_hi"] < 0  # instrument beats physics
+    assert row.loc["true_redshift", "diff_phys_minus_inst"] == pytest.approx(
+        row.loc["true_redshift", "ours_physics"] - row.loc["true_redshift", "ours_instrument"]
+    )
+    # Pixel floor: instrument targets only; it finds the sky noise planted in the HSC pixels and nothing else.
+    assert table.loc[table["group"] == "physics", FLOOR].isna().all()
+    assert row.loc["true_hsc_sky_sigma", FLOOR] > 0.7 and row.loc["true_hsc_sky_sigma", f"{FLOOR}_ci_lo"] > 0.5
+    assert row.loc["true_legacy_sky_sigma", FLOOR] < 0.3
+    # The test predictions reproduce the table.
+    pairs, names, y, preds = read_probe_predictions(out / "probe_predictions.npz")
+    np.testing.assert_array_equal(pairs, np.flatnonzero(probe_split(240, 0.2, cfg["experiments"]["probes"]["seed"])))
+    assert set(preds) == {"ours_physics", "ours_instrument", "random_init", "aion", FLOOR}
+    j = names.index("true_redshift")
+    assert r2_score(y[:, j], preds["ours_physics"][:, j]) == pytest.approx(row.loc["true_redshift", "ours_physics"])
+    lacking = np.isin(pairs, [237, 238, 239])  # the pairs without AION features stay in, as NaN
+    np.testing.assert_array_equal(np.isnan(preds["aion"]).all(axis=1), lacking)
     truth = pd.read_csv(out / "truth_probes.csv")
-    assert list(truth.columns) == ["metric", "value", "note"]
-    m = dict(zip(truth["metric"], truth["value"], strict=True))
-    assert m["r2_true_redshift_ours_physics"] == pytest.approx(row.loc["true_redshift", "ours_physics"])
-    assert "r2_truth_physics_mean_ours_physics" in m and "disentanglement_score_ours" in m
+    assert list(truth.columns) == ["metric", "value", "ci_lo", "ci_hi", "note"]
+    m = truth.set_index("metric")
+    assert m.loc["r2_true_redshift_ours_physics", "value"] == pytest.approx(row.loc["true_redshift", "ours_physics"])
+    assert m.loc["r2_true_redshift_ours_physics", "ci_lo"] == pytest.approx(
+        row.loc["true_redshift", "ours_physics_ci_lo"]
+    )
+    assert "r2_truth_physics_mean_random_init" in m.index and "disentanglement_score_ours" in m.index
+    assert m.loc["diff_phys_minus_inst_true_redshift", "ci_lo"] > 0
+    assert m.loc["r2_floor_true_hsc_sky_sigma", "value"] > 0.7
+    assert "r2_floor_true_redshift" not in m.index
+    score = m.loc["disentanglement_score_ours"]
+    assert score["ci_lo"] < score["value"] < score["ci_hi"] and score["ci_lo"] > 0  # 2 of 11 targets planted
     assert (out / "fig4.png").stat().st_size > 10_000
 
     # Real data: no truth -> catalogue targets only, truth table header only.
@@ -315,8 +377,27 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
         truth_table=out / "truth_real.csv",
     )
     real = pd.read_csv(out / "table5_real.csv")
-    assert list(real.columns) == [*TABLE5_COLUMNS, "n_train", "n_test"] and not real["truth"].any()
+    assert list(real.columns) == table5_columns(["ours_physics", "ours_instrument", "random_init"])
+    assert "aion" not in real.columns and not real["truth"].any()
+    assert real[FLOOR].isna().all()  # no images given: no floor
     assert pd.read_csv(out / "truth_real.csv").empty
+
+
+# --------------------------------------------------------------------------- pixel floor
+
+
+def test_pixel_statistics_read_sky_noise_and_size():
+    rng = np.random.default_rng(4)
+    n, size = 40, 32
+    sigma = rng.uniform(0.5, 2.0, n)
+    width = rng.uniform(1.0, 3.0, n)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    blob = np.exp(-(xx**2 + yy**2)[None] / (2 * width[:, None, None] ** 2)) * 200
+    images = blob[:, None] + rng.normal(size=(n, 2, size, size)) * sigma[:, None, None, None]
+    stats = pixel_statistics(images.astype(np.float32), chunk=7)
+    assert stats.shape == (n, 4)
+    np.testing.assert_allclose(stats[:, 0], sigma, rtol=0.25)  # outer-pixel robust std = the noise
+    assert np.corrcoef(stats[:, 2], width)[0, 1] > 0.9  # moment size follows the source size
 
 
 # --------------------------------------------------------------------------- ablation
@@ -340,16 +421,51 @@ def _table5(path: Path, targets: list[str], phys: float, inst: float) -> Path:
     return path
 
 
+def _predictions(path: Path, y: np.ndarray, inst_noise: float, rng: np.random.Generator) -> Path:
+    """A probe_predictions.npz: physics predictions shared by both runs, instrument ones with ``inst_noise``."""
+    preds = {
+        "ours_physics": y + 0.3 * np.random.default_rng(0).normal(size=y.shape),
+        "ours_instrument": y + inst_noise * rng.normal(size=y.shape),
+        "random_init": np.zeros_like(y),
+    }
+    write_probe_predictions(path, np.arange(0, 2 * len(y), 2), ["hsc_e1", "legacy_galdepth"], y, preds)
+    return path
+
+
 def test_ablation_joins_runs_and_rejects_different_targets(tmp_path):
     ref = _table5(tmp_path / "ref.csv", ["hsc_e1", "legacy_galdepth"], 0.9, 0.7)
     abl = _table5(tmp_path / "abl.csv", ["legacy_galdepth", "hsc_e1"], 0.85, 0.2)  # other row order
     out = run_ablation(ref, abl, "main", "random_neighbours", tmp_path / "abl.png", tmp_path / "ablation.csv")
     table = pd.read_csv(tmp_path / "ablation.csv")
     assert list(table.columns) == list(ABLATION_COLUMNS) and len(out) == 2
+    assert {"random_init", "random_init_ci_lo", "diff_instrument", "diff_instrument_ci_lo"} <= set(table.columns)
     g = table.set_index("target").loc["legacy_galdepth"]
     assert (g["reference_instrument"], g["ablated_instrument"]) == (0.7, 0.2)
     assert (g["reference_physics"], g["ablated_physics"]) == (0.9, 0.85)
+    assert g["diff_instrument"] == pytest.approx(0.5) and g["random_init"] == 0.1
+    assert np.isnan(g["diff_instrument_ci_lo"])  # no predictions given: no interval
     assert (tmp_path / "abl.png").stat().st_size > 10_000
     bad = _table5(tmp_path / "bad.csv", ["hsc_e1", "legacy_psfsize"], 0.8, 0.3)
     with pytest.raises(ValueError, match=r"different targets.*legacy_galdepth.*legacy_psfsize"):
         run_ablation(ref, bad, "main", "random_neighbours", tmp_path / "x.png", tmp_path / "x.csv")
+
+
+def test_ablation_drop_is_a_paired_bootstrap_on_the_same_pairs(tmp_path):
+    rng = np.random.default_rng(6)
+    y = rng.normal(size=(200, 2))
+    ref = _table5(tmp_path / "ref.csv", ["hsc_e1", "legacy_galdepth"], 0.9, 0.7)
+    abl = _table5(tmp_path / "abl.csv", ["hsc_e1", "legacy_galdepth"], 0.9, 0.1)
+    p_ref = _predictions(tmp_path / "ref.npz", y, 0.5, rng)  # instrument R^2 ~ 0.8
+    p_abl = _predictions(tmp_path / "abl.npz", y, 3.0, rng)  # instrument R^2 << 0
+    table = run_ablation(
+        ref, abl, "main", "random_neighbours", tmp_path / "a.png", tmp_path / "a.csv", predictions=(p_ref, p_abl)
+    ).set_index("target")
+    g = table.loc["legacy_galdepth"]
+    assert g["diff_instrument_ci_lo"] > 0.5  # a large drop, CI excluding 0
+    # The physics predictions are the same in both runs: a paired drop is exactly 0, with no width.
+    assert g["diff_physics_ci_lo"] == pytest.approx(0.0) and g["diff_physics_ci_hi"] == pytest.approx(0.0)
+    # Different test pairs cannot be paired.
+    other = tmp_path / "other.npz"
+    write_probe_predictions(other, np.arange(200), ["hsc_e1", "legacy_galdepth"], y, {"ours_physics": y})
+    with pytest.raises(ValueError, match="different test pairs"):
+        paired_drops(p_ref, other, 100, 0, 0.95)

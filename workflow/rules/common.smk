@@ -61,6 +61,7 @@ def experiment_targets(run):
         f"{d}/figures/fig3_outliers.png",
         f"{d}/figures/fig4_probes.png",
         f"{d}/figures/fig5_retrieval.png",
+        f"{d}/figures/conditioning_gain.png",
     ]
     if run in generative_runs():
         targets += [
@@ -127,7 +128,12 @@ def summary_inputs(wildcards):
     inputs = []
     for run in RUNS:
         d = f"{RESULTS}/runs/{run}/tables"
-        inputs += [f"{d}/table5_probes.csv", f"{d}/retrieval.csv", f"{d}/outliers.csv"]
+        inputs += [
+            f"{d}/table5_probes.csv",
+            f"{d}/retrieval.csv",
+            f"{d}/outliers.csv",
+            f"{d}/conditioning_gain.csv",
+        ]
         if run in generative_runs():
             inputs += [
                 f"{d}/counterfactual_mse.csv",
@@ -135,10 +141,11 @@ def summary_inputs(wildcards):
                 f"{d}/zero_shot.csv",
                 f"{d}/spatial_structure.csv",
                 f"{d}/noise_model.csv",
+                f"{d}/noise_model_slopes.csv",
             ]
         if SOURCE == "synthetic":
             inputs.append(f"{d}/truth_metrics.csv")
         ablation = config["experiments"]["ablation"]
         if run == ablation["ablated"] and ablation["reference"] in RUNS:
-            inputs.append(f"{d}/ablation_neighbours.csv")
+            inputs += [f"{d}/ablation_neighbours.csv", f"{d}/neighbour_probe.csv"]
     return inputs

@@ -96,11 +96,14 @@ rule outliers:
 
 
 rule probes:
+    # Table 5 with bootstrap CIs over the held-out pairs; the images give the
+    # pixel-statistics floor; the test predictions feed the ablation's paired drops.
     input:
         embeddings=f"{RUN_DIR}/embeddings.parquet",
         random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
         cross_predict=f"{RESULTS}/baselines/cross_predict.csv",
         meta=meta_files(),
+        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
         truth=truth_file(),
         aion=aion_file(),
     output:
@@ -117,6 +120,7 @@ rule probes:
             subcategory="{run}",
         ),
         truth=f"{RUN_DIR}/tables/truth_probes.csv",
+        predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
     log:
         f"{RESULTS}/logs/probes_{{run}}.log",
     threads: 2
@@ -127,10 +131,20 @@ rule probes:
 
 
 rule ablation:
-    # The spatial-neighbour ablation: probe R^2 of this run beside the reference run.
+    # The spatial-neighbour ablation: probe R^2 of this run beside the reference run,
+    # paired-bootstrap drops, and the neighbour-set probe (each anchor's conditions from
+    # its spatial neighbours' instrument latents, both runs' encoders, shuffled control).
     input:
         reference=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes.csv",
         ablated=f"{RUN_DIR}/tables/table5_probes.csv",
+        reference_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions.npz",
+        ablated_predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
+        reference_embeddings=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/embeddings.parquet",
+        ablated_embeddings=f"{RUN_DIR}/embeddings.parquet",
+        random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
+        neighbours=expand(f"{RESULTS}/neighbours_{{survey}}_spatial.npz", survey=SURVEYS),
+        meta=meta_files(),
+        truth=truth_file(),
     output:
         figure=report(
             f"{RUN_DIR}/figures/ablation_neighbours.png",
@@ -138,8 +152,12 @@ rule ablation:
             category="A.5 Spatial-neighbour ablation",
         ),
         table=f"{RUN_DIR}/tables/ablation_neighbours.csv",
+        neighbour_table=f"{RUN_DIR}/tables/neighbour_probe.csv",
     log:
         f"{RESULTS}/logs/ablation_{{run}}.log",
+    params:
+        surveys=SURVEYS,
+    threads: 2
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -260,10 +278,13 @@ rule zero_shot:
 
 
 rule noise_model:
+    # Fig 7: real spatial neighbour sets at percentiles of the true sky sigma and PSF
+    # FWHM condition the decoder; log-log slopes of the generated noise and size against
+    # them, beside the real images' slopes; and artefact removal.
     input:
         model=f"{RUN_DIR}/model.ckpt",
         data=data_targets(),
-        catalog=f"{RESULTS}/catalog_hsc.parquet",
+        catalog=expand(f"{RESULTS}/catalog_{{survey}}.parquet", survey=SURVEYS),
         truth=truth_file(),
     output:
         figure=report(
@@ -273,10 +294,12 @@ rule noise_model:
             subcategory="{run}",
         ),
         table=f"{RUN_DIR}/tables/noise_model.csv",
+        slopes=f"{RUN_DIR}/tables/noise_model_slopes.csv",
     log:
         f"{RESULTS}/logs/noise_model_{{run}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        surveys=SURVEYS,
     threads: 2
     conda:
         "../envs/whatsreal.yaml"
@@ -338,3 +361,29 @@ rule truth_metrics:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/truth_metrics.py"
+
+
+rule conditioning_gain:
+    # Does the decoder use both halves of its conditioning? Loss with the instrument (or
+    # physics) half swapped for another held-out pair's, minus the true loss, with CIs.
+    input:
+        model=f"{RUN_DIR}/model.ckpt",
+        metrics=f"{RUN_DIR}/metrics.csv",
+        data=data_targets(),
+    output:
+        figure=report(
+            f"{RUN_DIR}/figures/conditioning_gain.png",
+            caption="../report/conditioning_gain.rst",
+            category="Method diagnostics",
+            subcategory="{run}",
+        ),
+        table=f"{RUN_DIR}/tables/conditioning_gain.csv",
+    log:
+        f"{RESULTS}/logs/conditioning_gain_{{run}}.log",
+    params:
+        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/conditioning_gain.py"

@@ -1,10 +1,25 @@
-"""Snakemake entry point: the spatial-neighbour ablation (logic in whatsreal.experiments.ablation)."""
+"""Snakemake entry point: the spatial-neighbour ablation and the neighbour-set probe.
+
+Logic in whatsreal.experiments.ablation and whatsreal.experiments.neighbour_probe.
+"""
 
 from whatsreal.experiments.ablation import run_ablation
+from whatsreal.experiments.bootstrap import bootstrap_config
+from whatsreal.experiments.neighbour_probe import run_neighbour_probe
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+neighbours = run_neighbour_probe(
+    sm.config,
+    reference=sm.input.reference_embeddings,
+    ablated=sm.input.ablated_embeddings,
+    random_init=sm.input.random_init,
+    neighbours=dict(zip(sm.params.surveys, sm.input.neighbours, strict=True)),
+    meta=list(sm.input.meta),
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    table=sm.output.neighbour_table,
+)
 run_ablation(
     sm.input.reference,
     sm.input.ablated,
@@ -12,4 +27,7 @@ run_ablation(
     ablated_name=sm.wildcards.run,
     figure=sm.output.figure,
     table=sm.output.table,
+    predictions=(sm.input.reference_predictions, sm.input.ablated_predictions),
+    bootstrap=bootstrap_config(sm.config),
+    neighbour_table=neighbours,
 )

@@ -1,4 +1,5 @@
-"""Snakemake entry point: Fig 7, SNR traversal and artefact removal (logic in whatsreal.experiments.noise_model)."""
+"""Snakemake entry point: Fig 7, conditioning on neighbour sets at percentiles of the true sky sigma
+and PSF FWHM, and artefact removal (logic in whatsreal.experiments.noise_model)."""
 
 from whatsreal.experiments.noise_model import run_noise_model
 from whatsreal.logs import log_to_file
@@ -9,8 +10,9 @@ run_noise_model(
     sm.config,
     model=sm.input.model,
     data_dir=sm.params.data_dir,
-    catalog=sm.input.catalog,
+    catalogs=dict(zip(sm.params.surveys, sm.input.catalog, strict=True)),
     truth=sm.input.truth[0] if sm.input.truth else None,
     figure=sm.output.figure,
     table=sm.output.table,
+    slopes=sm.output.slopes,
 )

@@ -1,4 +1,4 @@
-"""Snakemake entry point: Fig 4 / Table 5, MLP probes (logic in whatsreal.experiments.probes)."""
+"""Snakemake entry point: Fig 4 / Table 5, MLP probes with bootstrap CIs (logic in whatsreal.experiments.probes)."""
 
 from whatsreal.experiments.probes import run_probes
 from whatsreal.logs import log_to_file
@@ -16,4 +16,6 @@ run_probes(
     figure=sm.output.figure,
     table=sm.output.table,
     truth_table=sm.output.truth,
+    images=list(sm.input.images),
+    predictions=sm.output.predictions,
 )

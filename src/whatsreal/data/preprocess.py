@@ -39,7 +39,14 @@ from whatsreal.io import atomic_path
 from whatsreal.parallel import ordered_map
 from whatsreal.surveys import SURVEYS
 
-__all__ = ["BandTransform", "PreprocessStats", "iter_rows_by_file", "preprocess_survey", "resample_centre"]
+__all__ = [
+    "BandTransform",
+    "PreprocessStats",
+    "band_positions",
+    "iter_rows_by_file",
+    "preprocess_survey",
+    "resample_centre",
+]
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +163,7 @@ def _transform_chunk(transform: BandTransform, path: str, rows: np.ndarray) -> t
     return transform(*read_cutouts(path, rows, transform.survey))
 
 
-def _band_positions(path: str, survey: str, wanted: list[str]) -> list[int]:
+def band_positions(path: str, survey: str, wanted: list[str]) -> list[int]:
     """Where each wanted band sits in a shard's band axis (MMU HDF5 or crossmatched parquet)."""
     if path.endswith(".parquet"):
         letters = parquet_band_letters(path, survey)
@@ -205,7 +212,7 @@ def preprocess_survey(
     transforms = {
         path: BandTransform(
             survey,
-            _band_positions(path, survey, bands),
+            band_positions(path, survey, bands),
             clamp,
             int(pcfg["crop"][survey]),
             size,

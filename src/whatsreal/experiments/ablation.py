@@ -4,7 +4,12 @@ The instrument encoder learns instrument conditions because the 5 neighbours it
 sees share them with the anchor (they are close on the sky). With random
 neighbours that signal is gone, so the instrument latents' R^2 on instrument
 targets should collapse (paper: galaxy depth 0.68 -> 0.20) while the physics
-latents change little. This joins the two runs' Table 5 files target by target.
+latents change little. This joins the two runs' Table 5 files target by target
+and adds, per latent, the drop ``reference - ablated`` with a *paired* bootstrap
+interval: both runs' probes are scored on the same held-out pairs (same split
+seed), so resampling those pairs once for both removes the sample noise they
+share. The random-init encoder (a dataset-level baseline, the same for both
+runs) is carried along as the no-training reference.
 """
 
 from __future__ import annotations
@@ -12,25 +17,30 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from whatsreal.experiments.bootstrap import BootstrapR2
+from whatsreal.experiments.probes import read_probe_predictions
 from whatsreal.io import atomic_path
 
-__all__ = ["ABLATION_COLUMNS", "run_ablation"]
+__all__ = ["ABLATION_COLUMNS", "paired_drops", "run_ablation"]
 
 log = logging.getLogger(__name__)
 
+_CI = ("", "_ci_lo", "_ci_hi")
 ABLATION_COLUMNS = (
     "target",
     "label",
     "group",
     "truth",
-    "reference_physics",
-    "reference_instrument",
-    "ablated_physics",
-    "ablated_instrument",
+    *[f"{run}_{space}{end}" for run in ("reference", "ablated") for space in ("physics", "instrument") for end in _CI],
+    *[f"random_init{end}" for end in _CI],
+    *[f"diff_{space}{end}" for space in ("physics", "instrument") for end in _CI],
 )
+"""Columns of ``ablation_neighbours.csv``; ``diff_<space>`` = reference - ablated R^2 of that latent."""
 _NEEDED = ("target", "label", "group", "truth", "ours_physics", "ours_instrument")
+_SPACES = {"physics": "ours_physics", "instrument": "ours_instrument"}
 
 
 def _read(path: str | Path) -> pd.DataFrame:
@@ -46,6 +56,44 @@ def _read(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or NaN when an older table lacks it (e.g. CIs)."""
+    return df[name] if name in df.columns else pd.Series(np.nan, index=df.index)
+
+
+def paired_drops(
+    reference: str | Path, ablated: str | Path, n_resamples: int, seed: int, confidence: float
+) -> pd.DataFrame:
+    """Per target: reference - ablated R^2 of each latent and its paired-bootstrap interval.
+
+    Reads the two runs' ``probe_predictions.npz``; they must hold the same test
+    pairs (same dataset and probe split), else the drop would not be paired.
+    """
+    pairs_r, names_r, y_r, pred_r = read_probe_predictions(reference)
+    pairs_a, names_a, y_a, pred_a = read_probe_predictions(ablated)
+    if not np.array_equal(pairs_r, pairs_a):
+        raise ValueError(
+            f"{reference} and {ablated}: different test pairs (probe split or dataset differ); "
+            "the drop must be measured on the same pairs"
+        )
+    common = [t for t in names_r if t in set(names_a)]
+    ir = [names_r.index(t) for t in common]
+    ia = [names_a.index(t) for t in common]
+    y = y_r[:, ir]
+    if not np.allclose(y, y_a[:, ia], equal_nan=True):
+        raise ValueError(f"{reference} and {ablated}: the test labels differ")
+    boot = BootstrapR2.for_rows(len(pairs_r), n_resamples, seed, confidence)
+    out = pd.DataFrame({"target": common})
+    for space, rep in _SPACES.items():
+        for run, preds, cols in (("reference", pred_r, ir), ("ablated", pred_a, ia)):
+            if rep not in preds:
+                raise ValueError(f"{reference if run == 'reference' else ablated}: no predictions of {rep}")
+            boot.add(f"{run}_{space}", y, preds[rep][:, cols])
+        d, lo, hi = boot.diff(f"reference_{space}", f"ablated_{space}")
+        out[f"diff_{space}"], out[f"diff_{space}_ci_lo"], out[f"diff_{space}_ci_hi"] = d, lo, hi
+    return out
+
+
 def run_ablation(
     reference_csv: str | Path,
     ablated_csv: str | Path,
@@ -53,8 +101,17 @@ def run_ablation(
     ablated_name: str,
     figure: str | Path,
     table: str | Path,
+    predictions: tuple[str | Path, str | Path] | None = None,
+    bootstrap: tuple[int, int, float] = (1000, 0, 0.95),
+    neighbour_table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Write ablation_neighbours.csv (reference vs ablated R^2 of both latents per target) and its bar figure."""
+    """Write ablation_neighbours.csv (both runs' R^2 with CIs, random init, paired drops) and its figure.
+
+    ``predictions`` = the (reference, ablated) ``probe_predictions.npz`` for the
+    paired drop intervals (without them the drops have no interval);
+    ``bootstrap`` = (n_resamples, seed, confidence); ``neighbour_table`` (the
+    neighbour-set probe's result) adds a panel to the figure.
+    """
     from whatsreal.plots.probes import plot_ablation
 
     ref, abl = _read(reference_csv), _read(ablated_csv)
@@ -65,35 +122,39 @@ def run_ablation(
             f"probe tables have different targets: only in {reference_csv} ({reference_name}): {only_ref}; "
             f"only in {ablated_csv} ({ablated_name}): {only_abl}"
         )
-    merged = ref[list(_NEEDED)].merge(
-        abl[["target", "ours_physics", "ours_instrument"]],
-        on="target",
-        suffixes=("_ref", "_abl"),
-        validate="one_to_one",
-    )
-    out = pd.DataFrame(
-        {
-            "target": merged["target"],
-            "label": merged["label"],
-            "group": merged["group"],
-            "truth": merged["truth"],
-            "reference_physics": merged["ours_physics_ref"],
-            "reference_instrument": merged["ours_instrument_ref"],
-            "ablated_physics": merged["ours_physics_abl"],
-            "ablated_instrument": merged["ours_instrument_abl"],
-        },
-        columns=list(ABLATION_COLUMNS),
-    )
+    abl = abl.set_index("target").loc[ref["target"]].reset_index()
+    out = pd.DataFrame({c: ref[c] for c in ("target", "label", "group", "truth")})
+    for run, df in (("reference", ref), ("ablated", abl)):
+        for space, rep in _SPACES.items():
+            for end in _CI:
+                out[f"{run}_{space}{end}"] = _column(df, f"{rep}{end}").to_numpy()
+    for end in _CI:
+        out[f"random_init{end}"] = _column(ref, f"random_init{end}").to_numpy()
+    for space in _SPACES:
+        out[f"diff_{space}"] = out[f"reference_{space}"] - out[f"ablated_{space}"]
+        out[f"diff_{space}_ci_lo"] = np.nan
+        out[f"diff_{space}_ci_hi"] = np.nan
+    if predictions is not None:
+        drops = paired_drops(*predictions, *bootstrap).set_index("target")
+        known = out["target"].isin(drops.index).to_numpy()
+        for space in _SPACES:
+            for end in ("_ci_lo", "_ci_hi"):
+                col = f"diff_{space}{end}"
+                out.loc[known, col] = drops.loc[out.loc[known, "target"], col].to_numpy()
+    out = out[list(ABLATION_COLUMNS)]
     with atomic_path(table) as tmp:
         out.to_csv(tmp, index=False)
     for _, r in out[out["group"] != "physics"].iterrows():
         log.info(
-            "ablation %s: instrument-latent R^2 %s %.3f -> %s %.3f",
+            "ablation %s: instrument-latent R^2 %s %.3f -> %s %.3f (drop %.3f [%.3f, %.3f])",
             r["target"],
             reference_name,
             r["reference_instrument"],
             ablated_name,
             r["ablated_instrument"],
+            r["diff_instrument"],
+            r["diff_instrument_ci_lo"],
+            r["diff_instrument_ci_hi"],
         )
-    plot_ablation(out, reference_name, ablated_name, figure)
+    plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
     return out

@@ -15,6 +15,19 @@ random-init tokens flattened, AION features. Probe (paper A.3): hidden
 AdamW; inputs and targets standardised with the training pairs' statistics;
 R^2 on the held-out pairs of :func:`~whatsreal.experiments.targets.probe_split`.
 
+Uncertainty: each R^2 gets a percentile-bootstrap interval over the held-out
+pairs, and ``ours_physics - ours_instrument`` a paired one
+(:mod:`whatsreal.experiments.bootstrap`); the probes are trained once, only
+their fixed test predictions are resampled. The test predictions are written
+to ``probe_predictions.npz`` so the ablation can bootstrap the drop between two
+runs on the same pairs without retraining.
+
+Floor: for instrument targets, the same probe trained on trivial per-band
+pixel statistics of the survey's own preprocessed image (outer-pixel robust
+std, second-moment size; :func:`pixel_statistics`) - a target that this reads
+well is given away by the pixels, and a latent's R^2 on it must be read
+against that floor.
+
 Efficiency: there is one probe per (target, representation). Instead of
 training ~30 small MLPs one after another, all targets of a representation are
 trained at once as an *ensemble of independent MLPs*: weights shaped
@@ -32,6 +45,7 @@ import itertools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +55,9 @@ import torch
 from torch import nn
 
 from whatsreal.experiments.baselines import CROSS_PREDICT_COLUMNS, r2_or_nan
+from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, percentile_ci
 from whatsreal.experiments.regressor import device, masked_smooth_l1, one_cpu_thread
-from whatsreal.experiments.targets import GROUPS, Target, build_targets, probe_split
+from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group, probe_split
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.experiments.umap_projection import (
     SPACES,
@@ -51,19 +66,26 @@ from whatsreal.experiments.umap_projection import (
     read_embeddings,
     read_parquet_columns,
 )
-from whatsreal.io import atomic_path
+from whatsreal.io import atomic_path, write_npz
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
+    "CI_REPRESENTATIONS",
+    "DIFF_COLUMNS",
+    "FLOOR",
     "REPRESENTATIONS",
     "TABLE5_COLUMNS",
     "ProbeEnsemble",
     "fit_probe_ensemble",
     "member_seed",
+    "pixel_statistics",
     "probe_r2",
     "read_aion",
+    "read_probe_predictions",
     "run_probes",
+    "table5_columns",
     "truth_probe_rows",
+    "write_probe_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +102,14 @@ TABLE5_COLUMNS = (
     "random_init",
     "cross_predict",
 )
+FLOOR = "pixel_floor"
+"""Table 5 column: R^2 of trivial per-band pixel statistics of the survey's own image (instrument targets only)."""
+CI_REPRESENTATIONS = ("ours_physics", "ours_instrument", "random_init", "aion", FLOOR, "cross_predict")
+"""Columns that get ``<rep>_ci_lo``/``<rep>_ci_hi``. The cross-predict interval is copied from the baseline's
+file when it has ``ci_lo``/``ci_hi`` columns (it trains its own ResNet; its predictions are not here), else NaN."""
+DIFF_COLUMNS = ("diff_phys_minus_inst", "diff_ci_lo", "diff_ci_hi")
+"""ours_physics - ours_instrument per target, with its paired-bootstrap interval."""
+PRED_PREFIX = "pred_"
 NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "healpix"}
 
 
@@ -211,8 +241,11 @@ def probe_r2(
 ) -> tuple[np.ndarray, np.ndarray]:
     """R^2 per target column of ``y`` on the ``test`` rows, and the test predictions (in target units).
 
-    Rows of ``x`` with a non-finite feature are left out of both splits (a
-    representation that lacks some pairs, e.g. AION). Targets with fewer than 2
+    The predictions are (n_test, T) over *every* test row in pair order, NaN where
+    a row could not be predicted, so predictions of different representations line
+    up row by row (what the paired bootstrap needs). Rows of ``x`` with a non-finite
+    feature are left out of both splits (a representation that lacks some pairs,
+    e.g. AION, or an anchor without neighbours). Targets with fewer than 2
     training labels or a constant training value get NaN. ``keys`` name the
     members for seeding (default: column index).
     """
@@ -227,7 +260,7 @@ def probe_r2(
         spread = np.nanstd(np.where(n_lab > 0, ytr, 0.0), axis=0)
     trainable = (n_lab >= 2) & (spread > 0)
     r2 = np.full(y.shape[1], np.nan)
-    pred = np.full((len(test_rows), y.shape[1]), np.nan)
+    pred = np.full((int(test.sum()), y.shape[1]), np.nan)  # every test row; NaN where x is not finite
     cols = np.flatnonzero(trainable)
     if cols.size == 0 or test_rows.size == 0:
         return r2, pred
@@ -243,7 +276,8 @@ def probe_r2(
         dev,
     )
     p = _predict(model, xte.astype(np.float32), dev) * std + mean
-    pred[:, cols] = p
+    where = np.flatnonzero(rows_ok[np.flatnonzero(test)])  # positions of the usable rows among all test rows
+    pred[np.ix_(where, cols)] = p
     for j, c in enumerate(cols):
         r2[c] = r2_or_nan(y[test_rows, c], p[:, j])
     return r2, pred
@@ -302,14 +336,19 @@ def _representations(
     return reps
 
 
-def _cross_predict_r2(path: str | Path, specs: Sequence[Target]) -> dict[str, float]:
+def _cross_predict_r2(path: str | Path, specs: Sequence[Target]) -> dict[str, tuple[float, float, float]]:
+    """``{target: (r2, ci_lo, ci_hi)}`` of the cross-predict baseline; the interval is NaN unless the file has one."""
     df = _read_csv(path, CROSS_PREDICT_COLUMNS)
-    known = dict(zip(df["target"].astype(str), df["r2"].astype(float), strict=True))
+    nan = pd.Series(np.nan, index=df.index)
+    values = zip(
+        df["r2"].astype(float), df.get("ci_lo", nan).astype(float), df.get("ci_hi", nan).astype(float), strict=True
+    )
+    known = dict(zip(df["target"].astype(str), values, strict=True))
     wanted = [t.name for t in specs if t.group != "physics"]
     missing = [t for t in wanted if t not in known]
     if missing:
         log.warning("%s: no cross-predict R^2 for %s (NaN in Table 5)", path, ", ".join(missing))
-    return {t: known.get(t, float("nan")) for t in wanted}
+    return {t: known.get(t, (np.nan, np.nan, np.nan)) for t in wanted}
 
 
 def _read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -324,6 +363,57 @@ def _read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- pixel floor
+
+
+def pixel_statistics(images: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """(N, 2C) trivial per-band statistics of preprocessed images: the floor a probe must beat.
+
+    Per band: the robust standard deviation (1.4826 x MAD) of the outer pixels
+    (farther than 0.4 of the stamp size from the centre), which reads the sky
+    noise off the image; and the second-moment radius sqrt((Ixx + Iyy) / 2) of the
+    background-subtracted positive flux within a quarter stamp of the centre, which
+    grows with the PSF (and with the galaxy). A target this predicts well is read
+    off pixels trivially, so a latent's R^2 on it says little about disentanglement.
+    """
+    n, c, h, w = images.shape
+    yy, xx = np.mgrid[:h, :w]
+    r2 = (yy - (h - 1) / 2.0) ** 2 + (xx - (w - 1) / 2.0) ** 2
+    outer = r2 > (0.4 * min(h, w)) ** 2
+    inner = r2 < (0.25 * min(h, w)) ** 2
+    out = np.empty((n, 2 * c), dtype=np.float64)
+    for start in range(0, n, chunk):
+        block = np.asarray(images[start : start + chunk], dtype=np.float64)
+        edge = block[:, :, outer]
+        bg = np.median(edge, axis=2)
+        out[start : start + len(block), :c] = 1.4826 * np.median(np.abs(edge - bg[..., None]), axis=2)
+        flux = np.clip(block[:, :, inner] - bg[..., None], 0.0, None)
+        total = flux.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            size = np.sqrt((flux * r2[inner]).sum(axis=2) / (2.0 * total))
+        out[start : start + len(block), c:] = np.where(total > 0, size, np.nan)
+    return out
+
+
+def _pixel_floor_predictions(
+    images: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], test: np.ndarray, pcfg: dict
+) -> np.ndarray:
+    """Test predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
+    pred = np.full((int(test.sum()), len(specs)), np.nan)
+    for survey in SURVEY_ORDER:
+        cols = [j for j, t in enumerate(specs) if t.group == instrument_group(survey)]
+        if not cols or survey not in images:
+            continue
+        if len(images[survey]) != len(y):
+            raise ValueError(f"images_{survey}: {len(images[survey])} images but {len(y)} pairs")
+        t0 = time.perf_counter()
+        stats = pixel_statistics(images[survey])
+        _, p = probe_r2(stats, y[:, cols], test, pcfg, keys=cols)
+        pred[:, cols] = p
+        log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
+    return pred
+
+
 # --------------------------------------------------------------------------- truth summary
 
 
@@ -332,65 +422,183 @@ def _clipped_mean(values: pd.Series) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def truth_probe_rows(result: pd.DataFrame, reps: Sequence[str]) -> list[dict]:
-    """``metric, value, note`` rows of the truth targets: per-target R^2 and disentanglement summaries.
+def _clipped_mean_replicates(replicates: np.ndarray) -> np.ndarray:
+    """(B,) mean over targets of each resample's R^2 clipped at 0 (NaN targets left out)."""
+    if replicates.shape[1] == 0:
+        return np.full(replicates.shape[0], np.nan)
+    clipped = np.clip(replicates, 0.0, None)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(clipped, axis=1)
 
-    Means clip R^2 at 0 (a probe worse than the mean carries no information; a
-    large negative value must not dominate an average).
+
+def _ci_row(metric: str, value: float, replicates: np.ndarray | None, confidence: float, note: str) -> dict:
+    lo, hi = percentile_ci(replicates, confidence) if replicates is not None else (np.nan, np.nan)
+    return {"metric": metric, "value": float(value), "ci_lo": float(lo), "ci_hi": float(hi), "note": note}
+
+
+def truth_probe_rows(
+    result: pd.DataFrame, reps: Sequence[str], boot: BootstrapR2 | None = None, columns: Sequence[str] = ()
+) -> list[dict]:
+    """``metric, value, ci_lo, ci_hi, note`` rows of the truth targets: R^2, differences, floors and summaries.
+
+    ``boot`` holds the bootstrap replicates of each representation, one column
+    per target named in ``columns`` (the order of ``y``); without it the CIs are
+    NaN. Means clip R^2 at 0 (a probe worse than the mean carries no
+    information; a large negative value must not dominate an average), per
+    resample too, so the means' intervals are those of the same statistic.
     """
-    truth = result[result["truth"]]
+    truth = result[result["truth"].astype(bool)]
     if truth.empty:
         return []
+    conf = boot.confidence if boot is not None else 0.95
+    col_of = {name: j for j, name in enumerate(columns)}
+
+    def reps_of(rep: str, targets: Sequence[str]) -> np.ndarray | None:
+        if boot is None or rep not in boot.replicates or any(t not in col_of for t in targets):
+            return None
+        return boot.replicates[rep][:, [col_of[t] for t in targets]]
+
     rows: list[dict] = []
     for _, r in truth.iterrows():
+        t = r["target"]
         for rep in reps:
+            rr = reps_of(rep, [t])
+            note = f"{r['label']} ({r['group']}): probe R^2 of {rep}, n_test={r['n_test']}"
+            rows.append(_ci_row(f"r2_{t}_{rep}", r[rep], None if rr is None else rr[:, 0], conf, note))
+        if "ours_physics" in reps and "ours_instrument" in reps:
+            a, b = reps_of("ours_physics", [t]), reps_of("ours_instrument", [t])
             rows.append(
-                {
-                    "metric": f"r2_{r['target']}_{rep}",
-                    "value": r[rep],
-                    "note": f"{r['label']} ({r['group']}): probe R^2 of {rep}, n_test={r['n_test']}",
-                }
+                _ci_row(
+                    f"diff_phys_minus_inst_{t}",
+                    r["ours_physics"] - r["ours_instrument"],
+                    None if a is None or b is None else a[:, 0] - b[:, 0],
+                    conf,
+                    f"{r['label']}: physics-latent minus instrument-latent R^2 (paired bootstrap)",
+                )
             )
+        if r["group"] != "physics" and np.isfinite(r.get(FLOOR, np.nan)):
+            rr = reps_of(FLOOR, [t])
+            note = f"{r['label']}: R^2 of trivial pixel statistics (outer-pixel robust std, moment size) - the floor"
+            rows.append(_ci_row(f"r2_floor_{t}", r[FLOOR], None if rr is None else rr[:, 0], conf, note))
     phys = truth[truth["group"] == "physics"]
     inst = truth[truth["group"] != "physics"]
-    means = {}
+    means: dict[str, tuple[float, float]] = {}
+    mean_reps: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
     for rep in reps:
         means[rep] = (_clipped_mean(phys[rep]), _clipped_mean(inst[rep]))
+        rp, ri = reps_of(rep, list(phys["target"])), reps_of(rep, list(inst["target"]))
+        mp = None if rp is None else _clipped_mean_replicates(rp)
+        mi = None if ri is None else _clipped_mean_replicates(ri)
+        mean_reps[rep] = (mp, mi)
         rows.append(
-            {
-                "metric": f"r2_truth_physics_mean_{rep}",
-                "value": means[rep][0],
-                "note": f"mean probe R^2 (clipped at 0) of {rep} over {len(phys)} true physical parameters",
-            }
+            _ci_row(
+                f"r2_truth_physics_mean_{rep}",
+                means[rep][0],
+                mp,
+                conf,
+                f"mean probe R^2 (clipped at 0) of {rep} over {len(phys)} true physical parameters",
+            )
         )
         rows.append(
-            {
-                "metric": f"r2_truth_instrument_mean_{rep}",
-                "value": means[rep][1],
-                "note": f"mean probe R^2 (clipped at 0) of {rep} over {len(inst)} true instrument parameters",
-            }
+            _ci_row(
+                f"r2_truth_instrument_mean_{rep}",
+                means[rep][1],
+                mi,
+                conf,
+                f"mean probe R^2 (clipped at 0) of {rep} over {len(inst)} true instrument parameters",
+            )
         )
         rows.append(
-            {
-                "metric": f"disentanglement_gap_{rep}",
-                "value": means[rep][0] - means[rep][1],
-                "note": f"{rep}: mean true-physics minus mean true-instrument R^2 (+ physics-like)",
-            }
+            _ci_row(
+                f"disentanglement_gap_{rep}",
+                means[rep][0] - means[rep][1],
+                None if mp is None or mi is None else mp - mi,
+                conf,
+                f"{rep}: mean true-physics minus mean true-instrument R^2 (+ physics-like)",
+            )
         )
     if "ours_physics" in means and "ours_instrument" in means:
         p, i = means["ours_physics"], means["ours_instrument"]
+        (pp, pi), (ip, ii) = mean_reps["ours_physics"], mean_reps["ours_instrument"]
+        score_reps = None
+        if all(v is not None for v in (pp, pi, ip, ii)):
+            score_reps = 0.5 * ((pp - pi) + (ii - ip))
         rows.append(
-            {
-                "metric": "disentanglement_score_ours",
-                "value": 0.5 * ((p[0] - p[1]) + (i[1] - i[0])),
-                "note": "mean of the physics latent's (physics - instrument) and the instrument latent's "
+            _ci_row(
+                "disentanglement_score_ours",
+                0.5 * ((p[0] - p[1]) + (i[1] - i[0])),
+                score_reps,
+                conf,
+                "mean of the physics latent's (physics - instrument) and the instrument latent's "
                 "(instrument - physics) R^2 gaps; 1 = perfect, 0 = none",
-            }
+            )
         )
     return rows
 
 
+# --------------------------------------------------------------------------- predictions file
+
+
+def write_probe_predictions(
+    path: str | Path, pairs: np.ndarray, names: Sequence[str], y: np.ndarray, preds: dict[str, np.ndarray]
+) -> None:
+    """``probe_predictions.npz``: the test pairs, target names, labels and every representation's predictions.
+
+    The ablation reads two runs' files to bootstrap the drop from one run to the
+    other *paired* on the same test pairs, without retraining a probe.
+    """
+    arrays = {"pair": np.asarray(pairs, np.int64), "target": np.asarray(list(names), dtype=str), "y": y}
+    arrays |= {f"{PRED_PREFIX}{rep}": np.asarray(p, np.float64) for rep, p in preds.items()}
+    write_npz(path, **arrays)
+
+
+def read_probe_predictions(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, np.ndarray]]:
+    """``(pairs, target names, labels (n, T), {representation: predictions (n, T)})`` of a predictions file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("pair", "target", "y") if k not in f.files]
+        if missing:
+            raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
+        preds = {k.removeprefix(PRED_PREFIX): f[k] for k in f.files if k.startswith(PRED_PREFIX)}
+        return f["pair"], [str(t) for t in f["target"]], f["y"], preds
+
+
 # --------------------------------------------------------------------------- entry point
+
+
+def _read_images(images: Sequence[str | Path] | dict[str, str | Path] | None) -> dict[str, np.ndarray]:
+    """``{survey: memory-mapped images}`` from a dict or paths named ``images_{survey}.npy``."""
+    if not images:
+        return {}
+    if isinstance(images, dict):
+        paths = {s: Path(p) for s, p in images.items()}
+    else:
+        paths = {s: Path(p) for p in images for s in SURVEY_ORDER if Path(p).name == f"images_{s}.npy"}
+        if len(paths) != len(images):
+            raise ValueError(f"expected images_{{survey}}.npy files, got {list(images)}")
+    out = {}
+    for s, p in paths.items():
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: file not found")
+        out[s] = np.load(p, mmap_mode="r")
+    return out
+
+
+def table5_columns(reps: Sequence[str]) -> list[str]:
+    """Table 5's columns for the probed representations ``reps`` (``aion`` only when probed)."""
+    ci_reps = [r for r in CI_REPRESENTATIONS if r in reps or r in (FLOOR, "cross_predict")]
+    return [
+        *TABLE5_COLUMNS,
+        *(["aion"] if "aion" in reps else []),
+        FLOOR,
+        *[f"{r}_{end}" for r in ci_reps for end in ("ci_lo", "ci_hi")],
+        *DIFF_COLUMNS,
+        "n_train",
+        "n_test",
+    ]
 
 
 def run_probes(
@@ -404,21 +612,29 @@ def run_probes(
     figure: str | Path,
     table: str | Path,
     truth_table: str | Path,
+    images: Sequence[str | Path] | dict[str, str | Path] | None = None,
+    predictions: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Probe every representation on every target; write Table 5, the truth summary and Fig 4."""
+    """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
+
+    ``images`` (the preprocessed ``images_{survey}.npy``) add the pixel-floor
+    column; ``predictions`` receives the test predictions for the ablation.
+    """
     from whatsreal.plots.probes import plot_probes
 
     pcfg = cfg["experiments"]["probes"]
+    n_boot, boot_seed, confidence = bootstrap_config(cfg)
     t0 = time.perf_counter()
     targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"])
     n = len(targets)
     reps = _representations(embeddings, random_init, aion, n)
     test = probe_split(n, float(pcfg["test_fraction"]), int(pcfg["seed"]))
-    y = targets[[t.name for t in specs]].to_numpy(np.float64)
-    scores = {}
+    names = [t.name for t in specs]
+    y = targets[names].to_numpy(np.float64)
+    scores, preds = {}, {}
     for name, x in reps.items():
         t1 = time.perf_counter()
-        scores[name], _ = probe_r2(x, y, test, pcfg)
+        scores[name], preds[name] = probe_r2(x, y, test, pcfg)
         log.info(
             "probes %s (%d features, %d targets): %.1f s; R^2 %s",
             name,
@@ -427,20 +643,33 @@ def run_probes(
             time.perf_counter() - t1,
             ", ".join(f"{t.name}={v:.2f}" for t, v in zip(specs, scores[name], strict=True)),
         )
+    preds[FLOOR] = _pixel_floor_predictions(_read_images(images), y, specs, test, pcfg)
+    boot = BootstrapR2.for_rows(int(test.sum()), n_boot, boot_seed, confidence)
+    y_test = y[test]
+    for name, p in preds.items():
+        boot.add(name, y_test, p)
+    scores[FLOOR] = boot.point[FLOOR]
+    cis = {name: boot.ci(name) for name in preds}
+    diff, diff_lo, diff_hi = boot.diff("ours_physics", "ours_instrument")
     cross = _cross_predict_r2(cross_predict, specs)
     rows = []
     for j, t in enumerate(specs):
         row = {"target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
         for name in ("ours_physics", "ours_instrument", "random_init"):
             row[name] = scores[name][j]
-        row["cross_predict"] = cross.get(t.name, float("nan"))
+        row["cross_predict"], row["cross_predict_ci_lo"], row["cross_predict_ci_hi"] = cross.get(
+            t.name, (np.nan, np.nan, np.nan)
+        )
         if "aion" in scores:
             row["aion"] = scores["aion"][j]
+        row[FLOOR] = scores[FLOOR][j]
+        for name, (lo, hi) in cis.items():
+            row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = lo[j], hi[j]
+        row["diff_phys_minus_inst"], row["diff_ci_lo"], row["diff_ci_hi"] = diff[j], diff_lo[j], diff_hi[j]
         row["n_train"] = int(np.isfinite(y[~test, j]).sum())
         row["n_test"] = int(np.isfinite(y[test, j]).sum())
         rows.append(row)
-    columns = [*TABLE5_COLUMNS, *(["aion"] if "aion" in scores else []), "n_train", "n_test"]
-    result = pd.DataFrame(rows, columns=columns)
+    result = pd.DataFrame(rows, columns=table5_columns(list(scores)))
     order = {g: i for i, g in enumerate(GROUPS)}
     result = result.sort_values(
         ["truth", "group"], key=lambda s: s.map(order) if s.name == "group" else s, kind="stable"
@@ -448,8 +677,17 @@ def run_probes(
     result = result.reset_index(drop=True)
     with atomic_path(table) as tmp:
         result.to_csv(tmp, index=False)
+    if predictions is not None:
+        write_probe_predictions(predictions, np.flatnonzero(test), names, y_test, preds)
     rep_names = [r for r in REPRESENTATIONS if r in scores]
-    write_truth_table(truth_probe_rows(result, rep_names) if truth is not None else [], truth_table)
+    truth_rows = truth_probe_rows(result, rep_names, boot, names) if truth is not None else []
+    write_truth_table(truth_rows, truth_table, with_ci=True)
     plot_probes(result, rep_names, figure)
-    log.info("probes: %d targets x %d representations in %.1f s", len(specs), len(reps), time.perf_counter() - t0)
+    log.info(
+        "probes: %d targets x %d representations in %.1f s (%d bootstrap resamples)",
+        len(specs),
+        len(reps),
+        time.perf_counter() - t0,
+        n_boot,
+    )
     return result

@@ -4,6 +4,18 @@ It reads only the experiments' tables, so it is cheap to rebuild and never
 retrains anything. Each number names the run (and so the config overlay) and
 the table it came from; a table that is missing (an experiment not run for that
 run) shows as "-".
+
+Every probe R^2 and every difference of R^2 is printed with its bootstrap 95 %
+interval as ``value [lo, hi]`` (the tables' ``*_ci_lo``/``*_ci_hi`` columns), and
+the verdicts ("does the physics latent beat the instrument latent on this
+target?", "does the instrument R^2 drop when the neighbours are random?") are
+read off those intervals: *yes* only when the interval excludes 0 in the
+expected direction. A table without interval columns (an older run) prints the
+value alone and no verdict.
+
+Tables produced by other experiments join through :data:`EXTRA_TABLES` (optional
+per-run files, shown when present) or the ``extra_sections`` argument of
+:func:`write_summary` (ready-made sections); neither fails when absent.
 """
 
 from __future__ import annotations
@@ -11,14 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.paper_numbers import ABLATION, GENERATIVE, TABLE5
 from whatsreal.io import atomic_path
 
-__all__ = ["PAPER_ROW_OF_TARGET", "write_summary"]
+__all__ = ["EXTRA_TABLES", "PAPER_ROW_OF_TARGET", "ExtraTable", "extra_table_section", "write_summary"]
 
 PAPER_ROW_OF_TARGET: dict[str, str] = {
     "hsc_e1": "Ellipticity e1",
@@ -41,14 +56,82 @@ PAPER_ROW_OF_TARGET: dict[str, str] = {
 DIRECTION_NAMES = {"hsc": "HSC-anchored (Legacy -> HSC)", "legacysurvey": "Legacy-anchored (HSC -> Legacy)"}
 
 
+@dataclass(frozen=True)
+class ExtraTable:
+    """An optional per-run table (``runs/<run>/tables/<filename>``) shown in summary.md when it exists.
+
+    ``columns``: the columns shown, in order (empty = all; absent ones are skipped).
+    ``value``: a column whose interval is in ``ci_lo``/``ci_hi`` (or ``<value>_ci_lo``/``_ci_hi``):
+    printed as ``value [lo, hi]``. ``verdict``: header of a yes/no column, *yes* when the
+    interval's lower end is above ``threshold`` (for a positive effect that must be real).
+    """
+
+    filename: str
+    title: str
+    columns: tuple[str, ...] = ()
+    value: str | None = None
+    verdict: str | None = None
+    threshold: float = 0.0
+
+
+EXTRA_TABLES: tuple[ExtraTable, ...] = (
+    ExtraTable(
+        "conditioning_gain.csv",
+        "Conditioning gain: decoder validation loss with one conditioning half shuffled minus with the true one",
+        columns=("survey", "half", "gain", "n_pairs"),
+        value="gain",
+        verdict="gain > 0 (CI excl. 0)",
+    ),
+    ExtraTable(
+        "noise_model_slopes.csv",
+        "Fig 7: log-log slope of the generated images' statistic against the conditioning set's true value",
+        columns=("direction", "axis", "statistic", "slope", "real_slope", "ratio", "n_galaxies", "n_levels"),
+        value="slope",
+        verdict="slope > 0.5 (CI lower end)",
+        threshold=0.5,
+    ),
+)
+"""Optional tables of other experiments; extend (or pass ``extra_tables=``) to show more, e.g. Fig 7 slopes."""
+
+
 def _fmt(value: object, digits: int = 3) -> str:
     if value is None:
         return "-"
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))  # counts stay counts
     try:
         v = float(value)
     except (TypeError, ValueError):
         return str(value)
     return "-" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def _get(row: object, name: str) -> float:
+    """``row[name]`` as a float (NaN when the column or value is missing) for a Series or namedtuple."""
+    try:
+        v = row[name] if isinstance(row, pd.Series | dict) else getattr(row, name)
+    except (KeyError, AttributeError):
+        return float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fmt_ci(row: object, name: str, lo: str | None = None, hi: str | None = None, digits: int = 3) -> str:
+    """``value [lo, hi]`` from ``row``'s ``name`` and its CI columns (``<name>_ci_lo``/``_ci_hi`` by default)."""
+    value = _fmt(_get(row, name), digits)
+    low, high = _get(row, lo or f"{name}_ci_lo"), _get(row, hi or f"{name}_ci_hi")
+    if value == "-" or math.isnan(low) or math.isnan(high):
+        return value
+    return f"{value} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _excludes_zero(lo: float, hi: float, sign: int) -> str:
+    """'yes' when [lo, hi] lies entirely on the ``sign`` side of 0, 'no' otherwise, '-' without an interval."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "-"
+    return "yes" if (lo > 0 if sign > 0 else hi < 0) else "no"
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -67,6 +150,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _is_true(series: pd.Series) -> pd.Series:
+    return series.astype(str).str.lower() == "true"
+
+
 def _probe_section(tables: Path, run: str) -> list[str]:
     probes = _read(tables / "table5_probes.csv")
     if probes is None:
@@ -79,42 +166,136 @@ def _probe_section(tables: Path, run: str) -> list[str]:
             continue
         ours = by_target.loc[target]
         paper = TABLE5[paper_row]
-        rows.append([paper_row, f"`{target}`"] + [f"{_fmt(paper.get(r))} / {_fmt(ours.get(r))}" for r in reps])
-    lines = [f"### Table 5 probes, run `{run}` (R^2 on held-out pairs; paper / ours)", ""]
+        rows.append([paper_row, f"`{target}`"] + [f"{_fmt(paper.get(r))} / {_fmt_ci(ours, r)}" for r in reps])
+    lines = [
+        f"### Table 5 probes, run `{run}` (R^2 on held-out pairs; paper / ours [bootstrap 95% CI])",
+        "",
+    ]
     lines += _table(["paper row", "our target", "ours (phys)", "ours (instr)", "rand. init", "cross-predict"], rows)
-    truth_rows = probes[probes["truth"].astype(str).str.lower() == "true"]
+    truth_rows = probes[_is_true(probes["truth"])]
     if len(truth_rows):
-        lines += ["", f"True simulator parameters (synthetic sky), run `{run}`:", ""]
+        lines += [
+            "",
+            f"True simulator parameters (synthetic sky), run `{run}`. *Pixel floor*: R^2 of trivial per-band "
+            "pixel statistics of the survey's own image (outer-pixel robust std, moment size); a latent that "
+            "does not beat it adds nothing to what the pixels give away.",
+            "",
+        ]
         lines += _table(
-            ["target", "group", "ours (phys)", "ours (instr)", "rand. init"],
+            ["target", "group", "ours (phys)", "ours (instr)", "rand. init", "pixel floor", "phys - instr"],
             [
-                [str(r.label), str(r.group), _fmt(r.ours_physics), _fmt(r.ours_instrument), _fmt(r.random_init)]
+                [
+                    str(r.label),
+                    str(r.group),
+                    _fmt_ci(r, "ours_physics"),
+                    _fmt_ci(r, "ours_instrument"),
+                    _fmt_ci(r, "random_init"),
+                    _fmt_ci(r, "pixel_floor"),
+                    _fmt_ci(r, "diff_phys_minus_inst", "diff_ci_lo", "diff_ci_hi"),
+                ]
                 for r in truth_rows.itertuples()
             ],
         )
-    return [*lines, ""]
+    return [*lines, "", *_verdict_section(probes, run)]
+
+
+def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
+    """Per target: does the expected latent win, with the paired CI of physics - instrument excluding 0?"""
+    truth = _is_true(probes["truth"])
+    chosen = probes[truth] if truth.any() else probes
+    if "diff_phys_minus_inst" not in chosen.columns or chosen.empty:
+        return []
+    rows = []
+    for r in chosen.itertuples():
+        physics = str(r.group) == "physics"
+        lo, hi = _get(r, "diff_ci_lo"), _get(r, "diff_ci_hi")
+        rows.append(
+            [
+                str(r.label),
+                str(r.group),
+                "physics" if physics else "instrument",
+                _fmt_ci(r, "diff_phys_minus_inst", "diff_ci_lo", "diff_ci_hi"),
+                _excludes_zero(lo, hi, 1 if physics else -1),
+            ]
+        )
+    what = "true simulator parameters" if truth.any() else "catalogue targets"
+    lines = [
+        f"### Disentanglement verdict, run `{run}` ({what})",
+        "",
+        "*yes*: the expected latent wins with the paired bootstrap 95% CI of (physics - instrument) R^2 excluding 0.",
+        "",
+    ]
+    lines += _table(["target", "group", "should win", "phys - instr R^2", "wins (CI excl. 0)"], rows)
+    n_yes = sum(r[-1] == "yes" for r in rows)
+    return [*lines, "", f"{n_yes} of {len(rows)} targets: the expected latent wins.", ""]
 
 
 def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
     table = _read(tables / "ablation_neighbours.csv")
     if table is None:
         return []
-    by_target = table.set_index("target")
+    paper_row_of = {t: r for t, r in PAPER_ROW_OF_TARGET.items() if r in ABLATION}
+    inst = table[table["group"].astype(str) != "physics"]
     rows = []
-    for target, paper_row in PAPER_ROW_OF_TARGET.items():
-        if paper_row not in ABLATION or target not in by_target.index:
-            continue
-        ref, abl = ABLATION[paper_row]
-        r = by_target.loc[target]
+    for r in inst.itertuples():
+        paper = ABLATION.get(paper_row_of.get(str(r.target), ""))
         rows.append(
             [
-                paper_row,
-                f"{_fmt(ref, 2)} -> {_fmt(abl, 2)}",
-                f"{_fmt(r.reference_instrument)} -> {_fmt(r.ablated_instrument)}",
+                str(r.label) + (" (truth)" if str(r.truth).lower() == "true" else ""),
+                str(r.group),
+                f"{_fmt(paper[0], 2)} -> {_fmt(paper[1], 2)}" if paper else "-",
+                f"{_fmt_ci(r, 'reference_instrument')} -> {_fmt_ci(r, 'ablated_instrument')}",
+                _fmt_ci(r, "random_init"),
+                _fmt_ci(r, "diff_instrument"),
+                _excludes_zero(_get(r, "diff_instrument_ci_lo"), _get(r, "diff_instrument_ci_hi"), 1),
             ]
         )
-    lines = [f"### Spatial-neighbour ablation: instrument-latent R^2, `{reference}` -> `{run}`", ""]
-    return [*lines, *_table(["property", "paper", "ours"], rows), ""]
+    lines = [
+        f"### Spatial-neighbour ablation: instrument-latent R^2, `{reference}` -> `{run}`",
+        "",
+        "Drop = reference minus ablated R^2, paired bootstrap 95% CI over the same held-out pairs.",
+        "",
+    ]
+    header = ["property", "group", "paper", "ours", "rand. init", "drop", "drop > 0 (CI excl. 0)"]
+    return [*lines, *_table(header, rows), "", *_neighbour_section(tables, run, reference)]
+
+
+def _neighbour_section(tables: Path, run: str, reference: str) -> list[str]:
+    table = _read(tables / "neighbour_probe.csv")
+    if table is None or table.empty:
+        return []
+    rows = [
+        [
+            str(r.label),
+            str(r.survey),
+            _fmt_ci(r, "reference"),
+            _fmt_ci(r, "ablated"),
+            _fmt_ci(r, "random_init"),
+            _fmt_ci(r, "reference_shuffled"),
+            _fmt_ci(r, "diff_ref_minus_abl"),
+            _excludes_zero(_get(r, "diff_ref_minus_abl_ci_lo"), _get(r, "diff_ref_minus_abl_ci_hi"), 1),
+        ]
+        for r in table.itertuples()
+    ]
+    lines = [
+        "### Neighbour-set probe: the anchor's conditions from the mean instrument latent of its spatial neighbours",
+        "",
+        f"Same spatial neighbour sets for both encoders (`{reference}`, `{run}`); the anchor's own image is never "
+        "used. Control: neighbour sets shuffled between anchors (must fail, R^2 <= 0). R^2 on anchors in held-out "
+        "sky blocks (training anchors share no neighbour with them) [95% CI resampling the blocks].",
+        "",
+    ]
+    header = [
+        "target",
+        "survey",
+        f"`{reference}`",
+        f"`{run}`",
+        "rand. init",
+        f"`{reference}` shuffled",
+        "drop",
+        "drop > 0 (CI excl. 0)",
+    ]
+    return [*lines, *_table(header, rows), ""]
 
 
 def _generative_section(tables: Path, run: str) -> list[str]:
@@ -167,17 +348,94 @@ def _metric_section(tables: Path, name: str, title: str) -> list[str]:
     return [*lines, *_table(["metric", "value", "note"], rows), ""]
 
 
-def write_summary(config: dict, results: str | Path, runs: list[str], out: str | Path) -> str:
-    """Write ``summary.md`` for every run of a dataset and return its text."""
+def _ci_columns(table: pd.DataFrame, value: str) -> tuple[str, str] | None:
+    """The CI columns of ``value``: ``<value>_ci_lo``/``_ci_hi``, else a plain ``ci_lo``/``ci_hi``."""
+    for lo, hi in ((f"{value}_ci_lo", f"{value}_ci_hi"), ("ci_lo", "ci_hi")):
+        if lo in table.columns and hi in table.columns:
+            return lo, hi
+    return None
+
+
+def extra_table_section(table: pd.DataFrame, spec: ExtraTable, run: str) -> list[str]:
+    """Markdown of one optional table: the chosen columns, ``value [lo, hi]`` and a verdict column."""
+    if table.empty:
+        return []
+    shown = [c for c in (spec.columns or tuple(table.columns)) if c in table.columns]
+    ci = _ci_columns(table, spec.value) if spec.value and spec.value in table.columns else None
+    if ci and not spec.columns:
+        shown = [c for c in shown if c not in ci]
+    header = [*shown, *([spec.verdict] if spec.verdict and ci else [])]
+    rows = []
+    for r in table.to_dict("records"):  # records keep each column's type (counts print as integers)
+        cells = [_fmt_ci(r, c, *ci) if ci and c == spec.value else _fmt(r[c]) for c in shown]
+        if spec.verdict and ci:
+            lo = _get(r, ci[0])
+            cells.append("-" if math.isnan(lo) else ("yes" if lo > spec.threshold else "no"))
+        rows.append(cells)
+    lines = [f"### {spec.title}, run `{run}` ({spec.filename})", ""]
+    return [*lines, *_table(header, rows), ""]
+
+
+def _extra_sections(sections: Mapping[str, Sequence[str] | pd.DataFrame]) -> list[str]:
+    """Ready-made sections: a title -> markdown lines, or a DataFrame printed as a table."""
+    lines: list[str] = []
+    for title, body in sections.items():
+        lines += [f"## {title}", ""]
+        if isinstance(body, pd.DataFrame):
+            lines += _table([str(c) for c in body.columns], [[_fmt(v) for v in row] for row in body.to_numpy()])
+        else:
+            lines += [str(line) for line in body]
+        lines.append("")
+    return lines
+
+
+def _truth_metric_section(tables: Path, run: str) -> list[str]:
+    truth = _read(tables / "truth_metrics.csv")
+    if truth is None or truth.empty:
+        return []
+    has_ci = "ci_lo" in truth.columns and "ci_hi" in truth.columns
+    lines = [f"### Truth metrics (synthetic sky), run `{run}`" + (" [bootstrap 95% CI]" if has_ci else ""), ""]
+    lines += _table(
+        ["experiment", "metric", "value", "note"],
+        [
+            [
+                str(r.experiment),
+                str(r.metric),
+                _fmt_ci(r, "value", "ci_lo", "ci_hi") if has_ci else _fmt(r.value),
+                str(r.note) if isinstance(r.note, str) else "",
+            ]
+            for r in truth.itertuples()
+        ],
+    )
+    return [*lines, ""]
+
+
+def write_summary(
+    config: dict,
+    results: str | Path,
+    runs: list[str],
+    out: str | Path,
+    extra_tables: Sequence[ExtraTable] = EXTRA_TABLES,
+    extra_sections: Mapping[str, Sequence[str] | pd.DataFrame] | None = None,
+) -> str:
+    """Write ``summary.md`` for every run of a dataset and return its text.
+
+    ``extra_tables``: optional per-run tables shown when their file exists
+    (:data:`EXTRA_TABLES` by default); ``extra_sections``: ready-made sections
+    (title -> markdown lines or a DataFrame) appended at the end.
+    """
     results = Path(results)
     ds = config["dataset"]
+    boot = config["experiments"].get("bootstrap", {})
     lines = [
         f"# whatsreal summary: dataset `{ds['name']}` (source `{ds['source']}`)",
         "",
         f"Config fingerprint `{_config_digest(config)}`. Each run is the base config with its `runs.<run>` "
         "overlay; every number below comes from `results/"
         f"{ds['name']}/runs/<run>/tables/`. Paper numbers are for the real HSC x Legacy data at paper scale; "
-        "on the synthetic sky, compare the pattern (which latent wins which property) more than the values.",
+        "on the synthetic sky, compare the pattern (which latent wins which property) more than the values. "
+        f"Intervals in brackets: percentile bootstrap over the held-out pairs ({boot.get('n_resamples', '?')} "
+        f"resamples, {100 * float(boot.get('confidence', 0.95)):.0f}%), paired for differences.",
         "",
     ]
     reference = config["experiments"]["ablation"]["reference"]
@@ -188,19 +446,14 @@ def write_summary(config: dict, results: str | Path, runs: list[str], out: str |
         lines += _probe_section(tables, run)
         if run != reference:
             lines += _ablation_section(tables, run, reference)
+        for spec in extra_tables:
+            extra = _read(tables / spec.filename)
+            if extra is not None:
+                lines += extra_table_section(extra, spec, run)
         lines += _generative_section(tables, run)
         lines += _metric_section(tables, "retrieval.csv", f"### Retrieval (Fig 5), run `{run}`")
-        truth = _read(tables / "truth_metrics.csv")
-        if truth is not None and not truth.empty:
-            lines += [f"### Truth metrics (synthetic sky), run `{run}`", ""]
-            lines += _table(
-                ["experiment", "metric", "value", "note"],
-                [
-                    [str(r.experiment), str(r.metric), _fmt(r.value), str(r.note) if isinstance(r.note, str) else ""]
-                    for r in truth.itertuples()
-                ],
-            )
-            lines.append("")
+        lines += _truth_metric_section(tables, run)
+    lines += _extra_sections(extra_sections or {})
     text = "\n".join(lines).rstrip() + "\n"
     with atomic_path(out) as tmp:
         tmp.write_text(text)

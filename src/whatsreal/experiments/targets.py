@@ -10,7 +10,9 @@ extinction). Two kinds exist here:
   bands where the paper says "band-averaged");
 - truth targets (synthetic sky only), the simulator's own parameters joined by
   ``truth_id`` - the clean version of the same question, free of catalogue
-  measurement noise.
+  measurement noise: physical parameters (redshift, mass, sSFR, size, Sersic n,
+  ellipticity, magnitude, colours) and, per survey, one target per independent
+  instrument knob (PSF FWHM, sky noise, PSF depth; see ``TRUTH_INSTRUMENT``).
 
 One table holds every target, one row per pair (row i == pair i), NaN where a
 value is missing or non-finite; each probe drops the NaN rows of its own target.
@@ -20,6 +22,7 @@ cross-predict ResNet are scored on the same held-out galaxies.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +42,7 @@ __all__ = [
     "meta_paths_by_survey",
     "probe_split",
     "target_specs_frame",
+    "truth_instrument_targets",
 ]
 
 log = logging.getLogger(__name__)
@@ -245,14 +249,23 @@ TRUTH_PHYSICS = (
 )
 """truth.parquet column -> label of the simulator's physical parameters probed (Table 3 analogues)."""
 
+TRUTH_MAGNITUDE = "mag_{b}"
+"""truth.parquet per-band true magnitude: gives the band-averaged magnitude and adjacent-band colours."""
+
 TRUTH_INSTRUMENT = (
     ("psf_fwhm", "true PSF FWHM"),
-    ("psfdepth_mag", "true PSF depth"),
-    ("galdepth_mag", "true galaxy depth"),
     ("sky_sigma", "true sky noise"),
-    ("nobs", "true # exposures"),
+    ("psfdepth_mag", "true PSF depth"),
 )
-"""``{survey}_{quantity}_{band}`` quantities of truth.parquet, band-averaged (Table 4 analogues)."""
+"""``{survey}_{quantity}_{band}`` quantities of truth.parquet, band-averaged (Table 4 analogues).
+
+One target per physical knob of the simulated instrument: seeing (PSF FWHM), sky
+noise, and depth (which combines the two). Galaxy depth and the exposure count
+are left out on purpose: in the simulator they are functions of the same
+numbers (galaxy depth of sky noise and seeing like PSF depth; sky noise of the
+exposure count), so listing them would count one quantity several times in the
+instrument means and in the disentanglement verdicts.
+"""
 
 
 def _truth_targets(
@@ -280,13 +293,31 @@ def _truth_targets(
     out: list[tuple[Target, np.ndarray]] = []
     for col, label in TRUTH_PHYSICS:
         out.append((Target(f"true_{col}", label, "physics", True), aligned(table.get(col, f"true_{col}"))))
+    # Brightness and colour: physical, and not functions of the parameters above.
+    mags = {b: table.get(TRUTH_MAGNITUDE.format(b=b), "true_mag") for b in bands}
+    out.append(
+        (
+            Target("true_mag", f"true magnitude ({band_txt} mean)", "physics", True),
+            aligned(_band_average(list(mags.values()))),
+        )
+    )
+    for a, b in itertools.pairwise(bands):
+        out.append((Target(f"true_{a}_{b}", f"true colour {a}-{b}", "physics", True), aligned(mags[a] - mags[b])))
     for survey in SURVEY_ORDER:
         short = "hsc" if survey == "hsc" else "legacy"
+        where = "HSC" if survey == "hsc" else "Legacy"
         for quantity, label in TRUTH_INSTRUMENT:
             name = f"true_{short}_{quantity}"
             values = table.band_mean(f"{survey}_{quantity}_{{b}}", bands, name)
-            out.append((Target(name, f"{label} ({band_txt})", instrument_group(survey), True), aligned(values)))
+            target = Target(name, f"{label} ({where}, {band_txt})", instrument_group(survey), True)
+            out.append((target, aligned(values)))
     return out
+
+
+def truth_instrument_targets(survey: str) -> list[str]:
+    """Names of a survey's truth instrument targets (PSF FWHM, sky noise, depth), in table order."""
+    short = "hsc" if survey == "hsc" else "legacy"
+    return [f"true_{short}_{quantity}" for quantity, _ in TRUTH_INSTRUMENT]
 
 
 # --------------------------------------------------------------------------- table

@@ -8,7 +8,21 @@ sequence. Padded views are removed from cross-attention with
 takes softmax weight). Any number of views of either kind works.
 
 Flow: x_t = (1 - t) x0 + t x1 with x0 ~ N(0, I), x1 the anchor; the UNet
-predicts the velocity x1 - x0; the loss is its MSE, t ~ U[0, 1].
+predicts the velocity x1 - x0; the loss is its MSE, t ~ U[0, 1] (the paper's).
+
+Two switches exist for small models trained briefly (the CPU demo), both off in
+the paper's configuration:
+
+- ``model.time_sampling``: t drawn from a logit-normal instead of U[0, 1]. The
+  pixel noise and PSF the instrument tokens describe only change the optimal
+  velocity near t = 1 (at t, a background pixel of noise sigma is resolved from
+  the interpolant once t * sigma is comparable to 1 - t, i.e. t > ~0.8 for HSC in
+  preprocessed units); uniform t spends most steps where they do not matter.
+- ``model.unet.global_conditioning``: the masked means of the physics and of the
+  instrument tokens are also added to the UNet's time embedding (diffusers'
+  ``class_embed_type="projection"``), so every ResNet block at every resolution
+  sees them. Cross-attention alone reaches only the resolutions with attention
+  blocks (12x12 in the demo), far from the 48-pixel level where noise is drawn.
 """
 
 from __future__ import annotations
@@ -30,10 +44,34 @@ class Conditioning:
 
     tokens: torch.Tensor
     mask: torch.Tensor
+    n_physics: int = 0
+    """The first ``n_physics`` tokens come from the physics encoder, the rest from the instrument one."""
 
     def repeat(self, n: int) -> Conditioning:
         """Each conditioning set n times in a row (for n posterior samples per set)."""
-        return Conditioning(self.tokens.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0))
+        return Conditioning(self.tokens.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0), self.n_physics)
+
+    def halves(self) -> dict[str, slice]:
+        """Token ranges of the two halves of the conditioning."""
+        return {"physics": slice(0, self.n_physics), "instrument": slice(self.n_physics, self.tokens.shape[1])}
+
+    def with_half_from(self, half: str, perm: torch.Tensor) -> Conditioning:
+        """This conditioning with one half (tokens and mask) taken from samples ``perm``:
+        sample i gets the ``half`` of sample ``perm[i]`` and keeps its own other half."""
+        sl = self.halves()[half]
+        tokens = self.tokens.clone()
+        mask = self.mask.clone()
+        tokens[:, sl] = self.tokens[perm, sl]
+        mask[:, sl] = self.mask[perm, sl]
+        return Conditioning(tokens, mask, self.n_physics)
+
+    def pooled(self) -> torch.Tensor:
+        """(B, 2 D): masked mean of the physics tokens beside that of the instrument tokens."""
+        parts = []
+        for sl in self.halves().values():
+            w = self.mask[:, sl].to(self.tokens.dtype)[..., None]
+            parts.append((self.tokens[:, sl] * w).sum(1) / w.sum(1).clamp_min(1.0))
+        return torch.cat(parts, 1)
 
 
 class FlowMatchingModel(nn.Module):
@@ -43,6 +81,12 @@ class FlowMatchingModel(nn.Module):
         self.physics_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
         self.instrument_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
         u = model_cfg["unet"]
+        self.global_conditioning = bool(u["global_conditioning"])
+        extra = (
+            {"class_embed_type": "projection", "projection_class_embeddings_input_dim": 2 * enc["token_dim"]}
+            if self.global_conditioning
+            else {}
+        )
         self.unet = UNet2DConditionModel(
             sample_size=size,
             in_channels=channels,
@@ -54,8 +98,10 @@ class FlowMatchingModel(nn.Module):
             attention_head_dim=u["attention_head_dim"],
             cross_attention_dim=enc["token_dim"],
             norm_num_groups=u["norm_num_groups"],
+            **extra,
         )
         self.time_scale = float(model_cfg["time_scale"])
+        self.time_sampling = dict(model_cfg["time_sampling"])
         self.tokens_per_image = enc["tokens"]
 
     def _encode(
@@ -73,7 +119,7 @@ class FlowMatchingModel(nn.Module):
         """Encode every physics and instrument view and concatenate their tokens."""
         pt, pm = self._encode(self.physics_encoder, physics, physics_mask)
         it, im = self._encode(self.instrument_encoder, instrument, instrument_mask)
-        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1))
+        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         t = t.reshape(-1).expand(x_t.shape[0]) * self.time_scale
@@ -82,15 +128,34 @@ class FlowMatchingModel(nn.Module):
             t,
             encoder_hidden_states=cond.tokens.to(x_t.dtype),
             encoder_attention_mask=cond.mask.to(x_t.dtype),
+            class_labels=cond.pooled().to(x_t.dtype) if self.global_conditioning else None,
             return_dict=False,
         )[0]
 
+    def sample_time(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """Training times t in (0, 1): U[0, 1] (the paper) or logit-normal (``model.time_sampling``)."""
+        ts = self.time_sampling
+        if ts["distribution"] == "uniform":
+            return torch.rand((n,), generator=generator, device=device)
+        z = torch.randn((n,), generator=generator, device=device)
+        return torch.sigmoid(ts["loc"] + ts["scale"] * z)
+
     def loss(
-        self, x1: torch.Tensor, cond: Conditioning, generator: torch.Generator | None = None
+        self,
+        x1: torch.Tensor,
+        cond: Conditioning,
+        generator: torch.Generator | None = None,
+        x0: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean flow-matching loss and the per-sample losses."""
-        x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        t = torch.rand((x1.shape[0],), generator=generator, device=x1.device, dtype=x1.dtype)
+        """Mean flow-matching loss and the per-sample losses. ``x0`` and ``t`` may be given
+        (the conditioning-gain measurement scores several conditionings on the same draws)."""
+        if x0 is None:
+            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        if t is None:
+            t = self.sample_time(x1.shape[0], generator, x1.device).to(x1.dtype)
         tt = t[:, None, None, None]
         x_t = (1 - tt) * x0 + tt * x1
         err = (self.velocity(x_t, t, cond) - (x1 - x0)) ** 2

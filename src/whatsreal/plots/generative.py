@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FormatStrFormatter
 from scipy.stats import t as student_t
 
 from whatsreal.io import atomic_path
@@ -158,54 +159,114 @@ def plot_counterfactuals(
     save(fig, path)
 
 
+AXIS_LABEL = {"sky_sigma": "sky σ", "psf_fwhm": "PSF FWHM"}
+STAT_LABEL = {"sky_sigma": "background noise σ", "psf_fwhm": "source size (adaptive-moment σ, px)"}
+
+
+def _fit_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, slope: float, **style: object) -> None:
+    """Draw a log-log line of ``slope`` through the geometric mean of the finite positive points."""
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if not ok.any() or not np.isfinite(slope):
+        return
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    grid = np.linspace(lx.min(), lx.max(), 20)
+    ax.plot(np.exp(grid), np.exp(ly.mean() + slope * (grid - lx.mean())), **style)
+
+
+def _ci_text(fit: object) -> str:
+    if not np.isfinite(fit.slope):
+        return "n/a"
+    if np.isfinite(fit.ci_lo):
+        return f"{fit.slope:.2f} [{fit.ci_lo:.2f}, {fit.ci_hi:.2f}]"
+    return f"{fit.slope:.2f}"
+
+
+def _scatter_panel(ax: plt.Axes, panel: dict) -> None:
+    """Output statistic vs the conditioning set's true value, per galaxy, with the real-image reference."""
+    ax.scatter(panel["real_x"], panel["real_y"], s=4, color=TRUTH_COLOUR, alpha=0.35, lw=0)
+    for g in np.unique(panel["groups"]):
+        sel = panel["groups"] == g
+        order = np.argsort(panel["x"][sel])
+        ax.plot(panel["x"][sel][order], panel["y"][sel][order], "-o", color=GENERATED_COLOUR, alpha=0.35, lw=0.6, ms=2)
+    _fit_line(ax, panel["real_x"], panel["real_y"], panel["real_fit"].slope, color=TRUTH_COLOUR, lw=1.6, ls="--")
+    _fit_line(ax, panel["x"], panel["y"], panel["fit"].slope, color="#B35806", lw=2.0)
+    ax.plot([], [], "-o", color=GENERATED_COLOUR, ms=3, label=f"generated, {panel['fit'].n_groups} galaxies")
+    ax.plot([], [], color="#B35806", lw=2.0, label=f"slope {_ci_text(panel['fit'])}")
+    ax.plot([], [], "o--", color=TRUTH_COLOUR, ms=3, label=f"real images: slope {_ci_text(panel['real_fit'])}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers: the range is a factor of a few, not decades
+        axis.set_major_formatter(FormatStrFormatter("%.3g"))
+        axis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    other = next(s for s in SURVEY_LABEL if s != panel["direction"])
+    ax.set_title(
+        f"{SURVEY_LABEL[other]}→{SURVEY_LABEL[panel['direction']]}: {STAT_LABEL[panel['axis']].split(' (')[0]}",
+        fontsize=8,
+    )
+    ax.set_xlabel(f"conditioning set's true {AXIS_LABEL[panel['axis']]} (members' mean)", fontsize=7)
+    ax.set_ylabel(STAT_LABEL[panel["axis"]] + " (preprocessed)", fontsize=7)
+    ax.tick_params(labelsize=6, which="both")
+    ax.legend(fontsize=6, frameon=False, loc="best")
+
+
 def plot_noise_model(
     traversal: dict,
+    scatter: list[dict],
     artifacts: list[dict],
     bands: list[str] | None,
     path: str | Path,
 ) -> None:
-    """Fig 7: SNR traversal (top) and artefact removal (bottom).
+    """Fig 7: conditioning traversals of one galaxy (top), slope panels (middle), artefact removal (bottom).
 
-    ``traversal``: physics (C,H,W), truth (C,H,W), outputs (P,C,H,W), conditioning
-    (P,k,C,H,W), percentiles, conditioning_snr, output_noise, rho, label.
-    ``artifacts``: per example a dict with input, output, instrument (k,C,H,W), label
+    ``traversal``: direction, other, label, physics (C,H,W), truth (C,H,W), truth_noise,
+    truth_size and ``rows``, one per axis: axis, percentiles, values (the sets' true values),
+    outputs (P,C,H,W), statistic (per output), conditioning (P,k,C,H,W), n_members.
+    ``scatter``: per (direction, axis): x, y, groups, fit and real_x, real_y, real_fit
+    (``SlopeFit``-like: slope, ci_lo, ci_hi, n_groups).
+    ``artifacts``: per example a dict with input, output, instrument (k,C,H,W), label, pair
     and optionally clean (the noiseless truth)."""
     rgb = rgb_bands(bands)
-    n_out = len(traversal["outputs"])
+    rows = traversal["rows"]
+    n_out = max((len(r["outputs"]) for r in rows), default=0)
     has_clean = any(a.get("clean") is not None for a in artifacts)
-    n_cols = max(n_out + 2, 3 + int(has_clean))
+    n_cols = max(n_out + 2, 5 + int(has_clean), 2 * len(scatter))
     n_art = len(artifacts)
-    fig = plt.figure(figsize=(1.9 * n_cols, 1.95 * (2 + n_art) + 0.9))
-    outer = fig.add_gridspec(2, 1, height_ratios=[2.0, max(n_art, 1)], hspace=0.28)
-    top = outer[0].subgridspec(2, n_cols, height_ratios=[1.0, 0.55], wspace=0.06, hspace=0.35)
+    n_rows = max(len(rows), 1)
+    height = 1.95 * 1.55 * n_rows + 3.4 + 1.95 * max(n_art, 1)
+    fig = plt.figure(figsize=(1.9 * n_cols, height + 0.9))
+    outer = fig.add_gridspec(
+        3, 1, height_ratios=[1.55 * n_rows, 1.75, max(n_art, 1)], hspace=0.3, top=height / (height + 0.9), bottom=0.02
+    )
+    top = outer[0].subgridspec(2 * n_rows, n_cols, height_ratios=[1.0, 0.55] * n_rows, wspace=0.06, hspace=0.4)
     lo, hi = row_stretch(traversal["truth"])
     plo, phi = row_stretch(traversal["physics"])
-    ax = fig.add_subplot(top[0, 0])
-    _show(ax, traversal["physics"], plo, phi, rgb)
-    ax.set_title("physics input\n(Legacy view)", fontsize=8)
-    ax.set_ylabel(traversal["label"], fontsize=8)
-    ax = fig.add_subplot(top[0, 1])
-    _show(ax, traversal["truth"], lo, hi, rgb)
-    ax.set_title(f"real HSC image\nnoise σ {traversal['truth_noise']:.3f}", fontsize=8)
-    for j in range(n_out):
-        ax = fig.add_subplot(top[0, 2 + j])
-        _show(ax, traversal["outputs"][j], lo, hi, rgb)
-        ax.set_title(
-            f"P{traversal['percentiles'][j]:g} SNR {traversal['conditioning_snr'][j]:.2f}\n"
-            f"output noise σ {traversal['output_noise'][j]:.3f}",
-            fontsize=8,
-        )
-        thumbs = _strip(fig, top[1, 2 + j], traversal["conditioning"][j], lo, hi, rgb)
-        thumbs[0].set_title(f"its {len(thumbs)} instrument inputs", fontsize=7, loc="left")
-    ax = fig.add_subplot(top[1, 0:2])
-    ax.plot(traversal["conditioning_snr"], traversal["output_noise"], "o-", color=GENERATED_COLOUR)
-    ax.axhline(traversal["truth_noise"], color=TRUTH_COLOUR, ls="--", lw=1, label="real HSC image")
-    ax.set_xlabel("conditioning SNR (mean of 5 HSC images)", fontsize=7)
-    ax.set_ylabel("output noise σ", fontsize=7)
-    ax.tick_params(labelsize=6)
-    ax.legend(fontsize=6, frameon=False)
-    ax.set_title(f"Spearman ρ(conditioning SNR, output noise) = {traversal['rho']:.2f}", fontsize=7)
-    bottom = outer[1].subgridspec(max(n_art, 1), n_cols, wspace=0.06, hspace=0.3)
+    anchor, other = SURVEY_LABEL[traversal["direction"]], SURVEY_LABEL[traversal["other"]]
+    for r, row in enumerate(rows):
+        stat_name = "noise σ" if row["axis"] == "sky_sigma" else "size"
+        ax = fig.add_subplot(top[2 * r, 0])
+        _show(ax, traversal["physics"], plo, phi, rgb)
+        ax.set_title(f"physics input\n({other} view)", fontsize=8)
+        ax.set_ylabel(f"{traversal['label']}\n{AXIS_LABEL[row['axis']]} sets", fontsize=8)
+        ax = fig.add_subplot(top[2 * r, 1])
+        _show(ax, traversal["truth"], lo, hi, rgb)
+        real_stat = traversal["truth_noise"] if row["axis"] == "sky_sigma" else traversal["truth_size"]
+        ax.set_title(f"real {anchor} image\n{stat_name} {real_stat:.3f}", fontsize=8)
+        for j in range(len(row["outputs"])):
+            ax = fig.add_subplot(top[2 * r, 2 + j])
+            _show(ax, row["outputs"][j], lo, hi, rgb)
+            ax.set_title(
+                f"P{row['percentiles'][j]:g} {AXIS_LABEL[row['axis']]} {row['values'][j]:.3g}\n"
+                f"output {stat_name} {row['statistic'][j]:.3f}",
+                fontsize=7,
+            )
+            n = int(row["n_members"][j])
+            thumbs = _strip(fig, top[2 * r + 1, 2 + j], row["conditioning"][j][:n], lo, hi, rgb)
+            if j == 0:
+                thumbs[0].set_title(f"its {n} neighbour-set images", fontsize=7, loc="left")
+    mid = outer[1].subgridspec(1, max(len(scatter), 1), wspace=0.35)
+    for c, panel in enumerate(scatter):
+        _scatter_panel(fig.add_subplot(mid[0, c]), panel)
+    bottom = outer[2].subgridspec(max(n_art, 1), n_cols, wspace=0.06, hspace=0.3)
     for r, art in enumerate(artifacts):
         alo, ahi = row_stretch(art["clean"] if art.get("clean") is not None else art["output"])
         panels = [(art["input"], f"physics input: HSC\n{art['label']}"), (art["output"], "reconstruction")]
@@ -220,9 +281,10 @@ def plot_noise_model(
         axes = _strip(fig, bottom[r, len(panels) : len(panels) + 2], art["instrument"], alo, ahi, rgb)
         axes[len(axes) // 2 if len(axes) < 3 else 1].set_title("instrument inputs: random clean HSC images", fontsize=8)
     fig.suptitle(
-        "Fig 7 — data-driven noise model. Top: one Legacy galaxy reconstructed as HSC with a fixed x0, the "
-        "instrument encoder\nconditioned on HSC images at SNR percentiles. Bottom: artefact-corrupted HSC images "
-        "through the physics encoder.",
+        f"Fig 7 — data-driven noise model. Top: one {other} galaxy generated as {anchor} from a fixed x0, the "
+        "instrument encoder conditioned on real spatial neighbour sets\nat percentiles of the true sky σ and PSF "
+        "FWHM. Middle: log-log slopes over all galaxies against the real images' slope. Bottom: artefact-corrupted "
+        "HSC images through the physics encoder.",
         fontsize=9,
         y=0.995,
     )

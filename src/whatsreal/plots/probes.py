@@ -24,6 +24,7 @@ REP_STYLE = {
     "aion": {"label": "AION-1", "color": "#009E73"},
     "random_init": {"label": "rand. init. ResNet", "color": "white", "edgecolor": "black", "hatch": "///"},
     "cross_predict": {"label": "cross-predict ResNet", "color": "#CC79A7"},
+    "pixel_floor": {"label": "pixel statistics (floor)", "color": "0.75"},
 }
 """Okabe-Ito colours as in the paper's Fig 4 (blue physics, red instrument, green AION, hatched black random)."""
 
@@ -46,6 +47,7 @@ def _bars(ax: plt.Axes, rows: pd.DataFrame, columns: Sequence[str], styles: dict
         label = style.pop("label")
         finite = np.isfinite(values)
         ax.bar(pos[finite], shown[finite], width, label=label, linewidth=0.6, **{"edgecolor": "none", **style})
+        _error_bars(ax, rows, col, pos, shown)
         clipped = finite & (values < R2_FLOOR)
         if clipped.any():
             ax.scatter(pos[clipped], np.full(clipped.sum(), R2_FLOOR + 0.03), marker="v", s=14, color="0.2", zorder=4)
@@ -55,6 +57,19 @@ def _bars(ax: plt.Axes, rows: pd.DataFrame, columns: Sequence[str], styles: dict
     ax.set_ylim(R2_FLOOR, 1.05)
     ax.set_xlim(-0.6, n - 0.4)
     ax.grid(axis="y", alpha=0.3)
+
+
+def _error_bars(ax: plt.Axes, rows: pd.DataFrame, col: str, pos: np.ndarray, shown: np.ndarray) -> None:
+    """The bootstrap interval ``<col>_ci_lo``..``<col>_ci_hi`` as a black bar, when the table has it."""
+    lo_col, hi_col = f"{col}_ci_lo", f"{col}_ci_hi"
+    if lo_col not in rows.columns or hi_col not in rows.columns:
+        return
+    lo = np.clip(rows[lo_col].to_numpy(dtype=float), R2_FLOOR, 1.0)
+    hi = np.clip(rows[hi_col].to_numpy(dtype=float), R2_FLOOR, 1.0)
+    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(shown)
+    if ok.any():
+        err = np.stack([np.clip(shown[ok] - lo[ok], 0, None), np.clip(hi[ok] - shown[ok], 0, None)])
+        ax.errorbar(pos[ok], shown[ok], yerr=err, fmt="none", ecolor="0.15", elinewidth=0.7, capsize=1.5, zorder=5)
 
 
 def _instrument_panel(ax: plt.Axes, rows: pd.DataFrame, columns: Sequence[str], styles: dict) -> None:
@@ -83,7 +98,7 @@ def plot_probes(result: pd.DataFrame, reps: Sequence[str], out: str | Path) -> N
     """Fig 4: left physics-related targets, right instrument targets grouped by survey; a row per target source."""
     sources = [("catalogue targets", False)] + ([("simulator truth targets", True)] if result["truth"].any() else [])
     phys_cols = [r for r in ("ours_physics", "ours_instrument", "aion", "random_init") if r in reps]
-    inst_cols = [*phys_cols, "cross_predict"]
+    inst_cols = [*phys_cols, "cross_predict", *(["pixel_floor"] if "pixel_floor" in result.columns else [])]
     n_phys = max(int(((result["group"] == "physics") & (result["truth"] == t)).sum()) for _, t in sources)
     n_inst = max(int(((result["group"] != "physics") & (result["truth"] == t)).sum()) for _, t in sources)
     fig, axes = plt.subplots(
@@ -103,7 +118,7 @@ def plot_probes(result: pd.DataFrame, reps: Sequence[str], out: str | Path) -> N
     handles, labels = axes[0, 1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 1.02))
     fig.suptitle(
-        r"Probing latent disentanglement: MLP-probe $R^2$ per target (bars below "
+        r"Probing latent disentanglement: MLP-probe $R^2$ per target, bootstrap 95% CI (bars below "
         + f"{R2_FLOOR} drawn at it, "
         + r"$\blacktriangledown$)",
         y=1.06,
@@ -113,31 +128,30 @@ def plot_probes(result: pd.DataFrame, reps: Sequence[str], out: str | Path) -> N
     save_figure(fig, out)
 
 
-def plot_ablation(table: pd.DataFrame, reference: str, ablated: str, out: str | Path) -> None:
-    """Paired bars per target (reference vs ablated run) for the instrument latents and for the physics latents."""
+def plot_ablation(
+    table: pd.DataFrame, reference: str, ablated: str, out: str | Path, neighbours: pd.DataFrame | None = None
+) -> None:
+    """Paired bars per target (reference vs ablated run) for each latent, with CIs; the neighbour-set probe below.
+
+    ``neighbours`` is the neighbour-set probe's table (conditions predicted from the
+    mean instrument latent of the anchor's spatial neighbours, and its controls).
+    """
+    shaded = {"alpha": 0.45, "hatch": "..", "edgecolor": "black"}
     styles = {
         "reference_instrument": {"label": f"{reference}: instrument latent", "color": "#D55E00"},
-        "ablated_instrument": {
-            "label": f"{ablated}: instrument latent",
-            "color": "#D55E00",
-            "alpha": 0.45,
-            "hatch": "..",
-            "edgecolor": "black",
-        },
+        "ablated_instrument": {"label": f"{ablated}: instrument latent", "color": "#D55E00", **shaded},
         "reference_physics": {"label": f"{reference}: physics latent", "color": "#0072B2"},
-        "ablated_physics": {
-            "label": f"{ablated}: physics latent",
-            "color": "#0072B2",
-            "alpha": 0.45,
-            "hatch": "..",
-            "edgecolor": "black",
-        },
+        "ablated_physics": {"label": f"{ablated}: physics latent", "color": "#0072B2", **shaded},
+        "random_init": dict(REP_STYLE["random_init"]),
     }
     groups = [("instrument", table[table["group"] != "physics"]), ("physics", table[table["group"] == "physics"])]
+    panels = len(groups) + (1 if neighbours is not None and len(neighbours) else 0)
     n = [max(len(g), 1) for _, g in groups]
-    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.6 * max(n) + 3.0), 9.0), squeeze=False)
-    for ax, (space, rows) in zip(axes[:, 0], groups, strict=True):
+    fig, axes = plt.subplots(panels, 1, figsize=(max(8.0, 0.6 * max(n) + 3.0), 4.5 * panels), squeeze=False)
+    for ax, (space, rows) in zip(axes[: len(groups), 0], groups, strict=True):
         cols = [f"reference_{space}", f"ablated_{space}"]
+        if "random_init" in rows.columns:
+            cols.append("random_init")
         if space == "instrument":
             _instrument_panel(ax, rows, cols, styles)
         else:
@@ -150,7 +164,25 @@ def plot_ablation(table: pd.DataFrame, reference: str, ablated: str, out: str | 
         )
         ax.set_title(f"{what}: {reference} vs {ablated}", fontsize=10, pad=28 if space == "instrument" else 6)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
-    fig.suptitle("Spatial-neighbour ablation: probe $R^2$ with spatial vs random instrument neighbours", fontsize=11)
+    if panels > len(groups):
+        ax = axes[-1, 0]
+        nstyles = {
+            "reference": {"label": f"{reference}: neighbours' instrument latent", "color": "#D55E00"},
+            "ablated": {"label": f"{ablated}: neighbours' instrument latent", "color": "#D55E00", **shaded},
+            "random_init": {**REP_STYLE["random_init"], "label": "rand. init.: neighbours' features"},
+            "reference_shuffled": {"label": f"{reference}: shuffled neighbour sets (control)", "color": "0.6"},
+        }
+        cols = [c for c in nstyles if c in neighbours.columns and neighbours[c].notna().any()]
+        _instrument_panel(ax, neighbours, cols, nstyles)
+        ax.set_ylabel(r"probe $R^2$ (held-out anchors)")
+        ax.set_title(
+            "Neighbour-set probe: the anchor's conditions from its spatial neighbours only", fontsize=10, pad=28
+        )
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+    fig.suptitle(
+        "Spatial-neighbour ablation: probe $R^2$ (bootstrap 95% CI) with spatial vs random instrument neighbours",
+        fontsize=11,
+    )
     fig.tight_layout()
     save_figure(fig, out)
 

@@ -1,4 +1,5 @@
-"""A look at the simulated sky: matched cutouts and the observing-condition maps.
+"""A look at the simulated sky: matched cutouts, the observing-condition maps, and the
+conditions' distributions against the published survey numbers.
 
 It reads the MMU shards through the same reader the pipeline uses, so a broken
 file shows up here first.
@@ -15,15 +16,36 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from astropy.visualization import make_lupton_rgb
+from matplotlib.gridspec import SubplotSpec
 
 from whatsreal.data.mmu import read_catalog, read_images
 from whatsreal.io import atomic_path
 from whatsreal.surveys import SURVEYS
 
-__all__ = ["choose_pairs", "pair_stretch", "plot_sky", "rgb_cutout", "surface_brightness"]
+__all__ = [
+    "REFERENCE_DEPTH",
+    "REFERENCE_SEEING",
+    "choose_pairs",
+    "pair_stretch",
+    "plot_sky",
+    "rgb_cutout",
+    "surface_brightness",
+]
 
 RGB_BANDS = ("i", "r", "g")
 """Bands shown as red, green, blue."""
+REFERENCE_SEEING = {
+    "hsc": ("i", 0.6, (0.4, 1.0), 'published i: ~0.6" (0.4-1.0")\nAihara+2022 (PDR3)'),
+    "legacysurvey": ("r", 1.3, (1.0, 2.0), 'published r: ~1.3" (1.0-2.0")\nDey+2019 (DECam)'),
+}
+"""Published seeing per survey: (band, median, (low, high) of the bulk of the distribution, source).
+Literature values drawn against the configured sky, so a changed config shows how far it strays."""
+REFERENCE_DEPTH = {
+    "hsc": ({"g": 26.6, "r": 26.2, "i": 26.0, "z": 25.3, "y": 24.5}, "PDR3 Wide medians\nAihara+2022"),
+    "legacysurvey": ({"g": 24.7, "r": 23.9, "z": 23.0}, "DECaLS goals g, r, z\nDey+2019"),
+}
+"""Published median 5-sigma point-source depths per band, with their source (~, see config/README.md)."""
+BAND_COLOURS = {"g": "tab:blue", "r": "tab:green", "i": "tab:orange", "z": "tab:red", "y": "tab:brown"}
 
 
 def surface_brightness(image: np.ndarray, survey: str) -> np.ndarray:
@@ -78,8 +100,8 @@ def plot_sky(raw_dir: str | Path, truth_path: str | Path, out_png: str | Path, n
     cats = {s: read_catalog(raw_dir / s, columns=["object_id", "ra", "dec"]) for s in SURVEYS}
     pairs = choose_pairs(truth, n_pairs, seed)
     n = len(pairs)
-    fig = plt.figure(figsize=(2.0 * max(n, 5), 9.5))
-    grid = fig.add_gridspec(3, 1, height_ratios=[1, 1, 1.5], hspace=0.35)
+    fig = plt.figure(figsize=(2.0 * max(n, 6), 13.0))
+    grid = fig.add_gridspec(4, 1, height_ratios=[1, 1, 1.5, 1.5], hspace=0.65)
     top = grid[0:2].subgridspec(2, max(n, 1), wspace=0.05, hspace=0.25)
     images = {s: _images_for(raw_dir, s, pairs[f"{s}_object_id"].tolist(), cats[s]) for s in SURVEYS}
     stretches = [pair_stretch([images[s][j] for s in SURVEYS], list(SURVEYS)) for j in range(n)]
@@ -118,14 +140,54 @@ def plot_sky(raw_dir: str | Path, truth_path: str | Path, out_png: str | Path, n
         ax.tick_params(labelsize=7)
         ax.set_aspect(1 / np.cos(np.radians(truth["dec"].mean())))
         fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    _condition_histograms(fig, grid[3], truth)
     counts = {s: int(truth[f"in_{s}"].sum()) for s in SURVEYS}
     both = int((truth["in_hsc"] & truth["in_legacysurvey"]).sum())
     fig.suptitle(
         f"Synthetic sky: {counts['hsc']} HSC, {counts['legacysurvey']} Legacy objects, {both} in both "
-        "(top: matched cutouts, arcsinh g/r/i colour; bottom: observing conditions)",
+        "(top: matched cutouts, arcsinh g/r/i colour; middle: observing-condition maps; bottom: per-object "
+        "distributions, published medians dashed, published ranges shaded)",
         fontsize=11,
     )
     _save(fig, Path(out_png))
+
+
+def _spread(values: np.ndarray) -> str:
+    p5, p50, p95 = np.percentile(values, [5, 50, 95])
+    return f"median {p50:.3g}, 5-95% x{p95 / p5:.2f}"
+
+
+def _condition_histograms(fig: plt.Figure, cell: SubplotSpec, truth: pd.DataFrame) -> None:
+    """Per survey: per-object PSF FWHM, sky sigma and PSF depth per band, against the published numbers."""
+    panels = cell.subgridspec(1, 6, wspace=0.5)
+    for j, survey in enumerate(SURVEYS):
+        t = truth[truth[f"in_{survey}"]]
+        bands = SURVEYS[survey].bands
+        ref_band, ref_median, (lo, hi), ref_label = REFERENCE_SEEING[survey]
+        ax = fig.add_subplot(panels[0, 3 * j])
+        for b in bands:
+            ax.hist(t[f"{survey}_psf_fwhm_{b}"], bins=40, histtype="step", color=BAND_COLOURS[b], label=b)
+        ax.axvspan(lo, hi, color=BAND_COLOURS[ref_band], alpha=0.12)
+        ax.axvline(ref_median, color=BAND_COLOURS[ref_band], ls="--", lw=1.2)
+        spread = _spread(t[f"{survey}_psf_fwhm_{ref_band}"].to_numpy())
+        ax.set_title(f'{survey} PSF FWHM ["]\nours {ref_band}: {spread}\n{ref_label}', fontsize=7)
+        ax.legend(fontsize=6, frameon=False)
+        ax = fig.add_subplot(panels[0, 3 * j + 1])
+        for b in bands:
+            v = t[f"{survey}_sky_sigma_{b}"].to_numpy()
+            ax.hist(np.log10(v / np.median(v)), bins=40, histtype="step", color=BAND_COLOURS[b])
+        spread = _spread(t[f"{survey}_sky_sigma_{ref_band}"].to_numpy())
+        ax.set_title(f"{survey} log10 sky sigma / median\nours {ref_band}: {spread}", fontsize=7)
+        ax = fig.add_subplot(panels[0, 3 * j + 2])
+        depths, depth_label = REFERENCE_DEPTH[survey]
+        for b in bands:
+            ax.hist(t[f"{survey}_psfdepth_mag_{b}"], bins=40, histtype="step", color=BAND_COLOURS[b])
+            if b in depths:
+                ax.axvline(depths[b], color=BAND_COLOURS[b], ls="--", lw=1.2)
+        ax.set_title(f"{survey} 5σ PSF depth [mag]\npublished (dashed): {depth_label}", fontsize=7)
+    for ax in fig.axes[-6:]:
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

@@ -5,9 +5,18 @@ instrument would have recorded without noise or artefacts. ``simulate_sky``
 keeps that image only in memory (``Stamp.model``), so this module rebuilds the
 very same :class:`~whatsreal.sim.render.ObjectSpec` (same random streams, same
 order of draws) and renders it again with :func:`~whatsreal.sim.render.render_stamp`.
-Nothing is re-implemented: it calls the simulator's own population, conditions,
-observation, id and spec builders in the order ``simulate_sky`` does, and a test
-checks that the rebuilt specs reproduce the stored noisy cutouts bit for bit.
+Nothing is re-implemented: it calls the simulator's own population, background,
+conditions, observation and planning steps (:func:`~whatsreal.sim.sky.plan_survey`)
+in the order ``simulate_sky`` does, and a test checks that the rebuilt specs
+reproduce the stored noisy cutouts bit for bit.
+
+What the noiseless truth contains: ``render_object(...).model`` is the whole scene
+the stamp holds - the anchor galaxy, the neighbouring and faint galaxies and the
+field stars, all through the same PSF - without noise and without the labelled
+artefacts. That is what the target instrument records of the sky there, the same
+light as in the stored cutout (whose neighbours the physics view also shows), so
+it is the right reference for counterfactual images. :func:`render_anchor` gives the
+anchor galaxy's light alone, for metrics about the galaxy itself.
 """
 
 from __future__ import annotations
@@ -16,63 +25,50 @@ import json
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 
-from whatsreal.sim.render import ObjectSpec, Stamp, render_stamp
-from whatsreal.sim.sky import (
-    STREAMS,
-    SURVEY_CODE,
-    _assign_ids,
-    _rng,
-    _specs,
-    build_population,
-    observe_survey,
-)
+from whatsreal.sim.render import ObjectSpec, Stamp, anchor_only, render_stamp
+from whatsreal.sim.sky import build_background, build_population, observe_survey, plan_survey
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
-__all__ = ["render_object", "sky_specs"]
+__all__ = ["render_anchor", "render_object", "sky_specs"]
 
 
 def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, dict[str, ObjectSpec]]:
     """Per survey: object_id (as str) -> the ObjectSpec ``simulate_sky`` rendered for it.
 
     ``cfg`` must be the validated config that simulated the sky (its ``simulation``
-    section and seed); a different one gives a different sky, which callers detect
-    by comparing with ``truth.parquet``. Results are cached per simulation config
-    within a process (several experiments ask for the same sky).
+    section and ``preprocess.crop``, which places the artefacts); a different one gives
+    a different sky, which callers detect by comparing with ``truth.parquet``. Results
+    are cached per configuration within a process (several experiments ask for the
+    same sky).
     """
-    return _cached_specs(json.dumps(cfg["simulation"], sort_keys=True), tuple(surveys))
+    key = {"simulation": cfg["simulation"], "crop": cfg["preprocess"]["crop"]}
+    return _cached_specs(json.dumps(key, sort_keys=True), tuple(surveys))
 
 
 @lru_cache(maxsize=4)
-def _cached_specs(sim_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
-    sim = json.loads(sim_json)
-    seed = sim["seed"]
+def _cached_specs(key_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
+    key = json.loads(key_json)
+    sim, crops = key["simulation"], key["crop"]
     patch, pop = build_population(sim)
+    background = build_background(sim, patch)
     out: dict[str, dict[str, ObjectSpec]] = {}
     for name in surveys:
-        survey = SURVEYS[name]
-        scfg = sim["surveys"][name]
-        code = SURVEY_CODE[name]
-        obs, cat, cond = observe_survey(sim, patch, pop, name)
-        prng = _rng(seed, STREAMS["pathologies"], code)
-        rates = sim["pathologies"]
-        flags = pd.DataFrame(
-            {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
-            index=obs.index,
-        )
-        ids = _assign_ids(survey, cat, scfg, _rng(seed, STREAMS["ids"], code))
-        order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
-        obs, flags, ids = obs.iloc[order], flags.iloc[order], ids[order]
-        cond = {k: v[order] for k, v in cond.items()}
-        specs = _specs(survey, sim, pop, obs, cond, flags)
+        plan = plan_survey(sim, crops[name], pop, background, name, observe_survey(sim, patch, pop, name))
+        ids = plan.cat["object_id"].to_numpy()
         keys = ids.astype(str) if ids.dtype.kind in "SU" else ids.astype(np.int64).astype(str)
-        out[name] = dict(zip(keys, specs, strict=True))
+        out[name] = dict(zip(keys, plan.specs, strict=True))
     return out
 
 
 def render_object(spec: ObjectSpec, survey: str, cfg: dict) -> Stamp:
     """The object's stamp exactly as the simulator rendered it (``.model`` is the noiseless,
-    artefact-free image; ``.image`` the stored noisy cutout)."""
+    artefact-free scene; ``.image`` the stored noisy cutout)."""
     sim = cfg["simulation"]
     return render_stamp(spec, SURVEYS[survey], sim["cutout_size"], sim["surveys"][survey]["psf_beta"])
+
+
+def render_anchor(spec: ObjectSpec, survey: str, cfg: dict) -> np.ndarray:
+    """(B, S, S) noiseless image of the object's own galaxy alone, through the same PSF and
+    pixels as its stored cutout (no neighbours, stars, noise or artefacts)."""
+    return render_object(anchor_only(spec), survey, cfg).model

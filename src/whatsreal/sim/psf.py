@@ -47,6 +47,16 @@ class PsfModel:
             out.append(img.calculateFWHM())
         return np.array(out)
 
+    @property
+    def min_fwhm(self) -> float:
+        """Smallest effective FWHM (arcsec) the model represents: about the pixel itself."""
+        return float(self._effective_grid[0] * 1.01)
+
+    @property
+    def max_fwhm(self) -> float:
+        """Largest effective FWHM (arcsec) the model represents, past any survey's worst seeing."""
+        return float(self._grid[-1] * 0.99)
+
     def intrinsic_fwhm(self, effective_fwhm: float | np.ndarray) -> np.ndarray:
         """The pre-pixel Moffat FWHM whose pixel-convolved FWHM is ``effective_fwhm``."""
         eff = np.asarray(effective_fwhm, dtype=float)
@@ -70,7 +80,7 @@ class PsfModel:
 
     @cached_property
     def _nea_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        eff = np.geomspace(self._effective_grid[0] * 1.01, 3.5, 33)
+        eff = np.geomspace(self._effective_grid[0] * 1.01, self.max_fwhm, 41)
         gal = galsim.Exponential(half_light_radius=GALDEPTH_HALF_LIGHT_ARCSEC)
         psf = [self.profile(f) for f in eff]
         return (

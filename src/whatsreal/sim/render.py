@@ -1,15 +1,22 @@
-"""Render one object's cutout in one survey with GalSim, plus its artefacts.
+"""Render one object's cutout in one survey with GalSim: its whole scene, noise and artefacts.
 
 The stamp is centred on the survey's catalogue position, so the galaxy sits off
-centre by minus that survey's astrometric error, as in real cutouts. Noise is
-background-limited Gaussian sky noise with the per-band sigma of the local
-conditions, and ``image_ivar`` is exactly 1/sigma^2 of what was added. Mask
-convention is MMU's: True means a clean pixel.
+centre by minus that survey's astrometric error, as in real cutouts. Everything
+else the sky holds there (catalogued or fainter neighbouring galaxies, field
+stars; see :mod:`whatsreal.sim.scene`) is drawn with it: all sources are summed
+and convolved with the local PSF in one GalSim draw per band, so they share the
+PSF exactly. Noise is background-limited Gaussian sky noise with the per-band
+sigma of the local conditions, and ``image_ivar`` is exactly 1/sigma^2 of what
+was added. Mask convention is MMU's: True means a clean pixel.
+
+Labelled artefacts (saturated star, stripe, high-noise patch) are placed inside
+``ObjectSpec.artefact_box``, the central region the model is trained on (the
+preprocessing crop), so a label always flags something the model can see.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import galsim
 import numpy as np
@@ -17,13 +24,53 @@ import numpy as np
 from whatsreal.sim.psf import GSPARAMS, psf_model
 from whatsreal.surveys import Survey
 
-__all__ = ["ObjectSpec", "Stamp", "band_fluxes", "galaxy_profile", "lensed_source_image", "render_stamp"]
+__all__ = [
+    "Galaxy",
+    "ObjectSpec",
+    "Stamp",
+    "Star",
+    "anchor_only",
+    "artefact_region",
+    "band_fluxes",
+    "galaxy_profile",
+    "lensed_source_image",
+    "render_stamp",
+    "scene_profile",
+]
 
 SATURATION_SIGMAS = 3000.0
 """Pixels saturate at this many sky sigmas (a stand-in for a full-well level)."""
 STRIPE_SIGMAS = 8.0
 """A stripe artefact adds this many sky sigmas to a few rows or columns of one band."""
+SATURATED_STAR_RADIUS = (0.3, 0.8)
+"""A saturated star's centre lies at this range of fractions of the artefact box's half-side
+from the stamp centre: off the galaxy, inside what the model sees."""
 LENS_SOURCE_SERSIC_B = 1.678  # exp(-b r / r_e) is an exponential disk with r_e its half-light radius
+
+
+@dataclass(frozen=True)
+class Galaxy:
+    """A galaxy in a stamp other than its anchor (plain values, picklable)."""
+
+    mags: tuple[float, ...]
+    """Observed magnitudes per band of the survey, extinction included."""
+    offset_arcsec: tuple[float, float]
+    """Position relative to the stamp centre."""
+    half_light_radius: float
+    sersic_n: float
+    e1: float
+    e2: float
+    companion: tuple[float, ...] | None = None
+    lens: tuple[float, ...] | None = None
+    source_mags: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Star:
+    """A field star in a stamp: a point source through the PSF."""
+
+    mags: tuple[float, ...]
+    offset_arcsec: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -51,6 +98,13 @@ class ObjectSpec:
     stripe: bool = False
     high_noise: bool = False
     high_noise_factor: float = 1.0
+    neighbours: tuple[Galaxy, ...] = ()
+    """Other galaxies whose light reaches the stamp."""
+    stars: tuple[Star, ...] = ()
+    """Field stars whose light reaches the stamp."""
+    artefact_box: int | None = None
+    """Side (pixels) of the central square that labelled artefacts are placed in: the
+    preprocessing crop of this survey. None: the whole stamp."""
 
 
 @dataclass
@@ -58,12 +112,30 @@ class Stamp:
     image: np.ndarray  # (B, S, S) float32
     ivar: np.ndarray  # (B, S, S) float32
     mask: np.ndarray  # (B, S, S) bool, True = clean
-    model: np.ndarray  # (B, S, S) float32, noiseless, artefact-free
+    model: np.ndarray
+    """(B, S, S) float32: the noiseless, artefact-free scene (anchor, neighbours, faint
+    galaxies and stars) - what the instrument would record without noise."""
+    artefact: np.ndarray
+    """(B, S, S) bool: pixels changed by a labelled artefact."""
+    artefact_centres: tuple[tuple[str, float, float], ...] = ()
+    """(kind, row, column) array coordinates of each labelled artefact's centre."""
 
 
 def band_fluxes(mags: np.ndarray, zero_point: float) -> np.ndarray:
     """Image-unit fluxes for AB magnitudes at the survey's zero-point."""
     return 10 ** (-0.4 * (np.asarray(mags) - zero_point))
+
+
+def anchor_only(spec: ObjectSpec) -> ObjectSpec:
+    """The same object with nothing else in its stamp: its own noiseless light alone."""
+    return replace(spec, neighbours=(), stars=())
+
+
+def artefact_region(spec: ObjectSpec, size: int) -> tuple[int, int]:
+    """Pixel range [lo, hi) per axis of the central square artefacts are placed in."""
+    side = size if spec.artefact_box is None else min(int(spec.artefact_box), size)
+    lo = (size - side) // 2
+    return lo, lo + side
 
 
 def lensed_source_image(
@@ -90,14 +162,17 @@ def lensed_source_image(
 
 
 def galaxy_profile(
-    spec: ObjectSpec,
+    spec: ObjectSpec | Galaxy,
     fluxes: np.ndarray,
     band: int,
     src_fluxes: np.ndarray | None,
     lensed: tuple[galsim.GSObject, float] | None,
 ) -> galsim.GSObject:
-    """The intrinsic (pre-PSF) light of the object in one band."""
-    main = galsim.Sersic(n=spec.sersic_n, half_light_radius=spec.half_light_radius, gsparams=GSPARAMS)
+    """The intrinsic (pre-PSF) light of one galaxy in one band, centred on its own position."""
+    if spec.sersic_n == 1.0:  # analytic in Fourier space: cheap for the many faint disks
+        main = galsim.Exponential(half_light_radius=spec.half_light_radius, gsparams=GSPARAMS)
+    else:
+        main = galsim.Sersic(n=spec.sersic_n, half_light_radius=spec.half_light_radius, gsparams=GSPARAMS)
     main = main.shear(g1=spec.e1, g2=spec.e2)
     flux = float(fluxes[band])
     if spec.companion is not None:
@@ -111,27 +186,46 @@ def galaxy_profile(
     return main.withFlux(flux)
 
 
+def scene_profile(spec: ObjectSpec, survey: Survey, size: int) -> list[galsim.GSObject]:
+    """The intrinsic light of everything in the stamp, one profile per band, positioned
+    relative to the stamp centre: the anchor, its neighbours and the stars."""
+    scale, zp = survey.pixel_scale, survey.zero_point
+    galaxies = []
+    for g in (spec, *spec.neighbours):
+        src = band_fluxes(g.source_mags, zp) if g.source_mags is not None else None
+        lensed = lensed_source_image(g.lens, size * scale, scale / 3) if g.lens is not None else None
+        galaxies.append((g, band_fluxes(g.mags, zp), src, lensed))
+    stars = [(s, band_fluxes(s.mags, zp)) for s in spec.stars]
+    out = []
+    for b in range(len(survey.bands)):
+        parts = [galaxy_profile(g, f, b, src, lensed).shift(*g.offset_arcsec) for g, f, src, lensed in galaxies]
+        parts += [galsim.DeltaFunction(flux=float(f[b]), gsparams=GSPARAMS).shift(*s.offset_arcsec) for s, f in stars]
+        out.append(parts[0] if len(parts) == 1 else galsim.Sum(parts))
+    return out
+
+
 def render_stamp(spec: ObjectSpec, survey: Survey, size: int, psf_beta: float) -> Stamp:
-    """Draw, add noise and artefacts; deterministic given ``spec.seed``."""
+    """Draw the scene, add noise and artefacts; deterministic given ``spec.seed``."""
     rng = np.random.default_rng(list(spec.seed))
     nb = len(survey.bands)
     scale = survey.pixel_scale
-    fluxes = band_fluxes(spec.mags, survey.zero_point)
-    src_fluxes = band_fluxes(spec.source_mags, survey.zero_point) if spec.source_mags is not None else None
-    lensed = lensed_source_image(spec.lens, size * scale, scale / 3) if spec.lens is not None else None
-    offset = galsim.PositionD(spec.offset_arcsec[0] / scale, spec.offset_arcsec[1] / scale)
-
+    psfs = psf_model(psf_beta, scale)
     model = np.empty((nb, size, size), dtype=np.float32)
-    for b in range(nb):
-        psf = psf_model(psf_beta, scale).profile(spec.psf_fwhm[b], *spec.psf_g)
-        prof = galsim.Convolve(galaxy_profile(spec, fluxes, b, src_fluxes, lensed), psf)
-        model[b] = prof.drawImage(nx=size, ny=size, scale=scale, offset=offset).array
+    for b, light in enumerate(scene_profile(spec, survey, size)):
+        prof = galsim.Convolve(light, psfs.profile(spec.psf_fwhm[b], *spec.psf_g))
+        model[b] = prof.drawImage(nx=size, ny=size, scale=scale).array
 
+    lo, hi = artefact_region(spec, size)
+    side = hi - lo
+    artefact = np.zeros(model.shape, dtype=bool)
+    centres: list[tuple[str, float, float]] = []
     sigma = np.broadcast_to(np.asarray(spec.sky_sigma, dtype=np.float64)[:, None, None], model.shape).copy()
     if spec.high_noise:
-        h, w = rng.integers(size // 4, size // 2 + 1, size=2)
-        y0, x0 = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+        h, w = rng.integers(max(side // 4, 1), max(side // 2, 1) + 1, size=2)
+        y0, x0 = rng.integers(lo, hi - h + 1), rng.integers(lo, hi - w + 1)
         sigma[:, y0 : y0 + h, x0 : x0 + w] *= spec.high_noise_factor
+        artefact[:, y0 : y0 + h, x0 : x0 + w] = True
+        centres.append(("high_noise", y0 + (h - 1) / 2, x0 + (w - 1) / 2))
     image = model + sigma * rng.standard_normal(model.shape)
     ivar = 1.0 / sigma**2
     mask = np.ones(model.shape, dtype=bool)
@@ -139,42 +233,49 @@ def render_stamp(spec: ObjectSpec, survey: Survey, size: int, psf_beta: float) -
     if spec.stripe:
         b = int(rng.integers(nb))
         width = int(rng.integers(1, 4))
-        start = int(rng.integers(0, size - width))
+        start = int(rng.integers(lo, max(hi - width, lo + 1)))
         amp = STRIPE_SIGMAS * spec.sky_sigma[b] * rng.uniform(0.5, 1.5)
-        if rng.uniform() < 0.5:
-            image[b, start : start + width, :] += amp
-        else:
-            image[b, :, start : start + width] += amp
+        rows = rng.uniform() < 0.5
+        band = np.s_[b, start : start + width, :] if rows else np.s_[b, :, start : start + width]
+        image[band] += amp
+        artefact[band] = True
+        mid, line = start + (width - 1) / 2, (size - 1) / 2
+        centres.append(("stripe", mid, line) if rows else ("stripe", line, mid))
     if spec.saturated_star:
-        _add_saturated_star(image, ivar, mask, spec, survey, size, psf_beta, rng)
+        centres.append(_add_saturated_star(image, ivar, mask, artefact, spec, survey, size, psf_beta, rng))
 
-    return Stamp(image.astype(np.float32), ivar.astype(np.float32), mask, model)
+    return Stamp(image.astype(np.float32), ivar.astype(np.float32), mask, model, artefact, tuple(centres))
 
 
 def _add_saturated_star(
     image: np.ndarray,
     ivar: np.ndarray,
     mask: np.ndarray,
+    artefact: np.ndarray,
     spec: ObjectSpec,
     survey: Survey,
     size: int,
     psf_beta: float,
     rng: np.random.Generator,
-) -> None:
-    """A bright star away from the centre: clipped at saturation, with a bleed trail
-    along the readout columns; saturated pixels are masked and get ivar 0."""
+) -> tuple[str, float, float]:
+    """A bright star off the galaxy but inside the artefact box: clipped at saturation, with a
+    bleed trail along the readout columns; saturated pixels are masked and get ivar 0.
+    Returns the star's centre as ("saturated_star", row, column)."""
     scale = survey.pixel_scale
-    r = rng.uniform(size / 5, size / 2.5)
+    lo, hi = artefact_region(spec, size)
+    r = rng.uniform(*SATURATED_STAR_RADIUS) * (hi - lo) / 2
     ang = rng.uniform(0, 2 * np.pi)
     pos = galsim.PositionD(r * np.cos(ang), r * np.sin(ang))
     # How far past saturation the star's peak goes: log-uniform, the same star in every band.
     overshoot = 10 ** rng.uniform(np.log10(3.0), np.log10(300.0))
-    cx, cy = round(size / 2 + pos.x), round(size / 2 + pos.y)
+    # Array index of the star's centre: the stamp's true centre is at (size - 1) / 2.
+    cx, cy = round((size - 1) / 2 + pos.x), round((size - 1) / 2 + pos.y)
     for b in range(len(spec.mags)):
         psf = psf_model(psf_beta, scale).profile(spec.psf_fwhm[b])
         unit = psf.withFlux(1.0).drawImage(nx=size, ny=size, scale=scale, offset=pos).array
         level = SATURATION_SIGMAS * spec.sky_sigma[b]
-        image[b] += unit * (overshoot * level / unit.max())
+        star = unit * (overshoot * level / unit.max())
+        image[b] += star
         saturated = image[b] >= level
         excess = float(np.clip(image[b] - level, 0, None).sum())
         trail = int(min(size, excess / (level * 3) + 1)) if saturated.any() else 0
@@ -185,3 +286,5 @@ def _add_saturated_star(
         image[b][saturated] = level
         ivar[b][saturated] = 0.0
         mask[b][saturated] = False
+        artefact[b] |= saturated | (star > spec.sky_sigma[b])
+    return "saturated_star", (size - 1) / 2 + pos.y, (size - 1) / 2 + pos.x

@@ -34,9 +34,22 @@ from whatsreal.sim.geometry import Patch, healpix_of
 from whatsreal.sim.instrument import SurveyConditions
 from whatsreal.sim.population import COMPANION_COLUMNS, LENS_GEOMETRY_COLUMNS, draw_population
 from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
+from whatsreal.sim.scene import STREAM_FAINT, STREAM_STARS, Background, stamp_contents
 from whatsreal.surveys import SURVEYS, Survey
 
-__all__ = ["SimulationError", "SkyReport", "simulate_sky"]
+__all__ = [
+    "SimulationError",
+    "SkyReport",
+    "SurveyPlan",
+    "build_background",
+    "build_population",
+    "ebv_field",
+    "observe_survey",
+    "plan_survey",
+    "simulate_sky",
+    "stars_path",
+    "survey_conditions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +57,17 @@ NEIGHBOUR_RADIUS_ARCMIN = 3.0
 NEIGHBOUR_K = 5
 SPARSE_WARN_FRACTION = 0.9
 """Warn when fewer than this fraction of a survey's objects have K neighbours within the radius."""
-STREAMS = {"population": 1, "ebv": 2, "conditions": 3, "catalog": 4, "pathologies": 5, "ids": 6, "render": 7}
+STREAMS = {
+    "population": 1,
+    "ebv": 2,
+    "conditions": 3,
+    "catalog": 4,
+    "pathologies": 5,
+    "ids": 6,
+    "render": 7,
+    "stars": STREAM_STARS,
+    "faint": STREAM_FAINT,
+}
 SURVEY_CODE = {"hsc": 0, "legacysurvey": 1}
 LENS_MAGNIFICATION_FIELD_ARCSEC = 12.0
 LENS_MAGNIFICATION_PIXEL_ARCSEC = 0.03
@@ -58,6 +81,26 @@ class SimulationError(RuntimeError):
 
 class SparseSkyWarning(UserWarning):
     """Too few same-survey neighbours within 3' for the instrument encoder's context."""
+
+
+@dataclass
+class SurveyPlan:
+    """One survey's selected objects in render (file) order, with everything needed to draw them.
+
+    Built by :func:`plan_survey` for both :func:`simulate_sky` and
+    :mod:`whatsreal.sim.noiseless`, so the noiseless truth is drawn from the very specs
+    the stored cutouts were."""
+
+    obs: pd.DataFrame
+    """Per-object truth of the observation (astrometric offsets, observed magnitudes)."""
+    cat: pd.DataFrame
+    """The survey catalogue, ``object_id`` included."""
+    cond: dict[str, np.ndarray]
+    flags: pd.DataFrame
+    """Labelled artefacts per object."""
+    specs: list[ObjectSpec]
+    contents: pd.DataFrame
+    """What else each stamp holds: n_neighbours, n_faint, n_stars, star_mag_r."""
 
 
 @dataclass
@@ -161,12 +204,26 @@ def _source_mags(rows: pd.DataFrame, survey: Survey) -> np.ndarray:
 
 
 def _specs(
-    survey: Survey, sim: dict, pop: pd.DataFrame, obs: pd.DataFrame, cond: dict, flags: pd.DataFrame
-) -> list[ObjectSpec]:
+    survey: Survey,
+    sim: dict,
+    crop: int,
+    pop: pd.DataFrame,
+    obs: pd.DataFrame,
+    cond: dict,
+    flags: pd.DataFrame,
+    background: Background,
+) -> tuple[list[ObjectSpec], pd.DataFrame]:
+    """Render specs of the selected objects (in ``obs`` order), with their stamps' other sources."""
     seed = sim["seed"]
     code = SURVEY_CODE[survey.name]
     rows = pop.loc[obs.index]
-    src_mags = _source_mags(rows, survey)
+    all_src_mags = _source_mags(pop, survey)
+    src_mags = all_src_mags[pop.index.get_indexer(obs.index)]
+    centres = (
+        rows["x_arcmin"].to_numpy() + obs["offset_x_arcsec"].to_numpy() / 60,
+        rows["y_arcmin"].to_numpy() + obs["offset_y_arcsec"].to_numpy() / 60,
+    )
+    contents = stamp_contents(survey, sim, centres, pop.index.get_indexer(obs.index), pop, all_src_mags, background)
     specs = []
     for j, (tid, row) in enumerate(rows.iterrows()):
         companion = lens = source = None
@@ -196,9 +253,12 @@ def _specs(
                 stripe=bool(flags.at[tid, "stripe"]),
                 high_noise=bool(flags.at[tid, "high_noise"]),
                 high_noise_factor=float(sim["pathologies"]["high_noise_factor"]),
+                neighbours=contents.neighbours[j],
+                stars=contents.stars[j],
+                artefact_box=int(crop),
             )
         )
-    return specs
+    return specs, contents.counts.set_axis(obs.index)
 
 
 def _render_chunk(survey_name: str, specs: list[ObjectSpec], size: int, beta: float) -> tuple[np.ndarray, ...]:
@@ -269,6 +329,21 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def ebv_field(sim: dict, patch: Patch) -> SmoothField:
+    """The sky's Galactic E(B-V) foreground (before its mean and amplitude), from its seeded stream."""
+    return SmoothField(
+        patch.width_arcmin,
+        patch.height_arcmin,
+        sim["ebv"]["correlation_arcmin"],
+        sim["fields"]["grid_arcmin"],
+        _rng(sim["seed"], STREAMS["ebv"]),
+    )
+
+
+def _ebv_at(sim: dict, field: SmoothField, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.clip(sim["ebv"]["mean"] + sim["ebv"]["sigma"] * field(x, y), 0, None)
+
+
 def build_population(sim: dict) -> tuple[Patch, pd.DataFrame]:
     """The patch and its galaxies with E(B-V) and lens magnifications, from the seed alone.
 
@@ -284,21 +359,42 @@ def build_population(sim: dict) -> tuple[Patch, pd.DataFrame]:
             "simulation.density_per_arcmin2 / footprint: the patch holds no galaxy "
             f"brighter than population.mag_max_render={sim['population']['mag_max_render']}"
         )
-    ebv_cfg = sim["ebv"]
-    ebv_field = SmoothField(
-        patch.width_arcmin,
-        patch.height_arcmin,
-        ebv_cfg["correlation_arcmin"],
-        sim["fields"]["grid_arcmin"],
-        _rng(seed, STREAMS["ebv"]),
-    )
-    pop["ebv"] = np.clip(ebv_cfg["mean"] + ebv_cfg["sigma"] * ebv_field(pop["x_arcmin"], pop["y_arcmin"]), 0, None)
+    pop["ebv"] = _ebv_at(sim, ebv_field(sim, patch), pop["x_arcmin"], pop["y_arcmin"])
     pop["src_magnification"] = np.nan
     for tid in np.flatnonzero((pop["galaxy_class"] == "lens").to_numpy()):
         geometry = tuple(float(pop.iloc[tid][c]) for c in LENS_GEOMETRY_COLUMNS)
         _, mu = lensed_source_image(geometry, LENS_MAGNIFICATION_FIELD_ARCSEC, LENS_MAGNIFICATION_PIXEL_ARCSEC)
         pop.iloc[tid, pop.columns.get_loc("src_magnification")] = mu
     return patch, pop
+
+
+def build_background(sim: dict, patch: Patch) -> Background:
+    """The patch's field stars and faint galaxies (generated lazily, cell by cell), behind the same dust."""
+    field = ebv_field(sim, patch)
+    return Background(sim, patch, lambda x, y: _ebv_at(sim, field, x, y))
+
+
+def _footprint_region(patch: Patch, fp: dict) -> tuple[float, float, float, float]:
+    """The survey footprint (fractions of the patch) as an (x0, x1, y0, y1) box in arcmin offsets."""
+    w, h = patch.width_arcmin, patch.height_arcmin
+    return (fp["ra_min"] - 0.5) * w, (fp["ra_max"] - 0.5) * w, (fp["dec_min"] - 0.5) * h, (fp["dec_max"] - 0.5) * h
+
+
+def survey_conditions(sim: dict, patch: Patch, name: str) -> SurveyConditions:
+    """One survey's observing conditions over the patch, drawn from their seeded stream."""
+    scfg = sim["surveys"][name]
+    try:
+        return SurveyConditions(
+            SURVEYS[name],
+            scfg,
+            patch.width_arcmin,
+            patch.height_arcmin,
+            sim["fields"],
+            _rng(sim["seed"], STREAMS["conditions"], SURVEY_CODE[name]),
+            region=_footprint_region(patch, scfg["footprint"]),
+        )
+    except ValueError as err:
+        raise SimulationError(str(err)) from None
 
 
 def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -308,30 +404,74 @@ def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> tup
     objects under the same conditions.
     """
     survey = SURVEYS[name]
-    scfg = sim["surveys"][name]
-    conditions = SurveyConditions(
-        survey,
-        scfg,
-        patch.width_arcmin,
-        patch.height_arcmin,
-        sim["fields"],
-        _rng(sim["seed"], STREAMS["conditions"], SURVEY_CODE[name]),
+    conditions = survey_conditions(sim, patch, name)
+    return _observe(survey, sim["surveys"][name], sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+
+
+def plan_survey(
+    sim: dict,
+    crop: int,
+    pop: pd.DataFrame,
+    background: Background,
+    name: str,
+    observed: tuple[pd.DataFrame, pd.DataFrame, dict],
+) -> SurveyPlan:
+    """Artefact flags, object ids, file order and render specs of one survey's selected objects.
+
+    ``crop`` is the survey's preprocessing crop (``preprocess.crop.<survey>``): labelled artefacts
+    are placed inside it. Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`.
+    """
+    seed = sim["seed"]
+    survey = SURVEYS[name]
+    code = SURVEY_CODE[name]
+    obs, cat, cond = observed
+    cat = cat.copy()
+    prng = _rng(seed, STREAMS["pathologies"], code)
+    rates = sim["pathologies"]
+    flags = pd.DataFrame(
+        {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
+        index=obs.index,
     )
-    return _observe(survey, scfg, sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+    cat["object_id"] = _assign_ids(survey, cat, sim["surveys"][name], _rng(seed, STREAMS["ids"], code))
+    if survey.name == "legacysurvey":
+        cat["MASKBITS"] = np.where(flags["saturated_star"].to_numpy(), 2, 0).astype(np.int16)  # BRIGHT
+    order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
+    obs, cat, flags = obs.iloc[order], cat.iloc[order], flags.iloc[order]
+    cond = {k: v[order] for k, v in cond.items()}
+    specs, contents = _specs(survey, sim, crop, pop, obs, cond, flags, background)
+    return SurveyPlan(obs, cat, cond, flags, specs, contents)
+
+
+def stars_path(truth_path: str | Path) -> Path:
+    """Where the sky's field stars are listed: next to truth.parquet."""
+    return Path(truth_path).with_name("stars.parquet")
+
+
+def _stars_table(background: Background, patch: Patch) -> pd.DataFrame:
+    """Every field star: ICRS position, intrinsic grizy (before extinction) and E(B-V)."""
+    stars = background.all_stars()
+    ra, dec = patch.to_radec(stars["x"].to_numpy(), stars["y"].to_numpy())
+    out = pd.DataFrame({"ra": ra, "dec": dec})
+    for c in stars.columns:
+        if c.startswith("mag_") or c == "ebv":
+            out[c] = stars[c].to_numpy()
+    return out
 
 
 def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
-    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` and ``truth_path``.
+    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/``, ``truth_path`` and,
+    next to it, ``stars.parquet`` (every field star).
 
-    ``cfg`` is the validated pipeline config. Raises :class:`SimulationError` when
-    the configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when
-    too few objects have 5 same-survey neighbours within 3 arcmin.
+    ``cfg`` is the validated pipeline config (its ``preprocess.crop`` places the labelled
+    artefacts inside what the model sees). Raises :class:`SimulationError` when the
+    configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when too few
+    objects have 5 same-survey neighbours within 3 arcmin.
     """
     sim = cfg["simulation"]
-    seed = sim["seed"]
     raw_dir = Path(raw_dir)
     truth_path = Path(truth_path)
     patch, pop = build_population(sim)
+    background = build_background(sim, patch)
 
     observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
     for name in SURVEYS:
@@ -374,46 +514,37 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     t0 = time.perf_counter()
     try:
         for name, survey in SURVEYS.items():
-            obs, cat, cond = observed[name]
-            scfg = sim["surveys"][name]
-            prng = _rng(seed, STREAMS["pathologies"], SURVEY_CODE[name])
-            rates = sim["pathologies"]
-            flags = pd.DataFrame(
-                {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
-                index=obs.index,
-            )
-            cat["object_id"] = _assign_ids(survey, cat, scfg, _rng(seed, STREAMS["ids"], SURVEY_CODE[name]))
-            if survey.name == "legacysurvey":
-                cat["MASKBITS"] = np.where(flags["saturated_star"].to_numpy(), 2, 0).astype(np.int16)  # BRIGHT
-            order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
-            obs, cat, flags = obs.iloc[order], cat.iloc[order], flags.iloc[order]
-            cond = {k: v[order] for k, v in cond.items()}
-            specs = _specs(survey, sim, pop, obs, cond, flags)
+            plan = plan_survey(sim, cfg["preprocess"]["crop"][name], pop, background, name, observed[name])
             staged[name] = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
             _write_survey(
                 survey,
-                cat.reset_index(drop=True),
-                cond["psf_fwhm"],
-                specs,
+                plan.cat.reset_index(drop=True),
+                plan.cond["psf_fwhm"],
+                plan.specs,
                 staged[name],
                 sim["cutout_size"],
-                scfg["psf_beta"],
+                sim["surveys"][name]["psf_beta"],
                 sim["chunk_size"],
                 threads,
             )
-            stamps += len(specs) * len(survey.bands)
-            _add_truth(truth, name, survey, obs, cat, cond, flags)
+            stamps += len(plan.specs) * len(survey.bands)
+            _add_truth(truth, name, survey, plan)
         render_seconds = time.perf_counter() - t0
         detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
         truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
+        stars = _stars_table(background, patch)
     except BaseException:
         for tmp in staged.values():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     # Every shard is complete on disk: only now replace the previous outputs.
     try:
-        with atomic_path(truth_path, ".parquet") as tmp_truth:
+        with (
+            atomic_path(truth_path, ".parquet") as tmp_truth,
+            atomic_path(stars_path(truth_path), ".parquet") as tmp_stars,
+        ):
             truth.to_parquet(tmp_truth, index=False)
+            stars.to_parquet(tmp_stars, index=False)
             for name, tmp in staged.items():
                 _replace_dir(tmp, raw_dir / name)
     finally:
@@ -426,16 +557,9 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     return report
 
 
-def _add_truth(
-    truth: pd.DataFrame,
-    name: str,
-    survey: Survey,
-    obs: pd.DataFrame,
-    cat: pd.DataFrame,
-    cond: dict,
-    flags: pd.DataFrame,
-) -> None:
-    """Per-survey truth columns: membership, id, position, conditions, artefact flags."""
+def _add_truth(truth: pd.DataFrame, name: str, survey: Survey, plan: SurveyPlan) -> None:
+    """Per-survey truth columns: membership, id, position, conditions, artefact flags, stamp contents."""
+    obs, cat, cond, flags = plan.obs, plan.cat, plan.cond, plan.flags
     idx = obs.index
     truth[f"in_{name}"] = False
     truth.loc[idx, f"in_{name}"] = True
@@ -460,3 +584,6 @@ def _add_truth(
     for q in ("saturated_star", "stripe", "high_noise"):
         truth[f"{name}_{q}"] = False
         truth.loc[idx, f"{name}_{q}"] = flags[q].to_numpy()
+    for q in plan.contents.columns:
+        truth[f"{name}_{q}"] = np.nan
+        truth.loc[idx, f"{name}_{q}"] = plan.contents[q].to_numpy()

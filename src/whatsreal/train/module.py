@@ -1,9 +1,16 @@
 """The LightningModule: counterfactual flow matching on triplets.
 
-AdamW with a cosine schedule over the whole run *in steps* (the paper's code set
+AdamW with an optional linear warm-up (``train.warmup_steps``, 0 in the paper) and a
+cosine schedule over the whole run *in steps* (the paper's code set
 T_max to max_epochs = -1, so its learning rate flipped between 1e-4 and 0). The
 loss is logged overall and per anchor survey. A non-finite loss stops training
 with the step and the batch's pairs named; checkpoints written before it are kept.
+
+Every validation also logs the conditioning gains (whatsreal.model.conditioning_gain):
+``val/gain_instrument_{survey}`` and ``val/gain_physics_{survey}``, the loss increase
+when that half of the conditioning comes from another pair anchored in the same
+survey, on the same x0 and t. The draws are seeded by (train.seed, batch index), so
+successive validations compare the same noise and only the model changes.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import math
 import lightning as L
 import torch
 
+from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -37,8 +45,9 @@ class FlowMatchingModule(L.LightningModule):
             batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"]
         )
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        loss, per_sample = self.model.loss(batch["target"], self.condition(batch))
+    def _step(self, batch: dict[str, torch.Tensor], stage: str, cond: Conditioning | None = None) -> torch.Tensor:
+        cond = self.condition(batch) if cond is None else cond
+        loss, per_sample = self.model.loss(batch["target"], cond)
         bs = batch["target"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
         for a, survey in enumerate(SURVEY_ORDER):
@@ -64,15 +73,33 @@ class FlowMatchingModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        cond = self.condition(batch)
+        self._step(batch, "val", cond)
+        gen = torch.Generator().manual_seed(int(self.config["train"]["seed"]) * 1_000_003 + batch_idx)
+        gains = conditioning_gains(self.model, batch["target"], cond, batch["anchor"], gen)
+        for a, survey in enumerate(SURVEY_ORDER):
+            for half in HALVES:
+                g = gains[half][(batch["anchor"] == a).cpu()]
+                g = g[torch.isfinite(g)]
+                if g.numel():
+                    self.log(
+                        f"val/gain_{half}_{survey}",
+                        g.mean().float(),
+                        batch_size=int(g.numel()),
+                        sync_dist=True,
+                    )
 
     def configure_optimizers(self):
         tcfg = self.config["train"]
         opt = torch.optim.AdamW(self.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
         total = tcfg["max_steps"]
+        warmup = min(int(tcfg["warmup_steps"]), total - 1)
 
         def cosine(step: int) -> float:
-            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            # Linear warm-up (none in the paper), then cosine from the peak to 0 at max_steps.
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

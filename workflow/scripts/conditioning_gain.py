@@ -1,0 +1,15 @@
+"""Snakemake entry point: the conditioning gain of a trained run (logic in whatsreal.experiments.conditioning_gain)."""
+
+from whatsreal.experiments.conditioning_gain import run_conditioning_gain
+from whatsreal.logs import log_to_file
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+log_to_file(sm.log[0])
+run_conditioning_gain(
+    sm.config,
+    model=sm.input.model,
+    data_dir=sm.params.data_dir,
+    metrics=sm.input.metrics,
+    figure=sm.output.figure,
+    table=sm.output.table,
+)
