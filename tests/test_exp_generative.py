@@ -178,7 +178,10 @@ def test_truth_counterfactuals_against_the_noiseless_truth(tiny_data, tiny_sky, 
     vals = df.set_index("metric")["value"]
     for d in ("hsc", "legacysurvey"):
         floor = vals[f"{d}_anchored_observed_mse_vs_noiseless"]
-        assert 0 < floor < 1.0, "the real target differs from its noiseless truth by the noise only"
+        # The real target differs from its noiseless truth by noise and the labelled artefacts
+        # (inside the crop since the sky fix), far less than it varies about its own mean.
+        target = load_posterior(posteriors[d])["target"]
+        assert 0 < floor < 0.8 * float(np.mean((target - target.mean()) ** 2))
         assert vals[f"{d}_anchored_sample_mse_vs_noiseless"] > floor, "an untrained model is worse than the data"
     # A planted posterior whose samples ARE the noiseless truth scores 0 against it.
     from whatsreal.experiments.truth_images import noiseless_targets

@@ -83,8 +83,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_data, tmp_
     cfg = _cfg(max_steps=8, checkpoint_every_steps=2)
     original = FlowMatchingModule._step
 
-    def nan_at_step_5(self, batch, stage):
-        loss = original(self, batch, stage)
+    def nan_at_step_5(self, batch, stage, cond=None):
+        loss = original(self, batch, stage, cond)
         return loss * float("nan") if stage == "train" and self.global_step == 5 else loss
 
     monkeypatch.setattr(FlowMatchingModule, "_step", nan_at_step_5)

@@ -118,7 +118,9 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
         "baselines": {"epochs": 1},
         "posterior": {"n_galaxies": 3, "n_samples": 4, "batch_size": 3},
         "counterfactuals": {"n_show": 2},
-        "noise_model": {"n_artifacts": 1},
+        "noise_model": {"n_artifacts": 1, "n_galaxies": 2, "max_sets": 100, "n_reference": 50, "n_bootstrap": 100},
+        "conditioning_gain": {"draws": 1},
+        "bootstrap": {"n_resamples": 100},
     }
     cfg.write_text(
         yaml.safe_dump(

@@ -115,7 +115,6 @@ def run_conditioning_gain(
     ecfg = config["experiments"]["conditioning_gain"]
     module, _ = load_model(model, config)
     module.eval()
-    torch.set_grad_enabled(False)
     pairs = val_pairs(Path(data_dir) / "split.parquet")
     per_pair, loss_true = measure_gains(module.model, data_dir, pairs, ecfg["draws"], ecfg["seed"], ecfg["batch_size"])
     n_resamples, seed, confidence = bootstrap_config(config)
