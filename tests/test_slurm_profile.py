@@ -19,6 +19,7 @@ GPU_RULES = {
     "embed",
     "posterior_samples",
     "noise_model",
+    "conditioning_gain",
     "zero_shot",
     "cross_predict",
     "random_init_embeddings",

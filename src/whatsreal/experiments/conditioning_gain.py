@@ -21,6 +21,7 @@ import torch
 
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
+from whatsreal.experiments.regressor import device
 from whatsreal.io import atomic_path
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
@@ -114,7 +115,7 @@ def run_conditioning_gain(
     """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run."""
     ecfg = config["experiments"]["conditioning_gain"]
     module, _ = load_model(model, config)
-    module.eval()
+    module.eval().to(device())
     pairs = val_pairs(Path(data_dir) / "split.parquet")
     per_pair, loss_true = measure_gains(module.model, data_dir, pairs, ecfg["draws"], ecfg["seed"], ecfg["batch_size"])
     n_resamples, seed, confidence = bootstrap_config(config)
