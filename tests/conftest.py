@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from whatsreal.config import validate_config
 from whatsreal.sim.sky import simulate_sky
@@ -121,3 +122,25 @@ def tiny_model_config(**train: object) -> dict:
         **train,
     }
     return tiny_config(model=TINY_MODEL, train=t)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from two threads, and on a shared 2-core machine two-thread
+    OpenMP regions stall whenever the other core is busy; restored afterwards. Modules opt
+    in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_untrained_checkpoint(cfg: dict, directory: Path) -> str:
+    """A tiny untrained model saved the way Lightning saves one (loadable with weights_only)."""
+    from whatsreal.train.module import FlowMatchingModule
+
+    torch.manual_seed(0)
+    module = FlowMatchingModule(cfg)
+    path = directory / "model.ckpt"
+    torch.save({"hyper_parameters": {"config": module.config}, "state_dict": module.state_dict()}, path)
+    return str(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from whatsreal.data.mmu import read_catalog, read_images
 from whatsreal.data.stages import read_normalisation
@@ -19,9 +18,8 @@ from whatsreal.experiments.truth_images import (
 )
 from whatsreal.io import write_npz
 from whatsreal.sim.noiseless import render_object, sky_specs
-from whatsreal.train.module import FlowMatchingModule
 
-from .conftest import _merge, tiny_model_config
+from .conftest import _merge, save_untrained_checkpoint, tiny_model_config
 
 EXPERIMENTS = {
     "posterior": {"n_galaxies": 5, "n_samples": 3, "batch_size": 2, "seed": 3},
@@ -44,24 +42,13 @@ def _cfg(**overrides: dict) -> dict:
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from two threads, and on a shared 2-core machine two-thread
-    OpenMP regions stall whenever the other core is busy; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
     """A tiny untrained model saved the way Lightning saves one (loadable with weights_only)."""
-    torch.manual_seed(0)
-    module = FlowMatchingModule(_cfg())
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"hyper_parameters": {"config": module.config}, "state_dict": module.state_dict()}, path)
-    return str(path)
+    return save_untrained_checkpoint(_cfg(), tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

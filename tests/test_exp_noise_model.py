@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy.stats import spearmanr
 
 from whatsreal.experiments import noise_model
@@ -25,9 +24,8 @@ from whatsreal.experiments.noise_model import (
     source_size,
     truth_conditions,
 )
-from whatsreal.train.module import FlowMatchingModule
 
-from .conftest import _merge, tiny_model_config
+from .conftest import _merge, save_untrained_checkpoint, tiny_model_config
 
 SMALL_UNET = {
     "block_out_channels": [8, 16, 16],
@@ -59,23 +57,13 @@ def _cfg(**overrides: dict) -> dict:
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from two threads on a shared 2-core machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
     """A tiny untrained model saved the way Lightning saves one."""
-    torch.manual_seed(0)
-    module = FlowMatchingModule(_cfg())
-    path = tmp_path_factory.mktemp("nm_ckpt") / "model.ckpt"
-    torch.save({"hyper_parameters": {"config": module.config}, "state_dict": module.state_dict()}, path)
-    return str(path)
+    return save_untrained_checkpoint(_cfg(), tmp_path_factory.mktemp("nm_ckpt"))
 
 
 def _catalogs(data) -> dict[str, object]:
