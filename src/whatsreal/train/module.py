@@ -84,7 +84,7 @@ class FlowMatchingModule(L.LightningModule):
                 if g.numel():
                     self.log(
                         f"val/gain_{half}_{survey}",
-                        g.mean().float(),
+                        g.mean().float().to(self.device),  # NCCL reduces device tensors only
                         batch_size=int(g.numel()),
                         sync_dist=True,
                     )
