@@ -8,7 +8,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run report test test-slurm lint bench clean
+.PHONY: install check-config run report test test-slurm lint bench clean
 
 # torch/torchvision are pinned and installed first: these exact releases are
 # served locally on our machines, any other version downloads gigabytes.
@@ -20,12 +20,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# Snakemake reports a YAML syntax error in a --configfile without file or line; the check
+# names both (and any bad key) before Snakemake starts.
+# The files the workflow merges (the Snakefile loads config/config.yaml first), checked with
+# file and line named for a YAML error, which Snakemake's own message omits.
+check-config: $(STAMP)
+	@$(BIN)/python -m whatsreal.config check config/config.yaml $(CONFIG) >/dev/null
+
+run: check-config
 	$(BIN)/snakemake all --cores $(CORES) --configfile $(CONFIG)
 	@$(MAKE) --no-print-directory report
 
 # The HTML report of everything `all` built (figures with captions, tables, summary.md).
-report: $(STAMP)
+report: check-config
 	@out=results/$$($(BIN)/python -m whatsreal.config $(CONFIG) dataset.name)/report.html && \
 	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from whatsreal.config import validate_config
+from whatsreal.config import run_config, validate_config
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"

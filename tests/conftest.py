@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from whatsreal.config import validate_config
 from whatsreal.sim.sky import simulate_sky
@@ -144,3 +147,53 @@ def save_untrained_checkpoint(cfg: dict, directory: Path) -> str:
     path = directory / "model.ckpt"
     torch.save({"hyper_parameters": {"config": module.config}, "state_dict": module.state_dict()}, path)
     return str(path)
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+TINY_WORKFLOW = {
+    "train": {
+        "max_steps": 4,
+        "batch_size": 8,
+        "val_every_steps": 2,
+        "checkpoint_every_steps": 2,
+        "log_every_steps": 1,
+        "num_workers": 0,
+        "progress_bar": False,
+    },
+    "sample": {"method": "euler", "steps": 2},
+    "experiments": {  # every experiment, at toy size: this tests the wiring, not the science
+        "umap": {"n_pairs": 64},
+        "outliers": {"epochs": 2, "batch_size": 64},
+        "probes": {"epochs": 2, "hidden": [16]},
+        "baselines": {"epochs": 1},
+        "posterior": {"n_galaxies": 3, "n_samples": 4, "batch_size": 3},
+        "counterfactuals": {"n_show": 2},
+        "noise_model": {"n_artifacts": 1, "n_galaxies": 2, "max_sets": 100, "n_reference": 50, "n_bootstrap": 100},
+        "conditioning_gain": {"draws": 1},
+        "bootstrap": {"n_resamples": 100},
+    },
+}
+"""The workflow config of the finished tiny run (over TINY and TINY_MODEL)."""
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """The repository's workflow, run in ``workdir`` as a user would (``snakemake ...``)."""
+    return subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """``snakemake all`` run once on the tiny sky with the tiny model: (workdir, config file,
+    the completed process). Tests that change files in it must work on a copy."""
+    workdir = tmp_path_factory.mktemp("finished_tiny_run")
+    cfg = workdir / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, **TINY_WORKFLOW}))
+    res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return workdir, cfg, res

@@ -55,7 +55,10 @@ def test_killed_training_resumes_at_the_same_step_with_the_same_lr(tiny_data, tm
     assert saved["model"] == cfg["model"]
 
 
-def test_checkpoint_from_another_config_is_refused_naming_keys(tiny_data, tmp_path):
+def test_another_config_retrains_from_scratch_and_loading_refuses_it(tiny_data, tmp_path, caplog):
+    """A job for the same run with another model config never continues the old checkpoint:
+    it trains from step 0 (old checkpoints moved aside), and loading the new model with the
+    old config is refused, naming the keys."""
     _, data = tiny_data
     cfg = _cfg(max_steps=4)
     run_dir = tmp_path / "run"
@@ -63,19 +66,24 @@ def test_checkpoint_from_another_config_is_refused_naming_keys(tiny_data, tmp_pa
     other = _cfg(max_steps=4)
     other["model"]["encoder"]["token_dim"] = 8
     other["model"]["unet"]["layers_per_block"] = 2
-    with pytest.raises(TrainingSetupError, match=r"model\.encoder\.token_dim .*model\.unet\.layers_per_block"):
+    with caplog.at_level("WARNING"):
         train(other, data, run_dir, run_dir / "model.ckpt")
-    with pytest.raises(TrainingSetupError, match="mismatched keys"):
-        load_model(run_dir / "model.ckpt", other)
+    assert "training from step 0, not resuming" in caplog.text
+    assert len(list((run_dir / "stale").glob("*/checkpoints/last.ckpt"))) == 1
+    with pytest.raises(TrainingSetupError, match=r"model\.encoder\.token_dim .*model\.unet\.layers_per_block"):
+        load_model(run_dir / "model.ckpt", cfg)
 
 
-def test_truncated_checkpoint_is_a_clear_error(tiny_data, tmp_path):
+def test_truncated_checkpoint_is_set_aside_and_training_starts_over(tiny_data, tmp_path, caplog):
     _, data = tiny_data
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(TrainingSetupError, match="not a readable checkpoint"):
+    with caplog.at_level("WARNING"):
         train(_cfg(max_steps=2), data, tmp_path / "run", tmp_path / "run" / "model.ckpt")
+    assert "is not a readable checkpoint" in caplog.text
+    assert list((tmp_path / "run" / "stale").glob("*/checkpoints/last.ckpt"))
+    assert (tmp_path / "run" / "model.ckpt").exists()
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO, TINY, TINY_MODEL
+from .conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -99,42 +99,9 @@ def test_bad_config_stops_the_workflow_naming_the_key(tmp_path, config, named):
 
 
 @pytest.mark.slow
-def test_demo_pipeline_runs_end_to_end(tmp_path):
+def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
     """The same `all` target as `make run`, on the tiny sky: MMU shards, truth and the figure."""
-    cfg = tmp_path / "tiny.yaml"
-    short = {
-        "max_steps": 4,
-        "batch_size": 8,
-        "val_every_steps": 2,
-        "checkpoint_every_steps": 2,
-        "log_every_steps": 1,
-        "num_workers": 0,
-        "progress_bar": False,
-    }
-    fast = {  # every experiment, at toy size: this tests the wiring, not the science
-        "umap": {"n_pairs": 64},
-        "outliers": {"epochs": 2, "batch_size": 64},
-        "probes": {"epochs": 2, "hidden": [16]},
-        "baselines": {"epochs": 1},
-        "posterior": {"n_galaxies": 3, "n_samples": 4, "batch_size": 3},
-        "counterfactuals": {"n_show": 2},
-        "noise_model": {"n_artifacts": 1, "n_galaxies": 2, "max_sets": 100, "n_reference": 50, "n_bootstrap": 100},
-        "conditioning_gain": {"draws": 1},
-        "bootstrap": {"n_resamples": 100},
-    }
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                **TINY,
-                "model": TINY_MODEL,
-                "train": short,
-                "sample": {"method": "euler", "steps": 2},
-                "experiments": fast,
-            }
-        )
-    )
-    res = _snakemake(tmp_path, "all", "--cores", "2", "--configfile", str(cfg))
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    tmp_path, cfg, _ = finished_tiny_run
     out = tmp_path / "results" / "tiny"
     assert list((out / "raw" / "hsc").glob("healpix=*/001-of-001.hdf5"))
     assert list((out / "raw" / "legacysurvey").glob("healpix=*/001-of-001.hdf5"))
@@ -208,3 +175,20 @@ def test_makefile_exposes_the_readme_commands():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci
     assert shutil.which("make")
+
+
+def test_a_failing_step_leaves_its_traceback_in_its_log(tmp_path):
+    """A data step that fails on bad input: its log (the file Snakemake points at) holds the
+    traceback and the error naming the file, not just stderr."""
+    for survey in ("hsc", "legacysurvey"):
+        shard = tmp_path / "mmu" / survey / "healpix=1" / "001-of-001.hdf5"
+        shard.parent.mkdir(parents=True)
+        shard.write_bytes(b"not an HDF5 file")
+    cfg = tmp_path / "mmu.yaml"
+    mmu = {s: str(tmp_path / "mmu" / s) for s in ("hsc", "legacysurvey")}
+    cfg.write_text(yaml.safe_dump({"dataset": {"name": "broken", "source": "mmu", "mmu": mmu}}))
+    res = _snakemake(tmp_path, "results/broken/catalog_hsc.parquet", "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode != 0
+    log = (tmp_path / "results" / "broken" / "logs" / "catalog_hsc.log").read_text()
+    assert "Traceback (most recent call last)" in log
+    assert "001-of-001.hdf5" in log.split("Traceback", 1)[1]

@@ -4,20 +4,37 @@ The JSON schema in ``workflow/schemas/config.schema.yaml`` is the single source 
 truth for keys, types and defaults. Validation fills in defaults (so a config file
 only lists what it changes), rejects unknown keys (so a typo cannot silently fall
 back to a default) and then applies the cross-key checks a schema cannot express.
-Every error names the dotted key it is about.
+Every error names the dotted key it is about, and every YAML syntax error the file, line
+and column (Snakemake's own loader of ``--configfile`` says only "not valid JSON or YAML":
+``python -m whatsreal.config check FILE...`` says where).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "deep_merge", "load_config", "load_schema", "run_config", "validate_config"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "ConfigError",
+    "check_config_files",
+    "deep_merge",
+    "load_config",
+    "load_schema",
+    "read_config_file",
+    "read_yaml",
+    "run_config",
+    "validate_config",
+]
+
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+"""The repository's schema (valid for a source checkout or an editable install)."""
 
 
 class ConfigError(ValueError):
@@ -47,18 +64,62 @@ def _with_defaults(validator_class: type) -> type:
 _FillingValidator = _with_defaults(jsonschema.Draft7Validator)
 
 
+def _yaml_problem(path: str | Path, err: yaml.YAMLError) -> str:
+    """``FILE, line L, column C: problem (context)`` and the offending line, 1-based like editors."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {err}"
+    problem = getattr(err, "problem", None) or "not valid YAML"
+    text = f"{path}, line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context:
+        where = f" at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        text += f" ({context}{where})"
+    if "\\t" in problem:
+        text += "; indent YAML with spaces, never tabs"
+    snippet = mark.get_snippet()
+    return f"{text}\n{snippet}" if snippet else text
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse the YAML file at ``path``.
+
+    A syntax error raises ``ConfigError`` naming the file, the line and column where the
+    parser gave up (1-based), its problem and the offending line. A missing file raises
+    ``FileNotFoundError`` as ``open`` does.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")  # parsed from a string, so errors can quote the line
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_problem(path, err)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in the config file ``path`` (empty file: ``{}``), not yet validated.
+
+    Every YAML read of a config goes through here (or :func:`load_config`), so a syntax
+    error always names the file and line; see :func:`read_yaml`.
+    """
+    raw = read_yaml(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level of a config must be a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
 def load_schema(path: str | Path) -> dict[str, Any]:
     """Read the YAML-encoded JSON schema at ``path``."""
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    return read_yaml(path)
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and return it validated, with defaults filled in."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level of a config must be a mapping")
+    raw = read_config_file(path)
     try:
         return validate_config(raw, schema_path)
     except ConfigError as err:
@@ -190,22 +251,76 @@ def run_config(config: dict[str, Any], run: str, schema_path: str | Path) -> dic
         raise ConfigError(f"runs.{run}: {err}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m whatsreal.config CONFIG KEY``: print one validated (default-filled) value.
+def check_config_files(paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """The config the files ``paths`` make, merged in order over the schema defaults, validated.
 
-    Lets shell tooling (the Makefile's report step) ask where a config puts its
-    results without re-implementing the defaults.
+    What ``snakemake --configfile A B`` would run, checked before Snakemake reads it: a
+    syntax error names its file and line, a bad value its dotted key (prefixed by the
+    file, or the files, it came from), and every run overlay in ``runs`` is validated too.
+    """
+    if not paths:
+        raise ConfigError("no config file given")
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = deep_merge(merged, read_config_file(path))
+    source = " + ".join(str(p) for p in paths)
+    try:
+        config = validate_config(merged, schema_path)
+        for run in config.get("runs") or {}:
+            run_config(config, run, schema_path)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return config
+
+
+def _check_main(argv: list[str]) -> int:
+    """``check FILE [FILE ...]``: exit 0 printing "ok", or 1 printing the error."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m whatsreal.config check",
+        description="Parse the config files, merge them in order over the schema defaults and validate the "
+        "result (and every run overlay); a YAML syntax error is named by file, line and column.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="config YAML files, in --configfile order")
+    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="the config's JSON schema")
+    args = parser.parse_args(argv)
+    try:
+        check_config_files(args.files, args.schema)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Two commands for shell tooling (the Makefile), so it never re-implements the defaults.
+
+    ``python -m whatsreal.config check FILE [FILE ...]``: validate config files (exit 0
+    and "ok", or exit 1 and the error with its file, line or key).
+    ``python -m whatsreal.config CONFIG KEY``: print one validated (default-filled) value,
+    e.g. where a config puts its results.
     """
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m whatsreal.config", description=main.__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        return _check_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m whatsreal.config",
+        description=main.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("config", help="a config YAML file")
     parser.add_argument("key", help="a dotted key, e.g. dataset.name")
-    parser.add_argument(
-        "--schema", default=str(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml")
-    )
+    parser.add_argument("--schema", default=str(DEFAULT_SCHEMA))
     args = parser.parse_args(argv)
-    value: Any = load_config(args.config, args.schema)
+    try:
+        value: Any = load_config(args.config, args.schema)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     for part in args.key.split("."):
         if not isinstance(value, Mapping) or part not in value:
             parser.error(f"{args.config}: no key '{args.key}'")

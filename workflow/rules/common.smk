@@ -1,5 +1,8 @@
 # Shared names, input functions and target lists for the rules (included first).
 
+from whatsreal.data.layout import pair_files, run_data_files
+from whatsreal.rule_settings import rule_settings
+
 SURVEYS = ["hsc", "legacysurvey"]
 MODES = ["spatial", "random"]
 DATASET = config["dataset"]["name"]
@@ -7,6 +10,38 @@ SOURCE = config["dataset"]["source"]
 RESULTS = f"results/{DATASET}"
 RUNS = list(config["runs"])
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+# Every run's overlay applied and validated now, before any job: a typo inside
+# `runs.<run>` stops the workflow here, naming the run and the key.
+RUN_CONFIGS = {run: run_config(config, run, SCHEMA) for run in RUNS}
+
+
+def settings(rule):
+    """The config values ``rule``'s result depends on (whatsreal.rule_settings), as a param:
+    Snakemake reruns the rule, and through its outputs everything downstream, exactly
+    when one of them changes."""
+    return rule_settings(config, rule)
+
+
+def run_settings(rule):
+    """``settings`` for a per-run rule: the values of the run's own config (its overlay applied)."""
+    return lambda wildcards: rule_settings(RUN_CONFIGS[wildcards.run], rule)
+
+
+def run_data(wildcards):
+    """The data files a run's triplets read: images, metadata, split and the neighbour graph
+    of the run's own mode (rebuilding the other graph leaves the run alone)."""
+    mode = RUN_CONFIGS[wildcards.run]["neighbours"]["mode"]
+    return [str(p) for p in run_data_files(RESULTS, mode)]
+
+
+def pair_data():
+    """Images, metadata and split: the inputs of every experiment that reads no neighbour graph."""
+    return [str(p) for p in pair_files(RESULTS)]
+
+
+def spatial_data():
+    """``pair_data`` plus the spatial neighbour graphs (the noise-model and gain experiments)."""
+    return [str(p) for p in run_data_files(RESULTS, "spatial")]
 
 
 def mmu_root(wildcards):

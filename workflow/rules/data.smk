@@ -12,6 +12,8 @@ rule simulate:
     threads: 8
     resources:
         mem_mb=4000,
+    params:
+        settings=settings("simulate"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -31,6 +33,8 @@ rule sky_figure:
         ),
     log:
         f"{RESULTS}/logs/sky_figure.log",
+    params:
+        settings=settings("sky_figure"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -49,6 +53,8 @@ if SOURCE == "crossmatched_parquet":
             pairs=f"{RESULTS}/pairs.parquet",
         log:
             f"{RESULTS}/logs/crossmatched_catalogs.log",
+        params:
+            settings=settings("crossmatched_catalogs"),
         conda:
             "../envs/whatsreal.yaml"
         script:
@@ -65,6 +71,8 @@ else:
             f"{RESULTS}/logs/catalog_{{survey}}.log",
         wildcard_constraints:
             survey="hsc|legacysurvey",
+        params:
+            settings=settings("catalog"),
         conda:
             "../envs/whatsreal.yaml"
         script:
@@ -80,6 +88,8 @@ else:
         log:
             f"{RESULTS}/logs/crossmatch.log",
         threads: 2
+        params:
+            settings=settings("crossmatch"),
         conda:
             "../envs/whatsreal.yaml"
         script:
@@ -93,6 +103,8 @@ rule split:
         f"{RESULTS}/split.parquet",
     log:
         f"{RESULTS}/logs/split.log",
+    params:
+        settings=settings("split"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -112,6 +124,8 @@ rule preprocess:
     threads: 4
     resources:
         mem_mb=4000,
+    params:
+        settings=settings("preprocess"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -129,6 +143,8 @@ rule neighbours:
         survey="hsc|legacysurvey",
         mode="spatial|random",
     threads: 2
+    params:
+        settings=lambda wildcards: settings(f"neighbours_{wildcards.mode}"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -140,6 +156,8 @@ rule lens_catalog:
         config["aux"]["lens_catalog"]["path"],
     log:
         f"{RESULTS}/logs/lens_catalog.log",
+    params:
+        settings=settings("lens_catalog"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -148,7 +166,7 @@ rule lens_catalog:
 
 rule triplet_figure:
     input:
-        data_targets(),
+        lambda wildcards: [str(p) for p in run_data_files(RESULTS, wildcards.mode)],
     output:
         report(
             f"{RESULTS}/triplets_{{mode}}.png",
@@ -159,6 +177,8 @@ rule triplet_figure:
         f"{RESULTS}/logs/triplet_figure_{{mode}}.log",
     wildcard_constraints:
         mode="spatial|random",
+    params:
+        settings=settings("triplet_figure"),
     conda:
         "../envs/whatsreal.yaml"
     script:

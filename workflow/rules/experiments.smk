@@ -15,13 +15,14 @@ wildcard_constraints:
 rule random_init_embeddings:
     # Features of a frozen, randomly initialised encoder of the same architecture.
     input:
-        data_targets(),
+        pair_data(),
     output:
         f"{RESULTS}/baselines/random_init_embeddings.parquet",
     log:
         f"{RESULTS}/logs/random_init_embeddings.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input[0]).parent),
+        settings=settings("random_init_embeddings"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"
@@ -33,7 +34,7 @@ rule cross_predict:
     # A ResNet trained from scratch to predict each survey's instrument properties
     # from the other survey's image; R^2 on the probes' held-out pairs.
     input:
-        data=data_targets(),
+        data=pair_data(),
         truth=truth_file(),
     output:
         f"{RESULTS}/baselines/cross_predict.csv",
@@ -41,6 +42,7 @@ rule cross_predict:
         f"{RESULTS}/logs/cross_predict.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        settings=settings("cross_predict"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -63,6 +65,8 @@ rule umap:
     log:
         f"{RESULTS}/logs/umap_{{run}}.log",
     threads: 2
+    params:
+        settings=settings("umap"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -89,6 +93,8 @@ rule outliers:
     log:
         f"{RESULTS}/logs/outliers_{{run}}.log",
     threads: 2
+    params:
+        settings=settings("outliers"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -124,6 +130,8 @@ rule probes:
     log:
         f"{RESULTS}/logs/probes_{{run}}.log",
     threads: 2
+    params:
+        settings=settings("probes"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -157,6 +165,7 @@ rule ablation:
         f"{RESULTS}/logs/ablation_{{run}}.log",
     params:
         surveys=SURVEYS,
+        settings=settings("ablation"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"
@@ -182,6 +191,7 @@ rule retrieval:
         f"{RESULTS}/logs/retrieval_{{run}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.meta[0]).parent),
+        settings=settings("retrieval"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"
@@ -194,13 +204,14 @@ rule posterior_samples:
     # input of the counterfactual, spatial-structure, calibration and zero-shot rules.
     input:
         model=f"{RUN_DIR}/model.ckpt",
-        data=data_targets(),
+        data=run_data,
     output:
         f"{RUN_DIR}/samples/posterior_{{direction}}.npz",
     log:
         f"{RESULTS}/logs/posterior_samples_{{run}}_{{direction}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        settings=settings("posterior_samples"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -225,6 +236,8 @@ rule counterfactuals:
         fits=expand(f"{RUN_DIR}/fits/counterfactuals_{{direction}}.fits", direction=DIRECTIONS, allow_missing=True),
     log:
         f"{RESULTS}/logs/counterfactuals_{{run}}.log",
+    params:
+        settings=settings("counterfactuals"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -243,6 +256,8 @@ rule truth_counterfactuals:
     log:
         f"{RESULTS}/logs/truth_counterfactuals_{{run}}.log",
     threads: 2
+    params:
+        settings=settings("truth_counterfactuals"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -254,7 +269,7 @@ rule zero_shot:
     # and to HSC counterfactuals generated from Legacy.
     input:
         posterior=f"{RUN_DIR}/samples/posterior_hsc.npz",
-        data=data_targets(),
+        data=pair_data(),
         truth=truth_file(),
     output:
         figure=report(
@@ -268,6 +283,7 @@ rule zero_shot:
         f"{RESULTS}/logs/zero_shot_{{run}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        settings=settings("zero_shot"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -283,7 +299,7 @@ rule noise_model:
     # them, beside the real images' slopes; and artefact removal.
     input:
         model=f"{RUN_DIR}/model.ckpt",
-        data=data_targets(),
+        data=spatial_data(),
         catalog=expand(f"{RESULTS}/catalog_{{survey}}.parquet", survey=SURVEYS),
         truth=truth_file(),
     output:
@@ -300,6 +316,7 @@ rule noise_model:
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         surveys=SURVEYS,
+        settings=settings("noise_model"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"
@@ -320,6 +337,8 @@ rule spatial_structure:
         table=f"{RUN_DIR}/tables/spatial_structure.csv",
     log:
         f"{RESULTS}/logs/spatial_structure_{{run}}.log",
+    params:
+        settings=settings("spatial_structure"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -339,6 +358,8 @@ rule calibration:
         table=f"{RUN_DIR}/tables/calibration.csv",
     log:
         f"{RESULTS}/logs/calibration_{{run}}.log",
+    params:
+        settings=settings("calibration"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -357,6 +378,8 @@ rule truth_metrics:
         ),
     log:
         f"{RESULTS}/logs/truth_metrics_{{run}}.log",
+    params:
+        settings=settings("truth_metrics"),
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -369,7 +392,7 @@ rule conditioning_gain:
     input:
         model=f"{RUN_DIR}/model.ckpt",
         metrics=f"{RUN_DIR}/metrics.csv",
-        data=data_targets(),
+        data=spatial_data(),
     output:
         figure=report(
             f"{RUN_DIR}/figures/conditioning_gain.png",
@@ -382,6 +405,7 @@ rule conditioning_gain:
         f"{RESULTS}/logs/conditioning_gain_{{run}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        settings=settings("conditioning_gain"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"

@@ -16,6 +16,7 @@ rule summary:
     params:
         results=lambda wildcards, output: str(Path(output[0]).parent),
         runs=RUNS,
+        settings=settings("summary"),
     conda:
         "../envs/whatsreal.yaml"
     script:

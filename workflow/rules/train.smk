@@ -11,7 +11,7 @@ rule train:
     # device processes itself. SIGUSR1/SIGTERM save last.ckpt and exit 75; a rerun (or
     # Snakemake's --retries) resumes at that step.
     input:
-        data_targets(),
+        run_data,
     output:
         model=f"{RESULTS}/runs/{{run}}/model.ckpt",
         metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
@@ -27,7 +27,11 @@ rule train:
         config=lambda wildcards, output: json.dumps(config),
         data_dir=lambda wildcards, input: str(Path(input[0]).parent),
         run_dir=lambda wildcards, output: str(Path(output.model).parent),
-        schema=SCHEMA,
+        schema=lambda wildcards, output: SCHEMA,
+        # What the trained model depends on (the run's model, train, preprocess and
+        # neighbour-mode values): a change retrains; worker counts, logging and
+        # checkpoint intervals do not (whatsreal.rule_settings).
+        settings=run_settings("train"),
     threads: 4
     resources:
         mem_mb=16000,
@@ -43,13 +47,14 @@ rule train:
 rule embed:
     input:
         model=rules.train.output.model,
-        data=data_targets(),
+        data=pair_data(),
     output:
         f"{RESULTS}/runs/{{run}}/embeddings.parquet",
     log:
         f"{RESULTS}/logs/embed_{{run}}.log",
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        settings=run_settings("embed"),
     threads: 2
     conda:
         "../envs/whatsreal.yaml"

@@ -3,13 +3,16 @@
 Logic in whatsreal.experiments.ablation and whatsreal.experiments.neighbour_probe.
 """
 
-from whatsreal.experiments.ablation import run_ablation
-from whatsreal.experiments.bootstrap import bootstrap_config
-from whatsreal.experiments.neighbour_probe import run_neighbour_probe
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.ablation import run_ablation
+from whatsreal.experiments.bootstrap import bootstrap_config
+from whatsreal.experiments.neighbour_probe import run_neighbour_probe
+
 neighbours = run_neighbour_probe(
     sm.config,
     reference=sm.input.reference_embeddings,

@@ -1,8 +1,11 @@
 """Snakemake entry point: per-survey catalogue from MMU shards (logic in whatsreal.data)."""
 
-from whatsreal.data.stages import run_catalog
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.data.stages import run_catalog
+
 run_catalog(sm.input.root, sm.wildcards.survey, sm.config, sm.output[0])

@@ -1,10 +1,13 @@
 """Snakemake entry point: the conditioning gain of a trained run (logic in whatsreal.experiments.conditioning_gain)."""
 
-from whatsreal.experiments.conditioning_gain import run_conditioning_gain
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.conditioning_gain import run_conditioning_gain
+
 run_conditioning_gain(
     sm.config,
     model=sm.input.model,

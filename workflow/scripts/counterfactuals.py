@@ -1,10 +1,13 @@
 """Snakemake entry point: Fig 6, counterfactuals, MSE and FITS (logic in whatsreal.experiments.counterfactuals)."""
 
-from whatsreal.experiments.counterfactuals import run_counterfactuals
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.counterfactuals import run_counterfactuals
+
 run_counterfactuals(
     sm.config,
     posterior=list(sm.input.posterior),

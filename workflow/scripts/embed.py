@@ -1,13 +1,17 @@
 """Snakemake entry point: export embeddings of a trained run (logic in whatsreal.model.embed)."""
 
-import torch
-
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
-from whatsreal.model.embed import export_embeddings
-from whatsreal.train.run import load_model
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
-module, cfg = load_model(sm.input.model)
+
+import torch
+
+from whatsreal.model.embed import export_embeddings
+from whatsreal.train.run import load_model
+
+module, _ = load_model(sm.input.model)
 device = "cuda" if torch.cuda.is_available() else "cpu"
-export_embeddings(module.model, sm.params.data_dir, sm.output[0], cfg["embed"]["batch_size"], device)
+# The batch size is the workflow's (a speed setting), not the one stored in the checkpoint.
+export_embeddings(module.model, sm.params.data_dir, sm.output[0], sm.config["embed"]["batch_size"], device)

@@ -1,11 +1,14 @@
 """Snakemake entry point: Fig 7, conditioning on neighbour sets at percentiles of the true sky sigma
 and PSF FWHM, and artefact removal (logic in whatsreal.experiments.noise_model)."""
 
-from whatsreal.experiments.noise_model import run_noise_model
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.noise_model import run_noise_model
+
 run_noise_model(
     sm.config,
     model=sm.input.model,

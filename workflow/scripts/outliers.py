@@ -1,10 +1,13 @@
 """Snakemake entry point: Fig 3, normalising-flow outliers (logic in whatsreal.experiments.outliers)."""
 
-from whatsreal.experiments.outliers import run_outliers
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.outliers import run_outliers
+
 run_outliers(
     sm.config,
     embeddings=sm.input.embeddings,

@@ -1,10 +1,13 @@
 """Snakemake entry point: preprocess one survey's paired cutouts (logic in whatsreal.data.preprocess)."""
 
-from whatsreal.data.stages import run_preprocess
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.data.stages import run_preprocess
+
 run_preprocess(
     sm.wildcards.survey,
     sm.input.catalog,

@@ -1,10 +1,13 @@
 """Snakemake entry point: Fig 4 / Table 5, MLP probes with bootstrap CIs (logic in whatsreal.experiments.probes)."""
 
-from whatsreal.experiments.probes import run_probes
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.probes import run_probes
+
 run_probes(
     sm.config,
     embeddings=sm.input.embeddings,

@@ -1,8 +1,11 @@
 """Snakemake entry point: features of a frozen random-init encoder (logic in whatsreal.experiments.baselines)."""
 
-from whatsreal.experiments.baselines import run_random_init_embeddings
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.baselines import run_random_init_embeddings
+
 run_random_init_embeddings(sm.config, sm.params.data_dir, sm.output[0])

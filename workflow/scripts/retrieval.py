@@ -1,10 +1,13 @@
 """Snakemake entry point: Fig 5, nearest-neighbour retrieval (logic in whatsreal.experiments.retrieval)."""
 
-from whatsreal.experiments.retrieval import run_retrieval
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.retrieval import run_retrieval
+
 run_retrieval(
     sm.config,
     embeddings=sm.input.embeddings,

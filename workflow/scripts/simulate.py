@@ -1,12 +1,15 @@
 """Snakemake entry point: simulate the synthetic sky (logic in whatsreal.sim.sky)."""
 
-from pathlib import Path
-
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
-from whatsreal.sim.sky import simulate_sky
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log = log_to_file(sm.log[0])
+
+from pathlib import Path
+
+from whatsreal.sim.sky import simulate_sky
+
 raw_dir = Path(sm.output.truth).parent
 report = simulate_sky(sm.config, raw_dir, sm.output.truth, threads=sm.threads)
 for survey, n in report.n_selected.items():

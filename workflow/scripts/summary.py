@@ -1,8 +1,11 @@
 """Snakemake entry point: summary.md, paper numbers beside ours (logic in whatsreal.experiments.summary)."""
 
-from whatsreal.experiments.summary import write_summary
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.summary import write_summary
+
 write_summary(sm.config, sm.params.results, sm.params.runs, sm.output[0])

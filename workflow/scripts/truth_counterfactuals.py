@@ -1,10 +1,13 @@
 """Snakemake entry point: counterfactuals against the noiseless truth (logic in whatsreal.experiments.truth_images)."""
 
-from whatsreal.experiments.truth_images import run_truth_counterfactuals
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.truth_images import run_truth_counterfactuals
+
 run_truth_counterfactuals(
     sm.config,
     posterior=list(sm.input.posterior),

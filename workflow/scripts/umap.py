@@ -1,8 +1,11 @@
 """Snakemake entry point: Fig 2, UMAP of both latent spaces (logic in whatsreal.experiments.umap_projection)."""
 
-from whatsreal.experiments.umap_projection import run_umap
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.umap_projection import run_umap
+
 run_umap(sm.config, sm.input.embeddings, sm.output[0])

@@ -1,10 +1,13 @@
 """Snakemake entry point: zero-shot ellipticity transfer (logic in whatsreal.experiments.zero_shot)."""
 
-from whatsreal.experiments.zero_shot import run_zero_shot
+# The log first: a failure anywhere below, imports included, must leave its traceback there.
 from whatsreal.logs import log_to_file
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
+
+from whatsreal.experiments.zero_shot import run_zero_shot
+
 run_zero_shot(
     sm.config,
     data_dir=sm.params.data_dir,

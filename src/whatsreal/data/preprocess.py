@@ -15,6 +15,15 @@ For each survey, in this order:
 6. one scalar standardisation per survey, mean and std fitted on the training
    pairs only.
 
+A cutout with a band that has no valid pixel where the crop reads (every pixel NaN/inf,
+``ivar == 0`` or exactly 0: MMU masks are judged through ivar, as in step 1, because
+their bits also flag ordinary pixels) would become a blank training image. Such
+cutouts are found per band (:meth:`BandTransform.blank_bands`), listed in the log by
+object id and band, and recorded in ``meta_{survey}.parquet`` (``blank_bands``,
+``blank_dropped``); ``preprocess.blank_cutouts: drop`` (the default) leaves them out of
+the standardisation fit here and their pairs out of everything that trains or evaluates
+(:func:`whatsreal.data.usable.usable_pairs`), ``flag`` keeps them.
+
 Row i of ``images_{survey}.npy`` is pair i. Images are streamed shard by shard,
 chunk by chunk; nothing holds more than one chunk of raw cutouts in memory.
 """
@@ -24,9 +33,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -43,7 +53,10 @@ __all__ = [
     "BandTransform",
     "PreprocessStats",
     "band_positions",
+    "blank_band_labels",
+    "crop_window",
     "iter_rows_by_file",
+    "log_blank_cutouts",
     "preprocess_survey",
     "resample_centre",
 ]
@@ -64,6 +77,20 @@ def _interpolation_matrix(src: int, crop: int, size: int) -> np.ndarray:
         if 0 <= i0 + 1 < src:
             w[j, i0 + 1] += f
     return w.astype(np.float32)
+
+
+def crop_window(s: int, crop: int, size: int) -> slice:
+    """The input pixels (per axis) of an ``s``-pixel cutout that :func:`resample_centre` reads.
+
+    Exactly the central ``crop`` pixels for a pixel copy; for a resampling, every pixel
+    with a non-zero interpolation weight (a bilinear tap can reach one pixel beyond the
+    nominal crop). A band is blank for training when nothing valid lies in this window.
+    """
+    if crop == size and (s - crop) % 2 == 0:
+        start = (s - crop) // 2
+        return slice(start, start + crop)
+    used = np.flatnonzero(_interpolation_matrix(s, crop, size).any(axis=0))
+    return slice(int(used[0]), int(used[-1]) + 1)
 
 
 def resample_centre(images: np.ndarray, crop: int, size: int) -> np.ndarray:
@@ -119,6 +146,18 @@ class BandTransform:
         x = resample_centre(x, self.crop, self.size)
         return (np.arcsinh(x / self.softening) * self.softening * self.scale).astype(np.float32), n_bad
 
+    def blank_bands(self, image: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+        """(n, 4) True where a band has no valid pixel in the window the crop reads.
+
+        Valid: finite, ``ivar > 0`` and not exactly 0 (real and simulated pixels carry
+        noise, so an all-zero band is a fill value, not sky).
+        """
+        win = crop_window(image.shape[-1], self.crop, self.size)
+        x = image[:, self.band_index, win, win]
+        w = ivar[:, self.band_index, win, win]
+        valid = np.isfinite(x) & (w > 0) & (x != 0)
+        return ~valid.any(axis=(-2, -1))
+
 
 @dataclass
 class PreprocessStats:
@@ -158,9 +197,11 @@ def iter_rows_by_file(files: np.ndarray, rows: np.ndarray, chunk: int) -> Iterat
             yield str(files[sel[0]]), rows[sel], sel
 
 
-def _transform_chunk(transform: BandTransform, path: str, rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """Read one chunk of a shard and transform it (runs in a worker process)."""
-    return transform(*read_cutouts(path, rows, transform.survey))
+def _transform_chunk(transform: BandTransform, path: str, rows: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Read one chunk of a shard, transform it and find its blank bands (runs in a worker process)."""
+    image, ivar = read_cutouts(path, rows, transform.survey)
+    x, n_bad = transform(image, ivar)
+    return x, n_bad, transform.blank_bands(image, ivar)
 
 
 def band_positions(path: str, survey: str, wanted: list[str]) -> list[int]:
@@ -193,13 +234,15 @@ def preprocess_survey(
     pcfg: dict,
     out_npy: str | Path,
     workers: int = 1,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``.
 
-    ``train`` marks the pairs whose pixels fit the standardisation; chunks are read
-    and transformed in ``workers`` processes. Returns the
-    normalisation and counts (also logged). The array is written to a temporary
-    file and renamed only when complete.
+    ``train`` marks the pairs whose pixels fit the standardisation (less their blank
+    cutouts when ``pcfg["blank_cutouts"]`` is ``drop``: they are never trained on);
+    chunks are read and transformed in ``workers`` processes. Returns the
+    normalisation and counts (also logged) and ``blank``, (n, bands) True where a band
+    of pair i's cutout is blank. The array is written to a temporary file and renamed
+    only when complete.
     """
     bands = list(pcfg["bands"])
     n = len(rows)
@@ -208,6 +251,8 @@ def preprocess_survey(
     shard_rows = catalog["row"].to_numpy()[rows]
     clamp = np.asarray(pcfg["clamp"][survey], dtype=np.float32)
     stats = PreprocessStats()
+    drop_blank = pcfg["blank_cutouts"] == "drop"
+    blank = np.zeros((n, len(bands)), dtype=bool)
     chunks = list(iter_rows_by_file(files, shard_rows, int(pcfg["chunk_size"])))
     transforms = {
         path: BandTransform(
@@ -226,15 +271,21 @@ def preprocess_survey(
     with atomic_path(out_npy, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(bands), size, size))
         t0 = time.perf_counter()
-        for (_, _, positions), (x, n_bad) in zip(chunks, ordered_map(_transform_chunk, jobs, workers), strict=True):
+        for (_, _, positions), (x, n_bad, blank_chunk) in zip(
+            chunks, ordered_map(_transform_chunk, jobs, workers), strict=True
+        ):
             stats.bad_pixels += n_bad
             out[positions] = x
+            blank[positions] = blank_chunk
             in_train = train[positions]
+            if drop_blank:
+                in_train = in_train & ~blank_chunk.any(axis=1)
             if in_train.any():
                 stats.add(x[in_train])
         elapsed = time.perf_counter() - t0
         if stats.n == 0:
-            raise ValueError(f"{survey}: no training pair to fit the standardisation on")
+            why = " that is not blank (preprocess.blank_cutouts: drop)" if drop_blank and blank.any() else ""
+            raise ValueError(f"{survey}: no training pair{why} to fit the standardisation on")
         mean, std = stats.mean, stats.std
         if not std > 0:
             raise ValueError(f"{survey}: preprocessed training pixels have zero variance; are the images empty?")
@@ -249,6 +300,7 @@ def preprocess_survey(
         "norm_std": std,
         "bad_pixels": stats.bad_pixels,
         "cutouts_per_s": n / elapsed if elapsed > 0 else float("inf"),
+        "blank": blank,
     }
     log.info(
         "%s: %d cutouts -> %s in %.1f s (%.0f cutouts/s); %d NaN/inf/ivar=0 pixels set to 0; "
@@ -263,3 +315,47 @@ def preprocess_survey(
         std,
     )
     return info
+
+
+def blank_band_labels(blank: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """Per row, the blank bands as text (``"g,z"``), ``""`` where every band has pixels."""
+    names = np.asarray(bands, dtype=object)
+    return np.array([",".join(names[row]) for row in np.asarray(blank, dtype=bool)], dtype=object)
+
+
+def log_blank_cutouts(survey: str, object_ids: Sequence, labels: np.ndarray, mode: str, crop: int) -> int:
+    """Log the cutouts with a blank band: a warning with the count per band, then one line
+    per object (every one, however many), so ``grep blank`` on the log lists them all.
+    Returns their number."""
+    labels = np.asarray(labels, dtype=object)
+    hit = np.flatnonzero(labels != "")
+    if hit.size == 0:
+        log.info("%s: no cutout has a blank band inside the %d-pixel crop", survey, crop)
+        return 0
+    per_band: dict[str, int] = {}
+    for label in labels[hit]:
+        for band in label.split(","):
+            per_band[band] = per_band.get(band, 0) + 1
+    consequence = (
+        "their pairs are left out of training, validation and pair-sampling experiments, and never used as "
+        "neighbour views"
+        if mode == "drop"
+        else "they are kept and trained on as they are"
+    )
+    log.warning(
+        "%s: %d of %d cutouts have a blank band (no finite, ivar > 0, non-zero pixel inside the %d-pixel crop; "
+        "per band: %s); preprocess.blank_cutouts is %s: %s. They are listed below and in meta_%s.parquet "
+        "(blank_bands)",
+        survey,
+        hit.size,
+        len(labels),
+        crop,
+        ", ".join(f"{b} {k}" for b, k in per_band.items()),
+        mode,
+        consequence,
+        survey,
+    )
+    ids = np.asarray(object_ids)
+    for i in hit:
+        log.warning("%s blank cutout: object_id %s, pair %d, band(s) %s", survey, ids[i], i, labels[i])
+    return int(hit.size)

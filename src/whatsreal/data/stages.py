@@ -16,7 +16,7 @@ from whatsreal.data.catalog import build_catalog
 from whatsreal.data.crossmatch import crossmatch
 from whatsreal.data.crossmatched import read_crossmatched_catalogs
 from whatsreal.data.neighbours import count_histogram, random_neighbours, spatial_neighbours
-from whatsreal.data.preprocess import preprocess_survey
+from whatsreal.data.preprocess import blank_band_labels, log_blank_cutouts, preprocess_survey
 from whatsreal.data.split import make_split
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.surveys import SURVEY_ORDER
@@ -86,6 +86,13 @@ def run_preprocess(
     truth_path: str | Path | None = None,
     workers: int = 1,
 ) -> dict[str, float]:
+    """Preprocess one survey's cutouts of every pair into ``out_npy`` and write ``out_meta``.
+
+    ``out_meta`` is one row per pair: the catalogue row, the split, the truth id on the
+    synthetic sky, and ``blank_bands`` (the bands with no valid pixel inside the crop, ""
+    when fine) and ``blank_dropped`` (blank and ``preprocess.blank_cutouts`` is ``drop``:
+    the pair is left out, see :func:`whatsreal.data.usable.usable_pairs`).
+    """
     catalog = pd.read_parquet(catalog_path)
     pairs = pd.read_parquet(pairs_path)
     split = pd.read_parquet(split_path)
@@ -101,7 +108,14 @@ def run_preprocess(
         truth = pd.read_parquet(truth_path, columns=["truth_id", f"{survey}_object_id"])
         key = truth.dropna().astype({f"{survey}_object_id": str}).set_index(f"{survey}_object_id")["truth_id"]
         meta.insert(2, "truth_id", meta["object_id"].astype(str).map(key).astype("Int64"))
-    norm = {k: info[k] for k in ("norm_mean", "norm_std", "bad_pixels")}
+    pcfg = cfg["preprocess"]
+    labels = blank_band_labels(info.pop("blank"), pcfg["bands"])
+    meta["blank_bands"] = labels.astype(str)
+    meta["blank_dropped"] = (labels != "") & (pcfg["blank_cutouts"] == "drop")
+    info["blank_cutouts"] = log_blank_cutouts(
+        survey, meta["object_id"].to_numpy(), labels, pcfg["blank_cutouts"], int(pcfg["crop"][survey])
+    )
+    norm = {k: info[k] for k in ("norm_mean", "norm_std", "bad_pixels", "blank_cutouts")}
     write_parquet(meta, out_meta, metadata={"whatsreal_normalisation": json.dumps(norm)})
     return info
 

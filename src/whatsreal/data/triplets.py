@@ -10,10 +10,15 @@ and neither is tied to the index), a sample holds:
 
 Batches are gathered with one vectorised read per survey (``__getitems__``), and
 memory maps are opened lazily in each worker, so ``num_workers > 0`` works.
+
+Pairs with a dropped blank cutout (:mod:`whatsreal.data.usable`) are never an instrument
+view of another pair here, and :class:`TripletDataModule` leaves them out of training
+and validation.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
@@ -32,8 +38,16 @@ def passthrough_collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return batch
 
 
+log = logging.getLogger(__name__)
+
+
 class TripletDataset(Dataset):
-    """Triplets over ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz`` in ``data_dir``."""
+    """Triplets over ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz`` in ``data_dir``.
+
+    Neighbours whose pair is not usable (a dropped blank cutout, per ``meta_{survey}.parquet``)
+    are removed from the neighbour graph, so they are masked out, never fed as a view. The
+    ``pairs`` themselves are the caller's choice.
+    """
 
     def __init__(
         self,
@@ -49,9 +63,13 @@ class TripletDataset(Dataset):
         self.mode = mode
         self.surveys = surveys
         self._images: dict[str, np.ndarray] | None = None
-        self.neighbours = {s: np.load(self.data_dir / f"neighbours_{s}_{mode}.npz")["index"] for s in surveys}
+        self.usable = usable_pairs(self.data_dir, surveys)
+        self.neighbours = {
+            s: drop_unusable_neighbours(np.load(self.data_dir / f"neighbours_{s}_{mode}.npz")["index"], self.usable)
+            for s in surveys
+        }
         shapes = {s: np.load(self.data_dir / f"images_{s}.npy", mmap_mode="r").shape for s in surveys}
-        n = {v[0] for v in shapes.values()} | {v.shape[0] for v in self.neighbours.values()}
+        n = {v[0] for v in shapes.values()} | {v.shape[0] for v in self.neighbours.values()} | {len(self.usable)}
         if len(n) != 1:
             raise ValueError(f"{self.data_dir}: images and neighbour files disagree on the number of pairs {n}")
         # Anchors given, fixed by a seed (validation), or drawn afresh per fetch (training).
@@ -136,7 +154,11 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class TripletDataModule(L.LightningDataModule):
-    """Train/val loaders over a preprocessed dataset directory and its saved split."""
+    """Train/val loaders over a preprocessed dataset directory and its saved split.
+
+    Only usable pairs (:func:`whatsreal.data.usable.usable_pairs`) are trained and
+    validated on.
+    """
 
     def __init__(
         self,
@@ -155,6 +177,17 @@ class TripletDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         split = pd.read_parquet(self.data_dir / "split.parquet")
+        usable = usable_pairs(self.data_dir)
+        pairs = split["pair"].to_numpy(dtype=np.int64)
+        keep = usable[pairs]
+        if not keep.all():
+            log.warning(
+                "%d of %d pairs left out of training and validation: a blank cutout "
+                "(meta_{survey}.parquet blank_bands; preprocess.blank_cutouts: drop)",
+                int((~keep).sum()),
+                len(pairs),
+            )
+        split = split[keep]
         self.train_set = TripletDataset(self.data_dir, split.loc[split["split"] == "train", "pair"], self.mode)
         self.val_set = TripletDataset(
             self.data_dir, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.triplets import TripletDataset
+from whatsreal.data.usable import usable_pairs
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
 from whatsreal.experiments.regressor import device
 from whatsreal.io import atomic_path
@@ -35,10 +36,13 @@ log = logging.getLogger(__name__)
 GAIN_COLUMNS = ("survey", "half", "gain", "ci_lo", "ci_hi", "n_pairs", "draws", "loss_true")
 
 
-def val_pairs(split_path: str | Path) -> np.ndarray:
-    """The held-out pairs (split == val), sorted: never seen in training."""
+def val_pairs(split_path: str | Path, usable: np.ndarray | None = None) -> np.ndarray:
+    """The held-out pairs (split == val), sorted: never seen in training; only ``usable`` ones
+    (per pair, :func:`whatsreal.data.usable.usable_pairs`) when given, as validation does."""
     split = pd.read_parquet(split_path, columns=["pair", "split"])
     pairs = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    if usable is not None:
+        pairs = pairs[usable[pairs]]
     if pairs.size < 2:
         raise ValueError(f"{split_path}: {pairs.size} validation pair(s); the gain needs at least 2 to swap")
     return pairs
@@ -116,7 +120,7 @@ def run_conditioning_gain(
     ecfg = config["experiments"]["conditioning_gain"]
     module, _ = load_model(model, config)
     module.eval().to(device())
-    pairs = val_pairs(Path(data_dir) / "split.parquet")
+    pairs = val_pairs(Path(data_dir) / "split.parquet", usable=usable_pairs(data_dir))
     per_pair, loss_true = measure_gains(module.model, data_dir, pairs, ecfg["draws"], ecfg["seed"], ecfg["batch_size"])
     n_resamples, seed, confidence = bootstrap_config(config)
     df = gain_table(per_pair, loss_true, ecfg["draws"], n_resamples, seed, confidence)

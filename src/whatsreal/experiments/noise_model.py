@@ -65,6 +65,7 @@ import torch
 
 from whatsreal.data.mmu import read_images
 from whatsreal.data.preprocess import band_positions, iter_rows_by_file, read_cutouts
+from whatsreal.data.usable import usable_pairs
 from whatsreal.experiments.posterior import galaxy_noise, sample_posterior
 from whatsreal.io import atomic_path
 from whatsreal.plots.generative import plot_noise_model
@@ -555,15 +556,16 @@ def _load_direction(
     meta = pd.read_parquet(data_dir / f"meta_{survey}.parquet")
     meta["object_id"] = meta["object_id"].astype(str)
     nbr = np.load(data_dir / f"neighbours_{survey}_spatial.npz")["index"]
+    unusable = ~usable_pairs(data_dir)  # a dropped blank cutout is never a conditioning member
     if truth is not None:
         if "truth_id" not in meta.columns:
             raise KeyError(f"meta_{survey}.parquet has no truth_id column; was it preprocessed with the truth table?")
         cond = truth_conditions(truth, meta, survey, bands)
-        bad = cond["pathology"].to_numpy() != ""
+        bad = (cond["pathology"].to_numpy() != "") | unusable
         cand = candidate_anchors(nbr, exclude, bad, max_sets, n_levels, rng)
     else:
         # Real data: the conditions of the candidates' members are read from the raw cutouts.
-        cand = candidate_anchors(nbr, exclude, np.zeros(len(meta), dtype=bool), max_sets, n_levels, rng)
+        cand = candidate_anchors(nbr, exclude, unusable, max_sets, n_levels, rng)
         need = np.unique(np.concatenate([nbr[cand][nbr[cand] >= 0], np.asarray(exclude, dtype=np.int64)]))
         rows = _catalog_rows(catalog, meta["object_id"].to_numpy()[need])
         got = raw_conditions(rows, survey, bands, int(cfg["preprocess"]["crop"][survey]))
@@ -593,12 +595,13 @@ def _load_direction(
 def _choose_galaxies(
     data_dir: Path, truth: pd.DataFrame | None, cfg: dict, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``n`` held-out (split == val) pairs, a seeded random choice; on the synthetic sky only
-    those with no labelled artefact in either survey (the comparison is about noise, not
-    artefacts)."""
+    """``n`` held-out (split == val) pairs without a dropped blank cutout, a seeded random
+    choice; on the synthetic sky only those with no labelled artefact in either survey (the
+    comparison is about noise, not artefacts)."""
     bands = list(cfg["preprocess"]["bands"])
     split = pd.read_parquet(data_dir / "split.parquet")
     val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    val = val[usable_pairs(data_dir)[val]]
     if truth is not None:
         clean = np.ones(len(split), dtype=bool)
         for s in SURVEY_ORDER:
@@ -899,6 +902,7 @@ def _artifact_removal(
     crop = int(cfg["preprocess"]["crop"][d.survey])
     synthetic = truth is not None
     pool = d.cond.assign(split=d.meta["split"].to_numpy(), object_id=d.meta["object_id"].to_numpy(), in_crop=False)
+    pool = pool[usable_pairs(d.data_dir)[pool["pair"].to_numpy(dtype=np.int64)]]  # no dropped blank cutout
     if synthetic:
         flagged = np.flatnonzero((pool["pathology"] != "").to_numpy())
         if flagged.size:

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.triplets import TripletDataset
+from whatsreal.data.usable import usable_pairs
 from whatsreal.io import write_npz
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.model.samplers import sample
@@ -48,18 +49,21 @@ def nfe_per_step(method: str) -> int:
     return 1 if method == "euler" else 2
 
 
-def heldout_pairs(split_path: str | Path, n: int, seed: int) -> np.ndarray:
+def heldout_pairs(split_path: str | Path, n: int, seed: int, usable: np.ndarray | None = None) -> np.ndarray:
     """The first ``n`` held-out (split == val) pairs of a seeded permutation (all if fewer).
 
     The same seed gives the same galaxies in both directions, so the two directions
-    can be compared galaxy by galaxy."""
+    can be compared galaxy by galaxy. ``usable`` (per pair, :func:`whatsreal.data.usable.usable_pairs`)
+    leaves out pairs with a dropped blank cutout before the draw."""
     split = pd.read_parquet(split_path)
     missing = {"pair", "split"} - set(split.columns)
     if missing:
         raise KeyError(f"{split_path}: missing column(s) {sorted(missing)}")
     val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    if usable is not None:
+        val = val[usable[val]]
     if val.size == 0:
-        raise ValueError(f"{split_path}: no held-out pairs (split == 'val') to sample")
+        raise ValueError(f"{split_path}: no usable held-out pairs (split == 'val', no dropped blank cutout) to sample")
     return np.random.default_rng(seed).permutation(val)[:n]
 
 
@@ -118,7 +122,9 @@ def run_posterior_samples(
     device = _device()
     net.to(device).eval()
     mode = saved["neighbours"]["mode"]
-    pairs = heldout_pairs(data_dir / "split.parquet", int(pcfg["n_galaxies"]), int(pcfg["seed"]))
+    pairs = heldout_pairs(
+        data_dir / "split.parquet", int(pcfg["n_galaxies"]), int(pcfg["seed"]), usable=usable_pairs(data_dir)
+    )
     anchors = np.full(pairs.shape, SURVEY_ORDER.index(direction), dtype=np.int64)
     ds = TripletDataset(data_dir, pairs, mode=mode, anchors=anchors)
     meta = pd.read_parquet(data_dir / f"meta_{direction}.parquet", columns=["pair", "object_id"])

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.data.triplets import TripletDataset
+from whatsreal.data.usable import usable_pairs
 from whatsreal.io import atomic_path
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -33,6 +34,7 @@ def plot_triplets(data_dir: str | Path, out_png: str | Path, mode: str = "spatia
     data_dir = Path(data_dir)
     split = pd.read_parquet(data_dir / "split.parquet")
     val = split.loc[split["split"] == "val", "pair"].to_numpy()
+    val = val[usable_pairs(data_dir)[val]]  # what validation sees: no dropped blank cutout
     picks = np.random.default_rng(seed).choice(val, size=min(n, len(val)), replace=False)
     # Each pair twice, once per anchor survey.
     ds = TripletDataset(data_dir, np.repeat(picks, 2), mode, anchors=np.tile(np.arange(len(SURVEY_ORDER)), len(picks)))

@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 __all__ = ["main"]
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
@@ -59,7 +57,9 @@ def _read_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.config_json is not None:
         config = json.loads(args.config_json)
     else:
-        config = yaml.safe_load(args.config_file.read_text()) or {}
+        from whatsreal.config import read_config_file  # names the file and line of a YAML error
+
+        config = read_config_file(args.config_file)
     if not isinstance(config, dict):
         raise ValueError("the config must be a mapping of sections (dataset, model, train, ...)")
     return config

@@ -32,11 +32,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 class FlowMatchingModule(L.LightningModule):
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__()
         # The whole validated config is stored in every checkpoint (plain dicts and lists,
-        # loadable with weights_only=True), so a checkpoint says what built it.
-        self.save_hyperparameters({"config": config})
+        # loadable with weights_only=True), so a checkpoint says what built it; with the
+        # provenance (whatsreal.provenance) a restart can tell whether it may resume.
+        self.save_hyperparameters({"config": config, "provenance": provenance})
         self.config = config
         self.model: FlowMatchingModel = build_model(config)
 

@@ -11,8 +11,10 @@ GPU) the ranks come from SLURM, checked against ``train.devices``/``train.num_no
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lightning as L
@@ -22,8 +24,11 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from whatsreal.data.layout import run_data_files
 from whatsreal.data.triplets import TripletDataModule
 from whatsreal.io import atomic_path
+from whatsreal.provenance import describe_differences, training_fingerprint
+from whatsreal.rule_settings import rule_settings
 from whatsreal.train.interrupt import SignalCheckpoint
 from whatsreal.train.module import FlowMatchingModule
 
@@ -34,6 +39,7 @@ __all__ = [
     "load_model",
     "merge_metrics",
     "resolve_hardware",
+    "resume_point",
     "train",
 ]
 
@@ -95,8 +101,69 @@ def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
         )
 
 
+FINISHED = "finished.json"
+"""Written into ``checkpoints/`` when a training completes: a later job for the same run is a
+retrain (``--forcerun``, or changed inputs), never a resume of the finished one."""
+
+
+def _is_primary_process() -> bool:
+    """Rank 0, known from the launcher's environment before any process group exists."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name):
+            return int(os.environ[name]) == 0
+    return True
+
+
+def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Path | None:
+    """``checkpoints/last.ckpt`` when it continues an interrupted training of exactly these
+    settings and data; otherwise None, after moving the old checkpoints and CSV logs aside
+    to ``stale/<UTC time>/`` (``move_stale``: only one process of a DDP job moves files) and
+    logging why in one line.
+
+    Every process takes the same decision from the same files; one that finds them already
+    moved by rank 0 starts over too, which is what rank 0 decided.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    finished = ckpt_dir / FINISHED
+    if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
+        return None
+    if finished.exists():
+        try:
+            step = json.loads(finished.read_text()).get("step", "?")
+        except (OSError, ValueError):
+            step = "?"
+        reasons = [f"the training in {ckpt_dir} finished (step {step}); a new job for this run trains from scratch"]
+    elif not last.exists():
+        reasons = [f"{ckpt_dir} holds no last.ckpt to resume from"]
+    else:
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None  # moved aside by rank 0 meanwhile: it decided to start over
+        except Exception as err:  # truncated or not a checkpoint
+            ckpt = None
+            reasons = [f"{last} is not a readable checkpoint ({type(err).__name__})"]
+        if ckpt is not None:
+            reasons = describe_differences(ckpt.get("hyper_parameters", {}).get("provenance"), provenance)
+            if not reasons:
+                log.info("resuming from %s at step %d (same settings and data)", last, int(ckpt.get("global_step", 0)))
+                return last
+    if move_stale:
+        stale = run_dir / "stale" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stale.mkdir(parents=True)
+        for name in ("checkpoints", "logs"):
+            if (run_dir / name).exists():
+                (run_dir / name).replace(stale / name)
+        log.warning("training from step 0, not resuming: %s; old checkpoints moved to %s", "; ".join(reasons), stale)
+    else:
+        log.warning("training from step 0, not resuming: %s", "; ".join(reasons))
+    return None
+
+
 def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path) -> Path:
-    """Train (or resume) the run whose validated config is ``config``; write ``model_out`` at the end."""
+    """Train the run whose validated config (its overlay applied) is ``config``, or resume an
+    interrupted training of the same settings and data; write ``model_out`` at the end."""
     run_dir = Path(run_dir)
     tcfg = config["train"]
     accel, devices, precision = resolve_hardware(tcfg)
@@ -104,11 +171,11 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
     L.seed_everything(tcfg["seed"], workers=True)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    resume = last if last.exists() else None
-    if resume is not None:
-        step = check_checkpoint_config(resume, config)
-        log.info("resuming from %s at step %d", resume, step)
-    module = FlowMatchingModule(config)
+    provenance = training_fingerprint(
+        rule_settings(config, "train"), run_data_files(data_dir, config["neighbours"]["mode"])
+    )
+    resume = resume_point(run_dir, provenance, move_stale=_is_primary_process())
+    module = FlowMatchingModule(config, provenance)
     dm = TripletDataModule(
         data_dir,
         mode=config["neighbours"]["mode"],
@@ -164,6 +231,8 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
         with atomic_path(run_dir / "metrics.csv", ".csv") as tmp:
             merged.to_csv(tmp, index=False)
         staged.replace(model_out)
+        with atomic_path(ckpt_dir / FINISHED, ".json") as tmp:
+            Path(tmp).write_text(json.dumps({"step": int(trainer.global_step), "model": str(model_out)}))
     return Path(model_out)
 
 

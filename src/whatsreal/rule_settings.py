@@ -1,0 +1,122 @@
+"""Which config values each workflow rule's result depends on: what makes Snakemake rerun it.
+
+Snakemake reruns a job when its inputs, code or *non-derived params* change. Each rule
+passes ``rule_settings(config, "<rule>")`` (or ``run_settings`` for the per-run rules) as a
+param, so a changed value reruns exactly the rules that read it, and their downstream jobs
+through their inputs. Anything a rule reads that does not change its result (worker counts,
+chunk and inference batch sizes, progress bars, logging and checkpoint intervals) is left
+out, so changing it reruns nothing.
+
+The table lists dotted config prefixes; a rule depends on every value under them. Keep it
+in step with what each step reads: tests/test_reruns.py runs the workflow and checks that
+one changed setting per stage reruns exactly the expected jobs, and that every rule of the
+workflow has an entry here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from whatsreal.config import run_config
+
+__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "rule_settings", "run_settings", "settings_json"]
+
+RULE_SETTINGS: dict[str, tuple[str, ...]] = {
+    # data stages
+    "simulate": ("simulation", "preprocess.crop"),
+    "sky_figure": ("simulation",),
+    "catalog": ("preprocess.crop",),
+    "crossmatched_catalogs": (),
+    "crossmatch": ("crossmatch",),
+    "split": ("split",),
+    "preprocess": ("preprocess", "dataset.source"),
+    "neighbours_spatial": ("neighbours.k", "neighbours.radius_arcmin"),
+    "neighbours_random": ("neighbours.k", "neighbours.radius_arcmin", "neighbours.random_seed"),
+    "lens_catalog": ("aux.lens_catalog",),
+    "triplet_figure": ("split.seed",),
+    # training (per run: the run's overlay is applied first, see run_settings)
+    "train": ("model", "train", "neighbours.mode", "preprocess"),
+    "embed": (),
+    # experiments
+    "random_init_embeddings": ("model.encoder", "experiments.baselines", "preprocess.bands"),
+    "cross_predict": (
+        "model.encoder",
+        "experiments.baselines",
+        "experiments.probes",
+        "preprocess.bands",
+        "dataset.source",
+    ),
+    "umap": ("experiments.umap", "experiments.retrieval.k"),
+    "outliers": ("experiments.outliers",),
+    "probes": ("experiments.probes", "experiments.bootstrap", "preprocess.bands", "dataset.source"),
+    "ablation": (
+        "experiments.ablation",
+        "experiments.bootstrap",
+        "experiments.neighbour_probe",
+        "experiments.probes",
+        "preprocess.bands",
+    ),
+    "retrieval": ("experiments.retrieval", "crossmatch.radius_arcsec"),
+    "posterior_samples": ("experiments.posterior", "sample"),
+    "counterfactuals": ("experiments.counterfactuals", "sample", "preprocess.bands"),
+    "truth_counterfactuals": ("preprocess", "dataset.source"),
+    "zero_shot": ("experiments.zero_shot", "experiments.baselines", "model.encoder.name", "preprocess.bands"),
+    "noise_model": ("experiments.noise_model", "sample", "preprocess.bands", "preprocess.crop"),
+    "spatial_structure": (),
+    "calibration": (),
+    "truth_metrics": (),
+    "conditioning_gain": ("experiments.conditioning_gain", "experiments.bootstrap"),
+    "summary": ("experiments.ablation", "experiments.bootstrap", "dataset", "runs"),
+}
+"""Rule name -> the dotted config prefixes its result depends on. ``neighbours`` has one
+entry per mode, since only the random graph reads the seed."""
+
+RESULT_NEUTRAL: frozenset[str] = frozenset(
+    {
+        "preprocess.chunk_size",
+        "train.num_workers",
+        "train.progress_bar",
+        "train.tensorboard",
+        "train.wandb",
+        "train.log_every_steps",
+        "train.checkpoint_every_steps",
+        "embed.batch_size",
+    }
+)
+"""Values that change how fast or how visibly a step runs, never what it writes."""
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"rule settings: config has no key '{dotted}'")
+        node = node[part]
+    return node
+
+
+def _without_neutral(value: Any, prefix: str) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {k: _without_neutral(v, f"{prefix}.{k}") for k, v in value.items() if f"{prefix}.{k}" not in RESULT_NEUTRAL}
+
+
+def settings_json(config: dict[str, Any], prefixes: Iterable[str]) -> str:
+    """The values under ``prefixes`` as canonical JSON (sorted keys): equal iff the values are."""
+    picked = {p: _without_neutral(_lookup(config, p), p) for p in prefixes if p not in RESULT_NEUTRAL}
+    return json.dumps(picked, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def rule_settings(config: dict[str, Any], rule: str) -> str:
+    """The settings param of ``rule``: the config values its result depends on."""
+    if rule not in RULE_SETTINGS:
+        raise KeyError(f"rule settings: no entry for rule '{rule}' in whatsreal.rule_settings.RULE_SETTINGS")
+    return settings_json(config, RULE_SETTINGS[rule])
+
+
+def run_settings(config: dict[str, Any], run: str, rule: str, schema_path: str | Path) -> str:
+    """The settings param of a per-run rule: the run's overlay applied, then ``rule``'s values."""
+    return rule_settings(run_config(config, run, schema_path), rule)
