@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from .conftest import REPO, SNAKEMAKE
+from .conftest import run_snakemake as _snakemake
 
 
 def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
