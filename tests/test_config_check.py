@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from whatsreal.config import ConfigError, check_config_files, load_config, main, read_config_file
+from whatsreal.config import DEMO_CONFIG, ConfigError, check_config_files, load_config, main, read_config_file
 
 from .conftest import REPO, SCHEMA
 
@@ -93,3 +96,19 @@ def test_the_module_entry_point_keeps_the_config_key_form(tmp_path):
     bad.write_text(BAD_SYNTAX)
     got = subprocess.run([*run, "check", str(bad)], cwd=REPO, capture_output=True, text=True)
     assert got.returncode == 1 and "line 6, column 14" in got.stderr and got.stdout == ""
+
+
+def test_show_prints_the_effective_config_as_yaml(tmp_path):
+    """`show` prints what the Snakefile merges (config/config.yaml, then the files), as YAML."""
+    dirs = {s: tmp_path / s for s in ("hsc", "legacysurvey")}
+    for d in dirs.values():
+        d.mkdir()
+    overlay = tmp_path / "mmu.yaml"
+    overlay.write_text(yaml.safe_dump({"dataset": {"mmu": {s: str(d) for s, d in dirs.items()}}}))
+    paper = REPO / "config" / "paper.yaml"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["show", "--configfile", str(paper), str(overlay)]) == 0
+    shown = yaml.safe_load(out.getvalue())
+    assert shown == check_config_files([DEMO_CONFIG, paper, overlay])
+    assert shown["train"]["max_steps"] == 75000 and shown["dataset"]["source"] == "mmu"

@@ -294,11 +294,39 @@ def _check_main(argv: list[str]) -> int:
     return 0
 
 
+DEMO_CONFIG = DEFAULT_SCHEMA.parents[2] / "config" / "config.yaml"
+"""The file the Snakefile loads before any ``--configfile`` (issue 12 will stop layering it)."""
+
+
+def _show_main(argv: list[str]) -> int:
+    """``show [--configfile FILE ...]``: the effective config as YAML, as the workflow merges it
+    today: config/config.yaml first, then the named files, over the schema defaults."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m whatsreal.config show",
+        description="Print the effective config (schema defaults, config/config.yaml, then each --configfile), "
+        "validated, exactly as the Snakefile merges it.",
+    )
+    parser.add_argument("--configfile", nargs="*", type=Path, default=[], help="config files, in --configfile order")
+    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
+    args = parser.parse_args(argv)
+    try:
+        config = check_config_files([DEMO_CONFIG, *args.configfile], args.schema)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(config, sort_keys=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Two commands for shell tooling (the Makefile), so it never re-implements the defaults.
+    """Commands for shell tooling (the Makefile), so it never re-implements the defaults.
 
     ``python -m whatsreal.config check FILE [FILE ...]``: validate config files (exit 0
     and "ok", or exit 1 and the error with its file, line or key).
+    ``python -m whatsreal.config show [--configfile FILE ...]``: print the effective config
+    as YAML, as the workflow sees it.
     ``python -m whatsreal.config CONFIG KEY``: print one validated (default-filled) value,
     e.g. where a config puts its results.
     """
@@ -307,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check"]:
         return _check_main(argv[1:])
+    if argv[:1] == ["show"]:
+        return _show_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m whatsreal.config",
         description=main.__doc__,
