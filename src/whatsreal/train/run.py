@@ -29,6 +29,7 @@ from whatsreal.data.triplets import TripletDataModule
 from whatsreal.io import atomic_path
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
+from whatsreal.train.cli import RANK_VARIABLES
 from whatsreal.train.interrupt import SignalCheckpoint
 from whatsreal.train.module import FlowMatchingModule
 
@@ -108,7 +109,7 @@ retrain (``--forcerun``, or changed inputs), never a resume of the finished one.
 
 def _is_primary_process() -> bool:
     """Rank 0, known from the launcher's environment before any process group exists."""
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    for name in RANK_VARIABLES:
         if os.environ.get(name):
             return int(os.environ[name]) == 0
     return True
