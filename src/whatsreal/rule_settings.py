@@ -1,8 +1,8 @@
 """Which config values each workflow rule's result depends on: what makes Snakemake rerun it.
 
 Snakemake reruns a job when its inputs, code or *non-derived params* change. Each rule
-passes ``rule_settings(config, "<rule>")`` (or ``run_settings`` for the per-run rules) as a
-param, so a changed value reruns exactly the rules that read it, and their downstream jobs
+passes ``rule_settings(config, "<rule>")`` as a param (the per-run rules with the run's own
+config), so a changed value reruns exactly the rules that read it, and their downstream jobs
 through their inputs. Anything a rule reads that does not change its result (worker counts,
 chunk and inference batch sizes, progress bars, logging and checkpoint intervals) is left
 out, so changing it reruns nothing.
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from whatsreal.config import run_config
-
-__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "rule_settings", "run_settings", "settings_json"]
+__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "rule_settings", "settings_json"]
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     # data stages
@@ -37,7 +34,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "neighbours_random": ("neighbours.k", "neighbours.radius_arcmin", "neighbours.random_seed"),
     "lens_catalog": ("aux.lens_catalog",),
     "triplet_figure": ("split.seed",),
-    # training (per run: the run's overlay is applied first, see run_settings)
+    # training (per run: common.smk passes the run's own config, its overlay applied)
     "train": ("model", "train", "neighbours.mode", "preprocess"),
     "embed": (),
     # experiments
@@ -115,8 +112,3 @@ def rule_settings(config: dict[str, Any], rule: str) -> str:
     if rule not in RULE_SETTINGS:
         raise KeyError(f"rule settings: no entry for rule '{rule}' in whatsreal.rule_settings.RULE_SETTINGS")
     return settings_json(config, RULE_SETTINGS[rule])
-
-
-def run_settings(config: dict[str, Any], run: str, rule: str, schema_path: str | Path) -> str:
-    """The settings param of a per-run rule: the run's overlay applied, then ``rule``'s values."""
-    return rule_settings(run_config(config, run, schema_path), rule)
