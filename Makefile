@@ -8,7 +8,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install check-config run report test test-slurm lint bench clean
+.PHONY: install check-config config run report test test-slurm lint bench clean
 
 # torch/torchvision are pinned and installed first: these exact releases are
 # served locally on our machines, any other version downloads gigabytes.
@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# CONFIG is one or more files, merged in order over the schema defaults exactly as
+# `--configfile $(CONFIG)` (e.g. CONFIG="config/config.yaml config/sim_science.yaml").
 # Snakemake reports a YAML syntax error in a --configfile without file or line; the check
 # names both (and any bad key) before Snakemake starts.
-# The files the workflow merges (the Snakefile loads config/config.yaml first), checked with
-# file and line named for a YAML error, which Snakemake's own message omits.
 check-config: $(STAMP)
-	@$(BIN)/python -m whatsreal.config check config/config.yaml $(CONFIG) >/dev/null
+	@$(BIN)/python -m whatsreal.config check $(CONFIG) >/dev/null
+
+# The effective config as YAML, exactly as the workflow runs it for $(CONFIG).
+config: $(STAMP)
+	@$(BIN)/python -m whatsreal.config show --configfile $(CONFIG)
 
 run: check-config
 	$(BIN)/snakemake all --cores $(CORES) --configfile $(CONFIG)
@@ -33,7 +37,7 @@ run: check-config
 
 # The HTML report of everything `all` built (figures with captions, tables, summary.md).
 report: check-config
-	@out=results/$$($(BIN)/python -m whatsreal.config $(CONFIG) dataset.name)/report.html && \
+	@out=results/$$($(BIN)/python -m whatsreal.config show --configfile $(CONFIG) --key dataset.name)/report.html && \
 	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
 

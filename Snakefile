@@ -3,10 +3,16 @@
 
 from pathlib import Path
 
-from whatsreal.config import run_config, validate_config
+from whatsreal.config import run_config, validate_config, workflow_config_files
 
 
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+# The config is the schema defaults plus exactly the files named with --configfile; with
+# none named, the demo's config/config.yaml alone (`python -m whatsreal.config show` prints
+# the same merge). The demo file is never a base layer under a named one: a paper run must
+# not inherit the demo's cut-down experiment settings.
+if not workflow.overwrite_configfiles:
+    for demo_file in workflow_config_files([]):
+        workflow.configfile(demo_file)
 
 
 # Validate and fill defaults before any rule is defined: a bad key stops the run here,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import subprocess
 import sys
 
@@ -87,28 +85,36 @@ def test_check_cli_exit_codes(tmp_path, capsys):
     assert "preprocess.blank_cutouts: 'keep' is not one of ['drop', 'flag']" in capsys.readouterr().err
 
 
-def test_the_module_entry_point_keeps_the_config_key_form(tmp_path):
-    """The Makefile runs both forms as commands."""
+def test_the_module_entry_point_runs_as_the_makefile_calls_it(tmp_path):
+    """The Makefile runs `show --key` (where results go) and `check` as commands."""
     run = [sys.executable, "-m", "whatsreal.config"]
-    got = subprocess.run([*run, "config/config.yaml", "dataset.name"], cwd=REPO, capture_output=True, text=True)
-    assert got.returncode == 0 and got.stdout.strip() == "sim"
+    got = subprocess.run([*run, "show", "--key", "dataset.name"], cwd=REPO, capture_output=True, text=True)
+    assert got.returncode == 0 and got.stdout == "sim\n"
+    sci = ["config/config.yaml", "config/sim_science.yaml"]
+    got = subprocess.run(
+        [*run, "show", "--configfile", *sci, "--key", "train.max_steps"], cwd=REPO, capture_output=True, text=True
+    )
+    assert got.returncode == 0 and got.stdout == "1500\n"
+    got = subprocess.run([*run, "show", "--key", "train.no_such_key"], cwd=REPO, capture_output=True, text=True)
+    assert got.returncode == 1 and "train.no_such_key" in got.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SYNTAX)
     got = subprocess.run([*run, "check", str(bad)], cwd=REPO, capture_output=True, text=True)
     assert got.returncode == 1 and "line 6, column 14" in got.stderr and got.stdout == ""
+    got = subprocess.run([*run, "config/config.yaml", "dataset.name"], cwd=REPO, capture_output=True, text=True)
+    assert got.returncode == 2 and "invalid choice" in got.stderr
 
 
-def test_show_prints_the_effective_config_as_yaml(tmp_path):
-    """`show` prints what the Snakefile merges (config/config.yaml, then the files), as YAML."""
-    dirs = {s: tmp_path / s for s in ("hsc", "legacysurvey")}
-    for d in dirs.values():
-        d.mkdir()
-    overlay = tmp_path / "mmu.yaml"
-    overlay.write_text(yaml.safe_dump({"dataset": {"mmu": {s: str(d) for s, d in dirs.items()}}}))
+def test_show_prints_the_effective_config_as_yaml(capsys):
+    """`show` prints exactly the named files over the schema defaults: the demo file is not
+    layered under them, and the paper's placeholder MMU paths are warnings, not errors."""
     paper = REPO / "config" / "paper.yaml"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["show", "--configfile", str(paper), str(overlay)]) == 0
-    shown = yaml.safe_load(out.getvalue())
-    assert shown == check_config_files([DEMO_CONFIG, paper, overlay])
+    assert main(["show", "--configfile", str(paper)]) == 0
+    out, err = capsys.readouterr()
+    shown = yaml.safe_load(out)
+    assert shown == check_config_files([paper], check_paths=False)
     assert shown["train"]["max_steps"] == 75000 and shown["dataset"]["source"] == "mmu"
+    assert shown["experiments"]["umap"]["n_pairs"] == 8192  # the demo file says 2048
+    assert "warning: dataset.mmu.hsc: directory '/path/to" in err
+    assert main(["show"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == check_config_files([DEMO_CONFIG])

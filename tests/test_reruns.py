@@ -56,9 +56,13 @@ ALL_JOBS = {
     "noise_model": 1,
     "ablation": 1,
     "summary": 1,
+    "effective_config": 1,
     "all": 1,
 }
 """Every job of the tiny run: two runs, sampling experiments for `main` only."""
+
+CONFIG_RECORD = {"effective_config": 1, "all": 1}
+"""What any config change reruns at least: the results' copy of the config it was built with."""
 
 DATA_STAGES = {"simulate", "sky_figure", "catalog", "crossmatch", "split", "preprocess", "neighbours"}
 BASELINES = {"random_init_embeddings", "cross_predict"}
@@ -74,7 +78,7 @@ RN_MODEL_DOWNSTREAM = {
     "truth_metrics": 1,
     "ablation": 1,
     "summary": 1,
-    "all": 1,
+    **CONFIG_RECORD,
 }
 
 
@@ -90,7 +94,7 @@ RERUNS = [
             "preprocess": {"chunk_size": 17},
             "embed": {"batch_size": 5},
         },
-        {},
+        CONFIG_RECORD,  # no result, only the record of the config
         id="result-neutral-settings",
     ),
     pytest.param({"simulation": {"seed": 8}}, ALL_JOBS, id="simulation.seed"),
@@ -121,12 +125,12 @@ RERUNS = [
     ),
     pytest.param(
         {"experiments": {"retrieval": {"k": 3}}},
-        {"retrieval": 2, "umap": 2, "summary": 1, "all": 1},
+        {"retrieval": 2, "umap": 2, "summary": 1, **CONFIG_RECORD},
         id="experiments.retrieval.k",
     ),
     pytest.param(
         {"experiments": {"probes": {"epochs": 3}}},
-        {"probes": 2, "cross_predict": 1, "ablation": 1, "truth_metrics": 2, "summary": 1, "all": 1},
+        {"probes": 2, "cross_predict": 1, "ablation": 1, "truth_metrics": 2, "summary": 1, **CONFIG_RECORD},
         id="experiments.probes.epochs",
     ),
 ]

@@ -22,15 +22,20 @@ import yaml
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "DEMO_CONFIG",
     "ConfigError",
     "check_config_files",
     "deep_merge",
+    "effective_config",
     "load_config",
     "load_schema",
+    "path_problems",
     "read_config_file",
     "read_yaml",
     "run_config",
     "validate_config",
+    "workflow_config_files",
+    "write_effective_config",
 ]
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -141,10 +146,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{_key(where)}: {error.message}"
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], schema_path: str | Path, *, check_paths: bool = True) -> dict[str, Any]:
     """Validate ``config`` in place against the schema, fill defaults, and return it.
 
     Raises ``ConfigError`` listing every problem, each prefixed by its dotted key.
+    ``check_paths=False`` skips only the checks that the data paths exist (see
+    :func:`path_problems`), so a config can be shown on a machine without the data.
     """
     schema = load_schema(schema_path)
     validator = _FillingValidator(schema)
@@ -153,6 +160,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ConfigError(f"invalid configuration:\n  {lines}")
     problems = list(_semantic_problems(config))
+    if check_paths:
+        problems += list(path_problems(config))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
@@ -163,18 +172,10 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
     ds = cfg["dataset"]
     if ds["source"] == "mmu":
         for survey in ("hsc", "legacysurvey"):
-            path = ds["mmu"].get(survey)
-            key = f"dataset.mmu.{survey}"
-            if not path:
-                yield f"{key}: required when dataset.source is 'mmu' (a directory of healpix=*/*.hdf5)"
-            elif not Path(path).is_dir():
-                yield f"{key}: directory '{path}' does not exist"
-    if ds["source"] == "crossmatched_parquet":
-        path = ds.get("crossmatched_parquet")
-        if not path:
-            yield "dataset.crossmatched_parquet: required when dataset.source is 'crossmatched_parquet'"
-        elif not Path(path).exists():
-            yield f"dataset.crossmatched_parquet: '{path}' does not exist"
+            if not ds["mmu"].get(survey):
+                yield f"dataset.mmu.{survey}: required when dataset.source is 'mmu' (a directory of healpix=*/*.hdf5)"
+    if ds["source"] == "crossmatched_parquet" and not ds.get("crossmatched_parquet"):
+        yield "dataset.crossmatched_parquet: required when dataset.source is 'crossmatched_parquet'"
 
     pre = cfg["preprocess"]
     for survey in ("hsc", "legacysurvey"):
@@ -224,6 +225,24 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
             yield "simulation.surveys: the hsc and legacysurvey footprints do not overlap"
 
 
+def path_problems(cfg: dict[str, Any]) -> Iterator[str]:
+    """The configured data paths that do not exist on this machine, one line per key.
+
+    Kept apart from the other checks: the workflow needs the data and stops on these, but a
+    config can still be read (``show``) where the data is not, e.g. a paper config on a laptop.
+    """
+    ds = cfg["dataset"]
+    if ds["source"] == "mmu":
+        for survey in ("hsc", "legacysurvey"):
+            path = ds["mmu"].get(survey)
+            if path and not Path(path).is_dir():
+                yield f"dataset.mmu.{survey}: directory '{path}' does not exist"
+    if ds["source"] == "crossmatched_parquet":
+        path = ds.get("crossmatched_parquet")
+        if path and not Path(path).exists():
+            yield f"dataset.crossmatched_parquet: '{path}' does not exist"
+
+
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``overlay`` merged in, recursively for nested mappings."""
     out = copy.deepcopy(base)
@@ -235,7 +254,9 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_config(config: dict[str, Any], run: str, schema_path: str | Path) -> dict[str, Any]:
+def run_config(
+    config: dict[str, Any], run: str, schema_path: str | Path, *, check_paths: bool = True
+) -> dict[str, Any]:
     """The config of one named run: ``runs[run]`` overlaid on the rest, validated.
 
     Errors name the run, so a typo in an overlay is reported as ``runs.<run>: ...``.
@@ -246,17 +267,20 @@ def run_config(config: dict[str, Any], run: str, schema_path: str | Path) -> dic
     merged = deep_merge({k: v for k, v in config.items() if k != "runs"}, runs[run])
     merged["runs"] = {run: runs[run]}
     try:
-        return validate_config(merged, schema_path)
+        return validate_config(merged, schema_path, check_paths=check_paths)
     except ConfigError as err:
         raise ConfigError(f"runs.{run}: {err}") from None
 
 
-def check_config_files(paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
+def check_config_files(
+    paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA, *, check_paths: bool = True
+) -> dict[str, Any]:
     """The config the files ``paths`` make, merged in order over the schema defaults, validated.
 
-    What ``snakemake --configfile A B`` would run, checked before Snakemake reads it: a
-    syntax error names its file and line, a bad value its dotted key (prefixed by the
-    file, or the files, it came from), and every run overlay in ``runs`` is validated too.
+    What ``snakemake --configfile A B`` runs (see :func:`effective_config` for no file),
+    checked before Snakemake reads it: a syntax error names its file and line, a bad value
+    its dotted key (prefixed by the file, or the files, it came from), and every run overlay
+    in ``runs`` is validated too.
     """
     if not paths:
         raise ConfigError("no config file given")
@@ -265,12 +289,50 @@ def check_config_files(paths: Sequence[str | Path], schema_path: str | Path = DE
         merged = deep_merge(merged, read_config_file(path))
     source = " + ".join(str(p) for p in paths)
     try:
-        config = validate_config(merged, schema_path)
+        config = validate_config(merged, schema_path, check_paths=check_paths)
         for run in config.get("runs") or {}:
-            run_config(config, run, schema_path)
+            run_config(config, run, schema_path, check_paths=check_paths)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return config
+
+
+DEMO_CONFIG = DEFAULT_SCHEMA.parents[2] / "config" / "config.yaml"
+"""The demo's config: what the workflow runs when no ``--configfile`` is named."""
+
+
+def workflow_config_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files the workflow merges for ``snakemake --configfile PATHS``: exactly those, in
+    order; with none named, the demo's config/config.yaml alone.
+
+    The demo file is never a base layer under a named file: a paper run must not inherit the
+    demo's cut-down settings for the keys its own file leaves to the schema (the paper's values).
+    """
+    return [Path(p) for p in paths] if paths else [DEMO_CONFIG]
+
+
+def effective_config(
+    paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA, *, check_paths: bool = True
+) -> dict[str, Any]:
+    """The config the workflow runs for ``--configfile PATHS`` (none: the demo's): the schema
+    defaults with the files merged in order, validated (the Snakefile does the same)."""
+    return check_config_files(workflow_config_files(paths), schema_path, check_paths=check_paths)
+
+
+def write_effective_config(config: dict[str, Any], sources: Sequence[str | Path], path: str | Path) -> None:
+    """Write ``config`` as YAML to ``path`` (atomically), headed by the files it was merged from.
+
+    Every result folder keeps the exact config it was built with, so a reader of the results
+    (or a rerun months later) never has to reconstruct which files and defaults applied.
+    """
+    from whatsreal.io import atomic_path
+
+    header = "# The effective config of this run (schema defaults + " + (
+        ", ".join(str(s) for s in sources) or "config/config.yaml"
+    )
+    header += "), as `python -m whatsreal.config show` prints it.\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
 def _check_main(argv: list[str]) -> int:
@@ -280,7 +342,8 @@ def _check_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m whatsreal.config check",
         description="Parse the config files, merge them in order over the schema defaults and validate the "
-        "result (and every run overlay); a YAML syntax error is named by file, line and column.",
+        "result (and every run overlay, and that the data paths exist); a YAML syntax error is named by file, "
+        "line and column.",
     )
     parser.add_argument("files", nargs="+", type=Path, help="config YAML files, in --configfile order")
     parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="the config's JSON schema")
@@ -294,69 +357,74 @@ def _check_main(argv: list[str]) -> int:
     return 0
 
 
-DEMO_CONFIG = DEFAULT_SCHEMA.parents[2] / "config" / "config.yaml"
-"""The file the Snakefile loads before any ``--configfile`` (issue 12 will stop layering it)."""
+def _lookup_key(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
 
 
 def _show_main(argv: list[str]) -> int:
-    """``show [--configfile FILE ...]``: the effective config as YAML, as the workflow merges it
-    today: config/config.yaml first, then the named files, over the schema defaults."""
+    """``show [--configfile FILE ...] [--key DOTTED]``: the effective config as YAML (or one value)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m whatsreal.config show",
-        description="Print the effective config (schema defaults, config/config.yaml, then each --configfile), "
-        "validated, exactly as the Snakefile merges it.",
+        description="Print the effective config exactly as the workflow runs it for `snakemake --configfile "
+        "FILE ...`: the schema defaults with the named files merged in order (no file: config/config.yaml), "
+        "validated. Data paths that do not exist here are reported on stderr (the workflow stops on them) "
+        "but the config is still printed.",
     )
     parser.add_argument("--configfile", nargs="*", type=Path, default=[], help="config files, in --configfile order")
+    parser.add_argument("--key", help="print only this dotted key's value (e.g. dataset.name)")
     parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
     args = parser.parse_args(argv)
     try:
-        config = check_config_files([DEMO_CONFIG, *args.configfile], args.schema)
+        config = effective_config(args.configfile, args.schema, check_paths=False)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(yaml.safe_dump(config, sort_keys=False), end="")
+    for problem in path_problems(config):
+        print(f"warning: {problem} (the workflow stops on it; set it to your download)", file=sys.stderr)
+    if args.key is None:
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    try:
+        value = _lookup_key(config, args.key)
+    except KeyError:
+        print(f"error: the config has no key '{args.key}'", file=sys.stderr)
+        return 1
+    print(value if not isinstance(value, (dict, list)) else yaml.safe_dump(value, sort_keys=False), end="")
+    if not isinstance(value, (dict, list)):
+        print()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Commands for shell tooling (the Makefile), so it never re-implements the defaults.
+    """Commands for users and shell tooling (the Makefile), so neither re-implements the defaults.
 
     ``python -m whatsreal.config check FILE [FILE ...]``: validate config files (exit 0
     and "ok", or exit 1 and the error with its file, line or key).
-    ``python -m whatsreal.config show [--configfile FILE ...]``: print the effective config
-    as YAML, as the workflow sees it.
-    ``python -m whatsreal.config CONFIG KEY``: print one validated (default-filled) value,
-    e.g. where a config puts its results.
+    ``python -m whatsreal.config show [--configfile FILE ...] [--key DOTTED]``: print the
+    effective config as YAML (or one value), as the workflow runs it.
     """
     import argparse
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["check"]:
-        return _check_main(argv[1:])
-    if argv[:1] == ["show"]:
-        return _show_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m whatsreal.config",
         description=main.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a config YAML file")
-    parser.add_argument("key", help="a dotted key, e.g. dataset.name")
-    parser.add_argument("--schema", default=str(DEFAULT_SCHEMA))
-    args = parser.parse_args(argv)
-    try:
-        value: Any = load_config(args.config, args.schema)
-    except (ConfigError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for part in args.key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            parser.error(f"{args.config}: no key '{args.key}'")
-        value = value[part]
-    print(value)
-    return 0
+    parser.add_argument("command", choices=["check", "show"], help="check: validate files; show: print the config")
+    if argv[:1] == ["check"]:
+        return _check_main(argv[1:])
+    if argv[:1] == ["show"]:
+        return _show_main(argv[1:])
+    parser.parse_args(argv[:1])  # exits 2 with the usage for anything else
+    return 2
 
 
 if __name__ == "__main__":

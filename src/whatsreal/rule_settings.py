@@ -19,7 +19,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "rule_settings", "settings_json"]
+__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
+
+WHOLE_CONFIG = "*"
+"""The prefix of a rule that writes the whole config: every value, result-neutral ones too."""
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     # data stages
@@ -67,6 +70,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "truth_metrics": (),
     "conditioning_gain": ("experiments.conditioning_gain", "experiments.bootstrap"),
     "summary": ("experiments.ablation", "experiments.bootstrap", "dataset", "runs"),
+    "effective_config": (WHOLE_CONFIG,),
 }
 """Rule name -> the dotted config prefixes its result depends on. ``neighbours`` has one
 entry per mode, since only the random graph reads the seed."""
@@ -103,6 +107,8 @@ def _without_neutral(value: Any, prefix: str) -> Any:
 
 def settings_json(config: dict[str, Any], prefixes: Iterable[str]) -> str:
     """The values under ``prefixes`` as canonical JSON (sorted keys): equal iff the values are."""
+    if WHOLE_CONFIG in prefixes:
+        return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     picked = {p: _without_neutral(_lookup(config, p), p) for p in prefixes if p not in RESULT_NEUTRAL}
     return json.dumps(picked, sort_keys=True, separators=(",", ":"), default=str)
 

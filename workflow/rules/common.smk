@@ -125,6 +125,7 @@ def all_targets():
     for run in RUNS:
         targets += experiment_targets(run)
     targets.append(f"{RESULTS}/summary.md")
+    targets.append(f"{RESULTS}/effective_config.yaml")
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

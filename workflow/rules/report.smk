@@ -21,3 +21,23 @@ rule summary:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/summary.py"
+
+
+# The exact config this dataset's results were built with (schema defaults + the named
+# --configfile files), beside them: trivial, so it runs on the submitting host.
+localrules:
+    effective_config,
+
+
+rule effective_config:
+    output:
+        f"{RESULTS}/effective_config.yaml",
+    log:
+        f"{RESULTS}/logs/effective_config.log",
+    params:
+        sources=[str(p) for p in workflow.overwrite_configfiles],
+        settings=settings("effective_config"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/effective_config.py"
