@@ -175,6 +175,12 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
             yield "dataset.crossmatched_parquet: required when dataset.source is 'crossmatched_parquet'"
         elif not Path(path).exists():
             yield f"dataset.crossmatched_parquet: '{path}' does not exist"
+    provabgs = cfg.get("aux", {}).get("provabgs", {}).get("path")
+    if provabgs and not Path(provabgs).is_dir():
+        yield (
+            f"aux.provabgs.path: directory '{provabgs}' does not exist; point it at MMU's desi_provabgs "
+            "datafiles (healpix=<N>/001-of-001.h5), or set it to null to probe without the spectroscopic targets"
+        )
 
     pre = cfg["preprocess"]
     for survey in ("hsc", "legacysurvey"):
