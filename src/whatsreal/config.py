@@ -241,6 +241,12 @@ def path_problems(cfg: dict[str, Any]) -> Iterator[str]:
         path = ds.get("crossmatched_parquet")
         if path and not Path(path).exists():
             yield f"dataset.crossmatched_parquet: '{path}' does not exist"
+    provabgs = cfg.get("aux", {}).get("provabgs", {}).get("path")
+    if provabgs and not Path(provabgs).is_dir():
+        yield (
+            f"aux.provabgs.path: directory '{provabgs}' does not exist; point it at MMU's desi_provabgs "
+            "datafiles (healpix=<N>/001-of-001.h5), or set it to null to probe without the spectroscopic targets"
+        )
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

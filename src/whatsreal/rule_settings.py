@@ -36,6 +36,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "neighbours_spatial": ("neighbours.k", "neighbours.radius_arcmin"),
     "neighbours_random": ("neighbours.k", "neighbours.radius_arcmin", "neighbours.random_seed"),
     "lens_catalog": ("aux.lens_catalog",),
+    "provabgs_targets": ("aux.provabgs", "crossmatch.radius_arcsec"),
     "triplet_figure": ("split.seed",),
     # training (per run: common.smk passes the run's own config, its overlay applied)
     "train": ("model", "train", "neighbours.mode", "preprocess"),

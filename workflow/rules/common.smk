@@ -8,6 +8,7 @@ MODES = ["spatial", "random"]
 DATASET = config["dataset"]["name"]
 SOURCE = config["dataset"]["source"]
 RESULTS = f"results/{DATASET}"
+PROVABGS = config["aux"]["provabgs"]["path"]  # MMU's PROVABGS directory, or None: no spectroscopic targets
 RUNS = list(config["runs"])
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 # Every run's overlay applied and validated now, before any job: a typo inside
@@ -146,6 +147,11 @@ def truth_file():
 def aion_file():
     path = config["experiments"]["aion_embeddings"]
     return [path] if path else []
+
+
+def provabgs_file():
+    """provabgs.parquet (Table 5's spectroscopic targets) when aux.provabgs.path is set; else nothing."""
+    return [f"{RESULTS}/provabgs.parquet"] if PROVABGS else []
 
 
 def lens_file():

@@ -96,6 +96,27 @@ else:
             "../scripts/crossmatch.py"
 
 
+if PROVABGS:
+
+    rule provabgs_targets:
+        # Table 5's spectroscopic targets (z, log M*, sSFR, t_age, log Z) from MMU's PROVABGS
+        # catalogue, matched to each pair's Legacy position; NaN where DESI took no spectrum.
+        input:
+            root=PROVABGS,
+            pairs=f"{RESULTS}/pairs.parquet",
+            catalog=f"{RESULTS}/catalog_legacysurvey.parquet",
+        output:
+            f"{RESULTS}/provabgs.parquet",
+        log:
+            f"{RESULTS}/logs/provabgs_targets.log",
+        params:
+            settings=settings("provabgs_targets"),
+        conda:
+            "../envs/whatsreal.yaml"
+        script:
+            "../scripts/provabgs_targets.py"
+
+
 rule split:
     input:
         f"{RESULTS}/pairs.parquet",

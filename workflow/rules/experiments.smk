@@ -112,6 +112,7 @@ rule probes:
         images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
         truth=truth_file(),
         aion=aion_file(),
+        provabgs=provabgs_file(),
     output:
         figure=report(
             f"{RUN_DIR}/figures/fig4_probes.png",

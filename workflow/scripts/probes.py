@@ -21,4 +21,5 @@ run_probes(
     truth_table=sm.output.truth,
     images=list(sm.input.images),
     predictions=sm.output.predictions,
+    provabgs=sm.input.provabgs[0] if sm.input.provabgs else None,
 )

@@ -53,8 +53,12 @@ def shard_path(root: str | Path, healpix: int) -> Path:
     return Path(root) / f"healpix={int(healpix)}" / SHARD_NAME
 
 
-def list_shards(root: str | Path) -> list[tuple[int, Path]]:
-    """All ``healpix=<N>/*.hdf5`` files under ``root``, sorted by healpix then name."""
+def list_shards(root: str | Path, suffixes: Sequence[str] = (".hdf5",)) -> list[tuple[int, Path]]:
+    """All ``healpix=<N>/*<suffix>`` files under ``root``, sorted by healpix then name.
+
+    ``suffixes``: the image datasets' builders name shards ``*.hdf5``; some catalogue
+    builders (PROVABGS) write ``*.h5``, so their readers pass both.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"MMU directory '{root}' does not exist")
@@ -62,9 +66,11 @@ def list_shards(root: str | Path) -> list[tuple[int, Path]]:
     for sub in root.iterdir():
         m = _HEALPIX_DIR.match(sub.name)
         if m and sub.is_dir():
-            found.extend((int(m.group(1)), f) for f in sorted(sub.glob("*.hdf5")))
+            files = sorted(f for f in sub.iterdir() if f.suffix in suffixes and f.is_file())
+            found.extend((int(m.group(1)), f) for f in files)
     if not found:
-        raise MMUFormatError(f"{root}: no healpix=<N>/*.hdf5 files found")
+        pattern = "|".join(f"*{s}" for s in suffixes)
+        raise MMUFormatError(f"{root}: no healpix=<N>/{pattern} files found")
     return sorted(found)
 
 

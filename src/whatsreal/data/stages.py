@@ -17,6 +17,7 @@ from whatsreal.data.crossmatch import crossmatch
 from whatsreal.data.crossmatched import read_crossmatched_catalogs
 from whatsreal.data.neighbours import count_histogram, random_neighbours, spatial_neighbours
 from whatsreal.data.preprocess import blank_band_labels, log_blank_cutouts, preprocess_survey
+from whatsreal.data.provabgs import match_to_pairs, read_provabgs
 from whatsreal.data.split import make_split
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.surveys import SURVEY_ORDER
@@ -28,6 +29,7 @@ __all__ = [
     "run_crossmatched_catalogs",
     "run_neighbours",
     "run_preprocess",
+    "run_provabgs_targets",
     "run_split",
 ]
 
@@ -65,6 +67,26 @@ def run_crossmatch(catalogs: dict[str, str | Path], cfg: dict, out: str | Path) 
     pairs = crossmatch(cats["hsc"], cats["legacysurvey"], cfg["crossmatch"]["radius_arcsec"], SURVEY_ORDER)
     write_parquet(pairs, out)
     return pairs
+
+
+def run_provabgs_targets(
+    root: str | Path, pairs_path: str | Path, legacy_catalog: str | Path, cfg: dict, out: str | Path
+) -> pd.DataFrame:
+    """``provabgs.parquet``: each pair's PROVABGS spectroscopic targets (NaN where DESI took no spectrum).
+
+    Matched at the pair's Legacy Survey position: DESI targets were selected from
+    Legacy Surveys imaging, so their RA/Dec are the Legacy catalogue's, and the
+    HSC-Legacy offset never eats into the ``crossmatch.radius_arcsec`` budget.
+    """
+    rows = pd.read_parquet(pairs_path, columns=["legacysurvey_row"])["legacysurvey_row"].to_numpy()
+    cat = pd.read_parquet(legacy_catalog, columns=["ra", "dec"])
+    if len(rows) and rows.max() >= len(cat):
+        raise ValueError(f"{pairs_path}: legacysurvey_row {rows.max()} beyond the {len(cat)} rows of {legacy_catalog}")
+    table = match_to_pairs(
+        cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows], read_provabgs(root), cfg["crossmatch"]["radius_arcsec"]
+    )
+    write_parquet(table, out)
+    return table
 
 
 def run_split(pairs_path: str | Path, cfg: dict, out: str | Path) -> pd.DataFrame:

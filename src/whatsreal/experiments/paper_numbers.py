@@ -16,6 +16,8 @@ TABLE5: dict[str, dict[str, float | None]] = {
     "Redshift z": {"ours_physics": 0.801, "ours_instrument": 0.535, "aion": 0.857, "random_init": 0.514},
     "log M*": {"ours_physics": 0.755, "ours_instrument": 0.491, "aion": 0.818, "random_init": 0.485},
     "sSFR": {"ours_physics": 0.558, "ours_instrument": 0.297, "aion": 0.624, "random_init": 0.312},
+    "t_age": {"ours_physics": 0.257, "ours_instrument": 0.114, "aion": 0.353, "random_init": 0.091},
+    "log Z_Met": {"ours_physics": 0.250, "ours_instrument": 0.155, "aion": 0.276, "random_init": 0.123},
     "Legacy galaxy depth": {
         "ours_physics": 0.185,
         "ours_instrument": 0.682,

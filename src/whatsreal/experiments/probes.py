@@ -614,18 +614,21 @@ def run_probes(
     truth_table: str | Path,
     images: Sequence[str | Path] | dict[str, str | Path] | None = None,
     predictions: str | Path | None = None,
+    provabgs: str | Path | None = None,
 ) -> pd.DataFrame:
     """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
 
     ``images`` (the preprocessed ``images_{survey}.npy``) add the pixel-floor
-    column; ``predictions`` receives the test predictions for the ablation.
+    column; ``predictions`` receives the test predictions for the ablation;
+    ``provabgs`` (``provabgs.parquet``) adds the five spectroscopic rows, each probed
+    on the pairs with a label only (its ``n_train``/``n_test`` say how many).
     """
     from whatsreal.plots.probes import plot_probes
 
     pcfg = cfg["experiments"]["probes"]
     n_boot, boot_seed, confidence = bootstrap_config(cfg)
     t0 = time.perf_counter()
-    targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"])
+    targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"], provabgs)
     n = len(targets)
     reps = _representations(embeddings, random_init, aion, n)
     test = probe_split(n, float(pcfg["test_fraction"]), int(pcfg["seed"]))

@@ -38,8 +38,13 @@ __all__ = ["EXTRA_TABLES", "PAPER_ROW_OF_TARGET", "ExtraTable", "extra_table_sec
 PAPER_ROW_OF_TARGET: dict[str, str] = {
     "hsc_e1": "Ellipticity e1",
     "hsc_e2": "Ellipticity e2",
-    # The paper's redshift, mass and sSFR come from spectra (PROVABGS); the synthetic sky has
-    # no spectroscopic catalogue, so its true values stand in (real data: absent, shown as "-").
+    # The paper's redshift, mass, sSFR, age and metallicity come from spectra (PROVABGS, when
+    # aux.provabgs.path is set); on the synthetic sky the true values stand in for the first three.
+    "provabgs_z": "Redshift z",
+    "provabgs_log_mstar": "log M*",
+    "provabgs_log_ssfr": "sSFR",
+    "provabgs_t_age": "t_age",
+    "provabgs_log_z_met": "log Z_Met",
     "true_redshift": "Redshift z",
     "true_log_mstar": "log M*",
     "true_log_ssfr": "sSFR",

@@ -8,6 +8,11 @@ extinction). Two kinds exist here:
 - catalogue targets, read from ``meta_{survey}.parquet`` exactly as the paper
   reads the HSC and Legacy catalogues (band-averaged over the preprocessed
   bands where the paper says "band-averaged");
+- spectroscopic targets (when ``aux.provabgs.path`` is set): redshift, stellar
+  mass, sSFR, mass-weighted age and metallicity from the PROVABGS catalogue,
+  matched to the pairs by :mod:`whatsreal.data.provabgs` (``provabgs.parquet``);
+  NaN for the pairs without a DESI spectrum, which those five probes drop
+  (the paper's n_spec = 4,666 of 5,469);
 - truth targets (synthetic sky only), the simulator's own parameters joined by
   ``truth_id`` - the clean version of the same question, free of catalogue
   measurement noise: physical parameters (redshift, mass, sSFR, size, Sersic n,
@@ -36,6 +41,7 @@ from whatsreal.surveys import SURVEY_ORDER, depth_ivar_to_mag
 __all__ = [
     "GROUPS",
     "INSTRUMENT_GROUPS",
+    "PROVABGS_TARGETS",
     "Target",
     "build_targets",
     "instrument_group",
@@ -236,6 +242,40 @@ def _catalogue_targets(hsc: _Columns, legacy: _Columns, bands: Sequence[str]) ->
     return out
 
 
+# --------------------------------------------------------------------------- spectroscopic targets
+
+PROVABGS_TARGETS = (
+    ("z", "redshift z (DESI spectrum)"),
+    ("log_mstar", "log M* (PROVABGS)"),
+    ("log_ssfr", "sSFR log(SFR/M*) (PROVABGS, 1/yr)"),
+    ("t_age", "t_age mass-weighted (PROVABGS, Gyr)"),
+    ("log_z_met", "log Z_Met mass-weighted (PROVABGS)"),
+)
+"""provabgs.parquet column -> Table 5 label; the target is named ``provabgs_<column>``."""
+
+
+def _provabgs_targets(path: str | Path, n_pairs: int) -> list[tuple[Target, np.ndarray]]:
+    """The five spectroscopic targets per pair from ``provabgs.parquet`` (NaN where a pair has no spectrum)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: file not found (rule provabgs_targets writes it when aux.provabgs.path is set)"
+        )
+    df = pd.read_parquet(path)
+    if "pair" not in df.columns:
+        raise KeyError(f"{path}: missing column 'pair'")
+    if not np.array_equal(df["pair"].to_numpy(dtype=np.int64), np.arange(n_pairs)):
+        raise ValueError(
+            f"{path}: {len(df)} rows with 'pair' not 0..{n_pairs - 1}; it must list the {n_pairs} pairs of the "
+            "meta files in order (rerun rule provabgs_targets)"
+        )
+    table = _Columns(df, path)
+    return [
+        (Target(f"provabgs_{col}", label, "physics", False), _finite(table.get(col, f"provabgs_{col}")))
+        for col, label in PROVABGS_TARGETS
+    ]
+
+
 # --------------------------------------------------------------------------- truth targets
 
 TRUTH_PHYSICS = (
@@ -327,12 +367,14 @@ def build_targets(
     meta: Sequence[str | Path] | dict[str, str | Path],
     truth: str | Path | None,
     bands: Sequence[str],
+    provabgs: str | Path | None = None,
 ) -> tuple[pd.DataFrame, list[Target]]:
     """The target table (one row per pair, in pair order) and the target specs, catalogue first.
 
     Both meta files must list the same pairs 0..N-1 (row i == pair i, as
-    preprocessing writes them). With ``truth`` the simulator's parameters are
-    joined through the HSC meta ``truth_id``.
+    preprocessing writes them). With ``provabgs`` (``provabgs.parquet``) the five
+    spectroscopic targets follow the catalogue ones. With ``truth`` the
+    simulator's parameters are joined through the HSC meta ``truth_id``.
     """
     paths = meta_paths_by_survey(meta)
     frames = {}
@@ -352,6 +394,8 @@ def build_targets(
     hsc = _Columns(frames["hsc"], paths["hsc"])
     legacy = _Columns(frames["legacysurvey"], paths["legacysurvey"])
     entries = _catalogue_targets(hsc, legacy, bands)
+    if provabgs is not None:
+        entries += _provabgs_targets(provabgs, n["hsc"])
     if truth is not None:
         if "truth_id" not in frames["hsc"].columns:
             raise KeyError(f"{paths['hsc']}: missing column 'truth_id' (needed to join {truth})")
