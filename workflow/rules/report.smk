@@ -35,7 +35,9 @@ rule effective_config:
     log:
         f"{RESULTS}/logs/effective_config.log",
     params:
-        sources=[str(p) for p in workflow.overwrite_configfiles],
+        # Derived (it takes `output`), so not a rerun trigger: the same config named through
+        # other files is the same config.
+        sources=lambda wildcards, output: [str(p) for p in workflow.overwrite_configfiles],
         settings=settings("effective_config"),
     conda:
         "../envs/whatsreal.yaml"
