@@ -78,7 +78,7 @@ RN_MODEL_DOWNSTREAM = {
     "truth_metrics": 1,
     "ablation": 1,
     "summary": 1,
-    **CONFIG_RECORD,
+    "all": 1,
 }
 
 
@@ -110,7 +110,7 @@ RERUNS = [
     ),
     pytest.param(
         {"neighbours": {"random_seed": 3}},
-        {"neighbours": 2, "triplet_figure": 1, **RN_MODEL_DOWNSTREAM},
+        {"neighbours": 2, "triplet_figure": 1, **RN_MODEL_DOWNSTREAM, **CONFIG_RECORD},
         id="neighbours.random_seed",
     ),
     pytest.param(
@@ -120,7 +120,7 @@ RERUNS = [
     ),
     pytest.param(
         {"runs": {"main": {}, "random_neighbours": {"neighbours": {"mode": "random"}, "train": {"lr": 0.002}}}},
-        RN_MODEL_DOWNSTREAM,
+        {**RN_MODEL_DOWNSTREAM, **CONFIG_RECORD},
         id="runs.random_neighbours.train.lr",
     ),
     pytest.param(
