@@ -165,6 +165,7 @@ def summary_inputs(wildcards):
         d = f"{RESULTS}/runs/{run}/tables"
         inputs += [
             f"{d}/table5_probes.csv",
+            f"{d}/table5_probes_alternative.csv",
             f"{d}/retrieval.csv",
             f"{d}/outliers.csv",
             f"{d}/conditioning_gain.csv",

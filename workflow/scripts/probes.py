@@ -21,4 +21,6 @@ run_probes(
     truth_table=sm.output.truth,
     images=list(sm.input.images),
     predictions=sm.output.predictions,
+    alternative_table=sm.output.alternative,
+    alternative_cross_predict=sm.input.cross_predict_alternative,
 )
