@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whatsreal.experiments.ablation import run_ablation
+from whatsreal.experiments.ablation import ABLATION_COLUMNS, run_ablation
 from whatsreal.experiments.bootstrap import r2_point
 from whatsreal.experiments.probe_design import (
     DESIGN_COLUMNS,
@@ -104,10 +104,19 @@ def test_held_out_uses_only_val_pairs_under_both_splits():
     np.testing.assert_array_equal(test, np.flatnonzero(probe_split(600, 0.2, 3)))
 
 
-def test_too_few_pixels_or_pairs_is_a_clear_error():
-    sky = _sky(200, size_deg=0.05)  # all within one or two nside-64 pixels
-    with pytest.raises(ValueError, match=r"healpix_nside=64, fewer than n_folds=5; raise healpix_nside"):
-        probe_folds(ProbeDesign("held_out", "healpix", 64, 5), sky, 0.1, 0)
+def test_few_pixels_give_one_fold_per_pixel_and_one_pixel_or_pair_is_a_clear_error(caplog):
+    sky = _sky(300, size_deg=0.5)
+    pix = healpix_blocks(sky["ra"], sky["dec"], 64)
+    n_pix = len(np.unique(pix[sky["split"] == "val"]))
+    assert 2 <= n_pix < 5
+    folds = probe_folds(ProbeDesign("held_out", "healpix", 64, 5), sky, 0.1, 0)
+    assert len(folds.folds) == n_pix and folds.design_columns()["probe_folds"] == n_pix
+    assert all(len(np.unique(pix[test])) == 1 for _, test in folds.folds)  # leave one pixel out
+    assert "fewer than n_folds=5" in caplog.text
+    tiny = _sky(200).assign(ra=150.3, dec=2.3)  # every pair in one pixel
+    with pytest.raises(ValueError, match=r"1 healpix pixel at healpix_nside=64.*raise healpix_nside"):
+        probe_folds(ProbeDesign("held_out", "healpix", 64, 5), tiny, 0.1, 0)
+    sky = tiny
     sky["split"] = "train"
     sky.loc[0, "split"] = "val"
     with pytest.raises(ValueError, match=r"only 1 held-out \(val\) pairs.*split\.val_fraction"):
@@ -209,7 +218,14 @@ def test_mmu_default_probes_held_out_pairs_in_blocked_folds_and_reports_the_pape
     # The synthetic default is the paper's design, its alternative the held-out blocked one.
     cross.to_csv(inp["cross_predict"], index=False)
     syn = tmp_path / "syn"
-    _run(inp, _cfg("synthetic", test_fraction=0.2), syn, alternative_table=syn / "alternative.csv")
+    _run(
+        inp,
+        _cfg("synthetic", test_fraction=0.2),
+        syn,
+        alternative_table=syn / "alternative.csv",
+        alternative_predictions=syn / "alternative.npz",
+    )
+    np.testing.assert_array_equal(read_probe_predictions(syn / "alternative.npz")[0], val)
 
     def probes_only(df: pd.DataFrame) -> pd.DataFrame:  # cross-predict comes from the file given per design
         return df.drop(columns=[c for c in df.columns if c.startswith("cross_predict")])
@@ -231,7 +247,8 @@ def test_ablation_records_the_design_and_refuses_to_mix_designs(tmp_path):
         return path
 
     ref, abl = table(tmp_path / "ref.csv", "healpix"), table(tmp_path / "abl.csv", "healpix")
-    out = run_ablation(ref, abl, "main", "random_neighbours", tmp_path / "a.png", tmp_path / "a.csv")
+    out = run_ablation(ref, abl, "main", "random_neighbours", None, tmp_path / "a.csv")  # table only
+    assert not list(tmp_path.glob("*.png"))
     assert (out["probe_pairs"] == "held_out").all() and (out["probe_split"] == "healpix").all()
     assert (pd.read_csv(tmp_path / "a.csv")["probe_folds"] == 5).all()
     other = table(tmp_path / "other.csv", "random")
@@ -241,19 +258,33 @@ def test_ablation_records_the_design_and_refuses_to_mix_designs(tmp_path):
 
 def test_summary_shows_the_design_and_both_designs_side_by_side(tmp_path):
     cols = table5_columns(["ours_physics", "ours_instrument", "random_init"])
-    tables = tmp_path / "runs" / "main" / "tables"
-    tables.mkdir(parents=True)
-    for name, pairs, split, phys, n_test in (
-        ("table5_probes.csv", "all", "random", 0.91, 115),
-        ("table5_probes_alternative.csv", "held_out", "healpix", 0.42, 57),
+    for run in ("main", "random_neighbours"):
+        tables = tmp_path / "runs" / run / "tables"
+        tables.mkdir(parents=True)
+        for name, pairs, split, phys, n_test in (
+            ("table5_probes.csv", "all", "random", 0.91, 115),
+            ("table5_probes_alternative.csv", "held_out", "healpix", 0.42, 57),
+        ):
+            row = dict.fromkeys(cols, np.nan)
+            row |= {"target": "true_redshift", "label": "redshift", "group": "physics", "truth": True}
+            row |= {"ours_physics": phys, "ours_instrument": 0.1, "n_train": 9 * n_test, "n_test": n_test}
+            row |= {"probe_pairs": pairs, "probe_split": split, "probe_folds": 5 if split == "healpix" else 1}
+            pd.DataFrame([row], columns=cols).to_csv(tables / name, index=False)
+    abl = tmp_path / "runs" / "random_neighbours" / "tables"
+    for name, pairs, split, drop in (
+        ("ablation_neighbours.csv", "all", "random", 0.444),
+        ("ablation_neighbours_alternative.csv", "held_out", "healpix", 0.222),
     ):
-        row = dict.fromkeys(cols, np.nan)
-        row |= {"target": "true_redshift", "label": "redshift", "group": "physics", "truth": True}
-        row |= {"ours_physics": phys, "ours_instrument": 0.1, "n_train": 9 * n_test, "n_test": n_test}
-        row |= {"probe_pairs": pairs, "probe_split": split, "probe_folds": 5 if split == "healpix" else 1}
-        pd.DataFrame([row], columns=cols).to_csv(tables / name, index=False)
-    text = write_summary(tiny_config(), tmp_path, ["main"], tmp_path / "summary.md")
+        row = dict.fromkeys(ABLATION_COLUMNS, np.nan)
+        row |= {"target": "legacy_galdepth", "label": "depth", "group": "legacysurvey_instrument", "truth": False}
+        row |= {"diff_instrument": drop, "probe_pairs": pairs, "probe_split": split, "probe_folds": 5}
+        pd.DataFrame([row], columns=list(ABLATION_COLUMNS)).to_csv(abl / name, index=False)
+    text = write_summary(tiny_config(), tmp_path, ["main", "random_neighbours"], tmp_path / "summary.md")
     assert "Probe design: all pairs, random train/test split" in text
     section = text[text.index("### Probe design check, run `main`") :]
     assert "pairs held out from encoder training, healpix-blocked 5-fold cross-validation" in section
     assert "| redshift | physics | 0.910 / 0.420 |" in section and "| 1035, 115 / 513, 57 |" in section
+    ablation = text[text.index("### Spatial-neighbour ablation") :]
+    primary, alternative = ablation.split("The same ablation under the alternative probe design")
+    assert "| 0.444 |" in primary and "| 0.222 |" in alternative
+    assert alternative.lstrip(" (").startswith("pairs held out from encoder training")

@@ -183,5 +183,9 @@ def summary_inputs(wildcards):
             inputs.append(f"{d}/truth_metrics.csv")
         ablation = config["experiments"]["ablation"]
         if run == ablation["ablated"] and ablation["reference"] in RUNS:
-            inputs += [f"{d}/ablation_neighbours.csv", f"{d}/neighbour_probe.csv"]
+            inputs += [
+                f"{d}/ablation_neighbours.csv",
+                f"{d}/ablation_neighbours_alternative.csv",
+                f"{d}/neighbour_probe.csv",
+            ]
     return inputs

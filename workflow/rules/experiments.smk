@@ -134,6 +134,7 @@ rule probes:
         truth=f"{RUN_DIR}/tables/truth_probes.csv",
         predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
         alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
+        alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
     log:
         f"{RESULTS}/logs/probes_{{run}}.log",
     threads: 2
@@ -149,11 +150,16 @@ rule ablation:
     # The spatial-neighbour ablation: probe R^2 of this run beside the reference run,
     # paired-bootstrap drops, and the neighbour-set probe (each anchor's conditions from
     # its spatial neighbours' instrument latents, both runs' encoders, shuffled control).
+    # The same ablation under the alternative probe design: ablation_neighbours_alternative.csv.
     input:
         reference=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes.csv",
         ablated=f"{RUN_DIR}/tables/table5_probes.csv",
         reference_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions.npz",
         ablated_predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
+        reference_alternative=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes_alternative.csv",
+        ablated_alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
+        reference_alternative_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions_alternative.npz",
+        ablated_alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
         reference_embeddings=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/embeddings.parquet",
         ablated_embeddings=f"{RUN_DIR}/embeddings.parquet",
         random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
@@ -168,6 +174,7 @@ rule ablation:
         ),
         table=f"{RUN_DIR}/tables/ablation_neighbours.csv",
         neighbour_table=f"{RUN_DIR}/tables/neighbour_probe.csv",
+        alternative=f"{RUN_DIR}/tables/ablation_neighbours_alternative.csv",
     log:
         f"{RESULTS}/logs/ablation_{{run}}.log",
     params:

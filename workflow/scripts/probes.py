@@ -23,4 +23,5 @@ run_probes(
     predictions=sm.output.predictions,
     alternative_table=sm.output.alternative,
     alternative_cross_predict=sm.input.cross_predict_alternative,
+    alternative_predictions=sm.output.alternative_predictions,
 )

@@ -114,7 +114,7 @@ def run_ablation(
     ablated_csv: str | Path,
     reference_name: str,
     ablated_name: str,
-    figure: str | Path,
+    figure: str | Path | None,
     table: str | Path,
     predictions: tuple[str | Path, str | Path] | None = None,
     bootstrap: tuple[int, int, float] = (1000, 0, 0.95),
@@ -125,7 +125,8 @@ def run_ablation(
     ``predictions`` = the (reference, ablated) ``probe_predictions.npz`` for the
     paired drop intervals (without them the drops have no interval);
     ``bootstrap`` = (n_resamples, seed, confidence); ``neighbour_table`` (the
-    neighbour-set probe's result) adds a panel to the figure.
+    neighbour-set probe's result) adds a panel to the figure; ``figure=None``
+    writes the table only (the ablation under the alternative probe design).
     """
     from whatsreal.plots.probes import plot_ablation
 
@@ -180,5 +181,6 @@ def run_ablation(
             r["diff_instrument_ci_lo"],
             r["diff_instrument_ci_hi"],
         )
-    plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
+    if figure is not None:
+        plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
     return out

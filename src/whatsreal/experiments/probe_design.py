@@ -28,6 +28,7 @@ both the paper's protocol and the held-out, spatially blocked check.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ __all__ = [
     "read_probe_sky",
     "resolve_design",
 ]
+
+log = logging.getLogger(__name__)
 
 PAIRS_CHOICES = ("all", "held_out")
 SPLIT_CHOICES = ("random", "healpix")
@@ -163,7 +166,11 @@ def probe_folds(design: ProbeDesign, sky: pd.DataFrame, test_fraction: float, se
     paper's protocol; with ``all`` pairs exactly :func:`probe_split`, so older
     tables stay comparable); ``healpix`` is a GroupKFold over the kept pairs
     with the nested HEALPix pixel at ``design.nside`` as group, so no pixel is
-    on both sides of any fold.
+    on both sides of any fold. A small sky with fewer pixels than
+    ``design.n_folds`` gets one fold per pixel (a warning; ``probe_folds`` in
+    the tables says how many) rather than failing, since the alternative design
+    runs on every sky whether or not the user chose it; fewer than 2 pixels is
+    an error.
     """
     n = len(sky)
     used = np.ones(n, dtype=bool) if design.pairs == "all" else sky["split"].astype(str).to_numpy() == "val"
@@ -180,12 +187,23 @@ def probe_folds(design: ProbeDesign, sky: pd.DataFrame, test_fraction: float, se
         return ProbeFolds(design, n, folds)
     blocks = healpix_blocks(sky["ra"].to_numpy()[rows], sky["dec"].to_numpy()[rows], design.nside)
     n_blocks = len(np.unique(blocks))
-    if n_blocks < design.n_folds:
+    if n_blocks < 2:
         raise ValueError(
-            f"experiments.probes: the {len(rows)} {what} fall in {n_blocks} healpix pixel(s) at "
-            f"healpix_nside={design.nside}, fewer than n_folds={design.n_folds}; raise healpix_nside "
-            "(smaller blocks) or lower n_folds"
+            f"experiments.probes: the {len(rows)} {what} fall in {n_blocks} healpix pixel at "
+            f"healpix_nside={design.nside}; blocked folds need at least 2: raise healpix_nside (smaller blocks)"
         )
-    kfold = GroupKFold(n_splits=design.n_folds)
+    n_folds = min(design.n_folds, n_blocks)
+    if n_folds < design.n_folds:
+        log.warning(
+            "experiments.probes: the %d %s fall in %d healpix pixels at healpix_nside=%d, fewer than n_folds=%d: "
+            "%d folds (one pixel each; recorded as probe_folds). Raise healpix_nside for more blocks",
+            len(rows),
+            what,
+            n_blocks,
+            design.nside,
+            design.n_folds,
+            n_folds,
+        )
+    kfold = GroupKFold(n_splits=n_folds)
     folds = tuple((rows[np.sort(tr)], rows[np.sort(te)]) for tr, te in kfold.split(np.zeros(len(rows)), groups=blocks))
     return ProbeFolds(design, n, folds)

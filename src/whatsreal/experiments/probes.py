@@ -735,6 +735,7 @@ def run_probes(
     predictions: str | Path | None = None,
     alternative_table: str | Path | None = None,
     alternative_cross_predict: str | Path | None = None,
+    alternative_predictions: str | Path | None = None,
 ) -> pd.DataFrame:
     """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
 
@@ -743,7 +744,8 @@ def run_probes(
     ``images`` (the preprocessed ``images_{survey}.npy``) add the pixel-floor
     column; ``predictions`` receives the held-out predictions for the ablation;
     ``alternative_table`` receives Table 5 under the alternative design (with
-    ``alternative_cross_predict``, the cross-predict baseline's file of that design).
+    ``alternative_cross_predict``, the cross-predict baseline's file of that design;
+    ``alternative_predictions``, its held-out predictions for the alternative ablation).
     """
     from whatsreal.plots.probes import plot_probes
 
@@ -775,9 +777,11 @@ def run_probes(
         other = probe_folds(alternative_design(design), sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
         log.info("probes, alternative: %s, %d pairs scored of %d", other.design.label, len(other.scored), n)
         cross_other = _cross_predict_r2(alternative_cross_predict, specs, other) if alternative_cross_predict else {}
-        alt, _, _ = _probe_table(other, reps, y, specs, image_arrays, cross_other, cfg)
+        alt, _, alt_preds = _probe_table(other, reps, y, specs, image_arrays, cross_other, cfg)
         with atomic_path(alternative_table) as tmp:
             alt.to_csv(tmp, index=False)
+        if alternative_predictions is not None:
+            write_probe_predictions(alternative_predictions, other.scored, names, y[other.scored], alt_preds)
         log.info("probes, alternative (%s): %.1f s", other.design.label, time.perf_counter() - t1)
     log.info(
         "probes: %d targets x %d representations in %.1f s (%d bootstrap resamples)",

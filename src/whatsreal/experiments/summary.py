@@ -206,6 +206,8 @@ def _design_text(table: pd.DataFrame) -> str:
     if not {"probe_pairs", "probe_split"} <= set(table.columns) or table.empty:
         return "not recorded"
     r = table.iloc[0]
+    if r["probe_pairs"] not in ("all", "held_out") or r["probe_split"] not in ("random", "healpix"):
+        return "not recorded"
     pairs = "pairs held out from encoder training" if r["probe_pairs"] == "held_out" else "all pairs"
     if r["probe_split"] == "healpix":
         split = f"healpix-blocked {_fmt(_get(r, 'probe_folds'), 0)}-fold cross-validation (out-of-fold R^2)"
@@ -285,10 +287,8 @@ def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
     return [*lines, "", f"{n_yes} of {len(rows)} targets: the expected latent wins.", ""]
 
 
-def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
-    table = _read(tables / "ablation_neighbours.csv")
-    if table is None:
-        return []
+def _ablation_rows(table: pd.DataFrame) -> list[list[str]]:
+    """One row per instrument target of an ablation table: paper, ours (reference -> ablated), drop and verdict."""
     paper_row_of = {t: r for t, r in PAPER_ROW_OF_TARGET.items() if r in ABLATION}
     inst = table[table["group"].astype(str) != "physics"]
     rows = []
@@ -305,14 +305,32 @@ def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
                 _excludes_zero(_get(r, "diff_instrument_ci_lo"), _get(r, "diff_instrument_ci_hi"), 1),
             ]
         )
+    return rows
+
+
+def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
+    table = _read(tables / "ablation_neighbours.csv")
+    if table is None:
+        return []
     lines = [
         f"### Spatial-neighbour ablation: instrument-latent R^2, `{reference}` -> `{run}`",
         "",
-        "Drop = reference minus ablated R^2, paired bootstrap 95% CI over the same held-out pairs.",
+        "Drop = reference minus ablated R^2, paired bootstrap 95% CI over the same held-out pairs. "
+        f"Probe design: {_design_text(table)}.",
         "",
     ]
     header = ["property", "group", "paper", "ours", "rand. init", "drop", "drop > 0 (CI excl. 0)"]
-    return [*lines, *_table(header, rows), "", *_neighbour_section(tables, run, reference)]
+    lines += [*_table(header, _ablation_rows(table)), ""]
+    alt = _read(tables / "ablation_neighbours_alternative.csv")
+    if alt is not None and not alt.empty:
+        lines += [
+            f"The same ablation under the alternative probe design ({_design_text(alt)}; "
+            "`ablation_neighbours_alternative.csv`):",
+            "",
+            *_table(header, _ablation_rows(alt)),
+            "",
+        ]
+    return [*lines, *_neighbour_section(tables, run, reference)]
 
 
 def _neighbour_section(tables: Path, run: str, reference: str) -> list[str]:
