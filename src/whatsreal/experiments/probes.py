@@ -448,20 +448,29 @@ def pixel_statistics(images: np.ndarray, chunk: int = 512) -> np.ndarray:
     return out
 
 
+def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dict[str, np.ndarray]:
+    """:func:`pixel_statistics` of each survey's images, computed once for every probe design."""
+    out = {}
+    for survey, arr in images.items():
+        if len(arr) != n_pairs:
+            raise ValueError(f"images_{survey}: {len(arr)} images but {n_pairs} pairs")
+        t0 = time.perf_counter()
+        out[survey] = pixel_statistics(arr)
+        log.info("pixel statistics %s: %.1f s", survey, time.perf_counter() - t0)
+    return out
+
+
 def _pixel_floor_predictions(
-    images: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, pcfg: dict
+    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, pcfg: dict
 ) -> np.ndarray:
     """Held-out predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
     pred = np.full((len(folds.scored), len(specs)), np.nan)
     for survey in SURVEY_ORDER:
         cols = [j for j, t in enumerate(specs) if t.group == instrument_group(survey)]
-        if not cols or survey not in images:
+        if not cols or survey not in stats:
             continue
-        if len(images[survey]) != len(y):
-            raise ValueError(f"images_{survey}: {len(images[survey])} images but {len(y)} pairs")
         t0 = time.perf_counter()
-        stats = pixel_statistics(images[survey])
-        pred[:, cols] = fold_predictions(stats, y[:, cols], folds, pcfg, keys=cols)
+        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, pcfg, keys=cols)
         log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
     return pred
 
@@ -659,7 +668,7 @@ def _probe_table(
     reps: dict[str, np.ndarray],
     y: np.ndarray,
     specs: Sequence[Target],
-    images: dict[str, np.ndarray],
+    pixel_stats: dict[str, np.ndarray],
     cross: dict[str, tuple[float, float, float]],
     cfg: dict,
 ) -> tuple[pd.DataFrame, BootstrapR2, dict[str, np.ndarray]]:
@@ -683,7 +692,7 @@ def _probe_table(
             folds.design.label,
             time.perf_counter() - t1,
         )
-    preds[FLOOR] = _pixel_floor_predictions(images, y, specs, folds, pcfg)
+    preds[FLOOR] = _pixel_floor_predictions(pixel_stats, y, specs, folds, pcfg)
     boot = BootstrapR2.for_rows(len(scored), n_boot, boot_seed, confidence)
     y_test = y[scored]
     for name, p in preds.items():
@@ -755,14 +764,14 @@ def run_probes(
     n = len(targets)
     reps = _representations(embeddings, random_init, aion, n)
     sky = read_probe_sky(meta)
-    image_arrays = _read_images(images)
+    pixel_stats = _survey_pixel_statistics(_read_images(images), n)
     names = [t.name for t in specs]
     y = targets[names].to_numpy(np.float64)
     design = resolve_design(cfg)
     folds = probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
     log.info("probes: %s, %d pairs scored of %d", design.label, len(folds.scored), n)
     cross = _cross_predict_r2(cross_predict, specs, folds)
-    result, boot, preds = _probe_table(folds, reps, y, specs, image_arrays, cross, cfg)
+    result, boot, preds = _probe_table(folds, reps, y, specs, pixel_stats, cross, cfg)
     with atomic_path(table) as tmp:
         result.to_csv(tmp, index=False)
     if predictions is not None:
@@ -777,7 +786,7 @@ def run_probes(
         other = probe_folds(alternative_design(design), sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
         log.info("probes, alternative: %s, %d pairs scored of %d", other.design.label, len(other.scored), n)
         cross_other = _cross_predict_r2(alternative_cross_predict, specs, other) if alternative_cross_predict else {}
-        alt, _, alt_preds = _probe_table(other, reps, y, specs, image_arrays, cross_other, cfg)
+        alt, _, alt_preds = _probe_table(other, reps, y, specs, pixel_stats, cross_other, cfg)
         with atomic_path(alternative_table) as tmp:
             alt.to_csv(tmp, index=False)
         if alternative_predictions is not None:
