@@ -12,6 +12,7 @@ from whatsreal.experiments.baselines import (
     run_cross_predict,
     run_random_init_embeddings,
 )
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.regressor import masked_smooth_l1, train_image_regressor
 from whatsreal.experiments.targets import build_targets
 from whatsreal.surveys import SURVEY_ORDER
@@ -89,9 +90,10 @@ def test_cross_predict_learns_a_shared_signal_and_names_table5_targets(tmp_path)
     cfg = _cfg(epochs=8)
     cfg["experiments"]["probes"]["test_fraction"] = 0.2
     out = tmp_path / "baselines" / "cross_predict.csv"
-    result = run_cross_predict(cfg, data, out)
+    result = run_cross_predict(cfg, data, out, alternative_out=tmp_path / "baselines" / "alternative.csv")
     table = pd.read_csv(out)
-    assert list(table.columns) == list(CROSS_PREDICT_COLUMNS)
+    assert list(table.columns) == [*CROSS_PREDICT_COLUMNS, *DESIGN_COLUMNS]
+    assert (table["probe_pairs"] == "all").all() and (table["probe_split"] == "random").all()
     _, specs = build_targets([paths["meta_hsc"], paths["meta_legacysurvey"]], paths["truth"], ["g", "r", "i", "z"])
     assert set(table["target"]) == {t.name for t in specs if t.group != "physics"}  # Table 5's instrument rows
     r2 = table.set_index("target")["r2"]
@@ -99,3 +101,12 @@ def test_cross_predict_learns_a_shared_signal_and_names_table5_targets(tmp_path)
     assert r2["legacy_psfsize"] < 0.3  # pure noise: nothing to learn
     assert (table["n_test"] == 40).all() and (table["n_train"] == 160).all()
     assert len(result) == len(table)
+    # The alternative design: only the val pairs, healpix-blocked folds, each val pair scored once out of fold.
+    alt = pd.read_csv(tmp_path / "baselines" / "alternative.csv")
+    assert list(alt.columns) == [*CROSS_PREDICT_COLUMNS, *DESIGN_COLUMNS]
+    assert (alt["probe_pairs"] == "held_out").all() and (alt["probe_split"] == "healpix").all()
+    assert (alt["probe_folds"] == 5).all()
+    n_val = int((meta["split"] == "val").sum())
+    assert (alt["n_test"] == n_val).all() and (alt["n_train"] == round(n_val * 4 / 5)).all()
+    assert set(alt["target"]) == set(table["target"])
+    assert alt.set_index("target").loc["legacy_ebv", "r2"] > 0.3  # the planted signal survives on ~40 pairs

@@ -172,6 +172,7 @@ def summary_inputs(wildcards):
         d = f"{RESULTS}/runs/{run}/tables"
         inputs += [
             f"{d}/table5_probes.csv",
+            f"{d}/table5_probes_alternative.csv",
             f"{d}/retrieval.csv",
             f"{d}/outliers.csv",
             f"{d}/conditioning_gain.csv",
@@ -189,5 +190,9 @@ def summary_inputs(wildcards):
             inputs.append(f"{d}/truth_metrics.csv")
         ablation = config["experiments"]["ablation"]
         if run == ablation["ablated"] and ablation["reference"] in RUNS:
-            inputs += [f"{d}/ablation_neighbours.csv", f"{d}/neighbour_probe.csv"]
+            inputs += [
+                f"{d}/ablation_neighbours.csv",
+                f"{d}/ablation_neighbours_alternative.csv",
+                f"{d}/neighbour_probe.csv",
+            ]
     return inputs

@@ -32,12 +32,14 @@ rule random_init_embeddings:
 
 rule cross_predict:
     # A ResNet trained from scratch to predict each survey's instrument properties
-    # from the other survey's image; R^2 on the probes' held-out pairs.
+    # from the other survey's image; R^2 on the probes' held-out pairs, under the
+    # primary probe design (table) and the alternative one (alternative).
     input:
         data=pair_data(),
         truth=truth_file(),
     output:
-        f"{RESULTS}/baselines/cross_predict.csv",
+        table=f"{RESULTS}/baselines/cross_predict.csv",
+        alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
     log:
         f"{RESULTS}/logs/cross_predict.log",
     params:
@@ -104,10 +106,14 @@ rule outliers:
 rule probes:
     # Table 5 with bootstrap CIs over the held-out pairs; the images give the
     # pixel-statistics floor; the test predictions feed the ablation's paired drops.
+    # The primary probe design (experiments.probes.pairs/split) writes Table 5, the
+    # alternative one (held-out pairs + healpix folds, or the paper's random split)
+    # table5_probes_alternative.csv; the meta files carry each pair's split and ra/dec.
     input:
         embeddings=f"{RUN_DIR}/embeddings.parquet",
         random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
         cross_predict=f"{RESULTS}/baselines/cross_predict.csv",
+        cross_predict_alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
         meta=meta_files(),
         images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
         truth=truth_file(),
@@ -128,6 +134,8 @@ rule probes:
         ),
         truth=f"{RUN_DIR}/tables/truth_probes.csv",
         predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
+        alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
+        alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
     log:
         f"{RESULTS}/logs/probes_{{run}}.log",
     threads: 2
@@ -143,11 +151,16 @@ rule ablation:
     # The spatial-neighbour ablation: probe R^2 of this run beside the reference run,
     # paired-bootstrap drops, and the neighbour-set probe (each anchor's conditions from
     # its spatial neighbours' instrument latents, both runs' encoders, shuffled control).
+    # The same ablation under the alternative probe design: ablation_neighbours_alternative.csv.
     input:
         reference=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes.csv",
         ablated=f"{RUN_DIR}/tables/table5_probes.csv",
         reference_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions.npz",
         ablated_predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
+        reference_alternative=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes_alternative.csv",
+        ablated_alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
+        reference_alternative_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions_alternative.npz",
+        ablated_alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
         reference_embeddings=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/embeddings.parquet",
         ablated_embeddings=f"{RUN_DIR}/embeddings.parquet",
         random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
@@ -162,6 +175,7 @@ rule ablation:
         ),
         table=f"{RUN_DIR}/tables/ablation_neighbours.csv",
         neighbour_table=f"{RUN_DIR}/tables/neighbour_probe.csv",
+        alternative=f"{RUN_DIR}/tables/ablation_neighbours_alternative.csv",
     log:
         f"{RESULTS}/logs/ablation_{{run}}.log",
     params:

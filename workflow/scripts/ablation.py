@@ -34,3 +34,14 @@ run_ablation(
     bootstrap=bootstrap_config(sm.config),
     neighbour_table=neighbours,
 )
+# The same ablation under the alternative probe design (table only; the figure shows the primary one).
+run_ablation(
+    sm.input.reference_alternative,
+    sm.input.ablated_alternative,
+    reference_name=sm.config["experiments"]["ablation"]["reference"],
+    ablated_name=sm.wildcards.run,
+    figure=None,
+    table=sm.output.alternative,
+    predictions=(sm.input.reference_alternative_predictions, sm.input.ablated_alternative_predictions),
+    bootstrap=bootstrap_config(sm.config),
+)

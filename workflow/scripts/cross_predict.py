@@ -8,4 +8,4 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.baselines import run_cross_predict
 
-run_cross_predict(sm.config, sm.params.data_dir, sm.output[0])
+run_cross_predict(sm.config, sm.params.data_dir, sm.output.table, alternative_out=sm.output.alternative)

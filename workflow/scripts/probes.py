@@ -22,4 +22,7 @@ run_probes(
     images=list(sm.input.images),
     predictions=sm.output.predictions,
     provabgs=sm.input.provabgs[0] if sm.input.provabgs else None,
+    alternative_table=sm.output.alternative,
+    alternative_cross_predict=sm.input.cross_predict_alternative,
+    alternative_predictions=sm.output.alternative_predictions,
 )

@@ -8,8 +8,10 @@ latents change little. This joins the two runs' Table 5 files target by target
 and adds, per latent, the drop ``reference - ablated`` with a *paired* bootstrap
 interval: both runs' probes are scored on the same held-out pairs (same split
 seed), so resampling those pairs once for both removes the sample noise they
-share. The random-init encoder (a dataset-level baseline, the same for both
-runs) is carried along as the no-training reference.
+share. Both tables must come from the same probe design (pairs and split,
+:mod:`whatsreal.experiments.probe_design`), which the ablation table records.
+The random-init encoder (a dataset-level baseline, the same for both runs) is
+carried along as the no-training reference.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.bootstrap import BootstrapR2
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.probes import read_probe_predictions
 from whatsreal.io import atomic_path
 
@@ -37,8 +40,10 @@ ABLATION_COLUMNS = (
     *[f"{run}_{space}{end}" for run in ("reference", "ablated") for space in ("physics", "instrument") for end in _CI],
     *[f"random_init{end}" for end in _CI],
     *[f"diff_{space}{end}" for space in ("physics", "instrument") for end in _CI],
+    *DESIGN_COLUMNS,
 )
-"""Columns of ``ablation_neighbours.csv``; ``diff_<space>`` = reference - ablated R^2 of that latent."""
+"""Columns of ``ablation_neighbours.csv``; ``diff_<space>`` = reference - ablated R^2 of that latent;
+``probe_*``: the probe design both runs' tables were scored with (empty for tables that predate it)."""
 _NEEDED = ("target", "label", "group", "truth", "ours_physics", "ours_instrument")
 _SPACES = {"physics": "ours_physics", "instrument": "ours_instrument"}
 
@@ -59,6 +64,16 @@ def _read(path: str | Path) -> pd.DataFrame:
 def _column(df: pd.DataFrame, name: str) -> pd.Series:
     """A column, or NaN when an older table lacks it (e.g. CIs)."""
     return df[name] if name in df.columns else pd.Series(np.nan, index=df.index)
+
+
+def _design_value(df: pd.DataFrame, column: str, path: str | Path) -> object:
+    """The single value of a design column of a probe table (None when an older table lacks it)."""
+    if column not in df.columns:
+        return None
+    values = df[column].dropna().unique()
+    if len(values) > 1:
+        raise ValueError(f"{path}: column '{column}' has several values {sorted(map(str, values))}")
+    return values[0].item() if len(values) and hasattr(values[0], "item") else (values[0] if len(values) else None)
 
 
 def paired_drops(
@@ -99,7 +114,7 @@ def run_ablation(
     ablated_csv: str | Path,
     reference_name: str,
     ablated_name: str,
-    figure: str | Path,
+    figure: str | Path | None,
     table: str | Path,
     predictions: tuple[str | Path, str | Path] | None = None,
     bootstrap: tuple[int, int, float] = (1000, 0, 0.95),
@@ -110,7 +125,8 @@ def run_ablation(
     ``predictions`` = the (reference, ablated) ``probe_predictions.npz`` for the
     paired drop intervals (without them the drops have no interval);
     ``bootstrap`` = (n_resamples, seed, confidence); ``neighbour_table`` (the
-    neighbour-set probe's result) adds a panel to the figure.
+    neighbour-set probe's result) adds a panel to the figure; ``figure=None``
+    writes the table only (the ablation under the alternative probe design).
     """
     from whatsreal.plots.probes import plot_ablation
 
@@ -123,6 +139,13 @@ def run_ablation(
             f"only in {ablated_csv} ({ablated_name}): {only_abl}"
         )
     abl = abl.set_index("target").loc[ref["target"]].reset_index()
+    design = {c: _design_value(ref, c, reference_csv) for c in DESIGN_COLUMNS}
+    other = {c: _design_value(abl, c, ablated_csv) for c in DESIGN_COLUMNS}
+    if design != other:
+        raise ValueError(
+            f"{reference_csv} and {ablated_csv}: probe tables scored with different designs ({design} vs {other}); "
+            "both runs must use the same experiments.probes pairs/split"
+        )
     out = pd.DataFrame({c: ref[c] for c in ("target", "label", "group", "truth")})
     for run, df in (("reference", ref), ("ablated", abl)):
         for space, rep in _SPACES.items():
@@ -141,6 +164,8 @@ def run_ablation(
             for end in ("_ci_lo", "_ci_hi"):
                 col = f"diff_{space}{end}"
                 out.loc[known, col] = drops.loc[out.loc[known, "target"], col].to_numpy()
+    for c, v in design.items():
+        out[c] = v
     out = out[list(ABLATION_COLUMNS)]
     with atomic_path(table) as tmp:
         out.to_csv(tmp, index=False)
@@ -156,5 +181,6 @@ def run_ablation(
             r["diff_instrument_ci_lo"],
             r["diff_instrument_ci_hi"],
         )
-    plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
+    if figure is not None:
+        plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
     return out

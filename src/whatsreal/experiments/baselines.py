@@ -9,8 +9,10 @@
   the *other* survey's image (shared sky-position structure such as dust, or
   footprint correlations). A ResNet trained from scratch per direction
   (HSC image -> Legacy instrument targets, Legacy image -> HSC instrument
-  targets), scored by R^2 on the probes' held-out pairs. Physics latents that
-  beat this would be leaking private instrument information.
+  targets), scored by R^2 on the probes' held-out pairs under the same probe
+  design as Table 5 (:mod:`whatsreal.experiments.probe_design`; one ResNet per
+  fold with blocked k-fold). Physics latents that beat this would be leaking
+  private instrument information.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ import pandas as pd
 import torch
 from sklearn.metrics import r2_score
 
+from whatsreal.experiments.probe_design import (
+    DESIGN_COLUMNS,
+    ProbeFolds,
+    alternative_design,
+    probe_folds,
+    read_probe_sky,
+    resolve_design,
+)
 from whatsreal.experiments.regressor import device, one_cpu_thread, train_image_regressor
-from whatsreal.experiments.targets import build_targets, instrument_group, probe_split
+from whatsreal.experiments.targets import build_targets, instrument_group
 from whatsreal.io import atomic_path, write_parquet
 from whatsreal.model.encoders import TokenEncoder
 from whatsreal.surveys import SURVEY_ORDER
@@ -139,18 +149,12 @@ def run_random_init_embeddings(cfg: dict, data_dir: str | Path, out: str | Path)
 # --------------------------------------------------------------------------- cross predict
 
 
-def run_cross_predict(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
-    """Cross-predict baseline: each survey's instrument targets from the other survey's image.
-
-    Writes ``target, r2, n_train, n_test`` for every instrument target of Table 5
-    (catalogue and, on the synthetic sky, truth), R^2 on the probe test pairs.
-    """
-    data_dir = Path(data_dir)
-    pcfg, bcfg = cfg["experiments"]["probes"], cfg["experiments"]["baselines"]
-    meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
-    table, specs = build_targets(meta, data_truth_path(cfg, data_dir), cfg["preprocess"]["bands"])
-    test = probe_split(len(table), float(pcfg["test_fraction"]), int(pcfg["seed"]))
-    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+def _cross_predict_design(
+    cfg: dict, data_dir: Path, table: pd.DataFrame, specs: list, folds: ProbeFolds, out: str | Path
+) -> pd.DataFrame:
+    """Score the cross-predict ResNets of one probe design: one ResNet per (direction, fold), R^2 out of fold."""
+    bcfg = cfg["experiments"]["baselines"]
+    scored = folds.scored
     rows = []
     for survey in SURVEY_ORDER:
         other = next(s for s in SURVEY_ORDER if s != survey)
@@ -162,15 +166,18 @@ def run_cross_predict(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.Da
         if len(images) != len(table):
             raise ValueError(f"{data_dir / f'images_{other}.npy'}: {len(images)} images but {len(table)} pairs")
         y = table[names].to_numpy(dtype=np.float64)
-        usable = [j for j in range(len(names)) if np.isfinite(y[train_rows, j]).sum() >= 2]
-        if len(usable) < len(names):
-            log.warning(
-                "cross-predict %s: too few labels for %s",
-                survey,
-                [names[j] for j in range(len(names)) if j not in usable],
-            )
-        pred = np.empty((len(test_rows), 0))
-        if usable:
+        pred = np.full((len(scored), len(names)), np.nan)
+        for k, (train_rows, test_rows) in enumerate(folds.folds):
+            usable = [j for j in range(len(names)) if np.isfinite(y[train_rows, j]).sum() >= 2]
+            if len(usable) < len(names):
+                log.warning(
+                    "cross-predict %s (fold %d): too few labels for %s",
+                    survey,
+                    k,
+                    [names[j] for j in range(len(names)) if j not in usable],
+                )
+            if not usable:
+                continue
             reg = train_image_regressor(
                 images,
                 y[:, usable],
@@ -178,21 +185,49 @@ def run_cross_predict(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.Da
                 bcfg,
                 cfg["model"]["encoder"]["name"],
                 [names[j] for j in usable],
-                tag=f"cross-predict {other}->{survey}",
+                tag=f"cross-predict {other}->{survey} ({folds.design.pairs}/{folds.design.split}, fold {k})",
             )
-            pred = reg.predict(images[test_rows])
+            pred[np.ix_(np.searchsorted(scored, test_rows), usable)] = reg.predict(images[test_rows])
+        n_train = folds.training_counts(y)
         for j, name in enumerate(names):
-            r2 = r2_or_nan(y[test_rows, j], pred[:, usable.index(j)]) if j in usable else float("nan")
+            r2 = r2_or_nan(y[scored, j], pred[:, j])
             rows.append(
                 {
                     "target": name,
                     "r2": r2,
-                    "n_train": int(np.isfinite(y[train_rows, j]).sum()),
-                    "n_test": int(np.isfinite(y[test_rows, j]).sum()),
+                    "n_train": int(n_train[j]),
+                    "n_test": int(np.isfinite(y[scored, j]).sum()),
                 }
+                | folds.design_columns()
             )
-            log.info("cross-predict %s from %s: R^2 = %.3f", name, other, r2)
-    result = pd.DataFrame(rows, columns=list(CROSS_PREDICT_COLUMNS))
+            log.info("cross-predict %s from %s (%s): R^2 = %.3f", name, other, folds.design.label, r2)
+    result = pd.DataFrame(rows, columns=[*CROSS_PREDICT_COLUMNS, *DESIGN_COLUMNS])
     with atomic_path(out) as tmp:
         result.to_csv(tmp, index=False)
+    return result
+
+
+def run_cross_predict(
+    cfg: dict, data_dir: str | Path, out: str | Path, alternative_out: str | Path | None = None
+) -> pd.DataFrame:
+    """Cross-predict baseline: each survey's instrument targets from the other survey's image.
+
+    Writes ``target, r2, n_train, n_test, probe_pairs, probe_split, probe_folds``
+    for every instrument target of Table 5 (catalogue and, on the synthetic sky,
+    truth), R^2 on the probes' held-out pairs of the primary probe design
+    (:func:`~whatsreal.experiments.probe_design.resolve_design`), so it belongs
+    in Table 5; ``alternative_out`` receives the same under the alternative design.
+    With k folds a ResNet is trained per fold (``n_train``: mean over folds).
+    """
+    data_dir = Path(data_dir)
+    pcfg = cfg["experiments"]["probes"]
+    meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
+    table, specs = build_targets(meta, data_truth_path(cfg, data_dir), cfg["preprocess"]["bands"])
+    sky = read_probe_sky(meta)
+    design = resolve_design(cfg)
+    test_fraction, seed = float(pcfg["test_fraction"]), int(pcfg["seed"])
+    result = _cross_predict_design(cfg, data_dir, table, specs, probe_folds(design, sky, test_fraction, seed), out)
+    if alternative_out is not None:
+        other = probe_folds(alternative_design(design), sky, test_fraction, seed)
+        _cross_predict_design(cfg, data_dir, table, specs, other, alternative_out)
     return result

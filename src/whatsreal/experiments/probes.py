@@ -13,7 +13,11 @@ physics tokens flattened (2 x 64), instrument tokens mean-pooled (2 x 16),
 random-init tokens flattened, AION features. Probe (paper A.3): hidden
 [512, 256, 128], LayerNorm, GELU, dropout, Smooth L1 on standardised targets,
 AdamW; inputs and targets standardised with the training pairs' statistics;
-R^2 on the held-out pairs of :func:`~whatsreal.experiments.targets.probe_split`.
+R^2 on held-out pairs. Which pairs and which split
+(:mod:`whatsreal.experiments.probe_design`): the paper's random 90/10 split of
+all pairs, or only the pairs held out from encoder training with HEALPix-blocked
+k-fold cross-validation (each pair predicted once, out of fold); the primary
+design writes Table 5, the other one ``table5_probes_alternative.csv``.
 
 Uncertainty: each R^2 gets a percentile-bootstrap interval over the held-out
 pairs, and ``ours_physics - ours_instrument`` a paired one
@@ -56,8 +60,16 @@ from torch import nn
 
 from whatsreal.experiments.baselines import CROSS_PREDICT_COLUMNS, r2_or_nan
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, percentile_ci
+from whatsreal.experiments.probe_design import (
+    DESIGN_COLUMNS,
+    ProbeFolds,
+    alternative_design,
+    probe_folds,
+    read_probe_sky,
+    resolve_design,
+)
 from whatsreal.experiments.regressor import device, masked_smooth_l1, one_cpu_thread
-from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group, probe_split
+from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.experiments.umap_projection import (
     SPACES,
@@ -77,6 +89,7 @@ __all__ = [
     "TABLE5_COLUMNS",
     "ProbeEnsemble",
     "fit_probe_ensemble",
+    "fold_predictions",
     "member_seed",
     "pixel_statistics",
     "probe_r2",
@@ -237,7 +250,12 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def probe_r2(
-    x: np.ndarray, y: np.ndarray, test: np.ndarray, pcfg: dict, keys: Sequence[int] | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    test: np.ndarray,
+    pcfg: dict,
+    keys: Sequence[int] | None = None,
+    train: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """R^2 per target column of ``y`` on the ``test`` rows, and the test predictions (in target units).
 
@@ -247,12 +265,16 @@ def probe_r2(
     feature are left out of both splits (a representation that lacks some pairs,
     e.g. AION, or an anchor without neighbours). Targets with fewer than 2
     training labels or a constant training value get NaN. ``keys`` name the
-    members for seeding (default: column index).
+    members for seeding (default: column index). ``train`` (a mask over rows)
+    restricts the training rows; by default every row not in ``test`` trains.
     """
     x, y, test = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(test, bool)
+    train = ~test if train is None else np.asarray(train, bool)
+    if (train & test).any():
+        raise ValueError(f"probe_r2: {int((train & test).sum())} row(s) are in both the training and the test rows")
     keys = list(range(y.shape[1])) if keys is None else list(keys)
     rows_ok = np.isfinite(x).all(axis=1)
-    train_rows, test_rows = np.flatnonzero(~test & rows_ok), np.flatnonzero(test & rows_ok)
+    train_rows, test_rows = np.flatnonzero(train & rows_ok), np.flatnonzero(test & rows_ok)
     y = np.where(np.isfinite(y), y, np.nan)
     ytr = y[train_rows]
     n_lab = np.isfinite(ytr).sum(axis=0)
@@ -281,6 +303,23 @@ def probe_r2(
     for j, c in enumerate(cols):
         r2[c] = r2_or_nan(y[test_rows, c], p[:, j])
     return r2, pred
+
+
+def fold_predictions(
+    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, pcfg: dict, keys: Sequence[int] | None = None
+) -> np.ndarray:
+    """(n_scored, T) held-out predictions of every scored pair (``folds.scored`` order), one probe per fold.
+
+    Each pair is predicted by the probe of the fold that held it out (trained on
+    that fold's training rows only), so R^2 is scored once over all scored pairs;
+    with one fold (the random split) this is :func:`probe_r2`'s prediction.
+    """
+    scored = folds.scored
+    pred = np.full((len(scored), np.asarray(y).shape[1]), np.nan)
+    for train_rows, test_rows in folds.folds:
+        _, p = probe_r2(x, y, folds.mask(test_rows), pcfg, keys, train=folds.mask(train_rows))
+        pred[np.searchsorted(scored, test_rows)] = p
+    return pred
 
 
 # --------------------------------------------------------------------------- representations
@@ -336,9 +375,23 @@ def _representations(
     return reps
 
 
-def _cross_predict_r2(path: str | Path, specs: Sequence[Target]) -> dict[str, tuple[float, float, float]]:
-    """``{target: (r2, ci_lo, ci_hi)}`` of the cross-predict baseline; the interval is NaN unless the file has one."""
+def _cross_predict_r2(
+    path: str | Path, specs: Sequence[Target], folds: ProbeFolds | None = None
+) -> dict[str, tuple[float, float, float]]:
+    """``{target: (r2, ci_lo, ci_hi)}`` of the cross-predict baseline; the interval is NaN unless the file has one.
+
+    With ``folds``, a file that records its design (``probe_pairs``, ``probe_split``)
+    must have been scored on the same design, else its R^2 would not belong in the table.
+    """
     df = _read_csv(path, CROSS_PREDICT_COLUMNS)
+    if folds is not None and {"probe_pairs", "probe_split"} <= set(df.columns) and len(df):
+        got = (str(df["probe_pairs"].iloc[0]), str(df["probe_split"].iloc[0]))
+        want = (folds.design.pairs, folds.design.split)
+        if got != want:
+            raise ValueError(
+                f"{path}: cross-predict scored with pairs={got[0]}, split={got[1]} but the probes use "
+                f"pairs={want[0]}, split={want[1]}; rerun the cross_predict rule with the same experiments.probes"
+            )
     nan = pd.Series(np.nan, index=df.index)
     values = zip(
         df["r2"].astype(float), df.get("ci_lo", nan).astype(float), df.get("ci_hi", nan).astype(float), strict=True
@@ -395,21 +448,29 @@ def pixel_statistics(images: np.ndarray, chunk: int = 512) -> np.ndarray:
     return out
 
 
+def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dict[str, np.ndarray]:
+    """:func:`pixel_statistics` of each survey's images, computed once for every probe design."""
+    out = {}
+    for survey, arr in images.items():
+        if len(arr) != n_pairs:
+            raise ValueError(f"images_{survey}: {len(arr)} images but {n_pairs} pairs")
+        t0 = time.perf_counter()
+        out[survey] = pixel_statistics(arr)
+        log.info("pixel statistics %s: %.1f s", survey, time.perf_counter() - t0)
+    return out
+
+
 def _pixel_floor_predictions(
-    images: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], test: np.ndarray, pcfg: dict
+    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, pcfg: dict
 ) -> np.ndarray:
-    """Test predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
-    pred = np.full((int(test.sum()), len(specs)), np.nan)
+    """Held-out predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
+    pred = np.full((len(folds.scored), len(specs)), np.nan)
     for survey in SURVEY_ORDER:
         cols = [j for j, t in enumerate(specs) if t.group == instrument_group(survey)]
-        if not cols or survey not in images:
+        if not cols or survey not in stats:
             continue
-        if len(images[survey]) != len(y):
-            raise ValueError(f"images_{survey}: {len(images[survey])} images but {len(y)} pairs")
         t0 = time.perf_counter()
-        stats = pixel_statistics(images[survey])
-        _, p = probe_r2(stats, y[:, cols], test, pcfg, keys=cols)
-        pred[:, cols] = p
+        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, pcfg, keys=cols)
         log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
     return pred
 
@@ -598,7 +659,74 @@ def table5_columns(reps: Sequence[str]) -> list[str]:
         *DIFF_COLUMNS,
         "n_train",
         "n_test",
+        *DESIGN_COLUMNS,
     ]
+
+
+def _probe_table(
+    folds: ProbeFolds,
+    reps: dict[str, np.ndarray],
+    y: np.ndarray,
+    specs: Sequence[Target],
+    pixel_stats: dict[str, np.ndarray],
+    cross: dict[str, tuple[float, float, float]],
+    cfg: dict,
+) -> tuple[pd.DataFrame, BootstrapR2, dict[str, np.ndarray]]:
+    """Table 5 of one design: every representation probed on ``folds``, with bootstrap CIs over the scored pairs.
+
+    Returns the table, the bootstrap (its replicates feed the truth summary) and the
+    held-out predictions per representation (rows in ``folds.scored`` order).
+    """
+    pcfg = cfg["experiments"]["probes"]
+    n_boot, boot_seed, confidence = bootstrap_config(cfg)
+    scored = folds.scored
+    preds = {}
+    for name, x in reps.items():
+        t1 = time.perf_counter()
+        preds[name] = fold_predictions(x, y, folds, pcfg)
+        log.info(
+            "probes %s (%d features, %d targets; %s): %.1f s",
+            name,
+            x.shape[1],
+            len(specs),
+            folds.design.label,
+            time.perf_counter() - t1,
+        )
+    preds[FLOOR] = _pixel_floor_predictions(pixel_stats, y, specs, folds, pcfg)
+    boot = BootstrapR2.for_rows(len(scored), n_boot, boot_seed, confidence)
+    y_test = y[scored]
+    for name, p in preds.items():
+        boot.add(name, y_test, p)
+        if name != FLOOR:
+            log.info(
+                "probes %s R^2 (%s): %s",
+                name,
+                folds.design.label,
+                ", ".join(f"{t.name}={v:.2f}" for t, v in zip(specs, boot.point[name], strict=True)),
+            )
+    cis = {name: boot.ci(name) for name in preds}
+    diff, diff_lo, diff_hi = boot.diff("ours_physics", "ours_instrument")
+    n_train = folds.training_counts(y)
+    rows = []
+    for j, t in enumerate(specs):
+        row = {"target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
+        for name in preds:
+            row[name] = boot.point[name][j]
+        row["cross_predict"], row["cross_predict_ci_lo"], row["cross_predict_ci_hi"] = cross.get(
+            t.name, (np.nan, np.nan, np.nan)
+        )
+        for name, (lo, hi) in cis.items():
+            row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = lo[j], hi[j]
+        row["diff_phys_minus_inst"], row["diff_ci_lo"], row["diff_ci_hi"] = diff[j], diff_lo[j], diff_hi[j]
+        row["n_train"] = int(n_train[j])
+        row["n_test"] = int(np.isfinite(y_test[:, j]).sum())
+        rows.append(row | folds.design_columns())
+    result = pd.DataFrame(rows, columns=table5_columns(list(preds)))
+    order = {g: i for i, g in enumerate(GROUPS)}
+    result = result.sort_values(
+        ["truth", "group"], key=lambda s: s.map(order) if s.name == "group" else s, kind="stable"
+    )
+    return result.reset_index(drop=True), boot, preds
 
 
 def run_probes(
@@ -615,82 +743,63 @@ def run_probes(
     images: Sequence[str | Path] | dict[str, str | Path] | None = None,
     predictions: str | Path | None = None,
     provabgs: str | Path | None = None,
+    alternative_table: str | Path | None = None,
+    alternative_cross_predict: str | Path | None = None,
+    alternative_predictions: str | Path | None = None,
 ) -> pd.DataFrame:
     """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
 
+    The pairs and split follow :func:`~whatsreal.experiments.probe_design.resolve_design`
+    (recorded in the table's ``probe_pairs``/``probe_split``/``probe_folds``).
     ``images`` (the preprocessed ``images_{survey}.npy``) add the pixel-floor
-    column; ``predictions`` receives the test predictions for the ablation;
+    column; ``predictions`` receives the held-out predictions for the ablation;
     ``provabgs`` (``provabgs.parquet``) adds the five spectroscopic rows, each probed
-    on the pairs with a label only (its ``n_train``/``n_test`` say how many).
+    on the pairs with a label only (its ``n_train``/``n_test`` say how many);
+    ``alternative_table`` receives Table 5 under the alternative design (with
+    ``alternative_cross_predict``, the cross-predict baseline's file of that design;
+    ``alternative_predictions``, its held-out predictions for the alternative ablation).
     """
     from whatsreal.plots.probes import plot_probes
 
     pcfg = cfg["experiments"]["probes"]
-    n_boot, boot_seed, confidence = bootstrap_config(cfg)
     t0 = time.perf_counter()
     targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"], provabgs)
     n = len(targets)
     reps = _representations(embeddings, random_init, aion, n)
-    test = probe_split(n, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+    sky = read_probe_sky(meta)
+    pixel_stats = _survey_pixel_statistics(_read_images(images), n)
     names = [t.name for t in specs]
     y = targets[names].to_numpy(np.float64)
-    scores, preds = {}, {}
-    for name, x in reps.items():
-        t1 = time.perf_counter()
-        scores[name], preds[name] = probe_r2(x, y, test, pcfg)
-        log.info(
-            "probes %s (%d features, %d targets): %.1f s; R^2 %s",
-            name,
-            x.shape[1],
-            len(specs),
-            time.perf_counter() - t1,
-            ", ".join(f"{t.name}={v:.2f}" for t, v in zip(specs, scores[name], strict=True)),
-        )
-    preds[FLOOR] = _pixel_floor_predictions(_read_images(images), y, specs, test, pcfg)
-    boot = BootstrapR2.for_rows(int(test.sum()), n_boot, boot_seed, confidence)
-    y_test = y[test]
-    for name, p in preds.items():
-        boot.add(name, y_test, p)
-    scores[FLOOR] = boot.point[FLOOR]
-    cis = {name: boot.ci(name) for name in preds}
-    diff, diff_lo, diff_hi = boot.diff("ours_physics", "ours_instrument")
-    cross = _cross_predict_r2(cross_predict, specs)
-    rows = []
-    for j, t in enumerate(specs):
-        row = {"target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
-        for name in ("ours_physics", "ours_instrument", "random_init"):
-            row[name] = scores[name][j]
-        row["cross_predict"], row["cross_predict_ci_lo"], row["cross_predict_ci_hi"] = cross.get(
-            t.name, (np.nan, np.nan, np.nan)
-        )
-        if "aion" in scores:
-            row["aion"] = scores["aion"][j]
-        row[FLOOR] = scores[FLOOR][j]
-        for name, (lo, hi) in cis.items():
-            row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = lo[j], hi[j]
-        row["diff_phys_minus_inst"], row["diff_ci_lo"], row["diff_ci_hi"] = diff[j], diff_lo[j], diff_hi[j]
-        row["n_train"] = int(np.isfinite(y[~test, j]).sum())
-        row["n_test"] = int(np.isfinite(y[test, j]).sum())
-        rows.append(row)
-    result = pd.DataFrame(rows, columns=table5_columns(list(scores)))
-    order = {g: i for i, g in enumerate(GROUPS)}
-    result = result.sort_values(
-        ["truth", "group"], key=lambda s: s.map(order) if s.name == "group" else s, kind="stable"
-    )
-    result = result.reset_index(drop=True)
+    design = resolve_design(cfg)
+    folds = probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+    log.info("probes: %s, %d pairs scored of %d", design.label, len(folds.scored), n)
+    cross = _cross_predict_r2(cross_predict, specs, folds)
+    result, boot, preds = _probe_table(folds, reps, y, specs, pixel_stats, cross, cfg)
     with atomic_path(table) as tmp:
         result.to_csv(tmp, index=False)
     if predictions is not None:
-        write_probe_predictions(predictions, np.flatnonzero(test), names, y_test, preds)
-    rep_names = [r for r in REPRESENTATIONS if r in scores]
+        write_probe_predictions(predictions, folds.scored, names, y[folds.scored], preds)
+    rep_names = [r for r in REPRESENTATIONS if r in preds]
     truth_rows = truth_probe_rows(result, rep_names, boot, names) if truth is not None else []
     write_truth_table(truth_rows, truth_table, with_ci=True)
     plot_probes(result, rep_names, figure)
+    log.info("probes (%s): %.1f s", design.label, time.perf_counter() - t0)
+    if alternative_table is not None:
+        t1 = time.perf_counter()
+        other = probe_folds(alternative_design(design), sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+        log.info("probes, alternative: %s, %d pairs scored of %d", other.design.label, len(other.scored), n)
+        cross_other = _cross_predict_r2(alternative_cross_predict, specs, other) if alternative_cross_predict else {}
+        alt, _, alt_preds = _probe_table(other, reps, y, specs, pixel_stats, cross_other, cfg)
+        with atomic_path(alternative_table) as tmp:
+            alt.to_csv(tmp, index=False)
+        if alternative_predictions is not None:
+            write_probe_predictions(alternative_predictions, other.scored, names, y[other.scored], alt_preds)
+        log.info("probes, alternative (%s): %.1f s", other.design.label, time.perf_counter() - t1)
     log.info(
         "probes: %d targets x %d representations in %.1f s (%d bootstrap resamples)",
         len(specs),
         len(reps),
         time.perf_counter() - t0,
-        n_boot,
+        bootstrap_config(cfg)[0],
     )
     return result

@@ -175,6 +175,8 @@ def _probe_section(tables: Path, run: str) -> list[str]:
     lines = [
         f"### Table 5 probes, run `{run}` (R^2 on held-out pairs; paper / ours [bootstrap 95% CI])",
         "",
+        f"Probe design: {_design_text(probes)}.",
+        "",
     ]
     lines += _table(["paper row", "our target", "ours (phys)", "ours (instr)", "rand. init", "cross-predict"], rows)
     truth_rows = probes[_is_true(probes["truth"])]
@@ -202,6 +204,61 @@ def _probe_section(tables: Path, run: str) -> list[str]:
             ],
         )
     return [*lines, "", *_verdict_section(probes, run)]
+
+
+def _design_text(table: pd.DataFrame) -> str:
+    """``pairs ..., split ...`` of a probe table from its design columns ('not recorded' for older tables)."""
+    if not {"probe_pairs", "probe_split"} <= set(table.columns) or table.empty:
+        return "not recorded"
+    r = table.iloc[0]
+    if r["probe_pairs"] not in ("all", "held_out") or r["probe_split"] not in ("random", "healpix"):
+        return "not recorded"
+    pairs = "pairs held out from encoder training" if r["probe_pairs"] == "held_out" else "all pairs"
+    if r["probe_split"] == "healpix":
+        split = f"healpix-blocked {_fmt(_get(r, 'probe_folds'), 0)}-fold cross-validation (out-of-fold R^2)"
+    else:
+        split = "random train/test split"
+    return f"{pairs}, {split} (`probe_pairs={r['probe_pairs']}`, `probe_split={r['probe_split']}`)"
+
+
+def _alternative_section(tables: Path, run: str) -> list[str]:
+    """The same probes under the alternative design beside the primary one: what the choice of pairs/split changes."""
+    primary = _read(tables / "table5_probes.csv")
+    alt = _read(tables / "table5_probes_alternative.csv")
+    if primary is None or alt is None:
+        return []
+    truth = _is_true(primary["truth"])
+    chosen = primary[truth] if truth.any() else primary
+    other = alt.set_index("target")
+    rows = []
+    for r in chosen.itertuples():
+        if r.target not in other.index:
+            continue
+        o = other.loc[r.target]
+        rows.append(
+            [
+                str(r.label),
+                str(r.group),
+                f"{_fmt_ci(r, 'ours_physics')} / {_fmt_ci(o, 'ours_physics')}",
+                f"{_fmt_ci(r, 'ours_instrument')} / {_fmt_ci(o, 'ours_instrument')}",
+                f"{_fmt_ci(r, 'random_init')} / {_fmt_ci(o, 'random_init')}",
+                f"{_fmt(_get(r, 'n_train'), 0)}, {_fmt(_get(r, 'n_test'), 0)} / "
+                f"{_fmt(_get(o, 'n_train'), 0)}, {_fmt(_get(o, 'n_test'), 0)}",
+            ]
+        )
+    if not rows:
+        return []
+    lines = [
+        f"### Probe design check, run `{run}`: primary / alternative design",
+        "",
+        f"Primary (Table 5 above): {_design_text(primary)}. Alternative (`table5_probes_alternative.csv`): "
+        f"{_design_text(alt)}. Pairs the encoders trained on, or a split that puts sky neighbours on both sides, "
+        "can inflate R^2 (a probe recognises the place, not the property). The held-out sample is small: its "
+        "probes also train on far fewer pairs (n_train), which lowers R^2 by itself, and its intervals are wide.",
+        "",
+    ]
+    header = ["target", "group", "ours (phys)", "ours (instr)", "rand. init", "n_train, n_test"]
+    return [*lines, *_table(header, rows), ""]
 
 
 def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
@@ -235,10 +292,8 @@ def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
     return [*lines, "", f"{n_yes} of {len(rows)} targets: the expected latent wins.", ""]
 
 
-def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
-    table = _read(tables / "ablation_neighbours.csv")
-    if table is None:
-        return []
+def _ablation_rows(table: pd.DataFrame) -> list[list[str]]:
+    """One row per instrument target of an ablation table: paper, ours (reference -> ablated), drop and verdict."""
     paper_row_of = {t: r for t, r in PAPER_ROW_OF_TARGET.items() if r in ABLATION}
     inst = table[table["group"].astype(str) != "physics"]
     rows = []
@@ -255,14 +310,32 @@ def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
                 _excludes_zero(_get(r, "diff_instrument_ci_lo"), _get(r, "diff_instrument_ci_hi"), 1),
             ]
         )
+    return rows
+
+
+def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
+    table = _read(tables / "ablation_neighbours.csv")
+    if table is None:
+        return []
     lines = [
         f"### Spatial-neighbour ablation: instrument-latent R^2, `{reference}` -> `{run}`",
         "",
-        "Drop = reference minus ablated R^2, paired bootstrap 95% CI over the same held-out pairs.",
+        "Drop = reference minus ablated R^2, paired bootstrap 95% CI over the same held-out pairs. "
+        f"Probe design: {_design_text(table)}.",
         "",
     ]
     header = ["property", "group", "paper", "ours", "rand. init", "drop", "drop > 0 (CI excl. 0)"]
-    return [*lines, *_table(header, rows), "", *_neighbour_section(tables, run, reference)]
+    lines += [*_table(header, _ablation_rows(table)), ""]
+    alt = _read(tables / "ablation_neighbours_alternative.csv")
+    if alt is not None and not alt.empty:
+        lines += [
+            f"The same ablation under the alternative probe design ({_design_text(alt)}; "
+            "`ablation_neighbours_alternative.csv`):",
+            "",
+            *_table(header, _ablation_rows(alt)),
+            "",
+        ]
+    return [*lines, *_neighbour_section(tables, run, reference)]
 
 
 def _neighbour_section(tables: Path, run: str, reference: str) -> list[str]:
@@ -449,6 +522,7 @@ def write_summary(
         tables = results / "runs" / run / "tables"
         lines += [f"## Run `{run}` (overlay `{json.dumps(overlay, sort_keys=True)}`)", ""]
         lines += _probe_section(tables, run)
+        lines += _alternative_section(tables, run)
         if run != reference:
             lines += _ablation_section(tables, run, reference)
         for spec in extra_tables:
