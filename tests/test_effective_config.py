@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from whatsreal.config import DEMO_CONFIG, effective_config, path_problems
+from whatsreal.experiments.probe_design import resolve_design
 
 from .conftest import REPO, run_snakemake
 from .slurm.profile import load_profile
@@ -108,6 +109,16 @@ def test_a_named_file_is_not_layered_over_the_demo():
     large = effective_config([REPO / "config" / "sim_large.yaml"])
     assert large["model"]["unet"]["block_out_channels"] == [128, 256, 512, 512]
     assert large["dataset"]["source"] == "synthetic" and large["simulation"]["cutout_size"] == 160
+
+
+@pytest.mark.parametrize("source", ["mmu", "crossmatched_parquet"])
+def test_real_data_probes_default_to_held_out_pairs_in_healpix_blocks(source):
+    """Issue 12.4: on real data the probes never see pairs the encoders trained on."""
+    config = effective_config([PAPER], check_paths=False)
+    config["dataset"]["source"] = source
+    design = resolve_design(config)
+    assert (design.pairs, design.split) == ("held_out", "healpix")
+    assert (resolve_design(effective_config([])).pairs, resolve_design(effective_config([])).split) == ("all", "random")
 
 
 def test_the_paper_placeholders_are_path_problems_not_schema_errors():

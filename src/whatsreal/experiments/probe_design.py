@@ -20,7 +20,7 @@ carries or what the probe memorised:
   ``split: random`` keeps the paper's seeded random 90/10 split (A.4).
 
 ``auto`` (the default of both keys) resolves by ``dataset.source``: on real
-data (``mmu``) ``held_out`` + ``healpix``; on the synthetic sky the paper's
+data (``mmu``, ``crossmatched_parquet``) ``held_out`` + ``healpix``; on the synthetic sky the paper's
 protocol, ``all`` + ``random``. Whatever the primary design is, the probes also
 report the *alternative* one (:func:`alternative_design`), so every run shows
 both the paper's protocol and the held-out, spatially blocked check.
@@ -82,9 +82,10 @@ class ProbeDesign:
 
 
 def resolve_design(cfg: dict) -> ProbeDesign:
-    """The primary probe design of ``cfg``: ``auto`` -> held_out + healpix on ``mmu``, all + random otherwise."""
+    """The primary probe design of ``cfg``: ``auto`` -> held_out + healpix on real data (``mmu`` or
+    ``crossmatched_parquet``), all + random on the synthetic sky."""
     pcfg = cfg["experiments"]["probes"]
-    real = cfg["dataset"]["source"] == "mmu"
+    real = cfg["dataset"]["source"] != "synthetic"
     pairs = str(pcfg.get("pairs", "auto"))
     split = str(pcfg.get("split", "auto"))
     if pairs == "auto":
