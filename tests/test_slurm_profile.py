@@ -164,7 +164,7 @@ def test_sbatch_line_for_1_and_2_nodes(nodes):
     assert "--signal=SIGUSR1@90" in flags
     # ... and the workflow accepts it with the matching config, and no other.
     check_train_layout(train, {"main": {"devices": per_node, "num_nodes": nodes}})
-    with pytest.raises(LayoutError, match="train.num_nodes"):
+    with pytest.raises(LayoutError, match=r"train\.num_nodes"):
         check_train_layout(train, {"main": {"devices": per_node, "num_nodes": 3 - nodes}})
 
 
