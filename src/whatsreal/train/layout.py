@@ -97,7 +97,8 @@ def check_train_layout(resources: Mapping[str, Any], train_configs: Mapping[str,
         if tcfg["num_nodes"] != nodes:
             raise LayoutError(
                 f"train.num_nodes{of_run} is {tcfg['num_nodes']} but the SLURM profile's "
-                f"set-resources: train: nodes is {nodes}; make them equal (train.num_nodes in your config, or nodes in {PROFILE})"
+                f"set-resources: train: nodes is {nodes}; make them equal (train.num_nodes in your config, "
+                f"or nodes in {PROFILE})"
             )
         devices = tcfg["devices"]
         if isinstance(devices, int) and per_node_tasks is not None and devices != per_node_tasks:
