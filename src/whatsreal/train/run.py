@@ -98,8 +98,8 @@ def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
         raise TrainingSetupError(
             f"srun started {ntasks} task(s) on {nodes} node(s), but train.devices is {devices} per node and "
             f"train.num_nodes is {tcfg['num_nodes']}: Lightning needs one task per device. Make the SLURM "
-            "profile's rule `train` ask for tasks_per_node = gpu = train.devices and nodes = train.num_nodes "
-            "(profiles/slurm/config.yaml)"
+            "profile's rule `train` ask for tasks_per_node = GPUs per node (gres) = train.devices and "
+            "nodes = train.num_nodes (profiles/slurm/config.yaml)"
         )
 
 
