@@ -281,8 +281,8 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
     for call in one_node:
         _check_train_sbatch(call, train_res, nodes=1)
     # Two nodes: same per-node request, nodes: 2 (profile) and train.num_nodes: 2 (config).
-    # The one-node test cluster cannot run it: the plugin builds and submits the line, and
-    # SLURM refuses it for the node it lacks, which is SLURM reading it as 2 x 4 GPUs.
+    # The one-node test cluster cannot run it: SLURM accepts the plugin's sbatch line and
+    # keeps the job pending (PartitionConfig), and its record shows how it read the request.
     two_nodes = tmp_path / "profile_2_nodes"
     profile2 = derive_test_profile(two_nodes)
     profile2["set-resources"]["train"]["nodes"] = 2
@@ -291,12 +291,33 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
     config2.write_text(yaml.safe_dump(_tiny_config({**train_res, "nodes": 2})))
     model = str((run_dir / "model.ckpt").relative_to(workdir))
     args2 = ["--profile", str(two_nodes), "--configfile", str(config2), "--forcerun", "train", "--retries", "0"]
-    res2 = _snakemake(workdir, env, *args2, "--verbose", model, timeout=300)
-    assert res2.returncode != 0, "a 2-node job cannot run on the one-node test cluster"
-    two_node = _sbatch_calls(res2.stderr, "train")
-    assert two_node, res2.stderr[-4000:]
+    err = tmp_path / "two_nodes.err"
+    cmd2 = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args2, "--verbose", model]
+    with open(err, "w") as stream:
+        proc = subprocess.Popen(cmd2, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=stream)
+    pending: list[dict[str, str]] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not pending and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+            pending = [j for j in slurm_cluster.jobs() if _rule_of(j) == "train" and j["JobState"] == "PENDING"]
+    finally:
+        for job in pending:  # Snakemake then sees its job fail, and stops (no retries)
+            slurm_cluster.run("scancel", job["JobId"])
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert len(pending) == 1, err.read_text()[-4000:]
+    job = pending[0]
+    assert job["NumNodes"].split("-")[0] == "2" and job["NumTasks"] == str(2 * int(train_res["tasks_per_node"])), job
+    assert job["NtasksPerN:B:S:C"].split(":")[0] == str(train_res["tasks_per_node"]), job
+    assert job["TresPerNode"] == f"gres:{train_res['gres']}" and job.get("TresPerJob", "(null)") == "(null)", job
+    assert job["Reason"] == "PartitionConfig", job  # the one node of the test cluster is not two
+    two_node = _sbatch_calls(err.read_text(), "train")
+    assert len(two_node) == 1, err.read_text()[-4000:]
     _check_train_sbatch(two_node[0], train_res, nodes=2)
-    assert "Requested node configuration is not available" in res2.stderr, res2.stderr[-4000:]
 
 
 def _sbatch_calls(log: str, rule: str) -> list[str]:
