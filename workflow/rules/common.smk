@@ -2,7 +2,7 @@
 
 from whatsreal.data.layout import pair_files, run_data_files
 from whatsreal.rule_settings import rule_settings
-from whatsreal.train.layout import check_train_layout
+from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
 SURVEYS = ["hsc", "legacysurvey"]
 MODES = ["spatial", "random"]
@@ -25,16 +25,23 @@ localrules:
 
 
 def profile_resources(rule):
-    """``rule``'s resources as the profile (or --set-resources) sets them, as plain values.
+    """``rule``'s task-layout resources (whatsreal.train.layout.LAYOUT_RESOURCES) as the
+    profile (or --set-resources) sets them, as plain values.
 
-    Snakemake keeps a string resource as an expression it evaluates per job; the layout
-    values (numbers, ``gpu:h100:4``, ``'srun ...'``) need no job, so they are evaluated here."""
+    Snakemake keeps a string resource as an expression it evaluates per job; these values
+    (numbers, ``gpu:h100:4``, ``'srun ...'``) need no job, so they are evaluated here. One
+    that needs a job (it reads ``input``, say) is left out: the job-time check still applies."""
     values = {}
     for name, res in (workflow.resource_settings.overwrite_resources or {}).get(rule, {}).items():
+        if name not in LAYOUT_RESOURCES:
+            continue
         if hasattr(res, "is_evaluable"):
-            if res.is_evaluable():
-                res = res.evaluate(rulename=rule, wildcards={}, input=[], attempt=1, threads=None, async_run=None)
-            res = res.value
+            try:
+                if res.is_evaluable():
+                    res = res.evaluate(rulename=rule, wildcards={}, input=[], attempt=1, threads=None, async_run=None)
+                res = res.value
+            except Exception:
+                continue
         values[name] = res
     return values
 

@@ -20,10 +20,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LayoutError", "check_train_layout", "gpus_per_node"]
+__all__ = ["LAYOUT_RESOURCES", "LayoutError", "check_train_layout", "gpus_per_node"]
 
 PROFILE = "profiles/slurm/config.yaml"
 _LAYOUT_KEYS = ("gres", "gpu", "nodes", "tasks_per_node", "mpi")
+LAYOUT_RESOURCES = (*_LAYOUT_KEYS, "cpus_per_task")
+"""The resources of rule ``train`` that :func:`check_train_layout` reads."""
 
 
 class LayoutError(ValueError):
