@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from whatsreal.train.layout import gpus_per_node
+
 from .cluster import LocalSlurmCluster, NodeSpec, SlurmUnavailable
 from .profile import load_profile, partitions, rule_resources
 
@@ -34,8 +36,9 @@ def _node_for(profile: dict) -> NodeSpec:
     res = [rule_resources(profile, r) for r in rules]
     cpus = max((r.get("tasks_per_node", 1) * r.get("cpus_per_task", 1) for r in res), default=1)
     cpus = max([cpus, *profile.get("set-threads", {}).values()])
-    gpus = max((int(r.get("gpu", 0)) for r in res), default=0)
+    gpus = max((gpus_per_node(r) or 0 for r in res), default=0)
     models = {r["gpu_model"] for r in res if r.get("gpu_model")}
+    models |= {str(r["gres"]).split(":")[1] for r in res if str(r.get("gres", "")).count(":") == 2}
     if len(models) > 1:
         raise ValueError(f"the profile names several GPU models {sorted(models)}; the test node has one")
     mem = max(int(r.get("mem_mb", 0)) for r in res)

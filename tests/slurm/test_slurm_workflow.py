@@ -26,6 +26,8 @@ import pytest
 import torch
 import yaml
 
+from whatsreal.train.layout import gpus_per_node
+
 from ..conftest import REPO, TINY, TINY_MODEL
 from .cluster import LocalSlurmCluster
 from .profile import derive_test_profile, gpu_rules, rule_resources
@@ -166,10 +168,12 @@ def _check_job(job: dict[str, str], planned: dict) -> None:
     assert _megabytes(job["MinMemoryNode"]) == int(want["mem_mb"]), where
     assert _minutes(job["TimeLimit"]) == int(want["runtime"]), where
     assert int(job["CPUs/Task"]) == int(want.get("cpus_per_task", planned["threads"])), where
-    if "gpu" in want:
+    if "gpu" in want:  # per job
         assert job.get("TresPerJob") == f"gres:gpu:{want['gpu_model']}:{want['gpu']}", where
     else:
         assert job.get("TresPerJob", "(null)") == "(null)", where
+    if "gres" in want:  # per node
+        assert job.get("TresPerNode") == f"gres:{want['gres']}", where
     if "tasks_per_node" in want:
         nodes = int(want.get("nodes", 1))
         assert int(job["NumNodes"]) == nodes, where
@@ -203,11 +207,14 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
     warning = _TimeLimitWarning(slurm_cluster, run_dir / "checkpoints" / "last.ckpt", TIMEOUT_S)
     warning.start()
     started = time.monotonic()
-    res = _snakemake(workdir, env, *args, timeout=TIMEOUT_S)
+    res = _snakemake(workdir, env, *args, "--verbose", timeout=TIMEOUT_S)  # --verbose: the plugin logs each sbatch call
     elapsed = time.monotonic() - started
     warning.done.set()
     warning.join(timeout=10)
-    jobs = sorted(slurm_cluster.jobs(), key=lambda j: int(j["JobId"]))
+    # The workflow's jobs (the plugin comments each with its rule): not other tests' srun jobs.
+    jobs = sorted(
+        (j for j in slurm_cluster.jobs() if j.get("Comment", "").startswith("rule_")), key=lambda j: int(j["JobId"])
+    )
     print(f"\nworkflow through SLURM: {elapsed:.0f} s for {len(planned)} planned jobs; SLURM jobs:")
     for j in jobs:
         print(f"  {j['JobId']:>3} {j.get('Comment', ''):45} {j['JobState']:10} {j['StartTime']} .. {j['EndTime']}")
@@ -231,7 +238,10 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
         want = rule_resources(profile, rule)
         for job in (j for j in jobs if _rule_of(j) == rule):
             assert job["Partition"] == want["slurm_partition"], rule
-            assert job["TresPerJob"] == f"gres:gpu:{want['gpu_model']}:{want['gpu']}", rule
+            if "gres" in want:  # train: GPUs per node, on every node
+                assert job["TresPerNode"] == f"gres:{want['gres']}", rule
+            else:
+                assert job["TresPerJob"] == f"gres:gpu:{want['gpu_model']}:{want['gpu']}", rule
     for job in (j for j in jobs if _rule_of(j) not in gpu_rules(profile)):
         assert job["Partition"] == profile["default-resources"]["slurm_partition"], job["Comment"]
 
@@ -264,3 +274,63 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
     assert len(embeddings) == 2 * len(pd.read_parquet(results / "pairs.parquet"))
     assert len(pd.read_parquet(results / "baselines" / "random_init_embeddings.parquet")) > 0
     assert (run_dir / "figures" / "fig2_umap.png").read_bytes()[:4] == b"\x89PNG"
+
+    # -- the sbatch line of a 1-node and of a 2-node training job ----------------------------
+    one_node = _sbatch_calls(res.stderr, "train")
+    assert len(one_node) == 2, "the first training job and its retry"
+    for call in one_node:
+        _check_train_sbatch(call, train_res, nodes=1)
+    # Two nodes: same per-node request, nodes: 2 (profile) and train.num_nodes: 2 (config).
+    # The one-node test cluster cannot run it: SLURM accepts the plugin's sbatch line and
+    # keeps the job pending (PartitionConfig), and its record shows how it read the request.
+    two_nodes = tmp_path / "profile_2_nodes"
+    profile2 = derive_test_profile(two_nodes)
+    profile2["set-resources"]["train"]["nodes"] = 2
+    (two_nodes / "config.yaml").write_text(yaml.safe_dump(profile2, sort_keys=False))
+    config2 = workdir / "tiny_2_nodes.yaml"
+    config2.write_text(yaml.safe_dump(_tiny_config({**train_res, "nodes": 2})))
+    model = str((run_dir / "model.ckpt").relative_to(workdir))
+    args2 = ["--profile", str(two_nodes), "--configfile", str(config2), "--forcerun", "train", "--retries", "0"]
+    err = tmp_path / "two_nodes.err"
+    cmd2 = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args2, "--verbose", model]
+    with open(err, "w") as stream:
+        proc = subprocess.Popen(cmd2, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=stream)
+    pending: list[dict[str, str]] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not pending and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+            pending = [j for j in slurm_cluster.jobs() if _rule_of(j) == "train" and j["JobState"] == "PENDING"]
+    finally:
+        for job in pending:  # Snakemake then sees its job fail, and stops (no retries)
+            slurm_cluster.run("scancel", job["JobId"])
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert len(pending) == 1, err.read_text()[-4000:]
+    job = pending[0]
+    assert job["NumNodes"].split("-")[0] == "2" and job["NumTasks"] == str(2 * int(train_res["tasks_per_node"])), job
+    assert job["NtasksPerN:B:S:C"].split(":")[0] == str(train_res["tasks_per_node"]), job
+    assert job["TresPerNode"] == f"gres:{train_res['gres']}" and job.get("TresPerJob", "(null)") == "(null)", job
+    assert job["Reason"] == "PartitionConfig", job  # the one node of the test cluster is not two
+    two_node = _sbatch_calls(err.read_text(), "train")
+    assert len(two_node) == 1, err.read_text()[-4000:]
+    _check_train_sbatch(two_node[0], train_res, nodes=2)
+
+
+def _sbatch_calls(log: str, rule: str) -> list[str]:
+    """The sbatch command lines the plugin logged (``--verbose``) for ``rule``'s jobs."""
+    return [c for c in re.findall(r"sbatch call: (sbatch .*)", log) if f"rule_{rule}" in c]
+
+
+def _check_train_sbatch(call: str, train_res: dict, nodes: int) -> None:
+    """GPUs per node (--gres), one task per GPU on each node, on ``nodes`` nodes; no per-job
+    GPU count (--gpus), which multi-node training would have to share."""
+    flags = call.split()
+    per_node = gpus_per_node(train_res)
+    assert f"--nodes={nodes}" in flags, call
+    assert f"--gres={train_res['gres']}" in flags and per_node == int(train_res["tasks_per_node"]), call
+    assert f"--ntasks-per-node={per_node}" in flags, call
+    assert not [f for f in flags if f.startswith(("--gpus", "--ntasks="))], call

@@ -2,6 +2,7 @@
 
 from whatsreal.data.layout import pair_files, run_data_files
 from whatsreal.rule_settings import rule_settings
+from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
 SURVEYS = ["hsc", "legacysurvey"]
 MODES = ["spatial", "random"]
@@ -14,6 +15,41 @@ SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.ya
 # Every run's overlay applied and validated now, before any job: a typo inside
 # `runs.<run>` stops the workflow here, naming the run and the key.
 RUN_CONFIGS = {run: run_config(config, run, SCHEMA) for run in RUNS}
+
+
+# On a cluster these run where Snakemake runs, not as jobs: lens_catalog downloads from
+# VizieR (compute nodes often have no internet); `all` and `summary` only gather.
+localrules:
+    all,
+    lens_catalog,
+    summary,
+
+
+def profile_resources(rule):
+    """``rule``'s task-layout resources (whatsreal.train.layout.LAYOUT_RESOURCES) as the
+    profile (or --set-resources) sets them, as plain values.
+
+    Snakemake keeps a string resource as an expression it evaluates per job; these values
+    (numbers, ``gpu:h100:4``, ``'srun ...'``) need no job, so they are evaluated here. One
+    that needs a job (it reads ``input``, say) is left out: the job-time check still applies."""
+    values = {}
+    for name, res in (workflow.resource_settings.overwrite_resources or {}).get(rule, {}).items():
+        if name not in LAYOUT_RESOURCES:
+            continue
+        if hasattr(res, "is_evaluable"):
+            try:
+                if res.is_evaluable():
+                    res = res.evaluate(rulename=rule, wildcards={}, input=[], attempt=1, threads=None, async_run=None)
+                res = res.value
+            except Exception:
+                continue
+        values[name] = res
+    return values
+
+
+# A SLURM profile whose task layout for `train` does not fit train.devices/num_nodes stops
+# the workflow here, naming the keys, not after a wait in the GPU queue.
+check_train_layout(profile_resources("train"), {run: c["train"] for run, c in RUN_CONFIGS.items()})
 
 
 def settings(rule):

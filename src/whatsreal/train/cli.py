@@ -92,11 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     from whatsreal.config import run_config, validate_config
     from whatsreal.train.interrupt import EXIT_INTERRUPTED, TrainingInterrupted
     from whatsreal.train.run import train
+    from whatsreal.train.trace import record_writes, trace_file
 
+    trace = trace_file(rank)
+    if trace is not None:  # opt-in diagnostics (WHATSREAL_TRAIN_TRACE), for DDP tests
+        record_writes(trace, args.run_dir)
     try:
         # Validation first fills the schema's defaults, `runs` included, for a file that omits them.
         config = run_config(validate_config(_read_config(args), args.schema), args.run, args.schema)
-        train(config, args.data_dir, args.run_dir, args.model)
+        train(config, args.data_dir, args.run_dir, args.model, trace=trace)
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         return EXIT_INTERRUPTED

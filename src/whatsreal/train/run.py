@@ -32,6 +32,7 @@ from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
 from whatsreal.train.interrupt import SignalCheckpoint
 from whatsreal.train.module import FlowMatchingModule
+from whatsreal.train.trace import RankTrace
 
 __all__ = [
     "TrainingSetupError",
@@ -97,8 +98,8 @@ def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
         raise TrainingSetupError(
             f"srun started {ntasks} task(s) on {nodes} node(s), but train.devices is {devices} per node and "
             f"train.num_nodes is {tcfg['num_nodes']}: Lightning needs one task per device. Make the SLURM "
-            "profile's rule `train` ask for tasks_per_node = gpu = train.devices and nodes = train.num_nodes "
-            "(profiles/slurm/config.yaml)"
+            "profile's rule `train` ask for tasks_per_node = GPUs per node (gres) = train.devices and "
+            "nodes = train.num_nodes (profiles/slurm/config.yaml)"
         )
 
 
@@ -162,9 +163,14 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
     return None
 
 
-def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path) -> Path:
+def train(
+    config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path, trace: Path | None = None
+) -> Path:
     """Train the run whose validated config (its overlay applied) is ``config``, or resume an
-    interrupted training of the same settings and data; write ``model_out`` at the end."""
+    interrupted training of the same settings and data; write ``model_out`` at the end.
+
+    ``trace``: a JSON-lines file where this process records its batches' sample indices and
+    final weights (whatsreal.train.trace; off by default)."""
     run_dir = Path(run_dir)
     tcfg = config["train"]
     accel, devices, precision = resolve_hardware(tcfg)
@@ -215,7 +221,7 @@ def train(config: dict, data_dir: str | Path, run_dir: str | Path, model_out: st
         val_check_interval=tcfg["val_every_steps"],
         check_val_every_n_epoch=None,
         logger=loggers,
-        callbacks=[checkpoints, SignalCheckpoint(last)],
+        callbacks=[checkpoints, SignalCheckpoint(last), *([RankTrace(trace)] if trace is not None else [])],
         plugins=plugins,
         enable_progress_bar=tcfg["progress_bar"],
         log_every_n_steps=tcfg["log_every_steps"],

@@ -1,0 +1,57 @@
+"""Reading and checking the per-rank traces of a DDP training (whatsreal.train.trace).
+
+Shared by tests/test_ddp.py (two processes started as srun would start them) and
+tests/slurm/ (the same under a real ``srun``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from whatsreal.train.run import load_model
+from whatsreal.train.trace import parameter_digest
+
+__all__ = ["check_ddp_trace", "read_traces"]
+
+
+def read_traces(directory: Path) -> dict[int, list[dict]]:
+    """rank -> its records, from ``rank<R>.jsonl``."""
+    return {
+        int(path.stem.removeprefix("rank")): [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted(directory.glob("rank*.jsonl"))
+    }
+
+
+def check_ddp_trace(traces: dict[int, list[dict]], world: int, model: Path, first_step: int, last_step: int) -> None:
+    """What one DDP launch of ``world`` ranks must show, from ``first_step`` (0, or the step it
+    resumed at) to ``last_step`` (train.max_steps):
+
+    - every rank trained every step, each on other samples than every other rank;
+    - every rank ended with the same weights (gradients were averaged: the data differed),
+      and they are the weights in ``model``, which rank 0 wrote;
+    - rank 0 wrote the run's files (checkpoints, metrics.csv, model.ckpt); no other rank
+      wrote anything under the run directory.
+    """
+    assert sorted(traces) == list(range(world)), f"a trace per rank expected, got ranks {sorted(traces)}"
+    batches = {r: {rec["step"]: rec["pairs"] for rec in recs if rec["event"] == "batch"} for r, recs in traces.items()}
+    for rank, steps in batches.items():
+        assert sorted(steps) == list(range(first_step, last_step)), f"rank {rank} trained steps {sorted(steps)}"
+    for step in range(first_step, last_step):
+        seen = [set(batches[r][step]) for r in range(world)]
+        for r in range(1, world):
+            # DistributedSampler: disjoint shards of one shuffled order (padding aside, at the
+            # end of an epoch, which these short runs do not reach).
+            assert not seen[0] & seen[r], f"ranks 0 and {r} trained on the same pairs at step {step}"
+
+    ends = {r: next(rec for rec in recs if rec["event"] == "end") for r, recs in traces.items()}
+    for rank, end in ends.items():
+        assert (end["global_rank"], end["world_size"], end["step"]) == (rank, world, last_step), end
+    digests = {end["weights"] for end in ends.values()}
+    assert len(digests) == 1, "ranks ended with different weights: gradients were not synchronised"
+    module, _ = load_model(model)
+    assert parameter_digest(module) == digests.pop(), f"{model} does not hold the weights the ranks ended with"
+
+    writes = {r: {p for rec in recs if rec["event"] == "write" for p in rec["paths"]} for r, recs in traces.items()}
+    for rank in range(1, world):
+        assert not writes[rank], f"rank {rank} wrote under the run directory: {sorted(writes[rank])}"
+    assert {"metrics.csv", "model.ckpt", "checkpoints/last.ckpt"} <= writes[0], sorted(writes[0])
