@@ -55,6 +55,7 @@ ALL_JOBS = {
     "zero_shot": 1,
     "noise_model": 1,
     "ablation": 1,
+    "rule_times": 1,
     "summary": 1,
     "effective_config": 1,
     "all": 1,
@@ -77,6 +78,7 @@ RN_MODEL_DOWNSTREAM = {
     "conditioning_gain": 1,
     "truth_metrics": 1,
     "ablation": 1,
+    "rule_times": 1,  # the reruns' benchmark TSVs are rewritten
     "summary": 1,
     "all": 1,
 }
@@ -125,12 +127,20 @@ RERUNS = [
     ),
     pytest.param(
         {"experiments": {"retrieval": {"k": 3}}},
-        {"retrieval": 2, "umap": 2, "summary": 1, **CONFIG_RECORD},
+        {"retrieval": 2, "umap": 2, "rule_times": 1, "summary": 1, **CONFIG_RECORD},
         id="experiments.retrieval.k",
     ),
     pytest.param(
         {"experiments": {"probes": {"epochs": 3}}},
-        {"probes": 2, "cross_predict": 1, "ablation": 1, "truth_metrics": 2, "summary": 1, **CONFIG_RECORD},
+        {
+            "probes": 2,
+            "cross_predict": 1,
+            "ablation": 1,
+            "truth_metrics": 2,
+            "rule_times": 1,
+            "summary": 1,
+            **CONFIG_RECORD,
+        },
         id="experiments.probes.epochs",
     ),
 ]

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from whatsreal.rule_times import read_rule_times
+
 from .conftest import REPO, SNAKEMAKE
 from .conftest import run_snakemake as _snakemake
 
@@ -132,6 +134,17 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
     assert list((main / "fits").glob("counterfactuals_*.fits"))
     summary = (out / "summary.md").read_text()
     assert "Table 5 probes" in summary and "counterfactual MSE" in summary
+    # Every benchmark TSV the heavy jobs wrote is collected, each job measured.
+    times = read_rule_times(out / "rule_times.csv")
+    written = sorted(str(p.relative_to(tmp_path)) for p in (out / "benchmarks").glob("*.tsv"))
+    assert sorted(times["benchmark"]) == written
+    assert {"simulate", "preprocess", "train", "embed", "posterior_samples", "probes", "noise_model"} <= set(
+        times["rule"]
+    )
+    assert len(times.query("rule == 'train'")) == 2 and len(times.query("rule == 'posterior_samples'")) == 2
+    assert times["seconds"].notna().all() and (times["seconds"] > 0).all()
+    assert times["seconds"].is_monotonic_decreasing
+    assert "## Rule times (Snakemake benchmarks)" in summary and "| train | 2 |" in summary
     # Rerunning one figure reuses the checkpoint and samples: nothing is retrained or re-sampled.
     fig6 = main / "figures" / "fig6_counterfactuals.png"
     fig6.unlink()

@@ -71,6 +71,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "truth_metrics": (),
     "conditioning_gain": ("experiments.conditioning_gain", "experiments.bootstrap"),
     "summary": ("experiments.ablation", "experiments.bootstrap", "dataset", "runs"),
+    "rule_times": (),
     "effective_config": (WHOLE_CONFIG,),
 }
 """Rule name -> the dotted config prefixes its result depends on. ``neighbours`` has one

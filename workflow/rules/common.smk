@@ -232,3 +232,65 @@ def summary_inputs(wildcards):
                 f"{d}/neighbour_probe.csv",
             ]
     return inputs
+
+
+# Benchmarks (whatsreal.rule_times): every heavy rule writes Snakemake's benchmark TSV,
+# collected by the rule_times rule into rule_times.csv and summary.md.
+
+
+BENCHMARK_WILDCARDS = {
+    "simulate": (),
+    "preprocess": ("survey",),
+    "random_init_embeddings": (),
+    "cross_predict": (),
+    "train": ("run",),
+    "embed": ("run",),
+    "umap": ("run",),
+    "outliers": ("run",),
+    "probes": ("run",),
+    "conditioning_gain": ("run",),
+    "ablation": ("run",),
+    "posterior_samples": ("run", "direction"),
+    "counterfactuals": ("run",),
+    "truth_counterfactuals": ("run",),
+    "spatial_structure": ("run",),
+    "calibration": ("run",),
+    "zero_shot": ("run",),
+    "noise_model": ("run",),
+}
+"""The benchmarked rules and the wildcards naming their jobs (and their TSV files)."""
+
+
+def benchmark_file(rule):
+    """``rule``'s benchmark TSV pattern, ``benchmarks/<rule>[_{<wildcard>}...].tsv``, as the
+    rule's ``benchmark:`` and rule_times' inputs name it."""
+    return f"{RESULTS}/benchmarks/{rule}" + "".join(f"_{{{w}}}" for w in BENCHMARK_WILDCARDS[rule]) + ".tsv"
+
+
+def benchmark_jobs():
+    """(rule, wildcard values) of every benchmarked job `all` builds for this config: the
+    same jobs as all_targets(), so each TSV is declared as rule_times' input."""
+    jobs = [("simulate", {})] if SOURCE == "synthetic" else []
+    jobs += [("preprocess", {"survey": s}) for s in SURVEYS]
+    jobs += [("random_init_embeddings", {}), ("cross_predict", {})]
+    ablation = config["experiments"]["ablation"]
+    for run in RUNS:
+        jobs += [
+            (rule, {"run": run}) for rule in ("train", "embed", "umap", "outliers", "probes", "conditioning_gain")
+        ]
+        if run == ablation["ablated"] and ablation["reference"] in RUNS:
+            jobs.append(("ablation", {"run": run}))
+        if run in generative_runs():
+            jobs += [("posterior_samples", {"run": run, "direction": d}) for d in SURVEYS]
+            jobs += [
+                (rule, {"run": run})
+                for rule in ("counterfactuals", "spatial_structure", "calibration", "zero_shot", "noise_model")
+            ]
+            if SOURCE == "synthetic":
+                jobs.append(("truth_counterfactuals", {"run": run}))
+    return jobs
+
+
+def benchmark_inputs(wildcards):
+    """The TSV of every job of benchmark_jobs(), in its order."""
+    return [benchmark_file(rule).format(**wc) for rule, wc in benchmark_jobs()]

@@ -9,6 +9,8 @@ rule simulate:
         truth=f"{RESULTS}/raw/truth.parquet",
     log:
         f"{RESULTS}/logs/simulate.log",
+    benchmark:
+        benchmark_file("simulate")
     threads: 8
     resources:
         mem_mb=4000,
@@ -140,6 +142,8 @@ rule preprocess:
         meta=f"{RESULTS}/meta_{{survey}}.parquet",
     log:
         f"{RESULTS}/logs/preprocess_{{survey}}.log",
+    benchmark:
+        benchmark_file("preprocess")
     wildcard_constraints:
         survey="hsc|legacysurvey",
     threads: 4

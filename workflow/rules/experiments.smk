@@ -20,6 +20,8 @@ rule random_init_embeddings:
         f"{RESULTS}/baselines/random_init_embeddings.parquet",
     log:
         f"{RESULTS}/logs/random_init_embeddings.log",
+    benchmark:
+        benchmark_file("random_init_embeddings")
     params:
         data_dir=lambda wildcards, input: str(Path(input[0]).parent),
         settings=settings("random_init_embeddings"),
@@ -42,6 +44,8 @@ rule cross_predict:
         alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
     log:
         f"{RESULTS}/logs/cross_predict.log",
+    benchmark:
+        benchmark_file("cross_predict")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         settings=settings("cross_predict"),
@@ -66,6 +70,8 @@ rule umap:
         ),
     log:
         f"{RESULTS}/logs/umap_{{run}}.log",
+    benchmark:
+        benchmark_file("umap")
     threads: 2
     params:
         settings=settings("umap"),
@@ -94,6 +100,8 @@ rule outliers:
         truth=f"{RUN_DIR}/tables/truth_outliers.csv",
     log:
         f"{RESULTS}/logs/outliers_{{run}}.log",
+    benchmark:
+        benchmark_file("outliers")
     threads: 2
     params:
         settings=settings("outliers"),
@@ -138,6 +146,8 @@ rule probes:
         alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
     log:
         f"{RESULTS}/logs/probes_{{run}}.log",
+    benchmark:
+        benchmark_file("probes")
     threads: 2
     params:
         settings=settings("probes"),
@@ -178,6 +188,8 @@ rule ablation:
         alternative=f"{RUN_DIR}/tables/ablation_neighbours_alternative.csv",
     log:
         f"{RESULTS}/logs/ablation_{{run}}.log",
+    benchmark:
+        benchmark_file("ablation")
     params:
         surveys=SURVEYS,
         settings=settings("ablation"),
@@ -224,6 +236,8 @@ rule posterior_samples:
         f"{RUN_DIR}/samples/posterior_{{direction}}.npz",
     log:
         f"{RESULTS}/logs/posterior_samples_{{run}}_{{direction}}.log",
+    benchmark:
+        benchmark_file("posterior_samples")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         settings=settings("posterior_samples"),
@@ -251,6 +265,8 @@ rule counterfactuals:
         fits=expand(f"{RUN_DIR}/fits/counterfactuals_{{direction}}.fits", direction=DIRECTIONS, allow_missing=True),
     log:
         f"{RESULTS}/logs/counterfactuals_{{run}}.log",
+    benchmark:
+        benchmark_file("counterfactuals")
     params:
         settings=settings("counterfactuals"),
     conda:
@@ -270,6 +286,8 @@ rule truth_counterfactuals:
         f"{RUN_DIR}/tables/truth_counterfactuals.csv",
     log:
         f"{RESULTS}/logs/truth_counterfactuals_{{run}}.log",
+    benchmark:
+        benchmark_file("truth_counterfactuals")
     threads: 2
     params:
         settings=settings("truth_counterfactuals"),
@@ -296,6 +314,8 @@ rule zero_shot:
         table=f"{RUN_DIR}/tables/zero_shot.csv",
     log:
         f"{RESULTS}/logs/zero_shot_{{run}}.log",
+    benchmark:
+        benchmark_file("zero_shot")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         settings=settings("zero_shot"),
@@ -328,6 +348,8 @@ rule noise_model:
         slopes=f"{RUN_DIR}/tables/noise_model_slopes.csv",
     log:
         f"{RESULTS}/logs/noise_model_{{run}}.log",
+    benchmark:
+        benchmark_file("noise_model")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         surveys=SURVEYS,
@@ -352,6 +374,8 @@ rule spatial_structure:
         table=f"{RUN_DIR}/tables/spatial_structure.csv",
     log:
         f"{RESULTS}/logs/spatial_structure_{{run}}.log",
+    benchmark:
+        benchmark_file("spatial_structure")
     params:
         settings=settings("spatial_structure"),
     conda:
@@ -373,6 +397,8 @@ rule calibration:
         table=f"{RUN_DIR}/tables/calibration.csv",
     log:
         f"{RESULTS}/logs/calibration_{{run}}.log",
+    benchmark:
+        benchmark_file("calibration")
     params:
         settings=settings("calibration"),
     conda:
@@ -418,6 +444,8 @@ rule conditioning_gain:
         table=f"{RUN_DIR}/tables/conditioning_gain.csv",
     log:
         f"{RESULTS}/logs/conditioning_gain_{{run}}.log",
+    benchmark:
+        benchmark_file("conditioning_gain")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         settings=settings("conditioning_gain"),

@@ -2,9 +2,38 @@
 # report opens with; the report itself is `snakemake --report` (see README).
 
 
+# Wall time and memory of every heavy job (their `benchmark:` TSVs) in one table; it only
+# gathers, so it runs where Snakemake runs.
+localrules:
+    rule_times,
+
+
+rule rule_times:
+    input:
+        benchmark_inputs,
+    output:
+        report(
+            f"{RESULTS}/rule_times.csv",
+            caption="../report/rule_times.rst",
+            category="0 Summary",
+        ),
+    log:
+        f"{RESULTS}/logs/rule_times.log",
+    params:
+        # (rule, wildcard values) of each input, in order; derived (it takes `input`), so it
+        # is no rerun trigger of its own: the job list changes only with the inputs.
+        jobs=lambda wildcards, input: benchmark_jobs(),
+        settings=settings("rule_times"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/rule_times.py"
+
+
 rule summary:
     input:
-        summary_inputs,
+        tables=summary_inputs,
+        rule_times=rules.rule_times.output[0],
     output:
         report(
             f"{RESULTS}/summary.md",

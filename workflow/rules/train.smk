@@ -17,6 +17,8 @@ rule train:
         metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
     log:
         f"{RESULTS}/logs/train_{{run}}.log",
+    benchmark:
+        benchmark_file("train")
     params:
         # `python`: the interpreter running Snakemake, whose environment has whatsreal even
         # when not activated; under --sdm conda/apptainer/env-modules, that environment's.
@@ -52,6 +54,8 @@ rule embed:
         f"{RESULTS}/runs/{{run}}/embeddings.parquet",
     log:
         f"{RESULTS}/logs/embed_{{run}}.log",
+    benchmark:
+        benchmark_file("embed")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
         settings=run_settings("embed"),

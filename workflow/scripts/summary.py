@@ -7,5 +7,7 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.experiments.summary import write_summary
+from whatsreal.rule_times import read_rule_times, rule_times_section
 
-write_summary(sm.config, sm.params.results, sm.params.runs, sm.output[0])
+rule_times = {"Rule times (Snakemake benchmarks)": rule_times_section(read_rule_times(sm.input.rule_times))}
+write_summary(sm.config, sm.params.results, sm.params.runs, sm.output[0], extra_sections=rule_times)
