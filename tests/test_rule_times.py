@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,14 +12,20 @@ import pandas as pd
 import pytest
 
 from whatsreal.rule_times import (
+    BENCHMARKED_RULES,
     COLUMNS,
     BenchmarkJob,
+    benchmark_stem,
     collect_rule_times,
+    keep_unmeasured,
+    main,
     read_benchmark,
     read_rule_times,
     rule_times_section,
     write_rule_times,
 )
+
+from .conftest import REPO
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -145,3 +152,48 @@ def test_reads_what_the_installed_snakemake_writes(tmp_path):
     assert row["repeats"] == 2
     assert 0 < row["seconds"] < 60
     assert row["max_rss_mb"] > 1  # a Python process: megabytes, measured by Snakemake's psutil sampler
+
+
+def test_every_benchmarked_rule_is_listed_and_named_like_its_log():
+    """The workflow's `benchmark:` rules are exactly BENCHMARKED_RULES, each TSV named as its log."""
+    found = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+            m = re.match(r"\s*rule (\w+):", block)
+            if m and "benchmark:" in block:
+                found[m.group(1)] = block
+    assert set(found) == set(BENCHMARKED_RULES)
+    for rule, block in found.items():
+        assert f'benchmark_file("{rule}")' in block, rule
+        log = re.search(r"log:\n\s+f\"\{RESULTS\}/logs/(\S+)\.log\"", block)
+        assert log, rule
+        wildcards = {w: w for w in BENCHMARKED_RULES[rule]}
+        assert log.group(1).replace("{{", "").replace("}}", "") == benchmark_stem(rule, wildcards), rule
+    with pytest.raises(KeyError, match="BENCHMARKED_RULES"):
+        benchmark_stem("retrieval", {"run": "main"})
+
+
+def test_keep_unmeasured_creates_empty_tsvs_for_logged_jobs_only(tmp_path, capsys):
+    results = tmp_path / "results" / "sim"
+    logs = results / "logs"
+    logs.mkdir(parents=True)
+    for name in (
+        "train_main",
+        "posterior_samples_main_hsc",
+        "simulate",
+        "retrieval_main",
+        "truth_counterfactuals_main",
+    ):
+        (logs / f"{name}.log").write_text("ran\n")
+    (logs / "train_main.log.1").write_text("an older attempt\n")
+    (results / "benchmarks").mkdir()
+    measured = _tsv(results / "benchmarks" / "simulate.tsv", (30.0, 500.0, 90.0, 27.0))
+    main(["keep-unmeasured", str(results)])
+    created = sorted(p.name for p in (results / "benchmarks").glob("*.tsv") if p.stat().st_size == 0)
+    assert created == ["posterior_samples_main_hsc.tsv", "train_main.tsv", "truth_counterfactuals_main.tsv"]
+    assert read_benchmark(measured)["seconds"] == pytest.approx(30.0), "a measured TSV is left alone"
+    assert "3 empty benchmark files created" in capsys.readouterr().err
+    assert keep_unmeasured(results) == [], "a second call creates nothing"
+    with pytest.raises(SystemExit):
+        main(["keep-unmeasured", str(tmp_path / "nowhere")])
+    assert "no logs directory" in capsys.readouterr().err

@@ -19,6 +19,7 @@ read as "not measured": that is how results built before the benchmarks existed 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,12 @@ import pandas as pd
 from whatsreal.io import atomic_path
 
 __all__ = [
+    "BENCHMARKED_RULES",
     "COLUMNS",
     "BenchmarkJob",
+    "benchmark_stem",
     "collect_rule_times",
+    "keep_unmeasured",
     "read_benchmark",
     "read_rule_times",
     "rule_times_section",
@@ -50,6 +54,30 @@ MEASURES: dict[str, str] = {
 COLUMNS: tuple[str, ...] = ("rule", "job", "repeats", *MEASURES.values(), "benchmark")
 """Columns of rule_times.csv, in order."""
 
+BENCHMARKED_RULES: dict[str, tuple[str, ...]] = {
+    "simulate": (),
+    "preprocess": ("survey",),
+    "random_init_embeddings": (),
+    "cross_predict": (),
+    "train": ("run",),
+    "embed": ("run",),
+    "umap": ("run",),
+    "outliers": ("run",),
+    "probes": ("run",),
+    "conditioning_gain": ("run",),
+    "ablation": ("run",),
+    "posterior_samples": ("run", "direction"),
+    "counterfactuals": ("run",),
+    "truth_counterfactuals": ("run",),
+    "spatial_structure": ("run",),
+    "calibration": ("run",),
+    "zero_shot": ("run",),
+    "noise_model": ("run",),
+}
+"""The rules with a ``benchmark:`` (each took 8 s or more in the demo, or grows with the data), and
+the wildcards naming their jobs, in file-name order: ``benchmarks/<rule>[_<value>...].tsv``, the
+same name as the job's log (``logs/<rule>[_<value>...].log``)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +93,38 @@ class BenchmarkJob:
     def label(self) -> str:
         """``run=main, direction=hsc``: the job among the rule's jobs (empty for a single-job rule)."""
         return ", ".join(f"{k}={v}" for k, v in self.wildcards.items())
+
+
+def benchmark_stem(rule: str, wildcards: Mapping[str, str]) -> str:
+    """``train_main``: the file name (without suffix) of a job's benchmark TSV, as of its log."""
+    if rule not in BENCHMARKED_RULES:
+        raise KeyError(f"rule '{rule}' has no benchmark: add it to whatsreal.rule_times.BENCHMARKED_RULES")
+    return "_".join([rule, *(str(wildcards[w]) for w in BENCHMARKED_RULES[rule])])
+
+
+def keep_unmeasured(results: str | Path) -> list[Path]:
+    """Create an empty benchmark TSV for every benchmarked job that has a log but no TSV.
+
+    Results built before the benchmarks existed lack the TSVs, and Snakemake would rerun
+    those jobs (training included) only to time them; an empty TSV stands for "ran, not
+    measured". The job's log (same name, ``logs/<stem>.log``) is the proof that it ran.
+    Returns the files created.
+    """
+    results = Path(results)
+    logs = results / "logs"
+    if not logs.is_dir():
+        raise FileNotFoundError(f"{logs}: no logs directory; is {results} a results/<dataset> directory?")
+    created = []
+    for log_file in sorted(logs.glob("*.log")):
+        stem = log_file.name.removesuffix(".log")
+        if not any(stem == rule or stem.startswith(f"{rule}_") for rule in BENCHMARKED_RULES):
+            continue
+        tsv = results / "benchmarks" / f"{stem}.tsv"
+        if not tsv.exists():
+            tsv.parent.mkdir(parents=True, exist_ok=True)
+            tsv.touch()
+            created.append(tsv)
+    return created
 
 
 def read_benchmark(path: str | Path) -> dict[str, float] | None:
@@ -183,3 +243,25 @@ def rule_times_section(table: pd.DataFrame) -> list[str]:
         for r in table.itertuples()
     ]
     return [*lines, ""]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m whatsreal.rule_times keep-unmeasured results/<dataset>``: see :func:`keep_unmeasured`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m whatsreal.rule_times", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    keep = sub.add_parser("keep-unmeasured", help="empty benchmark TSVs for jobs that ran before benchmarks existed")
+    keep.add_argument("results", help="a results/<dataset> directory")
+    args = parser.parse_args(argv)
+    try:
+        created = keep_unmeasured(args.results)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    for path in created:
+        print(path)
+    print(f"{len(created)} empty benchmark files created", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
