@@ -2,6 +2,7 @@
 
 from whatsreal.data.layout import pair_files, run_data_files
 from whatsreal.rule_settings import rule_settings
+from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem
 from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
 SURVEYS = ["hsc", "legacysurvey"]
@@ -238,33 +239,11 @@ def summary_inputs(wildcards):
 # collected by the rule_times rule into rule_times.csv and summary.md.
 
 
-BENCHMARK_WILDCARDS = {
-    "simulate": (),
-    "preprocess": ("survey",),
-    "random_init_embeddings": (),
-    "cross_predict": (),
-    "train": ("run",),
-    "embed": ("run",),
-    "umap": ("run",),
-    "outliers": ("run",),
-    "probes": ("run",),
-    "conditioning_gain": ("run",),
-    "ablation": ("run",),
-    "posterior_samples": ("run", "direction"),
-    "counterfactuals": ("run",),
-    "truth_counterfactuals": ("run",),
-    "spatial_structure": ("run",),
-    "calibration": ("run",),
-    "zero_shot": ("run",),
-    "noise_model": ("run",),
-}
-"""The benchmarked rules and the wildcards naming their jobs (and their TSV files)."""
-
-
 def benchmark_file(rule):
-    """``rule``'s benchmark TSV pattern, ``benchmarks/<rule>[_{<wildcard>}...].tsv``, as the
-    rule's ``benchmark:`` and rule_times' inputs name it."""
-    return f"{RESULTS}/benchmarks/{rule}" + "".join(f"_{{{w}}}" for w in BENCHMARK_WILDCARDS[rule]) + ".tsv"
+    """``rule``'s benchmark TSV pattern, ``benchmarks/<rule>[_{<wildcard>}...].tsv`` (named as its
+    log), for the rule's ``benchmark:``; the rules and their wildcards: BENCHMARKED_RULES."""
+    wildcards = {w: f"{{{w}}}" for w in BENCHMARKED_RULES[rule]}
+    return f"{RESULTS}/benchmarks/{benchmark_stem(rule, wildcards)}.tsv"
 
 
 def benchmark_jobs():
@@ -293,4 +272,4 @@ def benchmark_jobs():
 
 def benchmark_inputs(wildcards):
     """The TSV of every job of benchmark_jobs(), in its order."""
-    return [benchmark_file(rule).format(**wc) for rule, wc in benchmark_jobs()]
+    return [f"{RESULTS}/benchmarks/{benchmark_stem(rule, wc)}.tsv" for rule, wc in benchmark_jobs()]
