@@ -14,8 +14,8 @@ import yaml
 from .conftest import REPO, SNAKEMAKE
 from .conftest import run_snakemake as _snakemake
 
-VENV_BIN = ".venv/bin"
-"""Where the Makefile's commands come from (its VENV default)."""
+VENV = ".venv"
+"""The Makefile's VENV, named on the make command line so that a VENV in the environment changes nothing."""
 
 
 def dry_run_jobs(output: str) -> Counter[str]:
@@ -164,9 +164,9 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
 
 def _make_dry_run(target: str, program: str) -> list[list[str]]:
     """The ``program`` commands ``make TARGET`` would run (``make -n``), as argument lists."""
-    res = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(["make", "-n", f"VENV={VENV}", target], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    lines = [line for line in res.stdout.splitlines() if line.split(maxsplit=1)[:1] == [f"{VENV_BIN}/{program}"]]
+    lines = [line for line in res.stdout.splitlines() if line.split(maxsplit=1)[:1] == [f"{VENV}/bin/{program}"]]
     return [shlex.split(line.rstrip("\\")) for line in lines]  # a recipe's continued line ends in a backslash
 
 
