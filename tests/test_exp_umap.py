@@ -54,6 +54,7 @@ def test_metrics_separate_a_shared_space_from_a_survey_space():
     assert counterpart_in_knn(shuffled, 1) < 0.2
 
 
+@pytest.mark.slow  # UMAP's first call compiles with numba (9 s on the shared 2-core machine)
 def test_umap_runs_on_tiny_inputs_and_marks_pairs(tmp_path, monkeypatch):
     path = tmp_path / "embeddings.parquet"
     _embeddings(50).to_parquet(path)
