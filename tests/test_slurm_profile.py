@@ -194,6 +194,7 @@ def test_nothing_to_check_without_a_profile():
     check_train_layout({"mem_mb": 1000}, {"main": {"devices": 2, "num_nodes": 1}})
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_workflow_stops_at_start_when_profile_and_train_devices_disagree(tmp_path):
     """The check runs when the workflow starts, before any job, from the profile's values."""
     config = tmp_path / "two.yaml"
