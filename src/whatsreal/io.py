@@ -65,7 +65,7 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write ``df`` as CSV (without its index) atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, ".csv") as tmp:
         df.to_csv(tmp, index=False)
 
 

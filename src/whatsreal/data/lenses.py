@@ -65,7 +65,7 @@ def fetch_lens_catalog(vizier_id: str | None, local: str | Path | None, out: str
             raise LensCatalogError("aux.lens_catalog: set either 'vizier' (a VizieR catalogue id) or 'local'")
         df = _from_vizier(vizier_id, out)
         source = f"VizieR {vizier_id}"
-    write_csv(df, out, ".csv")
+    write_csv(df, out)
     log.info("lens catalogue: %d lenses from %s -> %s", len(df), source, out)
     return df
 

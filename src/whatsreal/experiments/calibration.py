@@ -86,6 +86,6 @@ def run_calibration(posterior: list[str | Path], figure: str | Path, table: str 
             s,
         )
     df = pd.DataFrame(rows)
-    write_csv(df, table, ".csv")
+    write_csv(df, table)
     plot_calibration(zs, df, figure)
     return df

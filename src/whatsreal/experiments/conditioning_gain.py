@@ -128,5 +128,5 @@ def run_conditioning_gain(
         log.info("gain %s %s: %.4f [%.4f, %.4f] over %d pairs", r.survey, r.half, r.gain, r.ci_lo, r.ci_hi, r.n_pairs)
     history = pd.read_csv(metrics)
     plot_conditioning_gain(history, df, figure)
-    write_csv(df, table, ".csv")
+    write_csv(df, table)
     return df

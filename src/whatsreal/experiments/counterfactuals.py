@@ -124,6 +124,6 @@ def run_counterfactuals(
         )
         write_fits(post, _fits_for(post["direction"], fits, i), cfg["sample"], bands)
     df = pd.DataFrame(rows, columns=list(MSE_COLUMNS))
-    write_csv(df, table, ".csv")
+    write_csv(df, table)
     plot_counterfactuals(posts, int(cfg["experiments"]["counterfactuals"]["n_show"]), bands, figure)
     return df

@@ -1053,8 +1053,8 @@ def run_noise_model(
     artifacts, art_rows = _artifact_removal(cfg, net, device, k, hsc, catalogs["hsc"], truth_df, galaxies, rng)
     rows += art_rows
     df = pd.DataFrame(rows, columns=list(NOISE_COLUMNS))
-    write_csv(df, table, ".csv")
+    write_csv(df, table)
     slope_df = pd.DataFrame(slope_rows, columns=list(SLOPE_COLUMNS))
-    write_csv(slope_df, slopes, ".csv")
+    write_csv(slope_df, slopes)
     plot_noise_model(traversals[0], scatter, artifacts, list(cfg["preprocess"]["bands"]), figure)
     return df

@@ -424,7 +424,7 @@ def run_outliers(
             patho_of[space] = labels["pathological"].to_numpy()[rows]
         frames.append(frame)
     result = pd.concat(frames, ignore_index=True)
-    write_csv(result, table, ".csv")
+    write_csv(result, table)
 
     truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
     write_truth_table(truth_rows, truth_table)

@@ -244,7 +244,7 @@ def run_retrieval(
         f"{base:.4f}" if n_lens else "n/a",
     )
     result = pd.DataFrame(rows, columns=list(RETRIEVAL_COLUMNS))
-    write_csv(result, table, ".csv")
+    write_csv(result, table)
 
     # Figure: one held-out HSC query in both spaces, and one lens query in physics space (HSC only).
     rng = np.random.default_rng(seed)

@@ -146,6 +146,6 @@ def run_spatial_structure(posterior: list[str | Path], figure: str | Path, table
                 float(np.median(ratio)),
                 float(np.median(ratio[hi])) if hi.any() else float("nan"),
             )
-    write_csv(df, table, ".csv")
+    write_csv(df, table)
     plot_spatial_structure(df, figure)
     return df

@@ -151,5 +151,5 @@ def run_truth_counterfactuals(
     else:
         log.info("no truth table (source %s): writing the header only", cfg["dataset"]["source"])
     df = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-    write_csv(df, out, ".csv")
+    write_csv(df, out)
     return df

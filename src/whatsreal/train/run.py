@@ -236,7 +236,7 @@ def train(
     trainer.save_checkpoint(staged)
     if trainer.global_rank == 0:
         merged = merge_metrics(run_dir / "logs")
-        write_csv(merged, run_dir / "metrics.csv", ".csv")
+        write_csv(merged, run_dir / "metrics.csv")
         staged.replace(model_out)
         with atomic_path(ckpt_dir / FINISHED, ".json") as tmp:
             Path(tmp).write_text(json.dumps({"step": int(trainer.global_step), "model": str(model_out)}))
