@@ -8,10 +8,10 @@ import pytest
 
 from whatsreal.experiments.baselines import (
     CROSS_PREDICT_COLUMNS,
-    r2_or_nan,
     run_cross_predict,
     run_random_init_embeddings,
 )
+from whatsreal.experiments.metrics import r2_or_nan
 from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.regressor import masked_smooth_l1, train_image_regressor
 from whatsreal.experiments.targets import build_targets

@@ -2,13 +2,14 @@
 
 from whatsreal.data.layout import pair_files, run_data_files
 from whatsreal.rule_settings import rule_settings
+from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
-SURVEYS = ["hsc", "legacysurvey"]
 MODES = ["spatial", "random"]
 DATASET = config["dataset"]["name"]
 SOURCE = config["dataset"]["source"]
 RESULTS = f"results/{DATASET}"
+RUN_DIR = f"{RESULTS}/runs/{{run}}"  # one trained run's model, embeddings, figures and tables
 PROVABGS = config["aux"]["provabgs"]["path"]  # MMU's PROVABGS directory, or None: no spectroscopic targets
 RUNS = list(config["runs"])
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -113,9 +114,9 @@ def data_targets():
     """The preprocessed dataset every model run reads."""
     return (
         [f"{RESULTS}/split.parquet"]
-        + expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS)
-        + expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEYS)
-        + expand(f"{RESULTS}/neighbours_{{survey}}_{{mode}}.npz", survey=SURVEYS, mode=MODES)
+        + expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER)
+        + expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEY_ORDER)
+        + expand(f"{RESULTS}/neighbours_{{survey}}_{{mode}}.npz", survey=SURVEY_ORDER, mode=MODES)
     )
 
 
@@ -127,7 +128,7 @@ def generative_runs():
 
 def experiment_targets(run):
     """Every figure and table of one run."""
-    d = f"{RESULTS}/runs/{run}"
+    d = RUN_DIR.format(run=run)
     targets = [
         f"{d}/figures/fig2_umap.png",
         f"{d}/figures/fig3_outliers.png",
@@ -158,7 +159,7 @@ def all_targets():
         targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
     targets += data_targets()
     targets += expand(f"{RESULTS}/triplets_{{mode}}.png", mode=MODES)
-    targets += expand(f"{RESULTS}/runs/{{run}}/embeddings.parquet", run=RUNS)
+    targets += expand(f"{RUN_DIR}/embeddings.parquet", run=RUNS)
     for run in RUNS:
         targets += experiment_targets(run)
     targets.append(f"{RESULTS}/summary.md")
@@ -172,7 +173,7 @@ def all_targets():
 
 
 def meta_files():
-    return expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEYS)
+    return expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEY_ORDER)
 
 
 def truth_file():
@@ -205,7 +206,7 @@ def truth_metric_inputs(wildcards):
 def summary_inputs(wildcards):
     inputs = []
     for run in RUNS:
-        d = f"{RESULTS}/runs/{run}/tables"
+        d = f"{RUN_DIR.format(run=run)}/tables"
         inputs += [
             f"{d}/table5_probes.csv",
             f"{d}/table5_probes_alternative.csv",
