@@ -1,5 +1,6 @@
 # Two commands for a newcomer: `make run` (the whole pipeline on config/config.yaml)
-# and `make test` (the test suite). Both create .venv and install the project first.
+# and `make test` (the test suite; `make test-fast` skips its slow tier). Both create
+# .venv and install the project first.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install check-config config run report test test-slurm lint bench clean
+.PHONY: install check-config config run report test test-fast test-slurm lint bench clean
 
 # torch/torchvision are pinned and installed first: these exact releases are
 # served locally on our machines, any other version downloads gigabytes.
@@ -41,8 +42,14 @@ report: check-config
 	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
 
+# Both tiers: everything, the Snakemake runs and trainings included (CI runs this).
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The quick loop while editing: every test not marked slow (no Snakemake subprocess, no
+# training beyond a few steps); it still imports every module of the package.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 # The SLURM profile on a real one-node SLURM cluster started on localhost (tests/slurm/).
 # Needs root: installs Debian's slurm and munge packages if missing. CI runs it.

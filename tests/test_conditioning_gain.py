@@ -141,6 +141,7 @@ def test_gain_table_interval_covers_the_mean():
     assert phys["ci_lo"] < 0 < phys["ci_hi"]
 
 
+@pytest.mark.slow  # trains the tiny model in-process (minutes on 2 shared cores)
 def test_training_logs_gains_and_the_rule_writes_table_and_figure(tiny_data, tmp_path):
     _, data = tiny_data
     cfg = run_config(tiny_model_config(), "main", SCHEMA)

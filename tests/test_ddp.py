@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -88,6 +89,7 @@ def _wait(procs: list[subprocess.Popen], timeout: float) -> list[int]:
                 p.wait()
 
 
+@pytest.mark.slow  # two training processes, a kill and a resume (~45 s)
 def test_two_cpu_ranks_train_as_one_ddp_group_and_resume_after_sigkill(tiny_data, tmp_path):
     _, data = tiny_data
     cfg = tiny_model_config(

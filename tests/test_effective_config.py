@@ -155,6 +155,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_snakefile_and_show_agree_key_by_key(case, tmp_path):
     """What the workflow wrote (its effective_config rule, run by Snakemake itself) equals

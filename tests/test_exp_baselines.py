@@ -8,10 +8,10 @@ import pytest
 
 from whatsreal.experiments.baselines import (
     CROSS_PREDICT_COLUMNS,
-    r2_or_nan,
     run_cross_predict,
     run_random_init_embeddings,
 )
+from whatsreal.experiments.metrics import r2_or_nan
 from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.regressor import masked_smooth_l1, train_image_regressor
 from whatsreal.experiments.targets import build_targets
@@ -27,6 +27,7 @@ def _cfg(**baselines) -> dict:
     return tiny_config(model=TINY_MODEL, experiments={"baselines": {**FAST_RESNET, **baselines}})
 
 
+@pytest.mark.slow  # trains a ResNet regressor (10-11 s on the shared 2-core machine)
 def test_regressor_learns_mean_brightness_from_images():
     """Planted image -> scalar signal: the target is each image's mean brightness; a second target is half missing."""
     rng = np.random.default_rng(0)
@@ -76,6 +77,7 @@ def test_random_init_embeddings_layout_and_determinism(tmp_path):
     assert not np.allclose(other[[f"phys_{i}" for i in range(n_feat)]].to_numpy(), feats)
 
 
+@pytest.mark.slow  # trains a ResNet regressor (10-11 s on the shared 2-core machine)
 def test_cross_predict_learns_a_shared_signal_and_names_table5_targets(tmp_path):
     """Legacy EBV is planted as the brightness of the HSC image: the HSC->Legacy net should recover it."""
     n = 200

@@ -129,6 +129,7 @@ def _plant(paths: dict, n: int, rng: np.random.Generator) -> tuple[dict, dict[st
     return neighbours, conditions
 
 
+@pytest.mark.slow  # trains the probes with bootstrap intervals (12 s on the shared 2-core machine)
 def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
     n = 1200
     rng = np.random.default_rng(1)

@@ -252,6 +252,7 @@ def test_artifact_in_crop_sees_each_signature_only_inside_the_crop(inside):
 # --------------------------------------------------------------------------- the experiment
 
 
+@pytest.mark.slow  # samples the tiny model for every condition set (13 s on the shared 2-core machine)
 def test_noise_model_runs_end_to_end(tiny_data, tiny_sky, checkpoint, tmp_path):
     _, data = tiny_data
     _, raw, _ = tiny_sky

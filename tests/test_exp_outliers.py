@@ -27,6 +27,7 @@ def _ocfg(**extra) -> dict:
     return tiny_config(experiments={"outliers": {**FAST, **extra}})["experiments"]["outliers"]
 
 
+@pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
 def test_flow_ranks_planted_outliers_first():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(505, 4)).astype(np.float32)
@@ -127,6 +128,7 @@ def _run(tmp_path, truth=True, baseline="random_init_embeddings.parquet"):
     )
 
 
+@pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
 def test_run_outliers_writes_contract_files_and_finds_planted_objects(tmp_path, monkeypatch):
     _write_inputs(tmp_path)
     sources = []
@@ -157,6 +159,7 @@ def test_run_outliers_writes_contract_files_and_finds_planted_objects(tmp_path, 
     assert sources and all(s == "raw 20px" for s in sources)  # the wide raw cutout, read from the shard
 
 
+@pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
 def test_real_data_without_truth_and_unreadable_shards(tmp_path, monkeypatch):
     _write_inputs(tmp_path, with_shard=False)
     seen = []
@@ -170,6 +173,7 @@ def test_real_data_without_truth_and_unreadable_shards(tmp_path, monkeypatch):
     assert seen and all(s == "preprocessed 12px" for s in seen)  # fell back to images_hsc.npy
 
 
+@pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
 def test_aion_baseline_is_named_and_aligned_by_object_id(tmp_path):
     _write_inputs(tmp_path)
     emb = pd.read_parquet(tmp_path / "embeddings.parquet")

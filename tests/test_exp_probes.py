@@ -281,6 +281,7 @@ def _probe_inputs(tmp_path: Path, n: int = 240) -> dict:
     return {"paths": paths, "embeddings": emb, "random_init": rnd, "cross_predict": cross, "images": images}
 
 
+@pytest.mark.slow  # trains the MLP probes of every target (17 s on the shared 2-core machine)
 def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
     inp = _probe_inputs(tmp_path)
     cfg = tiny_config(experiments={"probes": {**FAST, "test_fraction": 0.2}})

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whatsreal.experiments.retrieval import lens_pairs, neighbours_excluding, retrieval_metrics, run_retrieval
+from whatsreal.experiments.metrics import neighbours_excluding
+from whatsreal.experiments.retrieval import lens_pairs, retrieval_metrics, run_retrieval
 
 from .conftest import tiny_config
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whatsreal.experiments import umap_projection
+from whatsreal.experiments.embeddings import paired_latents
 from whatsreal.experiments.umap_projection import counterpart_in_knn, run_umap, survey_knn_accuracy
 from whatsreal.plots import latents
 
@@ -44,8 +44,8 @@ def _embeddings(n: int, seed: int = 0) -> pd.DataFrame:
 def test_metrics_separate_a_shared_space_from_a_survey_space():
     emb = _embeddings(60)
     pairs = np.arange(60)
-    phys = umap_projection.paired_latents(emb, "phys_", pairs, "x")
-    inst = umap_projection.paired_latents(emb, "inst_", pairs, "x")
+    phys = paired_latents(emb, "phys_", pairs, "x")
+    inst = paired_latents(emb, "inst_", pairs, "x")
     assert counterpart_in_knn(phys, 1) == 1.0  # the counterpart is the nearest other row
     assert survey_knn_accuracy(phys, 1) == 0.0  # ... which is always from the other survey
     assert survey_knn_accuracy(inst, 10) == 1.0
@@ -54,6 +54,7 @@ def test_metrics_separate_a_shared_space_from_a_survey_space():
     assert counterpart_in_knn(shuffled, 1) < 0.2
 
 
+@pytest.mark.slow  # UMAP's first call compiles with numba (9 s on the shared 2-core machine)
 def test_umap_runs_on_tiny_inputs_and_marks_pairs(tmp_path, monkeypatch):
     path = tmp_path / "embeddings.parquet"
     _embeddings(50).to_parquet(path)

@@ -29,6 +29,7 @@ def _posterior(path, pairs, hsc, legacy, samples) -> None:
     )
 
 
+@pytest.mark.slow  # trains the ResNet regressor (9 s on the shared 2-core machine)
 def test_zero_shot_scores_real_and_generated_hsc(tmp_path):
     n, size = 260, 16
     rng = np.random.default_rng(0)

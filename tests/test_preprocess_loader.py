@@ -158,3 +158,21 @@ def test_datamodule_with_worker_processes(tiny_data):
     assert len(set(seen)) == len(seen)
     loader = DataLoader(dm.val_set, batch_size=8, num_workers=2, collate_fn=passthrough_collate)
     assert sum(len(b["pair"]) for b in loader) == len(dm.val_set)
+
+
+def test_triplet_figure_shows_a_row_per_pair_and_anchor(tiny_data, tmp_path):
+    """The `triplet_figure` rule's figure: one row per validation pair and anchor survey, so a
+    figure of three pairs is three times as tall as one of a single pair; both graphs draw."""
+    from matplotlib.image import imread
+
+    from whatsreal.plots.triplets import plot_triplets
+
+    _, data = tiny_data
+    heights = {}
+    for mode, n in (("spatial", 1), ("random", 3)):
+        png = tmp_path / f"triplets_{mode}.png"
+        plot_triplets(data, png, mode=mode, n=n)
+        image = imread(png)
+        assert image[..., :3].std() > 0.05, f"{png.name} is blank"
+        heights[n] = image.shape[0]
+    assert 2.5 < heights[3] / heights[1] < 3.5, heights

@@ -3,7 +3,8 @@
 From one finished tiny run: a changed setting reruns exactly the jobs that read it and their
 downstream jobs; settings that change no result rerun nothing; rebuilding the random graph
 leaves the spatial run alone; a retrain never resumes a stale checkpoint; escaping names are
-refused before any job.
+refused before any job. All in the slow tier but the static check that every rule declares
+its settings.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from whatsreal.rule_settings import RULE_SETTINGS, rule_settings
 from whatsreal.train.run import FINISHED, resume_point, train
 
 from .conftest import REPO, run_snakemake, tiny_model_config
-
-pytestmark = pytest.mark.slow
 
 ALL_JOBS = {
     "simulate": 1,
@@ -163,6 +162,7 @@ def _planned_jobs(result) -> dict[str, int]:
     return jobs
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess on the finished tiny run
 @pytest.mark.parametrize(("overlay", "expected"), RERUNS)
 def test_one_changed_setting_reruns_exactly_what_reads_it(finished_tiny_run, tmp_path, overlay, expected):
     workdir, cfg, _ = finished_tiny_run
@@ -172,6 +172,7 @@ def test_one_changed_setting_reruns_exactly_what_reads_it(finished_tiny_run, tmp
     assert _planned_jobs(res) == expected
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess on the finished tiny run
 def test_rebuilding_the_random_graph_leaves_the_spatial_run_alone(finished_tiny_run, tmp_path):
     """New random graphs (other content, so Snakemake's input checksums differ too) retrain
     random_neighbours only; the files are restored afterwards for the other tests."""
@@ -198,6 +199,7 @@ def test_rebuilding_the_random_graph_leaves_the_spatial_run_alone(finished_tiny_
     assert after == {}, "restoring the graphs must leave the run up to date"
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess on the finished tiny run
 def test_forcerun_train_retrains_from_step_zero(finished_tiny_run, tmp_path):
     """`--forcerun train` after a finished training starts over; the old checkpoints are kept aside."""
     workdir, cfg, _ = finished_tiny_run
@@ -238,6 +240,7 @@ def _fingerprint(cfg: dict, data: Path) -> dict:
     return training_fingerprint(rule_settings(cfg, "train"), run_data_files(data, cfg["neighbours"]["mode"]))
 
 
+@pytest.mark.slow  # trains the tiny model (the trained_tiny fixture)
 def test_resume_only_an_interrupted_training_of_the_same_settings_and_data(trained_tiny, tmp_path, caplog):
     cfg, data, trained = trained_tiny
     run_dir = tmp_path / "run"
@@ -255,6 +258,7 @@ def test_resume_only_an_interrupted_training_of_the_same_settings_and_data(train
     assert len(list((run_dir / "stale").glob("*/checkpoints/last.ckpt"))) == 1
 
 
+@pytest.mark.slow  # trains the tiny model (the trained_tiny fixture)
 def test_a_regenerated_split_starts_training_over(trained_tiny, tmp_path, caplog):
     cfg, data, trained = trained_tiny
     run_dir = tmp_path / "run"
@@ -270,6 +274,7 @@ def test_a_regenerated_split_starts_training_over(trained_tiny, tmp_path, caplog
     assert "data file split.parquet changed" in caplog.text
 
 
+@pytest.mark.slow  # trains the tiny model (the trained_tiny fixture)
 def test_a_retrain_with_a_new_learning_rate_runs_from_step_zero(trained_tiny, tmp_path, caplog):
     """Through train(): an interrupted run restarted with another LR trains all its steps anew."""
     _, data, trained = trained_tiny
@@ -287,6 +292,7 @@ def test_a_retrain_with_a_new_learning_rate_runs_from_step_zero(trained_tiny, tm
     assert json.loads((run_dir / "checkpoints" / FINISHED).read_text())["step"] == 4
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 @pytest.mark.parametrize(
     "overlay",
     [

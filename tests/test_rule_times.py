@@ -17,8 +17,7 @@ from whatsreal.rule_times import (
     BenchmarkJob,
     benchmark_stem,
     collect_rule_times,
-    keep_unmeasured,
-    main,
+    ran_unmeasured,
     read_benchmark,
     read_rule_times,
     rule_times_section,
@@ -173,27 +172,16 @@ def test_every_benchmarked_rule_is_listed_and_named_like_its_log():
         benchmark_stem("retrieval", {"run": "main"})
 
 
-def test_keep_unmeasured_creates_empty_tsvs_for_logged_jobs_only(tmp_path, capsys):
+def test_jobs_that_ran_before_their_benchmark_are_not_collected(tmp_path):
+    """Upgrading old results must not rerun training to time it: a logged job without a TSV
+    is 'ran unmeasured'; a job never run, or one with its TSV, is collected."""
     results = tmp_path / "results" / "sim"
-    logs = results / "logs"
-    logs.mkdir(parents=True)
-    for name in (
-        "train_main",
-        "posterior_samples_main_hsc",
-        "simulate",
-        "retrieval_main",
-        "truth_counterfactuals_main",
-    ):
-        (logs / f"{name}.log").write_text("ran\n")
-    (logs / "train_main.log.1").write_text("an older attempt\n")
+    (results / "logs").mkdir(parents=True)
     (results / "benchmarks").mkdir()
-    measured = _tsv(results / "benchmarks" / "simulate.tsv", (30.0, 500.0, 90.0, 27.0))
-    main(["keep-unmeasured", str(results)])
-    created = sorted(p.name for p in (results / "benchmarks").glob("*.tsv") if p.stat().st_size == 0)
-    assert created == ["posterior_samples_main_hsc.tsv", "train_main.tsv", "truth_counterfactuals_main.tsv"]
-    assert read_benchmark(measured)["seconds"] == pytest.approx(30.0), "a measured TSV is left alone"
-    assert "3 empty benchmark files created" in capsys.readouterr().err
-    assert keep_unmeasured(results) == [], "a second call creates nothing"
-    with pytest.raises(SystemExit):
-        main(["keep-unmeasured", str(tmp_path / "nowhere")])
-    assert "no logs directory" in capsys.readouterr().err
+    (results / "logs" / "train_main.log").write_text("ran\n")
+    (results / "logs" / "simulate.log").write_text("ran\n")
+    _tsv(results / "benchmarks" / "simulate.tsv", (30.0, 500.0, 90.0, 27.0))
+    assert ran_unmeasured(results, "train", {"run": "main"})
+    assert not ran_unmeasured(results, "simulate", {})
+    assert not ran_unmeasured(results, "train", {"run": "random_neighbours"})
+    assert not ran_unmeasured(results, "posterior_samples", {"run": "main", "direction": "hsc"})

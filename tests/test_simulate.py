@@ -26,6 +26,7 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # simulates further skies (12-18 s on the shared 2-core machine)
 def test_same_config_gives_byte_identical_output_whatever_the_worker_count(tmp_path, tiny_sky):
     cfg, raw, _ = tiny_sky  # rendered with one process
     again = tmp_path / "again"
@@ -35,6 +36,7 @@ def test_same_config_gives_byte_identical_output_whatever_the_worker_count(tmp_p
     assert first == second
 
 
+@pytest.mark.slow  # simulates further skies (12-18 s on the shared 2-core machine)
 def test_a_different_seed_gives_a_different_sky(tmp_path, tiny_sky):
     _, raw, _ = tiny_sky
     cfg = tiny_config(simulation={"seed": 8})
@@ -88,6 +90,7 @@ def test_default_density_is_dense_enough(tiny_sky):
         assert sky.neighbour_fraction(np.zeros(6), np.zeros(6)) == 1.0
 
 
+@pytest.mark.slow  # simulates further skies (12-18 s on the shared 2-core machine)
 def test_failed_render_leaves_previous_output_untouched(tmp_path, tiny_sky, monkeypatch):
     cfg, _, _ = tiny_sky
     out = tmp_path / "raw"

@@ -56,6 +56,7 @@ def _dry_run_jobs(text: str) -> list[tuple[str, dict[str, str]]]:
     return jobs
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_dry_run_of_the_paper_dag_through_the_slurm_profile(tmp_path):
     config, _ = _paper_overlay(tmp_path)
     # As a user types it, from the repository root; -d keeps results/ out of the checkout.
@@ -92,6 +93,7 @@ def test_dry_run_of_the_paper_dag_through_the_slurm_profile(tmp_path):
     assert train["slurm_extra"] == "--signal=SIGUSR1@90"
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_profile_names_only_rules_of_the_workflow_and_sends_the_gpu_ones_to_gpus():
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO, capture_output=True, text=True, timeout=120
@@ -192,6 +194,7 @@ def test_nothing_to_check_without_a_profile():
     check_train_layout({"mem_mb": 1000}, {"main": {"devices": 2, "num_nodes": 1}})
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_workflow_stops_at_start_when_profile_and_train_devices_disagree(tmp_path):
     """The check runs when the workflow starts, before any job, from the profile's values."""
     config = tmp_path / "two.yaml"

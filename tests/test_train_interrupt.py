@@ -53,6 +53,7 @@ def _train_command(config_file, data, run_dir, log) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # trains the tiny model with `python -m whatsreal.train` in a subprocess
 def test_sigusr1_saves_last_ckpt_exits_75_and_the_rerun_resumes_at_that_step(tiny_data, tmp_path):
     _, data = tiny_data
     config_file = tmp_path / "config.yaml"
@@ -88,6 +89,7 @@ def test_sigusr1_saves_last_ckpt_exits_75_and_the_rerun_resumes_at_that_step(tin
     assert sorted(lr["step"]) == list(range(MAX_STEPS)), "every step once: before the signal, then after"
 
 
+@pytest.mark.slow  # trains the tiny model in-process
 def test_sigterm_in_process_stops_at_that_step_and_resume_matches(tiny_data, tmp_path, monkeypatch):
     """SIGTERM (the time limit itself, preemption): the same stop, even with Lightning's own
     SIGTERM handler, which would exit with status 0, installed around fit."""

@@ -22,6 +22,7 @@ def _metrics(run_dir):
     return m.dropna(subset=["lr"]).set_index("step")["lr"]
 
 
+@pytest.mark.slow  # trains the tiny model in-process
 def test_killed_training_resumes_at_the_same_step_with_the_same_lr(tiny_data, tmp_path, monkeypatch):
     _, data = tiny_data
     cfg = _cfg()
@@ -55,6 +56,7 @@ def test_killed_training_resumes_at_the_same_step_with_the_same_lr(tiny_data, tm
     assert saved["model"] == cfg["model"]
 
 
+@pytest.mark.slow  # trains the tiny model in-process
 def test_another_config_retrains_from_scratch_and_loading_refuses_it(tiny_data, tmp_path, caplog):
     """A job for the same run with another model config never continues the old checkpoint:
     it trains from step 0 (old checkpoints moved aside), and loading the new model with the
@@ -74,6 +76,7 @@ def test_another_config_retrains_from_scratch_and_loading_refuses_it(tiny_data, 
         load_model(run_dir / "model.ckpt", cfg)
 
 
+@pytest.mark.slow  # trains the tiny model in-process
 def test_truncated_checkpoint_is_set_aside_and_training_starts_over(tiny_data, tmp_path, caplog):
     _, data = tiny_data
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -86,6 +89,7 @@ def test_truncated_checkpoint_is_set_aside_and_training_starts_over(tiny_data, t
     assert (tmp_path / "run" / "model.ckpt").exists()
 
 
+@pytest.mark.slow  # trains the tiny model in-process
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     _, data = tiny_data
     cfg = _cfg(max_steps=8, checkpoint_every_steps=2)

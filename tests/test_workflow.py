@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import re
+import shlex
 import subprocess
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -14,26 +16,30 @@ from whatsreal.rule_times import read_rule_times
 from .conftest import REPO, SNAKEMAKE
 from .conftest import run_snakemake as _snakemake
 
+VENV = ".venv"
+"""The Makefile's VENV, named on the make command line so that a VENV in the environment changes nothing."""
 
+
+def dry_run_jobs(output: str) -> Counter[str]:
+    """How many jobs of each rule a dry run plans, from its ``rule NAME:`` / ``localrule NAME:``
+    job headers: exact rule names, where a substring test would also match paths
+    (``results/.../catalog_hsc.parquet`` contains "catalog") and the summary's rule lists."""
+    jobs = Counter(re.findall(r"^(?:local)?rule (\w+):$", output, flags=re.M))
+    assert jobs, "no job headers in the dry run's output:\n" + output[-3000:]
+    return jobs
+
+
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
     res = _snakemake(tmp_path, "-n", "--cores", "2", "all")
     assert res.returncode == 0, res.stderr
-    out = res.stdout + res.stderr
-    for rule in (
-        "simulate",
-        "sky_figure",
-        "catalog",
-        "crossmatch",
-        "split",
-        "preprocess",
-        "neighbours",
-        "train",
-        "embed",
-        "all",
-    ):
-        assert rule in out
+    jobs = dry_run_jobs(res.stdout + res.stderr)
+    assert {"simulate", "sky_figure", "crossmatch", "split", "train", "embed", "all"} <= set(jobs), jobs
+    assert jobs["catalog"] == jobs["preprocess"] == 2, jobs  # one per survey
+    assert jobs["neighbours"] >= 2, jobs
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
     """`all` on real-data sources: the catalogues come from the user's files, plus the lens catalogue."""
     _, raw, _ = tiny_sky
@@ -51,8 +57,8 @@ def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
     )
     res = _snakemake(tmp_path, "all", "-n", "--cores", "1", "--configfile", str(mmu))
     assert res.returncode == 0, res.stderr
-    out = res.stdout + res.stderr
-    assert "rule simulate" not in out and "catalog" in out and "lens_catalog" in out and "neighbours" in out
+    jobs = dry_run_jobs(res.stdout + res.stderr)
+    assert "simulate" not in jobs and {"catalog", "lens_catalog", "neighbours"} <= set(jobs), jobs
     shard = tmp_path / "xm"
     shard.mkdir()
     xm = tmp_path / "xm.yaml"
@@ -63,15 +69,17 @@ def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
     )
     res = _snakemake(tmp_path, "all", "-n", "--cores", "1", "--configfile", str(xm))
     assert res.returncode == 0, res.stderr
-    out = res.stdout + res.stderr
-    assert "crossmatched_catalogs" in out and "rule crossmatch:" not in out
+    jobs = dry_run_jobs(res.stdout + res.stderr)
+    assert "crossmatched_catalogs" in jobs and "crossmatch" not in jobs, jobs
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_lint_is_clean():
     res = subprocess.run([*SNAKEMAKE, "--lint", "--cores", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 @pytest.mark.parametrize(
     ("config", "named"),
     [
@@ -167,17 +175,27 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
     assert png.exists()
 
 
-def test_makefile_exposes_the_readme_commands():
-    res = subprocess.run(["make", "-n", "run", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+def _make_dry_run(target: str, program: str) -> list[list[str]]:
+    """The ``program`` commands ``make TARGET`` would run (``make -n``), as argument lists."""
+    res = subprocess.run(["make", "-n", f"VENV={VENV}", target], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "snakemake all --cores" in res.stdout and "pytest" in res.stdout
+    lines = [line for line in res.stdout.splitlines() if line.split(maxsplit=1)[:1] == [f"{VENV}/bin/{program}"]]
+    return [shlex.split(line.rstrip("\\")) for line in lines]  # a recipe's continued line ends in a backslash
+
+
+def test_makefile_exposes_the_readme_commands():
+    assert any(cmd[1:3] == ["all", "--cores"] for cmd in _make_dry_run("run", "snakemake"))
+    # `make test` runs both tiers, `make test-fast` deselects exactly the slow one.
+    pytest_runs = {t: _make_dry_run(t, "pytest") for t in ("test", "test-fast")}
+    assert len(pytest_runs["test"]) == 1 and "-m" not in pytest_runs["test"][0], pytest_runs
+    assert len(pytest_runs["test-fast"]) == 1 and pytest_runs["test-fast"][0][1:] == ["-m", "not slow"], pytest_runs
     readme = (REPO / "README.md").read_text()
-    assert "make run" in readme and "make test" in readme
+    assert all(f"make {t}" in readme for t in ("run", "test", "test-fast"))
     ci = (REPO / ".ci" / "run").read_text()
-    assert "make test" in ci
-    assert shutil.which("make")
+    assert re.search(r"^make test$", ci, flags=re.M), "CI runs the whole suite, both tiers"
 
 
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_a_failing_step_leaves_its_traceback_in_its_log(tmp_path):
     """A data step that fails on bad input: its log (the file Snakemake points at) holds the
     traceback and the error naming the file, not just stderr."""

@@ -1,9 +1,14 @@
-"""Atomic file writes: every output appears complete under its final name, or not at all.
+"""Atomic file writes, and checked table reads.
 
-Each writer produces a temporary sibling (same directory, so the final rename is
-atomic on POSIX filesystems) and renames it over the target only after the
-write succeeded. An interrupted or failed step therefore never leaves a
-half-written file that a later step could mistake for a result.
+Every output appears complete under its final name, or not at all: each writer
+produces a temporary sibling (same directory, so the final rename is atomic on
+POSIX filesystems) and renames it over the target only after the write
+succeeded. An interrupted or failed step therefore never leaves a half-written
+file that a later step could mistake for a result.
+
+Every table a stage reads is checked for the columns it needs on the way in, so
+a wrong or stale file fails with its name and the missing columns rather than
+with a KeyError deep inside the computation.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "write_npz", "write_parquet"]
+__all__ = ["atomic_path", "read_table", "write_csv", "write_npz", "write_parquet"]
 
 
 @contextlib.contextmanager
@@ -56,3 +61,22 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """``np.savez`` atomically."""
     with atomic_path(path, ".npz") as tmp:
         np.savez(tmp, **arrays)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` as CSV (without its index) atomically."""
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV (``.csv``) or parquet file (anything else) holding ``columns``, or an error
+    naming the file and what is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df

@@ -11,15 +11,14 @@ A benchmark TSV, as Snakemake 9 writes it: a header line and one row per repetit
 unless the rule asked for ``repeat()``), tab-separated, with ``s`` (wall seconds),
 ``h:m:s``, ``max_rss``/``max_vms``/``max_uss``/``max_pss`` (MB), ``io_in``/``io_out`` (MB),
 ``mean_load`` (CPU %) and ``cpu_time`` (s); ``--benchmark-extended`` appends job columns,
-which are ignored here. A value Snakemake could not measure is ``NA``. An *empty* file is
-read as "not measured": that is how results built before the benchmarks existed can be kept
-(see README) instead of rerunning their jobs just to time them.
+which are ignored here. A value Snakemake could not measure is ``NA``; an empty file is read
+as "not measured". Jobs that ran before their rule had a benchmark are not collected (see
+:func:`ran_unmeasured`), so upgrading never reruns a job just to time it.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ __all__ = [
     "BenchmarkJob",
     "benchmark_stem",
     "collect_rule_times",
-    "keep_unmeasured",
+    "ran_unmeasured",
     "read_benchmark",
     "read_rule_times",
     "rule_times_section",
@@ -102,29 +101,16 @@ def benchmark_stem(rule: str, wildcards: Mapping[str, str]) -> str:
     return "_".join([rule, *(str(wildcards[w]) for w in BENCHMARKED_RULES[rule])])
 
 
-def keep_unmeasured(results: str | Path) -> list[Path]:
-    """Create an empty benchmark TSV for every benchmarked job that has a log but no TSV.
+def ran_unmeasured(results: str | Path, rule: str, wildcards: Mapping[str, str]) -> bool:
+    """True when the job ran before its rule had a ``benchmark:`` (its log exists, its TSV does not).
 
-    Results built before the benchmarks existed lack the TSVs, and Snakemake would rerun
-    those jobs (training included) only to time them; an empty TSV stands for "ran, not
-    measured". The job's log (same name, ``logs/<stem>.log``) is the proof that it ran.
-    Returns the files created.
+    Such a job is left out of ``rule_times``' inputs: declaring its missing TSV would make
+    Snakemake rerun it (training included) only to time it. It is timed the next time it runs
+    for a reason of its own, and ``rule_times`` then picks it up (its input set changes).
     """
+    stem = benchmark_stem(rule, wildcards)
     results = Path(results)
-    logs = results / "logs"
-    if not logs.is_dir():
-        raise FileNotFoundError(f"{logs}: no logs directory; is {results} a results/<dataset> directory?")
-    created = []
-    for log_file in sorted(logs.glob("*.log")):
-        stem = log_file.name.removesuffix(".log")
-        if not any(stem == rule or stem.startswith(f"{rule}_") for rule in BENCHMARKED_RULES):
-            continue
-        tsv = results / "benchmarks" / f"{stem}.tsv"
-        if not tsv.exists():
-            tsv.parent.mkdir(parents=True, exist_ok=True)
-            tsv.touch()
-            created.append(tsv)
-    return created
+    return (results / "logs" / f"{stem}.log").exists() and not (results / "benchmarks" / f"{stem}.tsv").exists()
 
 
 def read_benchmark(path: str | Path) -> dict[str, float] | None:
@@ -243,25 +229,3 @@ def rule_times_section(table: pd.DataFrame) -> list[str]:
         for r in table.itertuples()
     ]
     return [*lines, ""]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m whatsreal.rule_times keep-unmeasured results/<dataset>``: see :func:`keep_unmeasured`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m whatsreal.rule_times", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    keep = sub.add_parser("keep-unmeasured", help="empty benchmark TSVs for jobs that ran before benchmarks existed")
-    keep.add_argument("results", help="a results/<dataset> directory")
-    args = parser.parse_args(argv)
-    try:
-        created = keep_unmeasured(args.results)
-    except FileNotFoundError as exc:
-        parser.error(str(exc))
-    for path in created:
-        print(path)
-    print(f"{len(created)} empty benchmark files created", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,8 +3,8 @@
 # Outputs: results/{dataset}/runs/{run}/{figures,tables,samples,fits}/ and the
 # dataset-level baselines/ (the untrained and supervised ResNet references).
 
-RUN_DIR = f"{RESULTS}/runs/{{run}}"
-DIRECTIONS = SURVEYS  # a direction is named by its anchor (target) survey
+DIRECTIONS = SURVEY_ORDER  # a direction is named by its anchor (target) survey
+ABLATION_REFERENCE_DIR = RUN_DIR.format(run=config["experiments"]["ablation"]["reference"])
 
 
 wildcard_constraints:
@@ -123,7 +123,7 @@ rule probes:
         cross_predict=f"{RESULTS}/baselines/cross_predict.csv",
         cross_predict_alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
         meta=meta_files(),
-        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
+        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER),
         truth=truth_file(),
         aion=aion_file(),
         provabgs=provabgs_file(),
@@ -163,18 +163,18 @@ rule ablation:
     # its spatial neighbours' instrument latents, both runs' encoders, shuffled control).
     # The same ablation under the alternative probe design: ablation_neighbours_alternative.csv.
     input:
-        reference=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes.csv",
+        reference=f"{ABLATION_REFERENCE_DIR}/tables/table5_probes.csv",
         ablated=f"{RUN_DIR}/tables/table5_probes.csv",
-        reference_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions.npz",
+        reference_predictions=f"{ABLATION_REFERENCE_DIR}/tables/probe_predictions.npz",
         ablated_predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
-        reference_alternative=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/table5_probes_alternative.csv",
+        reference_alternative=f"{ABLATION_REFERENCE_DIR}/tables/table5_probes_alternative.csv",
         ablated_alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
-        reference_alternative_predictions=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/tables/probe_predictions_alternative.npz",
+        reference_alternative_predictions=f"{ABLATION_REFERENCE_DIR}/tables/probe_predictions_alternative.npz",
         ablated_alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
-        reference_embeddings=f"{RESULTS}/runs/{config['experiments']['ablation']['reference']}/embeddings.parquet",
+        reference_embeddings=f"{ABLATION_REFERENCE_DIR}/embeddings.parquet",
         ablated_embeddings=f"{RUN_DIR}/embeddings.parquet",
         random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
-        neighbours=expand(f"{RESULTS}/neighbours_{{survey}}_spatial.npz", survey=SURVEYS),
+        neighbours=expand(f"{RESULTS}/neighbours_{{survey}}_spatial.npz", survey=SURVEY_ORDER),
         meta=meta_files(),
         truth=truth_file(),
     output:
@@ -191,7 +191,7 @@ rule ablation:
     benchmark:
         benchmark_file("ablation")
     params:
-        surveys=SURVEYS,
+        surveys=list(SURVEY_ORDER),
         settings=settings("ablation"),
     threads: 2
     conda:
@@ -203,7 +203,7 @@ rule ablation:
 rule retrieval:
     input:
         embeddings=f"{RUN_DIR}/embeddings.parquet",
-        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEYS),
+        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER),
         meta=meta_files(),
         lenses=lens_file(),
     output:
@@ -335,7 +335,7 @@ rule noise_model:
     input:
         model=f"{RUN_DIR}/model.ckpt",
         data=spatial_data(),
-        catalog=expand(f"{RESULTS}/catalog_{{survey}}.parquet", survey=SURVEYS),
+        catalog=expand(f"{RESULTS}/catalog_{{survey}}.parquet", survey=SURVEY_ORDER),
         truth=truth_file(),
     output:
         figure=report(
@@ -352,7 +352,7 @@ rule noise_model:
         benchmark_file("noise_model")
     params:
         data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
-        surveys=SURVEYS,
+        surveys=list(SURVEY_ORDER),
         settings=settings("noise_model"),
     threads: 2
     conda:

@@ -13,8 +13,8 @@ rule train:
     input:
         run_data,
     output:
-        model=f"{RESULTS}/runs/{{run}}/model.ckpt",
-        metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
+        model=f"{RUN_DIR}/model.ckpt",
+        metrics=f"{RUN_DIR}/metrics.csv",
     log:
         f"{RESULTS}/logs/train_{{run}}.log",
     benchmark:
@@ -51,7 +51,7 @@ rule embed:
         model=rules.train.output.model,
         data=pair_data(),
     output:
-        f"{RESULTS}/runs/{{run}}/embeddings.parquet",
+        f"{RUN_DIR}/embeddings.parquet",
     log:
         f"{RESULTS}/logs/embed_{{run}}.log",
     benchmark:

@@ -6,12 +6,11 @@ from whatsreal.logs import log_to_file
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
-import torch
-
+from whatsreal.device import compute_device
 from whatsreal.model.embed import export_embeddings
 from whatsreal.train.run import load_model
 
 module, _ = load_model(sm.input.model)
-device = "cuda" if torch.cuda.is_available() else "cpu"
+device = compute_device()
 # The batch size is the workflow's (a speed setting), not the one stored in the checkpoint.
 export_embeddings(module.model, sm.params.data_dir, sm.output[0], sm.config["embed"]["batch_size"], device)

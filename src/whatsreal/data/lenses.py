@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 
 __all__ = ["LensCatalogError", "fetch_lens_catalog", "normalise_lens_table"]
 
@@ -65,8 +65,7 @@ def fetch_lens_catalog(vizier_id: str | None, local: str | Path | None, out: str
             raise LensCatalogError("aux.lens_catalog: set either 'vizier' (a VizieR catalogue id) or 'local'")
         df = _from_vizier(vizier_id, out)
         source = f"VizieR {vizier_id}"
-    with atomic_path(out, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, out)
     log.info("lens catalogue: %d lenses from %s -> %s", len(df), source, out)
     return df
 

@@ -25,7 +25,7 @@ import pandas as pd
 from whatsreal.experiments.bootstrap import BootstrapR2
 from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.probes import read_probe_predictions
-from whatsreal.io import atomic_path
+from whatsreal.io import read_table, write_csv
 
 __all__ = ["ABLATION_COLUMNS", "paired_drops", "run_ablation"]
 
@@ -49,13 +49,7 @@ _SPACES = {"physics": "ours_physics", "instrument": "ours_instrument"}
 
 
 def _read(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    df = pd.read_csv(path)
-    missing = [c for c in _NEEDED if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    df = read_table(path, _NEEDED)
     if df["target"].duplicated().any():
         raise ValueError(f"{path}: duplicate target {df.loc[df['target'].duplicated(), 'target'].iloc[0]}")
     return df
@@ -167,8 +161,7 @@ def run_ablation(
     for c, v in design.items():
         out[c] = v
     out = out[list(ABLATION_COLUMNS)]
-    with atomic_path(table) as tmp:
-        out.to_csv(tmp, index=False)
+    write_csv(out, table)
     for _, r in out[out["group"] != "physics"].iterrows():
         log.info(
             "ablation %s: instrument-latent R^2 %s %.3f -> %s %.3f (drop %.3f [%.3f, %.3f])",

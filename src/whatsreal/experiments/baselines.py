@@ -25,37 +25,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import r2_score
 
-from whatsreal.experiments.probe_design import (
-    DESIGN_COLUMNS,
-    ProbeFolds,
-    alternative_design,
-    probe_folds,
-    read_probe_sky,
-    resolve_design,
-)
-from whatsreal.experiments.regressor import device, one_cpu_thread, train_image_regressor
+from whatsreal.device import compute_device
+from whatsreal.experiments.metrics import r2_or_nan
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeFolds, design_folds, read_probe_sky
+from whatsreal.experiments.regressor import one_cpu_thread, train_image_regressor
 from whatsreal.experiments.targets import build_targets, instrument_group
-from whatsreal.io import atomic_path, write_parquet
+from whatsreal.io import write_csv, write_parquet
 from whatsreal.model.encoders import TokenEncoder
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["CROSS_PREDICT_COLUMNS", "data_truth_path", "r2_or_nan", "run_cross_predict", "run_random_init_embeddings"]
+__all__ = ["CROSS_PREDICT_COLUMNS", "data_truth_path", "run_cross_predict", "run_random_init_embeddings"]
 
 log = logging.getLogger(__name__)
 
 CROSS_PREDICT_COLUMNS = ("target", "r2", "n_train", "n_test")
 META_ID_COLUMNS = ("pair", "split", "object_id", "ra", "dec")
-
-
-def r2_or_nan(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """sklearn R^2 over the finite labels; NaN with fewer than 2 of them or a constant truth."""
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    ok = np.isfinite(y_true) & np.isfinite(y_pred)
-    if ok.sum() < 2 or np.ptp(y_true[ok]) == 0:
-        return float("nan")
-    return float(r2_score(y_true[ok], y_pred[ok]))
 
 
 def data_truth_path(cfg: dict, data_dir: str | Path) -> Path | None:
@@ -93,7 +78,7 @@ def random_init_features(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["experiments"]["baselines"]["seed"]))
         enc = TokenEncoder(ecfg["name"], in_chans.pop(), int(ecfg["tokens"]), int(ecfg["token_dim"]))
-    dev = device()
+    dev = compute_device()
     enc = enc.to(dev).eval()
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
         return {s: _encode(enc, images, batch_size, dev) for s, images in images_by_survey.items()}
@@ -202,8 +187,7 @@ def _cross_predict_design(
             )
             log.info("cross-predict %s from %s (%s): R^2 = %.3f", name, other, folds.design.label, r2)
     result = pd.DataFrame(rows, columns=[*CROSS_PREDICT_COLUMNS, *DESIGN_COLUMNS])
-    with atomic_path(out) as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, out)
     return result
 
 
@@ -220,14 +204,10 @@ def run_cross_predict(
     With k folds a ResNet is trained per fold (``n_train``: mean over folds).
     """
     data_dir = Path(data_dir)
-    pcfg = cfg["experiments"]["probes"]
     meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
     table, specs = build_targets(meta, data_truth_path(cfg, data_dir), cfg["preprocess"]["bands"])
     sky = read_probe_sky(meta)
-    design = resolve_design(cfg)
-    test_fraction, seed = float(pcfg["test_fraction"]), int(pcfg["seed"])
-    result = _cross_predict_design(cfg, data_dir, table, specs, probe_folds(design, sky, test_fraction, seed), out)
+    result = _cross_predict_design(cfg, data_dir, table, specs, design_folds(cfg, sky), out)
     if alternative_out is not None:
-        other = probe_folds(alternative_design(design), sky, test_fraction, seed)
-        _cross_predict_design(cfg, data_dir, table, specs, other, alternative_out)
+        _cross_predict_design(cfg, data_dir, table, specs, design_folds(cfg, sky, alternative=True), alternative_out)
     return result

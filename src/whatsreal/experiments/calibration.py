@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_calibration
 
 __all__ = ["CALIBRATION_COLUMNS", "ideal_z_std", "pixel_z", "run_calibration"]
@@ -86,7 +86,6 @@ def run_calibration(posterior: list[str | Path], figure: str | Path, table: str 
             s,
         )
     df = pd.DataFrame(rows)
-    with atomic_path(table, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, table)
     plot_calibration(zs, df, figure)
     return df

@@ -21,9 +21,9 @@ import torch
 
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
+from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
-from whatsreal.experiments.regressor import device
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
 from whatsreal.surveys import SURVEY_ORDER
@@ -119,7 +119,7 @@ def run_conditioning_gain(
     """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run."""
     ecfg = config["experiments"]["conditioning_gain"]
     module, _ = load_model(model, config)
-    module.eval().to(device())
+    module.eval().to(compute_device())
     pairs = val_pairs(Path(data_dir) / "split.parquet", usable=usable_pairs(data_dir))
     per_pair, loss_true = measure_gains(module.model, data_dir, pairs, ecfg["draws"], ecfg["seed"], ecfg["batch_size"])
     n_resamples, seed, confidence = bootstrap_config(config)
@@ -128,6 +128,5 @@ def run_conditioning_gain(
         log.info("gain %s %s: %.4f [%.4f, %.4f] over %d pairs", r.survey, r.half, r.gain, r.ci_lo, r.ci_hi, r.n_pairs)
     history = pd.read_csv(metrics)
     plot_conditioning_gain(history, df, figure)
-    with atomic_path(table, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, table)
     return df

@@ -17,7 +17,7 @@ import pandas as pd
 from astropy.io import fits
 
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import atomic_path
+from whatsreal.io import atomic_path, write_csv
 from whatsreal.plots.generative import plot_counterfactuals
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -124,7 +124,6 @@ def run_counterfactuals(
         )
         write_fits(post, _fits_for(post["direction"], fits, i), cfg["sample"], bands)
     df = pd.DataFrame(rows, columns=list(MSE_COLUMNS))
-    with atomic_path(table, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, table)
     plot_counterfactuals(posts, int(cfg["experiments"]["counterfactuals"]["n_show"]), bands, figure)
     return df

@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, cluster_bootstrap_counts
+from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.probes import probe_r2
 from whatsreal.experiments.targets import Target, build_targets, instrument_group, meta_paths_by_survey
-from whatsreal.experiments.umap_projection import SPACES, latent_columns, read_embeddings, read_parquet_columns
-from whatsreal.io import atomic_path
+from whatsreal.io import read_table, write_csv
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -268,7 +268,7 @@ def run_neighbour_probe(
         if not cols:
             continue
         index = read_neighbour_index(neighbours[survey], n)
-        sky = read_parquet_columns(positions[survey], ["ra", "dec"])
+        sky = read_table(positions[survey], ["ra", "dec"])
         blocks = spatial_blocks(sky["ra"].to_numpy(), sky["dec"].to_numpy(), float(ncfg["block_arcmin"]))
         test = block_split(blocks, float(ncfg["test_fraction"]), int(pcfg["seed"]))
         train = disjoint_training(index, test)
@@ -322,7 +322,6 @@ def run_neighbour_probe(
                 row["reference_shuffled"],
             )
     result = pd.DataFrame(rows, columns=list(NEIGHBOUR_PROBE_COLUMNS))
-    with atomic_path(table) as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, table)
     log.info("neighbour probe: %d targets in %.1f s", len(result), time.perf_counter() - t0)
     return result

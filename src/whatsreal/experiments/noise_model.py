@@ -66,8 +66,9 @@ import torch
 from whatsreal.data.mmu import read_images
 from whatsreal.data.preprocess import band_positions, iter_rows_by_file, read_cutouts
 from whatsreal.data.usable import usable_pairs
+from whatsreal.device import compute_device
 from whatsreal.experiments.posterior import galaxy_noise, sample_posterior
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_noise_model
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.run import load_model
@@ -1020,7 +1021,7 @@ def run_noise_model(
     directions = [s for s in SURVEY_ORDER if s in ncfg["directions"]]
     module, saved = load_model(model)
     net = module.model.eval()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = compute_device()
     net.to(device)
     k = int(saved["neighbours"]["k"])
     truth_df = pd.read_parquet(truth) if truth is not None else None
@@ -1052,10 +1053,8 @@ def run_noise_model(
     artifacts, art_rows = _artifact_removal(cfg, net, device, k, hsc, catalogs["hsc"], truth_df, galaxies, rng)
     rows += art_rows
     df = pd.DataFrame(rows, columns=list(NOISE_COLUMNS))
-    with atomic_path(table, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, table)
     slope_df = pd.DataFrame(slope_rows, columns=list(SLOPE_COLUMNS))
-    with atomic_path(slopes, ".csv") as tmp:
-        slope_df.to_csv(tmp, index=False)
+    write_csv(slope_df, slopes)
     plot_noise_model(traversals[0], scatter, artifacts, list(cfg["preprocess"]["bands"]), figure)
     return df

@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from whatsreal.data.preprocess import band_positions, read_cutouts
+from whatsreal.device import compute_device
+from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.truth_metrics import write_truth_table
-from whatsreal.experiments.umap_projection import SPACES, latent_columns, read_embeddings, read_parquet_columns
-from whatsreal.io import atomic_path
+from whatsreal.io import read_table, write_csv
 from whatsreal.sim.population import CLASSES
 
 __all__ = [
@@ -60,7 +62,7 @@ NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "hea
 # --------------------------------------------------------------------------- flow
 
 
-def fit_flow(x: np.ndarray, ocfg: dict, device: str = "cpu") -> tuple[torch.nn.Module, list[float]]:
+def fit_flow(x: np.ndarray, ocfg: dict, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, list[float]]:
     """Maximum-likelihood NSF on ``x`` (already standardised); returns the best state by mean epoch NLL.
 
     Initialisation and batch order come from ``ocfg['seed']`` only, so the same
@@ -110,7 +112,7 @@ def fit_flow(x: np.ndarray, ocfg: dict, device: str = "cpu") -> tuple[torch.nn.M
 
 
 @torch.no_grad()
-def flow_nll(flow: torch.nn.Module, x: np.ndarray, device: str = "cpu", batch: int = 8192) -> np.ndarray:
+def flow_nll(flow: torch.nn.Module, x: np.ndarray, device: torch.device | str = "cpu", batch: int = 8192) -> np.ndarray:
     """-log p(x) per row under the fitted flow."""
     out = []
     for start in range(0, len(x), batch):
@@ -119,7 +121,7 @@ def flow_nll(flow: torch.nn.Module, x: np.ndarray, device: str = "cpu", batch: i
     return np.concatenate(out) if out else np.empty(0)
 
 
-def outlier_scores(x: np.ndarray, ocfg: dict, device: str = "cpu") -> tuple[np.ndarray, dict]:
+def outlier_scores(x: np.ndarray, ocfg: dict, device: torch.device | str = "cpu") -> tuple[np.ndarray, dict]:
     """Fit on a seeded ``train_fraction`` of the rows, score every row; returns (nll, info).
 
     Features are standardised with the training rows' mean and std first: the
@@ -161,7 +163,7 @@ def read_baseline(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, np.ndarra
     file: ``aion`` or ``random_init`` if its name says so, else its stem.
     """
     path = Path(path)
-    df = read_parquet_columns(path, ["object_id", "survey"])
+    df = read_table(path, ["object_id", "survey"])
     stem = path.stem.lower()
     name = "aion" if "aion" in stem else "random_init" if "random_init" in stem else path.stem
     if any(c.startswith(SPACES["physics"]) for c in df.columns):
@@ -195,9 +197,9 @@ def read_baseline(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, np.ndarra
 def hsc_truth(meta: str | Path, truth: str | Path, pairs: np.ndarray) -> pd.DataFrame:
     """Per pair (in the order given): ``class``, ``pathology`` (``+``-joined HSC flags or ``none``), ``rare``,
     ``pathological``; joined via meta_hsc's ``truth_id``."""
-    m = read_parquet_columns(meta, ["pair", "truth_id"]).set_index("pair")
+    m = read_table(meta, ["pair", "truth_id"]).set_index("pair")
     flags = [f"hsc_{p}" for p in PATHOLOGIES]
-    t = read_parquet_columns(truth, ["truth_id", "galaxy_class", *flags]).set_index("truth_id")
+    t = read_table(truth, ["truth_id", "galaxy_class", *flags]).set_index("truth_id")
     missing = np.setdiff1d(pairs, m.index.to_numpy())
     if missing.size:
         raise ValueError(f"{meta}: pair(s) {missing[:5].tolist()} of the embeddings are missing")
@@ -292,32 +294,13 @@ def truth_precision_rows(
 # --------------------------------------------------------------------------- cutouts
 
 
-def _gri_positions(path: str) -> list[int]:
-    """Positions of bands g, r, i in a raw shard's band axis (MMU HDF5 or crossmatched parquet)."""
-    from whatsreal.data.catalog import band_letters
-    from whatsreal.data.crossmatched import parquet_band_letters
-
-    if path.endswith(".parquet"):
-        letters = parquet_band_letters(path, "hsc")
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            letters = band_letters(f["image_band"][0])
-    return [letters.index(b) for b in ("g", "r", "i")]
-
-
 def _raw_rgb(path: str, row: int) -> np.ndarray:
     """The wide raw HSC cutout as a Lupton arcsinh g/r/i colour image, stretched on its own r band."""
-    from astropy.visualization import make_lupton_rgb
+    from whatsreal.plots.sky import pair_stretch, rgb_cutout
 
-    from whatsreal.data.preprocess import read_cutouts
-    from whatsreal.plots.sky import surface_brightness
-
-    image = read_cutouts(path, np.array([row]), "hsc")[0][0]
-    g, r, i = (surface_brightness(image[p], "hsc") for p in _gri_positions(path))
-    stretch = max(float(np.percentile(r, 99.5)) / 3.0, 1e-6)
-    return make_lupton_rgb(i, r, g, stretch=stretch, Q=8)
+    bands = ("g", "r", "i")  # the shard's band order may differ from the survey's: pick by name
+    image = read_cutouts(path, np.array([row]), "hsc")[0][0][band_positions(path, "hsc", list(bands))]
+    return rgb_cutout(image, "hsc", pair_stretch([image], ["hsc"], bands), bands=bands)
 
 
 def _preprocessed_rgb(image: np.ndarray) -> np.ndarray:
@@ -329,7 +312,7 @@ def _preprocessed_rgb(image: np.ndarray) -> np.ndarray:
 
 def raw_locations(catalog: str | Path) -> dict[str, tuple[str, int]]:
     """object_id -> (raw shard, row) from catalog_hsc.parquet's ``file`` and ``row`` columns."""
-    cat = read_parquet_columns(catalog, ["object_id", "file", "row"])
+    cat = read_table(catalog, ["object_id", "file", "row"])
     files, rows = cat["file"].astype(str).tolist(), cat["row"].astype(np.int64).tolist()
     return dict(zip(cat["object_id"].astype(str), zip(files, rows, strict=True), strict=True))
 
@@ -388,7 +371,7 @@ def run_outliers(
 
     ocfg = cfg["experiments"]["outliers"]
     top = int(ocfg["top"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = compute_device()
     emb = read_embeddings(embeddings)
     hsc = emb[emb["survey"] == "hsc"].reset_index(drop=True)
     if len(hsc) < 2:
@@ -441,8 +424,7 @@ def run_outliers(
             patho_of[space] = labels["pathological"].to_numpy()[rows]
         frames.append(frame)
     result = pd.concat(frames, ignore_index=True)
-    with atomic_path(table, ".csv") as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, table)
 
     truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
     write_truth_table(truth_rows, truth_table)

@@ -23,6 +23,7 @@ import torch
 
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
+from whatsreal.device import compute_device
 from whatsreal.io import write_npz
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.model.samplers import sample
@@ -73,10 +74,6 @@ def galaxy_noise(seed: int, pair: int, n: int, shape: tuple[int, ...]) -> torch.
     return torch.randn((n, *shape), generator=torch.Generator().manual_seed(key))
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.no_grad()
 def sample_posterior(
     model: FlowMatchingModel,
@@ -119,7 +116,7 @@ def run_posterior_samples(
     scfg = cfg["sample"]
     module, saved = load_model(model)
     net = module.model
-    device = _device()
+    device = compute_device()
     net.to(device).eval()
     mode = saved["neighbours"]["mode"]
     pairs = heldout_pairs(

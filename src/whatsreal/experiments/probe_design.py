@@ -40,7 +40,7 @@ from astropy_healpix import HEALPix
 from sklearn.model_selection import GroupKFold
 
 from whatsreal.experiments.targets import meta_paths_by_survey, probe_split
-from whatsreal.experiments.umap_projection import read_parquet_columns
+from whatsreal.io import read_table
 
 __all__ = [
     "DESIGN_COLUMNS",
@@ -49,6 +49,7 @@ __all__ = [
     "ProbeDesign",
     "ProbeFolds",
     "alternative_design",
+    "design_folds",
     "healpix_blocks",
     "probe_folds",
     "read_probe_sky",
@@ -106,6 +107,19 @@ def alternative_design(design: ProbeDesign) -> ProbeDesign:
     return ProbeDesign("held_out", "healpix", design.nside, design.n_folds)
 
 
+def design_folds(cfg: dict, sky: pd.DataFrame, alternative: bool = False) -> ProbeFolds:
+    """The folds of ``cfg``'s probe design (or, with ``alternative``, of the other reported design)
+    over ``sky``, with the configured ``test_fraction`` and ``seed``.
+
+    Table 5 and the cross-predict baseline must score exactly the same pairs, so
+    both take their folds from here."""
+    pcfg = cfg["experiments"]["probes"]
+    design = resolve_design(cfg)
+    if alternative:
+        design = alternative_design(design)
+    return probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+
+
 def healpix_blocks(ra: np.ndarray, dec: np.ndarray, nside: int) -> np.ndarray:
     """Nested HEALPix pixel index of each position (degrees) at ``nside``: the sky blocks of the blocked folds."""
     hp = HEALPix(nside=int(nside), order="nested")
@@ -150,7 +164,7 @@ class ProbeFolds:
 def read_probe_sky(meta: Sequence[str | Path] | dict[str, str | Path]) -> pd.DataFrame:
     """``pair, split, ra, dec`` of every pair from the HSC meta file (row i == pair i, as build_targets requires)."""
     path = meta_paths_by_survey(meta)["hsc"]
-    df = read_parquet_columns(path, SKY_COLUMNS)
+    df = read_table(path, SKY_COLUMNS)
     if not np.array_equal(df["pair"].to_numpy(dtype=np.int64), np.arange(len(df))):
         raise ValueError(f"{path}: column 'pair' must be 0..N-1 in row order (row i == pair i)")
     bad = sorted(set(df["split"].astype(str)) - {"train", "val"})

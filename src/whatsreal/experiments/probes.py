@@ -58,27 +58,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from whatsreal.experiments.baselines import CROSS_PREDICT_COLUMNS, r2_or_nan
+from whatsreal.device import compute_device
+from whatsreal.experiments.baselines import CROSS_PREDICT_COLUMNS
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, percentile_ci
-from whatsreal.experiments.probe_design import (
-    DESIGN_COLUMNS,
-    ProbeFolds,
-    alternative_design,
-    probe_folds,
-    read_probe_sky,
-    resolve_design,
-)
-from whatsreal.experiments.regressor import device, masked_smooth_l1, one_cpu_thread
-from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group
-from whatsreal.experiments.truth_metrics import write_truth_table
-from whatsreal.experiments.umap_projection import (
+from whatsreal.experiments.embeddings import (
     SPACES,
     latent_columns,
     paired_latents,
     read_embeddings,
-    read_parquet_columns,
 )
-from whatsreal.io import atomic_path, write_npz
+from whatsreal.experiments.metrics import r2_or_nan
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeFolds, design_folds, read_probe_sky
+from whatsreal.experiments.regressor import masked_smooth_l1, one_cpu_thread
+from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group
+from whatsreal.experiments.truth_metrics import write_truth_table
+from whatsreal.io import read_table, write_csv, write_npz
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -198,7 +192,7 @@ def fit_probe_ensemble(
     same for every member; a member's loss is its mean Smooth L1 over the
     batch rows that have its label.
     """
-    dev = dev or device()
+    dev = dev or compute_device()
     if dev.type == "cpu":
         with one_cpu_thread():
             return _fit(x, y, pcfg, member_seeds, dev)
@@ -289,7 +283,7 @@ def probe_r2(
     xtr, xte = _standardise(x[train_rows], x[test_rows])
     mean = np.nanmean(ytr[:, cols], axis=0)
     std = np.nanstd(ytr[:, cols], axis=0)
-    dev = device()
+    dev = compute_device()
     model = fit_probe_ensemble(
         xtr.astype(np.float32),
         (ytr[:, cols] - mean) / std,
@@ -334,7 +328,7 @@ def _pair_features(emb: pd.DataFrame, prefix: str, pairs: np.ndarray, source: st
 
 def read_aion(path: str | Path, emb: pd.DataFrame, pairs: np.ndarray) -> np.ndarray:
     """(n, 2d) AION features per pair (HSC then Legacy), matched by (survey, object_id); NaN rows where absent."""
-    df = read_parquet_columns(path, ["object_id", "survey"])
+    df = read_table(path, ["object_id", "survey"])
     cols = [c for c in df.columns if c not in NON_FEATURE_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
     if not cols:
         raise ValueError(f"{path}: no numeric feature columns besides {', '.join(sorted(NON_FEATURE_COLUMNS))}")
@@ -383,7 +377,7 @@ def _cross_predict_r2(
     With ``folds``, a file that records its design (``probe_pairs``, ``probe_split``)
     must have been scored on the same design, else its R^2 would not belong in the table.
     """
-    df = _read_csv(path, CROSS_PREDICT_COLUMNS)
+    df = read_table(path, CROSS_PREDICT_COLUMNS)
     if folds is not None and {"probe_pairs", "probe_split"} <= set(df.columns) and len(df):
         got = (str(df["probe_pairs"].iloc[0]), str(df["probe_split"].iloc[0]))
         want = (folds.design.pairs, folds.design.split)
@@ -402,18 +396,6 @@ def _cross_predict_r2(
     if missing:
         log.warning("%s: no cross-predict R^2 for %s (NaN in Table 5)", path, ", ".join(missing))
     return {t: known.get(t, (np.nan, np.nan, np.nan)) for t in wanted}
-
-
-def _read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A CSV with the given columns, or an error naming the file and what is missing."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df
 
 
 # --------------------------------------------------------------------------- pixel floor
@@ -761,7 +743,6 @@ def run_probes(
     """
     from whatsreal.plots.probes import plot_probes
 
-    pcfg = cfg["experiments"]["probes"]
     t0 = time.perf_counter()
     targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"], provabgs)
     n = len(targets)
@@ -770,28 +751,25 @@ def run_probes(
     pixel_stats = _survey_pixel_statistics(_read_images(images), n)
     names = [t.name for t in specs]
     y = targets[names].to_numpy(np.float64)
-    design = resolve_design(cfg)
-    folds = probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
-    log.info("probes: %s, %d pairs scored of %d", design.label, len(folds.scored), n)
+    folds = design_folds(cfg, sky)
+    log.info("probes: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), n)
     cross = _cross_predict_r2(cross_predict, specs, folds)
     result, boot, preds = _probe_table(folds, reps, y, specs, pixel_stats, cross, cfg)
-    with atomic_path(table) as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, table)
     if predictions is not None:
         write_probe_predictions(predictions, folds.scored, names, y[folds.scored], preds)
     rep_names = [r for r in REPRESENTATIONS if r in preds]
     truth_rows = truth_probe_rows(result, rep_names, boot, names) if truth is not None else []
     write_truth_table(truth_rows, truth_table, with_ci=True)
     plot_probes(result, rep_names, figure)
-    log.info("probes (%s): %.1f s", design.label, time.perf_counter() - t0)
+    log.info("probes (%s): %.1f s", folds.design.label, time.perf_counter() - t0)
     if alternative_table is not None:
         t1 = time.perf_counter()
-        other = probe_folds(alternative_design(design), sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+        other = design_folds(cfg, sky, alternative=True)
         log.info("probes, alternative: %s, %d pairs scored of %d", other.design.label, len(other.scored), n)
         cross_other = _cross_predict_r2(alternative_cross_predict, specs, other) if alternative_cross_predict else {}
         alt, _, alt_preds = _probe_table(other, reps, y, specs, pixel_stats, cross_other, cfg)
-        with atomic_path(alternative_table) as tmp:
-            alt.to_csv(tmp, index=False)
+        write_csv(alt, alternative_table)
         if alternative_predictions is not None:
             write_probe_predictions(alternative_predictions, other.scored, names, y[other.scored], alt_preds)
         log.info("probes, alternative (%s): %.1f s", other.design.label, time.perf_counter() - t1)

@@ -28,14 +28,11 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ["ImageRegressor", "device", "masked_smooth_l1", "one_cpu_thread", "train_image_regressor"]
+from whatsreal.device import compute_device
+
+__all__ = ["ImageRegressor", "masked_smooth_l1", "one_cpu_thread", "train_image_regressor"]
 
 log = logging.getLogger(__name__)
-
-
-def device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @contextlib.contextmanager
@@ -133,7 +130,7 @@ def train_image_regressor(
     std = np.where(std > 0, std, 1.0)
     ystd = np.where(ok, (y - mean) / std, 0.0).astype(np.float32)
 
-    dev = device()
+    dev = compute_device()
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
         net = _fit(images, ystd, ok, train_rows, bcfg, model_name, dev, tag)
     return ImageRegressor(net=net, mean=mean, std=std, targets=list(target_names))

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.neighbors import NearestNeighbors
 
-from whatsreal.experiments.umap_projection import SPACES, latent_columns, read_embeddings, read_parquet_columns
-from whatsreal.io import atomic_path
+from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
+from whatsreal.experiments.metrics import neighbours_excluding
+from whatsreal.io import read_table, write_csv
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "counterpart_rows",
     "lens_neighbour_fraction",
     "lens_pairs",
-    "neighbours_excluding",
     "retrieval_metrics",
     "run_retrieval",
 ]
@@ -40,16 +39,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRIEVAL_COLUMNS = ("metric", "value", "note")
-
-
-def neighbours_excluding(index: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """(m, k) rows of ``index`` nearest (L2) to ``index[queries]``, each query's own row left out."""
-    k = min(k, len(index) - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(index).kneighbors(index[queries], return_distance=False)
-    not_self = idx != np.asarray(queries)[:, None]
-    # The query row is usually first, but exact duplicates (planted counterparts) may come before it.
-    order = np.argsort(~not_self, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, axis=1)[:, :k]
 
 
 def counterpart_rows(emb: pd.DataFrame) -> np.ndarray:
@@ -91,7 +80,7 @@ def lens_pairs(lenses: str | Path, meta_hsc: str | Path, radius_arcsec: float) -
         raise FileNotFoundError(f"{lenses}: file not found")
     table = pd.read_parquet(lenses) if lenses.suffix == ".parquet" else pd.read_csv(lenses)
     if "galaxy_class" in table.columns:
-        meta = read_parquet_columns(meta_hsc, ["pair", "truth_id"])
+        meta = read_table(meta_hsc, ["pair", "truth_id"])
         if "truth_id" not in table.columns:
             raise ValueError(f"{lenses}: missing column(s) truth_id")
         lens_ids = table.loc[table["galaxy_class"].astype(str) == "lens", "truth_id"].to_numpy()
@@ -99,7 +88,7 @@ def lens_pairs(lenses: str | Path, meta_hsc: str | Path, radius_arcsec: float) -
     missing = [c for c in ("ra", "dec") if c not in table.columns]
     if missing:
         raise ValueError(f"{lenses}: missing column(s) {', '.join(missing)} (a lens catalogue needs ra, dec in deg)")
-    meta = read_parquet_columns(meta_hsc, ["pair", "ra", "dec"])
+    meta = read_table(meta_hsc, ["pair", "ra", "dec"])
     if table.empty or meta.empty:
         return np.empty(0, dtype=np.int64)
     from astropy import units as u
@@ -255,8 +244,7 @@ def run_retrieval(
         f"{base:.4f}" if n_lens else "n/a",
     )
     result = pd.DataFrame(rows, columns=list(RETRIEVAL_COLUMNS))
-    with atomic_path(table, ".csv") as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, table)
 
     # Figure: one held-out HSC query in both spaces, and one lens query in physics space (HSC only).
     rng = np.random.default_rng(seed)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_spatial_structure
 
 __all__ = ["SPATIAL_COLUMNS", "radial_acf", "radial_psd", "run_spatial_structure", "spatial_table"]
@@ -146,7 +146,6 @@ def run_spatial_structure(posterior: list[str | Path], figure: str | Path, table
                 float(np.median(ratio)),
                 float(np.median(ratio[hi])) if hi.any() else float("nan"),
             )
-    with atomic_path(table, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, table)
     plot_spatial_structure(df, figure)
     return df

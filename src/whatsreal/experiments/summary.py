@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -376,41 +377,44 @@ def _neighbour_section(tables: Path, run: str, reference: str) -> list[str]:
     return [*lines, *_table(header, rows), ""]
 
 
+def _mse_row(r: Any) -> list[str]:
+    return [
+        f"counterfactual MSE, {DIRECTION_NAMES.get(r.direction, r.direction)}",
+        _fmt(GENERATIVE.get(f"mse_{r.direction}")),
+        f"{_fmt(r.mse_samples)} ({r.n_galaxies} galaxies x {r.n_samples} samples)",
+    ]
+
+
+def _zero_shot_row(r: Any) -> list[str]:
+    return [
+        f"zero-shot {r.target} R^2, real / generated HSC",
+        f"{_fmt(GENERATIVE['zero_shot_r2_real'], 2)} / {_fmt(GENERATIVE['zero_shot_r2_generated'], 2)}",
+        f"{_fmt(r.r2_real)} / {_fmt(r.r2_generated)} (n={r.n_test})",
+    ]
+
+
+def _calibration_row(r: Any) -> list[str]:
+    return [
+        f"std of pixel Z, {DIRECTION_NAMES.get(r.direction, r.direction)}",
+        "slightly above 1",
+        f"{_fmt(r.z_std)} (mean {_fmt(r.z_mean)})",
+    ]
+
+
+_GENERATIVE_TABLES = (
+    ("counterfactual_mse.csv", _mse_row),
+    ("zero_shot.csv", _zero_shot_row),
+    ("calibration.csv", _calibration_row),
+)
+"""The generative section's tables, in order, each with its (quantity, paper, ours) row of a table row."""
+
+
 def _generative_section(tables: Path, run: str) -> list[str]:
     rows = []
-    mse = _read(tables / "counterfactual_mse.csv")
-    if mse is not None:
-        for r in mse.itertuples():
-            rows.append(
-                [
-                    f"counterfactual MSE, {DIRECTION_NAMES.get(r.direction, r.direction)}",
-                    _fmt(GENERATIVE.get(f"mse_{r.direction}")),
-                    f"{_fmt(r.mse_samples)} ({r.n_galaxies} galaxies x {r.n_samples} samples)",
-                    "counterfactual_mse.csv",
-                ]
-            )
-    zero = _read(tables / "zero_shot.csv")
-    if zero is not None:
-        for r in zero.itertuples():
-            rows.append(
-                [
-                    f"zero-shot {r.target} R^2, real / generated HSC",
-                    f"{_fmt(GENERATIVE['zero_shot_r2_real'], 2)} / {_fmt(GENERATIVE['zero_shot_r2_generated'], 2)}",
-                    f"{_fmt(r.r2_real)} / {_fmt(r.r2_generated)} (n={r.n_test})",
-                    "zero_shot.csv",
-                ]
-            )
-    calib = _read(tables / "calibration.csv")
-    if calib is not None:
-        for r in calib.itertuples():
-            rows.append(
-                [
-                    f"std of pixel Z, {DIRECTION_NAMES.get(r.direction, r.direction)}",
-                    "slightly above 1",
-                    f"{_fmt(r.z_std)} (mean {_fmt(r.z_mean)})",
-                    "calibration.csv",
-                ]
-            )
+    for name, describe in _GENERATIVE_TABLES:
+        table = _read(tables / name)
+        if table is not None:
+            rows += [[*describe(r), name] for r in table.itertuples()]
     if not rows:
         return []
     lines = [f"### Counterfactual generation, run `{run}`", ""]

@@ -25,7 +25,7 @@ import pandas as pd
 from whatsreal.data.preprocess import BandTransform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.sim.noiseless import render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import SURVEYS
@@ -151,6 +151,5 @@ def run_truth_counterfactuals(
     else:
         log.info("no truth table (source %s): writing the header only", cfg["dataset"]["source"])
     df = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-    with atomic_path(out, ".csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, out)
     return df

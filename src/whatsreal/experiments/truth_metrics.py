@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 
 __all__ = ["CI_COLUMNS", "TRUTH_COLUMNS", "collect_truth_metrics", "write_truth_table"]
 
@@ -38,8 +38,7 @@ def write_truth_table(rows: list[dict], out: str | Path, with_ci: bool | None = 
     if with_ci is None:
         with_ci = any(c in r for r in rows for c in CI_COLUMNS)
     table = pd.DataFrame(rows, columns=_columns(with_ci))
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out)
     return table
 
 
@@ -59,6 +58,5 @@ def collect_truth_metrics(paths: list[str | Path], out: str | Path) -> pd.DataFr
     columns = ["experiment", *_columns(with_ci)]
     merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     merged = merged.reindex(columns=columns)
-    with atomic_path(out) as tmp:
-        merged.to_csv(tmp, index=False)
+    write_csv(merged, out)
     return merged

@@ -8,9 +8,6 @@ neighbours, and how well a k-NN vote recovers the survey of a point (0.5 = the
 surveys are mixed, 1.0 = cleanly separated). Both are measured in the 2-D
 projection (what the figure shows) and in the latent space itself (what the
 projection may distort).
-
-The embeddings reader and its column checks live here and are shared by the
-outlier and retrieval experiments, which read the same file.
 """
 
 from __future__ import annotations
@@ -24,15 +21,12 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from whatsreal.experiments.embeddings import SPACES, paired_latents, read_embeddings
+from whatsreal.experiments.metrics import neighbours_excluding
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
-    "SPACES",
     "counterpart_in_knn",
-    "latent_columns",
-    "paired_latents",
-    "read_embeddings",
-    "read_parquet_columns",
     "run_umap",
     "survey_knn_accuracy",
     "umap_2d",
@@ -40,76 +34,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPACES: dict[str, str] = {"physics": "phys_", "instrument": "inst_"}
-"""Latent space -> column prefix in embeddings.parquet (the file format's names)."""
-
-
-def read_parquet_columns(path: str | Path, columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
-    """Read a parquet file and fail with the file and the missing column names if any is absent."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    df = pd.read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df
-
-
-def latent_columns(df: pd.DataFrame, prefix: str, source: str | Path) -> list[str]:
-    """``{prefix}0, {prefix}1, ...`` in numeric order; an error naming ``source`` if there are none."""
-    cols = [c for c in df.columns if c.startswith(prefix) and c[len(prefix) :].isdigit()]
-    if not cols:
-        raise ValueError(f"{source}: missing column(s) {prefix}0, {prefix}1, ... (no '{prefix}*' latent columns)")
-    return sorted(cols, key=lambda c: int(c[len(prefix) :]))
-
-
-def read_embeddings(path: str | Path, spaces: tuple[str, ...] = tuple(SPACES)) -> pd.DataFrame:
-    """embeddings.parquet checked: identifiers, known surveys, and the latent columns of ``spaces``."""
-    df = read_parquet_columns(path, ["object_id", "pair", "survey"])
-    for space in spaces:
-        latent_columns(df, SPACES[space], path)
-    unknown = sorted(set(df["survey"].astype(str)) - set(SURVEY_ORDER))
-    if unknown:
-        raise ValueError(f"{path}: column 'survey' has unknown value(s) {unknown} (known: {', '.join(SURVEY_ORDER)})")
-    df = df.copy()
-    df["object_id"] = df["object_id"].astype(str)
-    df["survey"] = df["survey"].astype(str)
-    df["pair"] = df["pair"].astype(np.int64)
-    return df
-
-
-def paired_latents(emb: pd.DataFrame, prefix: str, pairs: np.ndarray, source: str | Path) -> np.ndarray:
-    """(2n, d) float32: the HSC rows of ``pairs`` then the Legacy rows of the same pairs, in that order.
-
-    Row i and row i + n are the two views of one galaxy, which is what every
-    pair-level metric below relies on.
-    """
-    cols = latent_columns(emb, prefix, source)
-    blocks = []
-    for survey in SURVEY_ORDER:
-        sub = emb[emb["survey"] == survey].set_index("pair")
-        missing = np.setdiff1d(pairs, sub.index.to_numpy())
-        if missing.size:
-            raise ValueError(f"{source}: pair(s) {missing[:5].tolist()} have no '{survey}' row")
-        blocks.append(sub.loc[pairs, cols].to_numpy(dtype=np.float32))
-    return np.concatenate(blocks)
-
-
-def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
-    """(n, k) indices of each row's k nearest other rows (the row itself removed)."""
-    k = min(k, len(x) - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
-    not_self = idx != np.arange(len(x))[:, None]
-    # The row itself is usually first, but exact duplicates can come before it.
-    order = np.argsort(~not_self, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, axis=1)[:, :k]
-
 
 def counterpart_in_knn(x: np.ndarray, k: int) -> float:
     """Fraction of rows whose other-survey view (row i <-> i + n) is among their k nearest neighbours."""
     n = len(x) // 2
-    nbrs = _neighbours(x, k)
+    nbrs = neighbours_excluding(x, np.arange(len(x)), k)
     partner = np.r_[np.arange(n, 2 * n), np.arange(n)]
     return float((nbrs == partner[:, None]).any(axis=1).mean())
 
@@ -122,7 +51,7 @@ def survey_knn_accuracy(x: np.ndarray, k: int) -> float:
     """
     n = len(x) // 2
     label = np.r_[np.zeros(n), np.ones(n)]
-    nbrs = _neighbours(x, k)
+    nbrs = neighbours_excluding(x, np.arange(len(x)), k)
     vote = label[nbrs].mean(axis=1)
     right = np.where(vote == 0.5, 0.5, (vote > 0.5) == label.astype(bool))
     return float(right.mean())

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from whatsreal.experiments.baselines import r2_or_nan
+from whatsreal.experiments.metrics import r2_or_nan
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.regressor import train_image_regressor
 from whatsreal.experiments.targets import build_targets
-from whatsreal.io import atomic_path
+from whatsreal.io import write_csv
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["ZERO_SHOT_COLUMNS", "ZERO_SHOT_TARGETS", "run_zero_shot"]
@@ -136,8 +136,7 @@ def run_zero_shot(
             row["n_val"],
         )
     result = pd.DataFrame(rows, columns=list(ZERO_SHOT_COLUMNS))
-    with atomic_path(table) as tmp:
-        result.to_csv(tmp, index=False)
+    write_csv(result, table)
     plot_zero_shot(result, scatter, figure)
     log.info(
         "zero-shot transfer: %d targets, %d test galaxies x %d samples in %.1f s",

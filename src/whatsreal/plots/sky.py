@@ -7,6 +7,7 @@ file shows up here first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -55,21 +56,33 @@ def surface_brightness(image: np.ndarray, survey: str) -> np.ndarray:
     return np.nan_to_num(image) * 10 ** (-0.4 * (s.zero_point - 22.5)) / s.pixel_scale**2
 
 
-def rgb_cutout(image: np.ndarray, survey: str, stretch: float, q: float = 8.0) -> np.ndarray:
+def rgb_cutout(
+    image: np.ndarray, survey: str, stretch: float, q: float = 8.0, bands: Sequence[str] | None = None
+) -> np.ndarray:
     """Arcsinh (Lupton) colour image of one (B, S, S) cutout in surface-brightness
-    units, so a pair drawn with one ``stretch`` is directly comparable."""
-    s = SURVEYS[survey]
+    units, so a pair drawn with one ``stretch`` is directly comparable.
+
+    ``bands`` names the image's band axis (default: the survey's own order); it
+    must hold g, r and i. Raw shards and figures of other experiments use it.
+    """
+    letters = list(SURVEYS[survey].bands if bands is None else bands)
     sb = surface_brightness(image, survey)
-    return make_lupton_rgb(*(sb[s.band_index(b)] for b in RGB_BANDS), stretch=stretch, Q=q)
+    return make_lupton_rgb(*(sb[letters.index(b)] for b in RGB_BANDS), stretch=stretch, Q=q)
 
 
-def pair_stretch(images: list[np.ndarray], surveys: list[str]) -> float:
-    """One stretch for all views of a galaxy: a fraction of the brightest r-band surface brightness."""
+def pair_stretch(images: list[np.ndarray], surveys: list[str], bands: Sequence[str] | None = None) -> float:
+    """One stretch for all views of a galaxy: a fraction of the brightest r-band surface brightness.
+
+    ``bands`` names the images' band axis (default: each survey's own order)."""
     peak = max(
-        float(np.percentile(surface_brightness(img, s)[SURVEYS[s].band_index("r")], 99.5))
+        float(np.percentile(surface_brightness(img, s)[_r_position(s, bands)], 99.5))
         for img, s in zip(images, surveys, strict=True)
     )
     return max(peak / 3.0, 1e-6)
+
+
+def _r_position(survey: str, bands: Sequence[str] | None) -> int:
+    return list(SURVEYS[survey].bands if bands is None else bands).index("r")
 
 
 def choose_pairs(truth: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from whatsreal.data.layout import run_data_files
 from whatsreal.data.triplets import TripletDataModule
-from whatsreal.io import atomic_path
+from whatsreal.device import compute_device
+from whatsreal.io import atomic_path, write_csv
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
@@ -55,7 +56,7 @@ class TrainingSetupError(RuntimeError):
 def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
     """(accelerator, devices, precision) for this machine, or a clear error."""
     accel = tcfg["accelerator"]
-    has_gpu = torch.cuda.is_available()
+    has_gpu = compute_device().type == "cuda"
     if accel == "gpu" and not has_gpu:
         raise TrainingSetupError(
             "train.accelerator is 'gpu' but this machine has no CUDA GPU; set train.accelerator: cpu "
@@ -235,8 +236,7 @@ def train(
     trainer.save_checkpoint(staged)
     if trainer.global_rank == 0:
         merged = merge_metrics(run_dir / "logs")
-        with atomic_path(run_dir / "metrics.csv", ".csv") as tmp:
-            merged.to_csv(tmp, index=False)
+        write_csv(merged, run_dir / "metrics.csv")
         staged.replace(model_out)
         with atomic_path(ckpt_dir / FINISHED, ".json") as tmp:
             Path(tmp).write_text(json.dumps({"step": int(trainer.global_step), "model": str(model_out)}))
