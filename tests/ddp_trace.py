@@ -6,12 +6,48 @@ tests/slurm/ (the same under a real ``srun``)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import NamedTuple
+
+import yaml
 
 from whatsreal.train.run import load_model
 from whatsreal.train.trace import parameter_digest
 
-__all__ = ["check_ddp_trace", "read_traces"]
+from .conftest import SCHEMA, tiny_model_config
+
+__all__ = ["TrainCommand", "check_ddp_trace", "ddp_train_command", "read_traces"]
+
+
+class TrainCommand(NamedTuple):
+    """A training command line and the files it writes."""
+
+    cmd: list[str]
+    run_dir: Path
+    log: Path
+    last: Path
+    model: Path
+
+
+def ddp_train_command(tmp_path: Path, data: Path, world: int, max_steps: int, checkpoint_every: int) -> TrainCommand:
+    """The `train` rule's command line (workflow/rules/train.smk, after its `srun` prefix) for
+    a tiny CPU run of ``world`` ranks on ``data``, writing under ``tmp_path``."""
+    cfg = tiny_model_config(
+        max_steps=max_steps,
+        batch_size=2,
+        checkpoint_every_steps=checkpoint_every,
+        val_every_steps=1000,  # no validation: not what is tested, and it costs time
+        devices=world,
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    run_dir, log = tmp_path / "run", tmp_path / "train.log"
+    last, model = run_dir / "checkpoints" / "last.ckpt", run_dir / "model.ckpt"
+    cmd = [sys.executable, "-m", "whatsreal.train", "--run", "main", "--config-file", str(config_file)]
+    cmd += ["--schema", str(SCHEMA), "--data-dir", str(data), "--run-dir", str(run_dir)]
+    cmd += ["--model", str(model), "--log", str(log)]
+    return TrainCommand(cmd, run_dir, log, last, model)
 
 
 def read_traces(directory: Path) -> dict[int, list[dict]]:

@@ -17,19 +17,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from whatsreal.train.trace import TRACE_ENV
 
-from .conftest import REPO, SCHEMA, tiny_model_config
-from .ddp_trace import check_ddp_trace, read_traces
+from .conftest import REPO
+from .ddp_trace import check_ddp_trace, ddp_train_command, read_traces
 
 WORLD = 2
 MAX_STEPS = 8
@@ -92,21 +90,7 @@ def _wait(procs: list[subprocess.Popen], timeout: float) -> list[int]:
 @pytest.mark.slow  # two training processes, a kill and a resume (~45 s)
 def test_two_cpu_ranks_train_as_one_ddp_group_and_resume_after_sigkill(tiny_data, tmp_path):
     _, data = tiny_data
-    cfg = tiny_model_config(
-        max_steps=MAX_STEPS,
-        batch_size=2,
-        checkpoint_every_steps=CHECKPOINT_EVERY,
-        val_every_steps=1000,  # no validation: not what is tested, and it costs time
-        devices=WORLD,
-    )
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(cfg))
-    run_dir, log = tmp_path / "run", tmp_path / "train.log"
-    last, model = run_dir / "checkpoints" / "last.ckpt", run_dir / "model.ckpt"
-    # The `train` rule's command line (workflow/rules/train.smk), after its `srun` prefix.
-    cmd = [sys.executable, "-m", "whatsreal.train", "--run", "main", "--config-file", str(config_file)]
-    cmd += ["--schema", str(SCHEMA), "--data-dir", str(data), "--run-dir", str(run_dir)]
-    cmd += ["--model", str(model), "--log", str(log)]
+    cmd, run_dir, log, last, model = ddp_train_command(tmp_path, data, WORLD, MAX_STEPS, CHECKPOINT_EVERY)
 
     # -- first job: killed (SIGKILL, every rank, no chance to save) after a checkpoint ------
     first = tmp_path / "first"

@@ -19,12 +19,12 @@ from whatsreal.experiments.probe_design import (
     read_probe_sky,
     resolve_design,
 )
-from whatsreal.experiments.probes import fold_predictions, read_probe_predictions, run_probes, table5_columns
+from whatsreal.experiments.probes import fold_predictions, read_probe_predictions, table5_columns
 from whatsreal.experiments.summary import write_summary
 from whatsreal.experiments.targets import probe_split
 
 from .conftest import tiny_config
-from .test_exp_probes import FAST, _probe_inputs
+from .test_exp_probes import FAST, probe_inputs, run_tiny_probes
 
 
 def _sky(n: int, seed: int = 0, size_deg: float = 2.0, val_fraction: float = 0.3) -> pd.DataFrame:
@@ -165,32 +165,13 @@ def test_random_folds_overestimate_a_place_fingerprint_and_blocked_folds_do_not(
 # --------------------------------------------------------------------------- end to end
 
 
-def _run(inp: dict, cfg: dict, out: Path, **extra) -> pd.DataFrame:
-    meta = [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]]
-    return run_probes(
-        cfg,
-        embeddings=inp["embeddings"],
-        random_init=inp["random_init"],
-        cross_predict=inp["cross_predict"],
-        meta=meta,
-        truth=inp["paths"]["truth"],
-        aion=None,
-        figure=out / "fig4.png",
-        table=out / "table5.csv",
-        truth_table=out / "truth_probes.csv",
-        images=inp["images"],
-        predictions=out / "probe_predictions.npz",
-        **extra,
-    )
-
-
 def test_mmu_default_probes_held_out_pairs_in_blocked_folds_and_reports_the_paper_design_too(tmp_path):
-    inp = _probe_inputs(tmp_path)
+    inp = probe_inputs(tmp_path)
     meta = pd.read_parquet(inp["paths"]["meta_hsc"])
     val = np.flatnonzero(meta["split"] == "val")
     out = tmp_path / "out"
     cfg = _cfg("mmu", test_fraction=0.2)
-    _run(inp, cfg, out, alternative_table=out / "alternative.csv")
+    run_tiny_probes(inp, cfg, out, alternative_table=out / "alternative.csv")
     table = pd.read_csv(out / "table5.csv")
     assert list(table.columns) == table5_columns(["ours_physics", "ours_instrument", "random_init"])
     assert set(DESIGN_COLUMNS) <= set(table.columns)
@@ -210,7 +191,7 @@ def test_mmu_default_probes_held_out_pairs_in_blocked_folds_and_reports_the_pape
     cross = pd.read_csv(inp["cross_predict"])
     cross.assign(probe_pairs="all", probe_split="random", probe_folds=1).to_csv(inp["cross_predict"], index=False)
     with pytest.raises(ValueError, match=r"cross-predict scored with pairs=all, split=random"):
-        _run(inp, cfg, tmp_path / "again")
+        run_tiny_probes(inp, cfg, tmp_path / "again")
     # The alternative design is the paper's: all pairs, random 80/20 here.
     alt = pd.read_csv(out / "alternative.csv")
     assert (alt["probe_pairs"] == "all").all() and (alt["probe_split"] == "random").all()
@@ -218,7 +199,7 @@ def test_mmu_default_probes_held_out_pairs_in_blocked_folds_and_reports_the_pape
     # The synthetic default is the paper's design, its alternative the held-out blocked one.
     cross.to_csv(inp["cross_predict"], index=False)
     syn = tmp_path / "syn"
-    _run(
+    run_tiny_probes(
         inp,
         _cfg("synthetic", test_fraction=0.2),
         syn,

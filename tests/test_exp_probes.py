@@ -256,7 +256,7 @@ def test_targets_do_not_interact_even_with_dropout():
 # --------------------------------------------------------------------------- run_probes end to end
 
 
-def _probe_inputs(tmp_path: Path, n: int = 240) -> dict:
+def probe_inputs(tmp_path: Path, n: int = 240) -> dict:
     paths = write_fake_dataset(tmp_path / "data", n)
     truth = pd.read_parquet(paths["truth"]).set_index("truth_id").loc[1000 + np.arange(n)]
     rng = np.random.default_rng(5)
@@ -282,8 +282,27 @@ def _probe_inputs(tmp_path: Path, n: int = 240) -> dict:
 
 
 @pytest.mark.slow  # trains the MLP probes of every target (17 s on the shared 2-core machine)
+def run_tiny_probes(inp: dict, cfg: dict, out: Path, **overrides) -> pd.DataFrame:
+    """``run_probes`` on the inputs of :func:`probe_inputs`, writing into ``out`` (no AION; any
+    argument can be overridden, e.g. ``truth=None`` for real data or ``provabgs=...``)."""
+    kwargs = {
+        "embeddings": inp["embeddings"],
+        "random_init": inp["random_init"],
+        "cross_predict": inp["cross_predict"],
+        "meta": [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]],
+        "truth": inp["paths"]["truth"],
+        "aion": None,
+        "figure": out / "fig4.png",
+        "table": out / "table5.csv",
+        "truth_table": out / "truth_probes.csv",
+        "images": inp["images"],
+        "predictions": out / "probe_predictions.npz",
+    }
+    return run_probes(cfg, **{**kwargs, **overrides})
+
+
 def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
-    inp = _probe_inputs(tmp_path)
+    inp = probe_inputs(tmp_path)
     cfg = tiny_config(experiments={"probes": {**FAST, "test_fraction": 0.2}})
     aion = tmp_path / "aion.parquet"
     emb = pd.read_parquet(inp["embeddings"])
@@ -291,21 +310,7 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
         {"object_id": emb["object_id"], "survey": emb["survey"], "f0": emb["phys_0"], "f1": emb["inst_0"]}
     ).iloc[:-3].to_parquet(aion, index=False)  # three Legacy objects lack AION features
     out = tmp_path / "out"
-    meta = [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]]
-    result = run_probes(
-        cfg,
-        embeddings=inp["embeddings"],
-        random_init=inp["random_init"],
-        cross_predict=inp["cross_predict"],
-        meta=meta,
-        truth=inp["paths"]["truth"],
-        aion=aion,
-        figure=out / "fig4.png",
-        table=out / "table5.csv",
-        truth_table=out / "truth_probes.csv",
-        images=inp["images"],
-        predictions=out / "probe_predictions.npz",
-    )
+    result = run_tiny_probes(inp, cfg, out, aion=aion)
     table = pd.read_csv(out / "table5.csv")
     assert list(table.columns) == table5_columns([*REPRESENTATIONS])
     assert list(table.columns[: len(TABLE5_COLUMNS) + 2]) == [*TABLE5_COLUMNS, "aion", FLOOR]
@@ -365,17 +370,16 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
     assert (out / "fig4.png").stat().st_size > 10_000
 
     # Real data: no truth -> catalogue targets only, truth table header only.
-    run_probes(
+    run_tiny_probes(
+        inp,
         cfg,
-        embeddings=inp["embeddings"],
-        random_init=inp["random_init"],
-        cross_predict=inp["cross_predict"],
-        meta=meta,
+        out,
         truth=None,
-        aion=None,
         figure=out / "fig4_real.png",
         table=out / "table5_real.csv",
         truth_table=out / "truth_real.csv",
+        images=None,
+        predictions=None,
     )
     real = pd.read_csv(out / "table5_real.csv")
     assert list(real.columns) == table5_columns(["ours_physics", "ours_instrument", "random_init"])

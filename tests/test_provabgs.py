@@ -18,12 +18,11 @@ from whatsreal.data.provabgs import (
     write_provabgs_shards,
 )
 from whatsreal.data.stages import run_provabgs_targets
-from whatsreal.experiments.probes import run_probes
 from whatsreal.experiments.targets import build_targets
 from whatsreal.sim.geometry import healpix_of
 
 from .conftest import SCHEMA, run_snakemake, tiny_config
-from .test_exp_probes import FAST, _probe_inputs
+from .test_exp_probes import FAST, probe_inputs, run_tiny_probes
 
 ARCSEC = 1.0 / 3600.0
 
@@ -194,30 +193,15 @@ def _provabgs_parquet(path, z: np.ndarray, labelled: np.ndarray, seed: int = 0) 
 
 def test_probes_gain_the_five_spectroscopic_rows_with_their_own_n(tmp_path):
     n = 240
-    inp = _probe_inputs(tmp_path, n)
+    inp = probe_inputs(tmp_path, n)
     truth = pd.read_parquet(inp["paths"]["truth"]).set_index("truth_id").loc[1000 + np.arange(n)]
     labelled = np.random.default_rng(3).random(n) < 0.8
     labelled[:3] = False
     prov = tmp_path / "provabgs.parquet"
     _provabgs_parquet(prov, truth["redshift"].to_numpy(), labelled)
-    meta = [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]]
     cfg = tiny_config(experiments={"probes": {**FAST, "test_fraction": 0.2}})
     out = tmp_path / "out"
-    run_probes(
-        cfg,
-        embeddings=inp["embeddings"],
-        random_init=inp["random_init"],
-        cross_predict=inp["cross_predict"],
-        meta=meta,
-        truth=None,
-        aion=None,
-        figure=out / "fig4.png",
-        table=out / "table5.csv",
-        truth_table=out / "truth_probes.csv",
-        images=inp["images"],
-        predictions=out / "probe_predictions.npz",
-        provabgs=prov,
-    )
+    run_tiny_probes(inp, cfg, out, truth=None, provabgs=prov)
     table = pd.read_csv(out / "table5.csv").set_index("target")
     names = [f"provabgs_{t}" for t in ("z", "log_mstar", "log_ssfr", "t_age", "log_z_met")]
     assert set(names) <= set(table.index)
@@ -231,7 +215,7 @@ def test_probes_gain_the_five_spectroscopic_rows_with_their_own_n(tmp_path):
 
 
 def test_a_stale_provabgs_table_is_refused_naming_the_file(tmp_path):
-    inp = _probe_inputs(tmp_path, 30)
+    inp = probe_inputs(tmp_path, 30)
     meta = [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]]
     prov = tmp_path / "provabgs.parquet"
     _provabgs_parquet(prov, np.linspace(0.1, 0.5, 25), np.ones(25, bool))

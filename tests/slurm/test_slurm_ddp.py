@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from whatsreal.train.trace import TRACE_ENV
 
-from ..conftest import REPO, SCHEMA, tiny_model_config
-from ..ddp_trace import check_ddp_trace, read_traces
+from ..conftest import REPO
+from ..ddp_trace import check_ddp_trace, ddp_train_command, read_traces
 from .cluster import LocalSlurmCluster
 
 pytestmark = pytest.mark.slurm
@@ -50,16 +48,7 @@ def test_two_srun_tasks_train_as_one_ddp_group_and_resume_after_scancel_kill(
     slurm_cluster: LocalSlurmCluster, tiny_data, tmp_path: Path
 ) -> None:
     _, data = tiny_data
-    cfg = tiny_model_config(
-        max_steps=MAX_STEPS, batch_size=2, checkpoint_every_steps=CHECKPOINT_EVERY, val_every_steps=1000, devices=WORLD
-    )
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(cfg))
-    run_dir, log = tmp_path / "run", tmp_path / "train.log"
-    last, model = run_dir / "checkpoints" / "last.ckpt", run_dir / "model.ckpt"
-    cmd = [sys.executable, "-m", "whatsreal.train", "--run", "main", "--config-file", str(config_file)]
-    cmd += ["--schema", str(SCHEMA), "--data-dir", str(data), "--run-dir", str(run_dir)]
-    cmd += ["--model", str(model), "--log", str(log)]
+    cmd, _, log, last, model = ddp_train_command(tmp_path, data, WORLD, MAX_STEPS, CHECKPOINT_EVERY)
 
     # -- first job: SIGKILL to every task once a checkpoint exists --------------------------
     first = _srun(slurm_cluster, "ddp_first", cmd, tmp_path / "trace_first", tmp_path / "first.out")
