@@ -37,14 +37,15 @@ def tiny_config(**overrides: dict) -> dict:
     for section, values in overrides.items():
         # Copied: merging would otherwise alias shared dicts such as TINY_MODEL, and a test
         # that edits its config (or validation filling defaults) would change them for all.
-        _merge(cfg.setdefault(section, {}), copy.deepcopy(values))
+        merge_into(cfg.setdefault(section, {}), copy.deepcopy(values))
     return validate_config(cfg, SCHEMA)
 
 
-def _merge(dst: dict, src: dict) -> None:
+def merge_into(dst: dict, src: dict) -> None:
+    """Merge ``src`` into ``dst`` in place, recursively for nested mappings (test configs)."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
+            merge_into(dst[k], v)
         else:
             dst[k] = v
 

@@ -19,7 +19,7 @@ from whatsreal.experiments.truth_images import (
 from whatsreal.io import write_npz
 from whatsreal.sim.noiseless import render_object, sky_specs
 
-from .conftest import _merge, save_untrained_checkpoint, tiny_model_config
+from .conftest import merge_into, save_untrained_checkpoint, tiny_model_config
 
 EXPERIMENTS = {
     "posterior": {"n_galaxies": 5, "n_samples": 3, "batch_size": 2, "seed": 3},
@@ -37,8 +37,10 @@ SMALL_UNET = {
 
 def _cfg(**overrides: dict) -> dict:
     cfg = tiny_model_config()
-    _merge(cfg, {"model": {"unet": SMALL_UNET}, "experiments": EXPERIMENTS, "sample": {"method": "heun", "steps": 2}})
-    _merge(cfg, overrides)
+    merge_into(
+        cfg, {"model": {"unet": SMALL_UNET}, "experiments": EXPERIMENTS, "sample": {"method": "heun", "steps": 2}}
+    )
+    merge_into(cfg, overrides)
     return cfg
 
 

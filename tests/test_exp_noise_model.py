@@ -25,7 +25,7 @@ from whatsreal.experiments.noise_model import (
     truth_conditions,
 )
 
-from .conftest import _merge, save_untrained_checkpoint, tiny_model_config
+from .conftest import merge_into, save_untrained_checkpoint, tiny_model_config
 
 SMALL_UNET = {
     "block_out_channels": [8, 16, 16],
@@ -38,7 +38,7 @@ N_GALAXIES = 4
 
 def _cfg(**overrides: dict) -> dict:
     cfg = tiny_model_config()
-    _merge(
+    merge_into(
         cfg,
         {
             "model": {"unet": SMALL_UNET},
@@ -53,7 +53,7 @@ def _cfg(**overrides: dict) -> dict:
             },
         },
     )
-    _merge(cfg, overrides)
+    merge_into(cfg, overrides)
     return cfg
 
 
