@@ -380,8 +380,8 @@ def _show_main(argv: list[str]) -> int:
         prog="python -m whatsreal.config show",
         description="Print the effective config exactly as the workflow runs it for `snakemake --configfile "
         "FILE ...`: the schema defaults with the named files merged in order (no file: config/config.yaml), "
-        "validated. Data paths that do not exist here are reported on stderr (the workflow stops on them) "
-        "but the config is still printed.",
+        "validated. Data paths that do not exist here are reported as `# warning:` comments above the YAML "
+        "(on stderr with --key); the workflow stops on them, but the config is still printed.",
     )
     parser.add_argument("--configfile", nargs="*", type=Path, default=[], help="config files, in --configfile order")
     parser.add_argument("--key", help="print only this dotted key's value (e.g. dataset.name)")
@@ -392,11 +392,14 @@ def _show_main(argv: list[str]) -> int:
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for problem in path_problems(config):
-        print(f"warning: {problem} (the workflow stops on it; set it to your download)", file=sys.stderr)
+    warnings = [f"warning: {p} (the workflow stops on it; set it to your download)" for p in path_problems(config)]
     if args.key is None:
-        print(yaml.safe_dump(config, sort_keys=False), end="")
+        # Warnings as YAML comments on stdout: the output stays one valid YAML document even
+        # where a caller reads stdout and stderr together.
+        print("".join(f"# {w}\n" for w in warnings) + yaml.safe_dump(config, sort_keys=False), end="")
         return 0
+    for warning in warnings:  # one value for shell use: `$(... --key K)` must capture it alone
+        print(warning, file=sys.stderr)
     try:
         value = _lookup_key(config, args.key)
     except KeyError:
