@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from whatsreal.config import DEMO_CONFIG, effective_config, path_problems
+from whatsreal.config import DEMO_CONFIG, config_value, effective_config, path_problems
 from whatsreal.experiments.probe_design import resolve_design
 
 from .conftest import REPO, run_snakemake
@@ -76,14 +76,6 @@ PAPER_VALUES: dict[str, object] = {
 }
 
 
-def _get(config: dict, dotted: str) -> object:
-    node: object = config
-    for part in dotted.split("."):
-        assert isinstance(node, dict) and part in node, f"no key {dotted}"
-        node = node[part]
-    return node
-
-
 def _flat(config: object, prefix: str = "") -> dict[str, object]:
     if not isinstance(config, dict):
         return {prefix: config}
@@ -96,7 +88,7 @@ def _flat(config: object, prefix: str = "") -> dict[str, object]:
 @pytest.mark.parametrize("key", sorted(PAPER_VALUES))
 def test_the_paper_config_states_every_paper_value(key):
     config = effective_config([PAPER], check_paths=False)
-    assert _get(config, key) == PAPER_VALUES[key]
+    assert config_value(config, key) == PAPER_VALUES[key]
 
 
 def test_a_named_file_is_not_layered_over_the_demo():

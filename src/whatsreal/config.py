@@ -25,6 +25,7 @@ __all__ = [
     "DEMO_CONFIG",
     "ConfigError",
     "check_config_files",
+    "config_value",
     "deep_merge",
     "effective_config",
     "load_config",
@@ -363,7 +364,8 @@ def _check_main(argv: list[str]) -> int:
     return 0
 
 
-def _lookup_key(config: dict[str, Any], dotted: str) -> Any:
+def config_value(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` (``train.lr``); ``KeyError(dotted)`` if there is none."""
     value: Any = config
     for part in dotted.split("."):
         if not isinstance(value, Mapping) or part not in value:
@@ -401,7 +403,7 @@ def _show_main(argv: list[str]) -> int:
     for warning in warnings:  # one value for shell use: `$(... --key K)` must capture it alone
         print(warning, file=sys.stderr)
     try:
-        value = _lookup_key(config, args.key)
+        value = config_value(config, args.key)
     except KeyError:
         print(f"error: the config has no key '{args.key}'", file=sys.stderr)
         return 1

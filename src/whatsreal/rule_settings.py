@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from whatsreal.config import config_value
+
 __all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
 
 WHOLE_CONFIG = "*"
@@ -93,12 +95,10 @@ RESULT_NEUTRAL: frozenset[str] = frozenset(
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"rule settings: config has no key '{dotted}'")
-        node = node[part]
-    return node
+    try:
+        return config_value(config, dotted)
+    except KeyError:
+        raise KeyError(f"rule settings: config has no key '{dotted}'") from None
 
 
 def _without_neutral(value: Any, prefix: str) -> Any:
