@@ -130,8 +130,8 @@ def test_sample_api_is_seeded_and_batched(tiny_model):
 
 def test_embeddings_are_deterministic(tiny_data, tiny_model, tmp_path):
     _, data = tiny_data
-    a = export_embeddings(tiny_model, data, tmp_path / "a.parquet", batch_size=16)
-    b = export_embeddings(tiny_model, data, tmp_path / "b.parquet", batch_size=7)
+    a = export_embeddings(tiny_model, data, tmp_path / "a.parquet", tmp_path / "a_tokens.npz", batch_size=16)
+    b = export_embeddings(tiny_model, data, tmp_path / "b.parquet", tmp_path / "b_tokens.npz", batch_size=7)
     n_pairs = len(np.load(data / "images_hsc.npy", mmap_mode="r"))
     assert len(a) == 2 * n_pairs and set(a["survey"]) == {"hsc", "legacysurvey"}
     assert [c for c in a.columns if c.startswith("phys_")] == [f"phys_{i}" for i in range(64)]

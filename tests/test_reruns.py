@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from whatsreal.data.layout import run_data_files
+from whatsreal.layout import DatasetLayout
 from whatsreal.provenance import training_fingerprint
 from whatsreal.rule_settings import RULE_SETTINGS, rule_settings
 from whatsreal.train.run import FINISHED, resume_point, train
@@ -227,7 +227,7 @@ def trained_tiny(tiny_data, tmp_path_factory):
     """A 4-step training of the tiny model on a private copy of the tiny data: (config, data, run dir)."""
     _, data = tiny_data
     own = tmp_path_factory.mktemp("retrain_data")
-    for p in run_data_files(data, "spatial"):
+    for p in DatasetLayout(data).run_data_files("spatial"):
         shutil.copy2(p, own / p.name)
     cfg = tiny_model_config(max_steps=4, checkpoint_every_steps=2, val_every_steps=2)
     run_dir = tmp_path_factory.mktemp("retrain_run")
@@ -237,7 +237,9 @@ def trained_tiny(tiny_data, tmp_path_factory):
 
 
 def _fingerprint(cfg: dict, data: Path) -> dict:
-    return training_fingerprint(rule_settings(cfg, "train"), run_data_files(data, cfg["neighbours"]["mode"]))
+    return training_fingerprint(
+        rule_settings(cfg, "train"), DatasetLayout(data).run_data_files(cfg["neighbours"]["mode"])
+    )
 
 
 @pytest.mark.slow  # trains the tiny model (the trained_tiny fixture)

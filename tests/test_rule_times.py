@@ -164,10 +164,10 @@ def test_every_benchmarked_rule_is_listed_and_named_like_its_log():
     assert set(found) == set(BENCHMARKED_RULES)
     for rule, block in found.items():
         assert f'benchmark_file("{rule}")' in block, rule
-        log = re.search(r"log:\n\s+f\"\{RESULTS\}/logs/(\S+)\.log\"", block)
+        log = re.search(r'log:\n\s+DATA\.log\("(\S+)"\)', block)
         assert log, rule
         wildcards = {w: w for w in BENCHMARKED_RULES[rule]}
-        assert log.group(1).replace("{{", "").replace("}}", "") == benchmark_stem(rule, wildcards), rule
+        assert log.group(1).replace("{", "").replace("}", "") == benchmark_stem(rule, wildcards), rule
     with pytest.raises(KeyError, match="BENCHMARKED_RULES"):
         benchmark_stem("retrieval", {"run": "main"})
 

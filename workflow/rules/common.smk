@@ -1,6 +1,8 @@
 # Shared names, input functions and target lists for the rules (included first).
 
-from whatsreal.data.layout import pair_files, run_data_files
+from whatsreal.layout import DatasetLayout
+from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
+from whatsreal.plan import generative_runs, run_figures, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
 from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem, ran_unmeasured
 from whatsreal.surveys import SURVEY_ORDER
@@ -10,7 +12,11 @@ MODES = ["spatial", "random"]
 DATASET = config["dataset"]["name"]
 SOURCE = config["dataset"]["source"]
 RESULTS = f"results/{DATASET}"
-RUN_DIR = f"{RESULTS}/runs/{{run}}"  # one trained run's model, embeddings, figures and tables
+# Every file name comes from the layout (whatsreal.layout): DATA is this dataset's, RUN the
+# pattern of one trained run's (its model, embeddings, figures and tables; wildcard {run}).
+DATA = DatasetLayout(RESULTS)
+RUN = DATA.run("{run}")
+DIRECTIONS = SURVEY_ORDER  # a direction is named by its anchor (target) survey
 PROVABGS = config["aux"]["provabgs"]["path"]  # MMU's PROVABGS directory, or None: no spectroscopic targets
 RUNS = list(config["runs"])
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -70,86 +76,58 @@ def run_data(wildcards):
     """The data files a run's triplets read: images, metadata, split and the neighbour graph
     of the run's own mode (rebuilding the other graph leaves the run alone)."""
     mode = RUN_CONFIGS[wildcards.run]["neighbours"]["mode"]
-    return [str(p) for p in run_data_files(RESULTS, mode)]
+    return DATA.run_data_files(mode)
 
 
 def pair_data():
     """Images, metadata and split: the inputs of every experiment that reads no neighbour graph."""
-    return [str(p) for p in pair_files(RESULTS)]
+    return DATA.pair_files()
 
 
 def spatial_data():
     """``pair_data`` plus the spatial neighbour graphs (the noise-model and gain experiments)."""
-    return [str(p) for p in run_data_files(RESULTS, "spatial")]
+    return DATA.run_data_files("spatial")
 
 
 def mmu_root(wildcards):
     """The directory of healpix=*/ shards for a survey: simulated or the user's download."""
     if SOURCE == "synthetic":
-        return f"{RESULTS}/raw/{wildcards.survey}"
+        return DATA.raw(wildcards.survey)
     return config["dataset"]["mmu"][wildcards.survey]
 
 
 def preprocess_inputs(wildcards):
     inputs = {
-        "catalog": f"{RESULTS}/catalog_{wildcards.survey}.parquet",
-        "pairs": f"{RESULTS}/pairs.parquet",
-        "split": f"{RESULTS}/split.parquet",
+        "catalog": DATA.catalog(wildcards.survey),
+        "pairs": DATA.pairs,
+        "split": DATA.split,
     }
     if SOURCE == "synthetic":
-        inputs["truth"] = f"{RESULTS}/raw/truth.parquet"
+        inputs["truth"] = DATA.truth
     return inputs
 
 
 def neighbours_inputs(wildcards):
     inputs = {
-        "pairs": f"{RESULTS}/pairs.parquet",
-        "catalog": f"{RESULTS}/catalog_{wildcards.survey}.parquet",
+        "pairs": DATA.pairs,
+        "catalog": DATA.catalog(wildcards.survey),
     }
     if wildcards.mode == "random":
-        inputs["spatial"] = f"{RESULTS}/neighbours_{wildcards.survey}_spatial.npz"
+        inputs["spatial"] = DATA.neighbours(wildcards.survey, "spatial")
     return inputs
 
 
 def data_targets():
     """The preprocessed dataset every model run reads."""
-    return (
-        [f"{RESULTS}/split.parquet"]
-        + expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER)
-        + expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEY_ORDER)
-        + expand(f"{RESULTS}/neighbours_{{survey}}_{{mode}}.npz", survey=SURVEY_ORDER, mode=MODES)
-    )
-
-
-def generative_runs():
-    """Runs that get the sampling experiments (``experiments.generative_runs``; null = all)."""
-    chosen = config["experiments"]["generative_runs"]
-    return RUNS if chosen is None else [r for r in chosen if r in RUNS]
+    return DATA.pair_files() + [DATA.neighbours(s, m) for s in SURVEY_ORDER for m in MODES]
 
 
 def experiment_targets(run):
-    """Every figure and table of one run."""
-    d = RUN_DIR.format(run=run)
-    targets = [
-        f"{d}/figures/fig2_umap.png",
-        f"{d}/figures/fig3_outliers.png",
-        f"{d}/figures/fig4_probes.png",
-        f"{d}/figures/fig5_retrieval.png",
-        f"{d}/figures/conditioning_gain.png",
-    ]
-    if run in generative_runs():
-        targets += [
-            f"{d}/figures/fig6_counterfactuals.png",
-            f"{d}/figures/fig7_noise_model.png",
-            f"{d}/figures/fig8_spatial_structure.png",
-            f"{d}/figures/fig9_calibration.png",
-            f"{d}/figures/fig9_zero_shot.png",
-        ]
-    ablation = config["experiments"]["ablation"]
-    if run == ablation["ablated"] and ablation["reference"] in RUNS:
-        targets.append(f"{d}/figures/ablation_neighbours.png")
-    if SOURCE == "synthetic":
-        targets.append(f"{d}/tables/truth_metrics.csv")
+    """Every figure and table of one run (which ones: whatsreal.plan)."""
+    layout = DATA.run(run)
+    targets = [layout.figure(name) for name in run_figures(config, run)]
+    if "truth_metrics" in run_rules(config, run):
+        targets.append(layout.table("truth_metrics.csv"))
     return targets
 
 
@@ -157,14 +135,13 @@ def all_targets():
     """Everything `snakemake all` builds for the configured data source."""
     targets = []
     if SOURCE == "synthetic":
-        targets += [f"{RESULTS}/raw/truth.parquet", f"{RESULTS}/raw/sky.png"]
+        targets += [DATA.truth, DATA.sky_figure]
     targets += data_targets()
-    targets += expand(f"{RESULTS}/triplets_{{mode}}.png", mode=MODES)
-    targets += expand(f"{RUN_DIR}/embeddings.parquet", run=RUNS)
+    targets += [DATA.triplet_figure(mode) for mode in MODES]
     for run in RUNS:
+        targets.append(DATA.run(run).embeddings)
         targets += experiment_targets(run)
-    targets.append(f"{RESULTS}/summary.md")
-    targets.append(f"{RESULTS}/effective_config.yaml")
+    targets += [DATA.summary, DATA.effective_config]
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets
@@ -174,12 +151,16 @@ def all_targets():
 
 
 def meta_files():
-    return expand(f"{RESULTS}/meta_{{survey}}.parquet", survey=SURVEY_ORDER)
+    return [DATA.meta(s) for s in SURVEY_ORDER]
+
+
+def image_files():
+    return [DATA.images(s) for s in SURVEY_ORDER]
 
 
 def truth_file():
     """truth.parquet on the synthetic sky; nothing on real data."""
-    return [f"{RESULTS}/raw/truth.parquet"] if SOURCE == "synthetic" else []
+    return [DATA.truth] if SOURCE == "synthetic" else []
 
 
 def aion_file():
@@ -189,7 +170,7 @@ def aion_file():
 
 def provabgs_file():
     """provabgs.parquet (Table 5's spectroscopic targets) when aux.provabgs.path is set; else nothing."""
-    return [f"{RESULTS}/provabgs.parquet"] if PROVABGS else []
+    return [DATA.provabgs] if PROVABGS else []
 
 
 def lens_file():
@@ -197,43 +178,22 @@ def lens_file():
     return truth_file() if SOURCE == "synthetic" else [config["aux"]["lens_catalog"]["path"]]
 
 
+def posterior_files(wildcards):
+    """A run's posterior samples of every direction."""
+    return [DATA.run(wildcards.run).posterior(d) for d in DIRECTIONS]
+
+
 def truth_metric_inputs(wildcards):
-    inputs = [f"{RUN_DIR}/tables/truth_probes.csv", f"{RUN_DIR}/tables/truth_outliers.csv"]
-    if wildcards.run in generative_runs():
-        inputs.append(f"{RUN_DIR}/tables/truth_counterfactuals.csv")
-    return [p.format(run=wildcards.run) for p in inputs]
+    run = DATA.run(wildcards.run)
+    inputs = [run.table("truth_probes.csv"), run.table("truth_outliers.csv")]
+    if wildcards.run in generative_runs(config):
+        inputs.append(run.table("truth_counterfactuals.csv"))
+    return inputs
 
 
 def summary_inputs(wildcards):
-    inputs = []
-    for run in RUNS:
-        d = f"{RUN_DIR.format(run=run)}/tables"
-        inputs += [
-            f"{d}/table5_probes.csv",
-            f"{d}/table5_probes_alternative.csv",
-            f"{d}/retrieval.csv",
-            f"{d}/outliers.csv",
-            f"{d}/conditioning_gain.csv",
-        ]
-        if run in generative_runs():
-            inputs += [
-                f"{d}/counterfactual_mse.csv",
-                f"{d}/calibration.csv",
-                f"{d}/zero_shot.csv",
-                f"{d}/spatial_structure.csv",
-                f"{d}/noise_model.csv",
-                f"{d}/noise_model_slopes.csv",
-            ]
-        if SOURCE == "synthetic":
-            inputs.append(f"{d}/truth_metrics.csv")
-        ablation = config["experiments"]["ablation"]
-        if run == ablation["ablated"] and ablation["reference"] in RUNS:
-            inputs += [
-                f"{d}/ablation_neighbours.csv",
-                f"{d}/ablation_neighbours_alternative.csv",
-                f"{d}/neighbour_probe.csv",
-            ]
-    return inputs
+    """Every table summary.md reads, run by run (whatsreal.plan.summary_tables)."""
+    return [DATA.run(run).table(name) for run in RUNS for name in summary_tables(config, run)]
 
 
 # Benchmarks (whatsreal.rule_times): every heavy rule writes Snakemake's benchmark TSV,
@@ -243,36 +203,17 @@ def summary_inputs(wildcards):
 def benchmark_file(rule):
     """``rule``'s benchmark TSV pattern, ``benchmarks/<rule>[_{<wildcard>}...].tsv`` (named as its
     log), for the rule's ``benchmark:``; the rules and their wildcards: BENCHMARKED_RULES."""
-    wildcards = {w: f"{{{w}}}" for w in BENCHMARKED_RULES[rule]}
-    return f"{RESULTS}/benchmarks/{benchmark_stem(rule, wildcards)}.tsv"
+    return DATA.benchmark(benchmark_stem(rule, {w: f"{{{w}}}" for w in BENCHMARKED_RULES[rule]}))
 
 
 def benchmark_jobs():
-    """(rule, wildcard values) of every benchmarked job `all` builds for this config: the
-    same jobs as all_targets(), so each TSV is declared as rule_times' input."""
-    jobs = [("simulate", {})] if SOURCE == "synthetic" else []
-    jobs += [("preprocess", {"survey": s}) for s in SURVEY_ORDER]
-    jobs += [("random_init_embeddings", {}), ("cross_predict", {})]
-    ablation = config["experiments"]["ablation"]
-    for run in RUNS:
-        jobs += [
-            (rule, {"run": run}) for rule in ("train", "embed", "umap", "outliers", "probes", "conditioning_gain")
-        ]
-        if run == ablation["ablated"] and ablation["reference"] in RUNS:
-            jobs.append(("ablation", {"run": run}))
-        if run in generative_runs():
-            jobs += [("posterior_samples", {"run": run, "direction": d}) for d in SURVEY_ORDER]
-            jobs += [
-                (rule, {"run": run})
-                for rule in ("counterfactuals", "spatial_structure", "calibration", "zero_shot", "noise_model")
-            ]
-            if SOURCE == "synthetic":
-                jobs.append(("truth_counterfactuals", {"run": run}))
-    # Jobs that ran before benchmarks existed are not timed (whatsreal.rule_times.ran_unmeasured);
-    # declaring their missing TSVs would rerun them, training included, only to measure them.
-    return [(rule, wc) for rule, wc in jobs if not ran_unmeasured(RESULTS, rule, wc)]
+    """(rule, wildcard values) of every benchmarked job `all` builds (whatsreal.plan), so each
+    TSV is declared as rule_times' input. Jobs that ran before benchmarks existed are not timed
+    (whatsreal.rule_times.ran_unmeasured): declaring their missing TSVs would rerun them,
+    training included, only to measure them."""
+    return [(rule, wc) for rule, wc in plan_benchmark_jobs(config) if not ran_unmeasured(RESULTS, rule, wc)]
 
 
 def benchmark_inputs(wildcards):
     """The TSV of every job of benchmark_jobs(), in its order."""
-    return [f"{RESULTS}/benchmarks/{benchmark_stem(rule, wc)}.tsv" for rule, wc in benchmark_jobs()]
+    return [DATA.benchmark(benchmark_stem(rule, wc)) for rule, wc in benchmark_jobs()]

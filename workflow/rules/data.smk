@@ -4,11 +4,11 @@
 
 rule simulate:
     output:
-        hsc=directory(f"{RESULTS}/raw/hsc"),
-        legacysurvey=directory(f"{RESULTS}/raw/legacysurvey"),
-        truth=f"{RESULTS}/raw/truth.parquet",
+        hsc=directory(DATA.raw("hsc")),
+        legacysurvey=directory(DATA.raw("legacysurvey")),
+        truth=DATA.truth,
     log:
-        f"{RESULTS}/logs/simulate.log",
+        DATA.log("simulate"),
     benchmark:
         benchmark_file("simulate")
     threads: 8
@@ -29,12 +29,12 @@ rule sky_figure:
         truth=rules.simulate.output.truth,
     output:
         report(
-            f"{RESULTS}/raw/sky.png",
+            DATA.sky_figure,
             caption="../report/sky.rst",
             category="Synthetic sky",
         ),
     log:
-        f"{RESULTS}/logs/sky_figure.log",
+        DATA.log("sky_figure"),
     params:
         settings=settings("sky_figure"),
     conda:
@@ -50,11 +50,11 @@ if SOURCE == "crossmatched_parquet":
         input:
             config["dataset"]["crossmatched_parquet"],
         output:
-            hsc=f"{RESULTS}/catalog_hsc.parquet",
-            legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
-            pairs=f"{RESULTS}/pairs.parquet",
+            hsc=DATA.catalog("hsc"),
+            legacysurvey=DATA.catalog("legacysurvey"),
+            pairs=DATA.pairs,
         log:
-            f"{RESULTS}/logs/crossmatched_catalogs.log",
+            DATA.log("crossmatched_catalogs"),
         params:
             settings=settings("crossmatched_catalogs"),
         conda:
@@ -68,9 +68,9 @@ else:
         input:
             root=mmu_root,
         output:
-            f"{RESULTS}/catalog_{{survey}}.parquet",
+            DATA.catalog("{survey}"),
         log:
-            f"{RESULTS}/logs/catalog_{{survey}}.log",
+            DATA.log("catalog_{survey}"),
         wildcard_constraints:
             survey="hsc|legacysurvey",
         params:
@@ -83,12 +83,12 @@ else:
 
     rule crossmatch:
         input:
-            hsc=f"{RESULTS}/catalog_hsc.parquet",
-            legacysurvey=f"{RESULTS}/catalog_legacysurvey.parquet",
+            hsc=DATA.catalog("hsc"),
+            legacysurvey=DATA.catalog("legacysurvey"),
         output:
-            f"{RESULTS}/pairs.parquet",
+            DATA.pairs,
         log:
-            f"{RESULTS}/logs/crossmatch.log",
+            DATA.log("crossmatch"),
         threads: 2
         params:
             settings=settings("crossmatch"),
@@ -105,12 +105,12 @@ if PROVABGS:
         # catalogue, matched to each pair's Legacy position; NaN where DESI took no spectrum.
         input:
             root=PROVABGS,
-            pairs=f"{RESULTS}/pairs.parquet",
-            catalog=f"{RESULTS}/catalog_legacysurvey.parquet",
+            pairs=DATA.pairs,
+            catalog=DATA.catalog("legacysurvey"),
         output:
-            f"{RESULTS}/provabgs.parquet",
+            DATA.provabgs,
         log:
-            f"{RESULTS}/logs/provabgs_targets.log",
+            DATA.log("provabgs_targets"),
         params:
             settings=settings("provabgs_targets"),
         conda:
@@ -121,11 +121,11 @@ if PROVABGS:
 
 rule split:
     input:
-        f"{RESULTS}/pairs.parquet",
+        DATA.pairs,
     output:
-        f"{RESULTS}/split.parquet",
+        DATA.split,
     log:
-        f"{RESULTS}/logs/split.log",
+        DATA.log("split"),
     params:
         settings=settings("split"),
     conda:
@@ -138,10 +138,10 @@ rule preprocess:
     input:
         unpack(preprocess_inputs),
     output:
-        images=f"{RESULTS}/images_{{survey}}.npy",
-        meta=f"{RESULTS}/meta_{{survey}}.parquet",
+        images=DATA.images("{survey}"),
+        meta=DATA.meta("{survey}"),
     log:
-        f"{RESULTS}/logs/preprocess_{{survey}}.log",
+        DATA.log("preprocess_{survey}"),
     benchmark:
         benchmark_file("preprocess")
     wildcard_constraints:
@@ -161,9 +161,9 @@ rule neighbours:
     input:
         unpack(neighbours_inputs),
     output:
-        f"{RESULTS}/neighbours_{{survey}}_{{mode}}.npz",
+        DATA.neighbours("{survey}", "{mode}"),
     log:
-        f"{RESULTS}/logs/neighbours_{{survey}}_{{mode}}.log",
+        DATA.log("neighbours_{survey}_{mode}"),
     wildcard_constraints:
         survey="hsc|legacysurvey",
         mode="spatial|random",
@@ -180,7 +180,7 @@ rule lens_catalog:
     output:
         config["aux"]["lens_catalog"]["path"],
     log:
-        f"{RESULTS}/logs/lens_catalog.log",
+        DATA.log("lens_catalog"),
     params:
         settings=settings("lens_catalog"),
     conda:
@@ -191,18 +191,19 @@ rule lens_catalog:
 
 rule triplet_figure:
     input:
-        lambda wildcards: [str(p) for p in run_data_files(RESULTS, wildcards.mode)],
+        lambda wildcards: DATA.run_data_files(wildcards.mode),
     output:
         report(
-            f"{RESULTS}/triplets_{{mode}}.png",
+            DATA.triplet_figure("{mode}"),
             caption="../report/triplets.rst",
             category="Training data",
         ),
     log:
-        f"{RESULTS}/logs/triplet_figure_{{mode}}.log",
+        DATA.log("triplet_figure_{mode}"),
     wildcard_constraints:
         mode="spatial|random",
     params:
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("triplet_figure"),
     conda:
         "../envs/whatsreal.yaml"

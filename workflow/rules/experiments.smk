@@ -3,8 +3,7 @@
 # Outputs: results/{dataset}/runs/{run}/{figures,tables,samples,fits}/ and the
 # dataset-level baselines/ (the untrained and supervised ResNet references).
 
-DIRECTIONS = SURVEY_ORDER  # a direction is named by its anchor (target) survey
-ABLATION_REFERENCE_DIR = RUN_DIR.format(run=config["experiments"]["ablation"]["reference"])
+ABLATION_REFERENCE = DATA.run(config["experiments"]["ablation"]["reference"])
 
 
 wildcard_constraints:
@@ -17,13 +16,13 @@ rule random_init_embeddings:
     input:
         pair_data(),
     output:
-        f"{RESULTS}/baselines/random_init_embeddings.parquet",
+        DATA.random_init_embeddings,
     log:
-        f"{RESULTS}/logs/random_init_embeddings.log",
+        DATA.log("random_init_embeddings"),
     benchmark:
         benchmark_file("random_init_embeddings")
     params:
-        data_dir=lambda wildcards, input: str(Path(input[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("random_init_embeddings"),
     threads: 2
     conda:
@@ -40,14 +39,14 @@ rule cross_predict:
         data=pair_data(),
         truth=truth_file(),
     output:
-        table=f"{RESULTS}/baselines/cross_predict.csv",
-        alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
+        table=DATA.cross_predict,
+        alternative=DATA.cross_predict_alternative,
     log:
-        f"{RESULTS}/logs/cross_predict.log",
+        DATA.log("cross_predict"),
     benchmark:
         benchmark_file("cross_predict")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("cross_predict"),
     threads: 2
     resources:
@@ -60,16 +59,16 @@ rule cross_predict:
 
 rule umap:
     input:
-        embeddings=f"{RUN_DIR}/embeddings.parquet",
+        embeddings=RUN.embeddings,
     output:
         report(
-            f"{RUN_DIR}/figures/fig2_umap.png",
+            RUN.figure("fig2_umap"),
             caption="../report/fig2_umap.rst",
             category="4.1 Disentangled representations",
             subcategory="{run}",
         ),
     log:
-        f"{RESULTS}/logs/umap_{{run}}.log",
+        DATA.log("umap_{run}"),
     benchmark:
         benchmark_file("umap")
     threads: 2
@@ -83,23 +82,23 @@ rule umap:
 
 rule outliers:
     input:
-        embeddings=f"{RUN_DIR}/embeddings.parquet",
-        baseline=aion_file() or f"{RESULTS}/baselines/random_init_embeddings.parquet",
-        catalog=f"{RESULTS}/catalog_hsc.parquet",
-        meta=f"{RESULTS}/meta_hsc.parquet",
-        images=f"{RESULTS}/images_hsc.npy",
+        embeddings=RUN.embeddings,
+        baseline=aion_file() or DATA.random_init_embeddings,
+        catalog=DATA.catalog("hsc"),
+        meta=DATA.meta("hsc"),
+        images=DATA.images("hsc"),
         truth=truth_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig3_outliers.png",
+            RUN.figure("fig3_outliers"),
             caption="../report/fig3_outliers.rst",
             category="4.1 Disentangled representations",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/outliers.csv",
-        truth=f"{RUN_DIR}/tables/truth_outliers.csv",
+        table=RUN.table("outliers.csv"),
+        truth=RUN.table("truth_outliers.csv"),
     log:
-        f"{RESULTS}/logs/outliers_{{run}}.log",
+        DATA.log("outliers_{run}"),
     benchmark:
         benchmark_file("outliers")
     threads: 2
@@ -118,34 +117,34 @@ rule probes:
     # alternative one (held-out pairs + healpix folds, or the paper's random split)
     # table5_probes_alternative.csv; the meta files carry each pair's split and ra/dec.
     input:
-        embeddings=f"{RUN_DIR}/embeddings.parquet",
-        random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
-        cross_predict=f"{RESULTS}/baselines/cross_predict.csv",
-        cross_predict_alternative=f"{RESULTS}/baselines/cross_predict_alternative.csv",
+        embeddings=RUN.embeddings,
+        random_init=DATA.random_init_embeddings,
+        cross_predict=DATA.cross_predict,
+        cross_predict_alternative=DATA.cross_predict_alternative,
         meta=meta_files(),
-        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER),
+        images=image_files(),
         truth=truth_file(),
         aion=aion_file(),
         provabgs=provabgs_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig4_probes.png",
+            RUN.figure("fig4_probes"),
             caption="../report/fig4_probes.rst",
             category="4.1 Disentangled representations",
             subcategory="{run}",
         ),
         table=report(
-            f"{RUN_DIR}/tables/table5_probes.csv",
+            RUN.table("table5_probes.csv"),
             caption="../report/table5_probes.rst",
             category="4.1 Disentangled representations",
             subcategory="{run}",
         ),
-        truth=f"{RUN_DIR}/tables/truth_probes.csv",
-        predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
-        alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
-        alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
+        truth=RUN.table("truth_probes.csv"),
+        predictions=RUN.table("probe_predictions.npz"),
+        alternative=RUN.table("table5_probes_alternative.csv"),
+        alternative_predictions=RUN.table("probe_predictions_alternative.npz"),
     log:
-        f"{RESULTS}/logs/probes_{{run}}.log",
+        DATA.log("probes_{run}"),
     benchmark:
         benchmark_file("probes")
     threads: 2
@@ -163,31 +162,31 @@ rule ablation:
     # its spatial neighbours' instrument latents, both runs' encoders, shuffled control).
     # The same ablation under the alternative probe design: ablation_neighbours_alternative.csv.
     input:
-        reference=f"{ABLATION_REFERENCE_DIR}/tables/table5_probes.csv",
-        ablated=f"{RUN_DIR}/tables/table5_probes.csv",
-        reference_predictions=f"{ABLATION_REFERENCE_DIR}/tables/probe_predictions.npz",
-        ablated_predictions=f"{RUN_DIR}/tables/probe_predictions.npz",
-        reference_alternative=f"{ABLATION_REFERENCE_DIR}/tables/table5_probes_alternative.csv",
-        ablated_alternative=f"{RUN_DIR}/tables/table5_probes_alternative.csv",
-        reference_alternative_predictions=f"{ABLATION_REFERENCE_DIR}/tables/probe_predictions_alternative.npz",
-        ablated_alternative_predictions=f"{RUN_DIR}/tables/probe_predictions_alternative.npz",
-        reference_embeddings=f"{ABLATION_REFERENCE_DIR}/embeddings.parquet",
-        ablated_embeddings=f"{RUN_DIR}/embeddings.parquet",
-        random_init=f"{RESULTS}/baselines/random_init_embeddings.parquet",
-        neighbours=expand(f"{RESULTS}/neighbours_{{survey}}_spatial.npz", survey=SURVEY_ORDER),
+        reference=ABLATION_REFERENCE.table("table5_probes.csv"),
+        ablated=RUN.table("table5_probes.csv"),
+        reference_predictions=ABLATION_REFERENCE.table("probe_predictions.npz"),
+        ablated_predictions=RUN.table("probe_predictions.npz"),
+        reference_alternative=ABLATION_REFERENCE.table("table5_probes_alternative.csv"),
+        ablated_alternative=RUN.table("table5_probes_alternative.csv"),
+        reference_alternative_predictions=ABLATION_REFERENCE.table("probe_predictions_alternative.npz"),
+        ablated_alternative_predictions=RUN.table("probe_predictions_alternative.npz"),
+        reference_embeddings=ABLATION_REFERENCE.embeddings,
+        ablated_embeddings=RUN.embeddings,
+        random_init=DATA.random_init_embeddings,
+        neighbours=[DATA.neighbours(s, "spatial") for s in SURVEY_ORDER],
         meta=meta_files(),
         truth=truth_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/ablation_neighbours.png",
+            RUN.figure("ablation_neighbours"),
             caption="../report/ablation_neighbours.rst",
             category="A.5 Spatial-neighbour ablation",
         ),
-        table=f"{RUN_DIR}/tables/ablation_neighbours.csv",
-        neighbour_table=f"{RUN_DIR}/tables/neighbour_probe.csv",
-        alternative=f"{RUN_DIR}/tables/ablation_neighbours_alternative.csv",
+        table=RUN.table("ablation_neighbours.csv"),
+        neighbour_table=RUN.table("neighbour_probe.csv"),
+        alternative=RUN.table("ablation_neighbours_alternative.csv"),
     log:
-        f"{RESULTS}/logs/ablation_{{run}}.log",
+        DATA.log("ablation_{run}"),
     benchmark:
         benchmark_file("ablation")
     params:
@@ -202,22 +201,22 @@ rule ablation:
 
 rule retrieval:
     input:
-        embeddings=f"{RUN_DIR}/embeddings.parquet",
-        images=expand(f"{RESULTS}/images_{{survey}}.npy", survey=SURVEY_ORDER),
+        embeddings=RUN.embeddings,
+        images=image_files(),
         meta=meta_files(),
         lenses=lens_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig5_retrieval.png",
+            RUN.figure("fig5_retrieval"),
             caption="../report/fig5_retrieval.rst",
             category="4.1 Disentangled representations",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/retrieval.csv",
+        table=RUN.table("retrieval.csv"),
     log:
-        f"{RESULTS}/logs/retrieval_{{run}}.log",
+        DATA.log("retrieval_{run}"),
     params:
-        data_dir=lambda wildcards, input: str(Path(input.meta[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("retrieval"),
     threads: 2
     conda:
@@ -230,16 +229,16 @@ rule posterior_samples:
     # Held-out anchors of one direction, many posterior samples each: the shared
     # input of the counterfactual, spatial-structure, calibration and zero-shot rules.
     input:
-        model=f"{RUN_DIR}/model.ckpt",
+        model=RUN.model,
         data=run_data,
     output:
-        f"{RUN_DIR}/samples/posterior_{{direction}}.npz",
+        RUN.posterior("{direction}"),
     log:
-        f"{RESULTS}/logs/posterior_samples_{{run}}_{{direction}}.log",
+        DATA.log("posterior_samples_{run}_{direction}"),
     benchmark:
         benchmark_file("posterior_samples")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("posterior_samples"),
     threads: 2
     resources:
@@ -252,19 +251,19 @@ rule posterior_samples:
 
 rule counterfactuals:
     input:
-        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        posterior=posterior_files,
         meta=meta_files(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig6_counterfactuals.png",
+            RUN.figure("fig6_counterfactuals"),
             caption="../report/fig6_counterfactuals.rst",
             category="4.2 Counterfactual generation",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/counterfactual_mse.csv",
-        fits=expand(f"{RUN_DIR}/fits/counterfactuals_{{direction}}.fits", direction=DIRECTIONS, allow_missing=True),
+        table=RUN.table("counterfactual_mse.csv"),
+        fits=[RUN.counterfactual_fits(d) for d in DIRECTIONS],
     log:
-        f"{RESULTS}/logs/counterfactuals_{{run}}.log",
+        DATA.log("counterfactuals_{run}"),
     benchmark:
         benchmark_file("counterfactuals")
     params:
@@ -279,13 +278,13 @@ rule truth_counterfactuals:
     # Synthetic sky only: posterior samples against the noiseless truth rendered
     # through the target instrument and preprocessed like the data.
     input:
-        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        posterior=posterior_files,
         meta=meta_files(),
-        truth=f"{RESULTS}/raw/truth.parquet",
+        truth=DATA.truth,
     output:
-        f"{RUN_DIR}/tables/truth_counterfactuals.csv",
+        RUN.table("truth_counterfactuals.csv"),
     log:
-        f"{RESULTS}/logs/truth_counterfactuals_{{run}}.log",
+        DATA.log("truth_counterfactuals_{run}"),
     benchmark:
         benchmark_file("truth_counterfactuals")
     threads: 2
@@ -301,23 +300,23 @@ rule zero_shot:
     # An ellipticity ResNet trained on real HSC images, applied to real held-out HSC
     # and to HSC counterfactuals generated from Legacy.
     input:
-        posterior=f"{RUN_DIR}/samples/posterior_hsc.npz",
+        posterior=RUN.posterior("hsc"),
         data=pair_data(),
         truth=truth_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig9_zero_shot.png",
+            RUN.figure("fig9_zero_shot"),
             caption="../report/fig9_zero_shot.rst",
             category="4.2 Counterfactual generation",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/zero_shot.csv",
+        table=RUN.table("zero_shot.csv"),
     log:
-        f"{RESULTS}/logs/zero_shot_{{run}}.log",
+        DATA.log("zero_shot_{run}"),
     benchmark:
         benchmark_file("zero_shot")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("zero_shot"),
     threads: 2
     resources:
@@ -333,25 +332,25 @@ rule noise_model:
     # FWHM condition the decoder; log-log slopes of the generated noise and size against
     # them, beside the real images' slopes; and artefact removal.
     input:
-        model=f"{RUN_DIR}/model.ckpt",
+        model=RUN.model,
         data=spatial_data(),
-        catalog=expand(f"{RESULTS}/catalog_{{survey}}.parquet", survey=SURVEY_ORDER),
+        catalog=[DATA.catalog(s) for s in SURVEY_ORDER],
         truth=truth_file(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig7_noise_model.png",
+            RUN.figure("fig7_noise_model"),
             caption="../report/fig7_noise_model.rst",
             category="4.2 Counterfactual generation",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/noise_model.csv",
-        slopes=f"{RUN_DIR}/tables/noise_model_slopes.csv",
+        table=RUN.table("noise_model.csv"),
+        slopes=RUN.table("noise_model_slopes.csv"),
     log:
-        f"{RESULTS}/logs/noise_model_{{run}}.log",
+        DATA.log("noise_model_{run}"),
     benchmark:
         benchmark_file("noise_model")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         surveys=list(SURVEY_ORDER),
         settings=settings("noise_model"),
     threads: 2
@@ -363,17 +362,17 @@ rule noise_model:
 
 rule spatial_structure:
     input:
-        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        posterior=posterior_files,
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig8_spatial_structure.png",
+            RUN.figure("fig8_spatial_structure"),
             caption="../report/fig8_spatial_structure.rst",
             category="A.6 Generative model evaluation",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/spatial_structure.csv",
+        table=RUN.table("spatial_structure.csv"),
     log:
-        f"{RESULTS}/logs/spatial_structure_{{run}}.log",
+        DATA.log("spatial_structure_{run}"),
     benchmark:
         benchmark_file("spatial_structure")
     params:
@@ -386,17 +385,17 @@ rule spatial_structure:
 
 rule calibration:
     input:
-        posterior=expand(f"{RUN_DIR}/samples/posterior_{{direction}}.npz", direction=DIRECTIONS, allow_missing=True),
+        posterior=posterior_files,
     output:
         figure=report(
-            f"{RUN_DIR}/figures/fig9_calibration.png",
+            RUN.figure("fig9_calibration"),
             caption="../report/fig9_calibration.rst",
             category="A.6 Generative model evaluation",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/calibration.csv",
+        table=RUN.table("calibration.csv"),
     log:
-        f"{RESULTS}/logs/calibration_{{run}}.log",
+        DATA.log("calibration_{run}"),
     benchmark:
         benchmark_file("calibration")
     params:
@@ -412,13 +411,13 @@ rule truth_metrics:
         truth_metric_inputs,
     output:
         report(
-            f"{RUN_DIR}/tables/truth_metrics.csv",
+            RUN.table("truth_metrics.csv"),
             caption="../report/truth_metrics.rst",
             category="Truth metrics (synthetic sky)",
             subcategory="{run}",
         ),
     log:
-        f"{RESULTS}/logs/truth_metrics_{{run}}.log",
+        DATA.log("truth_metrics_{run}"),
     params:
         settings=settings("truth_metrics"),
     conda:
@@ -431,23 +430,23 @@ rule conditioning_gain:
     # Does the decoder use both halves of its conditioning? Loss with the instrument (or
     # physics) half swapped for another held-out pair's, minus the true loss, with CIs.
     input:
-        model=f"{RUN_DIR}/model.ckpt",
-        metrics=f"{RUN_DIR}/metrics.csv",
+        model=RUN.model,
+        metrics=RUN.metrics,
         data=spatial_data(),
     output:
         figure=report(
-            f"{RUN_DIR}/figures/conditioning_gain.png",
+            RUN.figure("conditioning_gain"),
             caption="../report/conditioning_gain.rst",
             category="Method diagnostics",
             subcategory="{run}",
         ),
-        table=f"{RUN_DIR}/tables/conditioning_gain.csv",
+        table=RUN.table("conditioning_gain.csv"),
     log:
-        f"{RESULTS}/logs/conditioning_gain_{{run}}.log",
+        DATA.log("conditioning_gain_{run}"),
     benchmark:
         benchmark_file("conditioning_gain")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("conditioning_gain"),
     threads: 2
     conda:

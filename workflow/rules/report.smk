@@ -13,12 +13,12 @@ rule rule_times:
         benchmark_inputs,
     output:
         report(
-            f"{RESULTS}/rule_times.csv",
+            DATA.rule_times,
             caption="../report/rule_times.rst",
             category="0 Summary",
         ),
     log:
-        f"{RESULTS}/logs/rule_times.log",
+        DATA.log("rule_times"),
     params:
         # (rule, wildcard values) of each input, in order; derived (it takes `input`), so it
         # is no rerun trigger of its own: the job list changes only with the inputs.
@@ -36,14 +36,14 @@ rule summary:
         rule_times=rules.rule_times.output[0],
     output:
         report(
-            f"{RESULTS}/summary.md",
+            DATA.summary,
             caption="../report/summary.rst",
             category="0 Summary",
         ),
     log:
-        f"{RESULTS}/logs/summary.log",
+        DATA.log("summary"),
     params:
-        results=lambda wildcards, output: str(Path(output[0]).parent),
+        results=lambda wildcards, output: str(DATA.root),
         runs=RUNS,
         settings=settings("summary"),
     conda:
@@ -60,9 +60,9 @@ localrules:
 
 rule effective_config:
     output:
-        f"{RESULTS}/effective_config.yaml",
+        DATA.effective_config,
     log:
-        f"{RESULTS}/logs/effective_config.log",
+        DATA.log("effective_config"),
     params:
         # Derived (it takes `output`), so not a rerun trigger: the same config named through
         # other files is the same config.

@@ -13,10 +13,10 @@ rule train:
     input:
         run_data,
     output:
-        model=f"{RUN_DIR}/model.ckpt",
-        metrics=f"{RUN_DIR}/metrics.csv",
+        model=RUN.model,
+        metrics=RUN.metrics,
     log:
-        f"{RESULTS}/logs/train_{{run}}.log",
+        DATA.log("train_{run}"),
     benchmark:
         benchmark_file("train")
     params:
@@ -27,8 +27,8 @@ rule train:
         # `output`, which makes them derived parameters, not rerun triggers: as for the
         # script rules, a changed figure setting or interpreter path must not retrain.
         config=lambda wildcards, output: json.dumps(config),
-        data_dir=lambda wildcards, input: str(Path(input[0]).parent),
-        run_dir=lambda wildcards, output: str(Path(output.model).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
+        run_dir=lambda wildcards, output: str(DATA.run(wildcards.run).root),
         schema=lambda wildcards, output: SCHEMA,
         # What the trained model depends on (the run's model, train, preprocess and
         # neighbour-mode values): a change retrains; worker counts, logging and
@@ -51,13 +51,14 @@ rule embed:
         model=rules.train.output.model,
         data=pair_data(),
     output:
-        f"{RUN_DIR}/embeddings.parquet",
+        embeddings=RUN.embeddings,
+        tokens=RUN.embeddings_tokens,
     log:
-        f"{RESULTS}/logs/embed_{{run}}.log",
+        DATA.log("embed_{run}"),
     benchmark:
         benchmark_file("embed")
     params:
-        data_dir=lambda wildcards, input: str(Path(input.data[0]).parent),
+        data_dir=lambda wildcards, input: str(DATA.root),
         settings=run_settings("embed"),
     threads: 2
     conda:

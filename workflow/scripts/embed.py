@@ -13,4 +13,6 @@ from whatsreal.train.run import load_model
 module, _ = load_model(sm.input.model)
 device = compute_device()
 # The batch size is the workflow's (a speed setting), not the one stored in the checkpoint.
-export_embeddings(module.model, sm.params.data_dir, sm.output[0], sm.config["embed"]["batch_size"], device)
+export_embeddings(
+    module.model, sm.params.data_dir, sm.output.embeddings, sm.output.tokens, sm.config["embed"]["batch_size"], device
+)

@@ -6,9 +6,7 @@ from whatsreal.logs import log_to_file
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log = log_to_file(sm.log[0])
 
-from pathlib import Path
-
 from whatsreal.plots.triplets import plot_triplets
 
-plot_triplets(Path(sm.output[0]).parent, sm.output[0], mode=sm.wildcards.mode, seed=sm.config["split"]["seed"])
+plot_triplets(sm.params.data_dir, sm.output[0], mode=sm.wildcards.mode, seed=sm.config["split"]["seed"])
 log.info("wrote %s", sm.output[0])

@@ -2,8 +2,8 @@
 
 Each object is encoded on its own image: the physics encoder gives 4x16 tokens
 (flattened to 64), the instrument encoder 4x16 tokens (mean-pooled to 16). Rows:
-one per object and survey, in pair order, HSC first. The full token arrays are
-saved beside the parquet as ``embeddings_tokens.npz``.
+one per object and survey, in pair order, HSC first. The full token arrays go to
+a second file (the layout's ``embeddings_tokens.npz``), row-aligned per survey.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from whatsreal.io import write_npz, write_parquet
+from whatsreal.layout import DatasetLayout
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -45,9 +46,16 @@ def encode_images(
 
 
 def export_embeddings(
-    model: FlowMatchingModel, data_dir: str | Path, out: str | Path, batch_size: int, device: torch.device | str = "cpu"
+    model: FlowMatchingModel,
+    data: DatasetLayout | str | Path,
+    out: str | Path,
+    tokens_out: str | Path,
+    batch_size: int,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
-    data_dir = Path(data_dir)
+    """Write ``out`` (one row per object and survey, mean-pooled latents) and ``tokens_out``
+    (every token, ``<survey>_physics``/``<survey>_instrument`` arrays) for the dataset ``data``."""
+    data = DatasetLayout.of(data)
     device = torch.device(device)
     model = model.to(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -55,8 +63,8 @@ def export_embeddings(
     t0 = time.perf_counter()
     n_total = 0
     for survey in SURVEY_ORDER:
-        images = np.load(data_dir / f"images_{survey}.npy", mmap_mode="r")
-        meta = pd.read_parquet(data_dir / f"meta_{survey}.parquet", columns=["pair", "split", "object_id", "ra", "dec"])
+        images = np.load(data.images(survey), mmap_mode="r")
+        meta = pd.read_parquet(data.meta(survey), columns=["pair", "split", "object_id", "ra", "dec"])
         phys, inst = encode_images(model, images, batch_size, device, dtype)
         n_total += len(images)
         tokens[f"{survey}_physics"] = phys
@@ -84,8 +92,7 @@ def export_embeddings(
         frames.append(df)
     elapsed = time.perf_counter() - t0
     table = pd.concat(frames, ignore_index=True)
-    out = Path(out)
-    write_npz(out.with_name(out.stem + "_tokens.npz"), **tokens)
+    write_npz(tokens_out, **tokens)
     write_parquet(table, out)
     log.info("embedded %d images in %.1f s (%.0f galaxies/s on %s)", n_total, elapsed, n_total / elapsed, device)
     return table

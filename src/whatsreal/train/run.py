@@ -24,10 +24,10 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from whatsreal.data.layout import run_data_files
 from whatsreal.data.triplets import TripletDataModule
 from whatsreal.device import compute_device
 from whatsreal.io import atomic_path, write_csv
+from whatsreal.layout import DatasetLayout
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
@@ -180,7 +180,7 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     provenance = training_fingerprint(
-        rule_settings(config, "train"), run_data_files(data_dir, config["neighbours"]["mode"])
+        rule_settings(config, "train"), DatasetLayout.of(data_dir).run_data_files(config["neighbours"]["mode"])
     )
     resume = resume_point(run_dir, provenance, move_stale=_is_primary_process())
     module = FlowMatchingModule(config, provenance)
