@@ -72,6 +72,7 @@ from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_noise_model
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.run import load_model
+from whatsreal.truth import PATHOLOGIES
 
 __all__ = [
     "AXES",
@@ -132,7 +133,6 @@ SLOPE_COLUMNS = (
     "n_levels",
     "n_real",
 )
-PATHOLOGIES = ("saturated_star", "stripe", "high_noise")
 STRIPE_GAP = 4
 """Rows this far apart are compared when looking for a stripe (wider than any stripe)."""
 MAX_BAD_FRACTION = 0.1

@@ -31,12 +31,10 @@ from whatsreal.device import compute_device
 from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.io import read_table, write_csv
-from whatsreal.sim.population import CLASSES
+from whatsreal.truth import PATHOLOGIES, RARE_CLASSES
 
 __all__ = [
     "OUTLIER_COLUMNS",
-    "PATHOLOGIES",
-    "RARE_CLASSES",
     "fit_flow",
     "flow_nll",
     "hsc_truth",
@@ -51,10 +49,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OUTLIER_COLUMNS = ("space", "rank", "pair", "object_id", "nll")
-PATHOLOGIES = ("saturated_star", "stripe", "high_noise")
-"""The HSC pathology flags of truth.parquet (``hsc_<name>``)."""
-RARE_CLASSES = tuple(c for c in CLASSES if c != "normal")
-"""Rare physical classes of the synthetic sky (mergers, lenses)."""
 NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "healpix"}
 """Identifier columns of an AION-style embeddings file; every other numeric column is a feature."""
 

@@ -15,11 +15,11 @@ import pandas as pd
 from astropy.cosmology import Planck18
 
 from whatsreal.sim.geometry import Patch
+from whatsreal.truth import CLASSES
 
-__all__ = ["BANDS", "CLASSES", "COMPANION_COLUMNS", "LENS_COLUMNS", "LENS_GEOMETRY_COLUMNS", "draw_population"]
+__all__ = ["BANDS", "COMPANION_COLUMNS", "LENS_COLUMNS", "LENS_GEOMETRY_COLUMNS", "draw_population"]
 
 BANDS = ("g", "r", "i", "z", "y")
-CLASSES = ("normal", "merger", "lens")
 SERSIC_STEP = 0.1
 """Sersic indices are drawn on this grid: GalSim caches one profile table per
 index value, and a continuous index would rebuild it for every galaxy."""

@@ -36,6 +36,7 @@ from whatsreal.sim.population import COMPANION_COLUMNS, LENS_GEOMETRY_COLUMNS, d
 from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
 from whatsreal.sim.scene import STREAM_FAINT, STREAM_STARS, Background, stamp_contents
 from whatsreal.surveys import SURVEYS, Survey
+from whatsreal.truth import PATHOLOGIES, pathology_column
 
 __all__ = [
     "SimulationError",
@@ -429,7 +430,7 @@ def plan_survey(
     prng = _rng(seed, STREAMS["pathologies"], code)
     rates = sim["pathologies"]
     flags = pd.DataFrame(
-        {k: prng.uniform(size=len(obs)) < rates[k] for k in ("saturated_star", "stripe", "high_noise")},
+        {k: prng.uniform(size=len(obs)) < rates[k] for k in PATHOLOGIES},
         index=obs.index,
     )
     cat["object_id"] = _assign_ids(survey, cat, sim["surveys"][name], _rng(seed, STREAMS["ids"], code))
@@ -581,9 +582,9 @@ def _add_truth(truth: pd.DataFrame, name: str, survey: Survey, plan: SurveyPlan)
     for q in ("psf_g1", "psf_g2"):
         truth[f"{name}_{q}"] = np.nan
         truth.loc[idx, f"{name}_{q}"] = cond[q]
-    for q in ("saturated_star", "stripe", "high_noise"):
-        truth[f"{name}_{q}"] = False
-        truth.loc[idx, f"{name}_{q}"] = flags[q].to_numpy()
+    for q in PATHOLOGIES:
+        truth[pathology_column(name, q)] = False
+        truth.loc[idx, pathology_column(name, q)] = flags[q].to_numpy()
     for q in plan.contents.columns:
         truth[f"{name}_{q}"] = np.nan
         truth.loc[idx, f"{name}_{q}"] = plan.contents[q].to_numpy()
