@@ -42,14 +42,17 @@ report: check-config
 	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
 
-# Both tiers: everything, the Snakemake runs and trainings included (CI runs this).
+# Both tiers: everything, the Snakemake runs and trainings included (CI runs this). Tests run
+# in TEST_WORKERS processes (pytest-xdist; `auto` = one per core, at most 8); the tests that share the
+# finished tiny workflow stay on one worker (tests/conftest.py), so it runs once.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist loadgroup
 
 # The quick loop while editing: every test not marked slow (no Snakemake subprocess, no
 # training beyond a few steps); it still imports every module of the package.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --maxprocesses 8 --dist loadgroup
 
 # The SLURM profile on a real one-node SLURM cluster started on localhost (tests/slurm/).
 # Needs root: installs Debian's slurm and munge packages if missing. CI runs it.

@@ -198,3 +198,12 @@ def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return workdir, cfg, res
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), every test that
+    needs the finished tiny workflow goes to one worker, so that run (minutes) happens once;
+    the other tests are shared out as they come."""
+    for item in items:
+        if "finished_tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("finished_tiny_run"))
