@@ -177,6 +177,9 @@ rule neighbours:
 
 
 rule lens_catalog:
+    # aux.lens_catalog.local, when set, is read instead of VizieR: declared, so a new file reruns it.
+    input:
+        [config["aux"]["lens_catalog"]["local"]] if config["aux"]["lens_catalog"]["local"] else [],
     output:
         config["aux"]["lens_catalog"]["path"],
     log:

@@ -8,5 +8,6 @@ log_to_file(sm.log[0])
 
 from whatsreal.data.lenses import fetch_lens_catalog
 
-lens_cfg = sm.config["aux"]["lens_catalog"]
-fetch_lens_catalog(lens_cfg["vizier"], lens_cfg["local"], sm.output[0])
+# The local file is the rule's declared input (aux.lens_catalog.local), when set.
+local = sm.input[0] if len(sm.input) else None
+fetch_lens_catalog(sm.config["aux"]["lens_catalog"]["vizier"], local, sm.output[0])
