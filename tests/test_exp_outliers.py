@@ -115,7 +115,7 @@ def _write_inputs(tmp_path, n=80, with_shard=True):
 def _run(tmp_path, truth=True, baseline="random_init_embeddings.parquet"):
     cfg = tiny_config(experiments={"outliers": FAST})
     return run_outliers(
-        cfg,
+        cfg["experiments"]["outliers"],
         embeddings=tmp_path / "embeddings.parquet",
         baseline=tmp_path / baseline,
         catalog=tmp_path / "catalog_hsc.parquet",
@@ -134,9 +134,13 @@ def test_run_outliers_writes_contract_files_and_finds_planted_objects(tmp_path, 
     sources = []
     real_plot = outlier_plots.plot_outliers
 
-    def spy(panels, subtitles, title, out):
-        sources.extend(item["source"] for items in panels.values() for item in items)
-        real_plot(panels, subtitles, title, out)
+    shown = {}
+
+    def spy(content, out):
+        sources.extend(item.source for items in content.panels.values() for item in items)
+        shown.update(content.panels)
+        shown["subtitles"] = content.subtitles
+        real_plot(content, out)
 
     monkeypatch.setattr(outlier_plots, "plot_outliers", spy)
     _run(tmp_path)
@@ -157,6 +161,9 @@ def test_run_outliers_writes_contract_files_and_finds_planted_objects(tmp_path, 
     assert m["base_rate_rare"] == pytest.approx(2 / 80)
     assert (tmp_path / "out" / "fig3.png").stat().st_size > 10_000
     assert sources and all(s == "raw 20px" for s in sources)  # the wide raw cutout, read from the shard
+    assert [p.flag for p in shown["ours: physics (6-D)"][:2]] == ["rare", "rare"]  # frames follow the truth
+    assert [p.flag for p in shown["ours: instrument (3-D)"][:2]] == ["pathology", "pathology"]
+    assert set(shown["subtitles"]) == {"ours: physics (6-D)", "ours: instrument (3-D)", "random-init encoder (5-D)"}
 
 
 @pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
@@ -164,7 +171,9 @@ def test_real_data_without_truth_and_unreadable_shards(tmp_path, monkeypatch):
     _write_inputs(tmp_path, with_shard=False)
     seen = []
     monkeypatch.setattr(
-        outlier_plots, "plot_outliers", lambda panels, *a: seen.extend(i["source"] for v in panels.values() for i in v)
+        outlier_plots,
+        "plot_outliers",
+        lambda content, out: seen.extend(i.source for v in content.panels.values() for i in v),
     )
     _run(tmp_path, truth=False)
     table = pd.read_csv(tmp_path / "out" / "outliers.csv")

@@ -8,6 +8,7 @@ import pytest
 
 from whatsreal.experiments.metrics import neighbours_excluding
 from whatsreal.experiments.retrieval import lens_pairs, retrieval_metrics, run_retrieval
+from whatsreal.layout import DatasetLayout
 
 from .conftest import tiny_config
 
@@ -74,8 +75,9 @@ def test_the_query_row_itself_is_never_a_neighbour():
 def _write_data(tmp_path, emb: pd.DataFrame, lens_pairs_: list[int]) -> None:
     n = int(emb["pair"].max()) + 1
     rng = np.random.default_rng(2)
+    layout = DatasetLayout(tmp_path)
     for survey in ("hsc", "legacysurvey"):
-        np.save(tmp_path / f"images_{survey}.npy", rng.normal(size=(n, 4, 10, 10)).astype(np.float32))
+        np.save(layout.images(survey), rng.normal(size=(n, 4, 10, 10)).astype(np.float32))
     truth_ids = 1000 + np.arange(n)
     hsc = emb[emb["survey"] == "hsc"]
     pd.DataFrame(
@@ -85,7 +87,7 @@ def _write_data(tmp_path, emb: pd.DataFrame, lens_pairs_: list[int]) -> None:
             "ra": hsc["ra"],
             "dec": hsc["dec"],
         }
-    ).to_parquet(tmp_path / "meta_hsc.parquet")
+    ).to_parquet(layout.meta("hsc"))
     cls = np.array(["normal"] * n, dtype=object)
     cls[lens_pairs_] = "lens"
     pd.DataFrame({"truth_id": truth_ids, "galaxy_class": cls}).to_parquet(tmp_path / "truth.parquet")
@@ -95,12 +97,13 @@ def _write_data(tmp_path, emb: pd.DataFrame, lens_pairs_: list[int]) -> None:
 def _run(tmp_path, lenses="truth.parquet"):
     cfg = tiny_config(experiments={"retrieval": {"k": 5, "n_show": 4}})
     run_retrieval(
-        cfg,
+        cfg["experiments"]["retrieval"],
         tmp_path / "embeddings.parquet",
-        tmp_path,
+        DatasetLayout(tmp_path),
         tmp_path / lenses if lenses else None,
         tmp_path / "out" / "fig5.png",
         tmp_path / "out" / "ret.csv",
+        radius_arcsec=float(cfg["crossmatch"]["radius_arcsec"]),
     )
     table = pd.read_csv(tmp_path / "out" / "ret.csv")
     assert list(table.columns) == ["metric", "value", "note"]
@@ -160,5 +163,13 @@ def test_missing_column_names_file_and_column(tmp_path):
         tmp_path, emb.drop(columns=["phys_0", "phys_1", "phys_2", "phys_3", "phys_4", "phys_5", "phys_6", "phys_7"]), []
     )
     with pytest.raises(ValueError, match=r"embeddings\.parquet: missing column\(s\) phys_0"):
+        _run(tmp_path)
+    assert not (tmp_path / "out" / "ret.csv").exists()
+
+
+def test_missing_images_fail_before_the_table_is_written(tmp_path):
+    _write_data(tmp_path, _embeddings(20), [])
+    DatasetLayout(tmp_path).images("legacysurvey").unlink()
+    with pytest.raises(FileNotFoundError, match=r"images_legacysurvey\.npy: file not found"):
         _run(tmp_path)
     assert not (tmp_path / "out" / "ret.csv").exists()

@@ -41,6 +41,11 @@ def _embeddings(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _run(cfg: dict, path, figure):
+    experiments_cfg = cfg["experiments"]
+    return run_umap(experiments_cfg["umap"], path, figure, k=int(experiments_cfg["retrieval"]["k"]))
+
+
 def test_metrics_separate_a_shared_space_from_a_survey_space():
     emb = _embeddings(60)
     pairs = np.arange(60)
@@ -62,27 +67,28 @@ def test_umap_runs_on_tiny_inputs_and_marks_pairs(tmp_path, monkeypatch):
     seen = {}
     real_plot = latents.plot_umap
 
-    def spy(coords, dims, metrics, marked, k, out):
-        seen.update(coords=coords, marked=marked, dims=dims)
-        real_plot(coords, dims, metrics, marked, k, out)
+    def spy(projection, out):
+        seen.update(projection=projection)
+        real_plot(projection, out)
 
     monkeypatch.setattr(latents, "plot_umap", spy)
-    metrics = run_umap(cfg, path, tmp_path / "fig2.png")
+    result = _run(cfg, path, tmp_path / "fig2.png")
     assert (tmp_path / "fig2.png").stat().st_size > 10_000
-    assert seen["dims"] == {"physics": 8, "instrument": 4}
-    for y in seen["coords"].values():
-        assert y.shape == (80, 2) and np.isfinite(y).all()  # n_pairs of the 50 pairs, both surveys
-    marked = np.asarray(seen["marked"])
+    assert seen["projection"] is result and result.k == cfg["experiments"]["retrieval"]["k"]
+    assert {s: m.dim for s, m in result.spaces.items()} == {"physics": 8, "instrument": 4}
+    for m in result.spaces.values():
+        assert m.coords.shape == (80, 2) and np.isfinite(m.coords).all()  # n_pairs of the 50 pairs, both surveys
+    marked = np.asarray(result.marked)
     assert len(set(marked.tolist())) == 4 and marked.max() < 40
-    assert metrics["physics"]["counterpart_knn_latent"] == 1.0
-    assert metrics["physics"]["counterpart_knn_2d"] > 0.8  # UMAP keeps the planted duplicates together
-    assert metrics["instrument"]["survey_acc_2d"] == 1.0
-    assert metrics["physics"]["survey_acc_latent"] < 0.6
+    physics, instrument = result.spaces["physics"], result.spaces["instrument"]
+    assert physics.counterpart_knn_latent == 1.0
+    assert physics.counterpart_knn_2d > 0.8  # UMAP keeps the planted duplicates together
+    assert instrument.survey_acc_2d == 1.0
+    assert physics.survey_acc_latent < 0.6
     # Seeded: a second run gives the same projection.
-    again = {}
-    monkeypatch.setattr(latents, "plot_umap", lambda coords, *a: again.update(coords=coords))
-    run_umap(cfg, path, tmp_path / "fig2b.png")
-    np.testing.assert_allclose(again["coords"]["physics"], seen["coords"]["physics"])
+    monkeypatch.setattr(latents, "plot_umap", lambda projection, out: None)
+    again = _run(cfg, path, tmp_path / "fig2b.png")
+    np.testing.assert_allclose(again.spaces["physics"].coords, physics.coords)
 
 
 def test_missing_latent_column_names_file_and_column(tmp_path):
@@ -90,8 +96,8 @@ def test_missing_latent_column_names_file_and_column(tmp_path):
     emb = _embeddings(10)
     emb.drop(columns=[c for c in emb.columns if c.startswith("inst_")]).to_parquet(path)
     with pytest.raises(ValueError, match=r"embeddings\.parquet: missing column\(s\) inst_0"):
-        run_umap(tiny_config(), path, tmp_path / "fig.png")
+        _run(tiny_config(), path, tmp_path / "fig.png")
     emb.drop(columns=["survey"]).to_parquet(path)
     with pytest.raises(ValueError, match=r"embeddings\.parquet: missing column\(s\) survey"):
-        run_umap(tiny_config(), path, tmp_path / "fig.png")
+        _run(tiny_config(), path, tmp_path / "fig.png")
     assert not (tmp_path / "fig.png").exists()

@@ -8,6 +8,7 @@ import pytest
 
 from whatsreal.experiments.zero_shot import ZERO_SHOT_COLUMNS, run_zero_shot
 from whatsreal.io import write_npz
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 from .conftest import TINY_MODEL, tiny_config
@@ -26,6 +27,21 @@ def _posterior(path, pairs, hsc, legacy, samples) -> None:
         instrument_mask=np.ones((n, k), bool),
         samples=samples.astype(np.float32),
         direction=np.array("hsc"),
+    )
+
+
+def _run(cfg: dict, data, posterior, truth, figure, table):
+    """run_zero_shot with the config sections the zero_shot rule passes."""
+    return run_zero_shot(
+        cfg["experiments"]["zero_shot"],
+        DatasetLayout(data),
+        posterior,
+        truth,
+        figure,
+        table,
+        baselines_cfg=cfg["experiments"]["baselines"],
+        bands=cfg["preprocess"]["bands"],
+        encoder=cfg["model"]["encoder"]["name"],
     )
 
 
@@ -52,7 +68,7 @@ def test_zero_shot_scores_real_and_generated_hsc(tmp_path):
         experiments={"baselines": {"epochs": 8, "batch_size": 32, "lr": 3e-3}, "zero_shot": {"n_train": 150}},
     )
     out = tmp_path / "out"
-    result = run_zero_shot(cfg, data, tmp_path / "good.npz", paths["truth"], out / "fig9.png", out / "zero_shot.csv")
+    result = _run(cfg, data, tmp_path / "good.npz", paths["truth"], out / "fig9.png", out / "zero_shot.csv")
     table = pd.read_csv(out / "zero_shot.csv").set_index("target")
     assert list(pd.read_csv(out / "zero_shot.csv").columns) == list(ZERO_SHOT_COLUMNS)
     assert list(table.index) == ["hsc_e1", "hsc_e2", "true_e1", "true_e2"]
@@ -66,7 +82,7 @@ def test_zero_shot_scores_real_and_generated_hsc(tmp_path):
     assert (out / "fig9.png").stat().st_size > 10_000
     assert len(result) == 4
 
-    bad_result = run_zero_shot(cfg, data, tmp_path / "bad.npz", None, out / "fig9_bad.png", out / "bad.csv")
+    bad_result = _run(cfg, data, tmp_path / "bad.npz", None, out / "fig9_bad.png", out / "bad.csv")
     bad_table = bad_result.set_index("target")
     assert list(bad_table.index) == ["hsc_e1", "hsc_e2"]  # no truth: catalogue ellipticity only
     assert (bad_table["r2_generated"] < 0.3).all()
@@ -77,7 +93,7 @@ def test_zero_shot_rejects_a_legacy_anchored_file(tmp_path):
     n = 20
     data = tmp_path / "data"
     paths = write_fake_dataset(data, n)
-    imgs = {s: np.load(data / f"images_{s}.npy") for s in SURVEY_ORDER}
+    imgs = {s: np.load(DatasetLayout(data).images(s)) for s in SURVEY_ORDER}
     pairs = np.arange(3)
     _posterior(tmp_path / "p.npz", pairs, imgs["hsc"], imgs["legacysurvey"], imgs["hsc"][pairs][:, None].repeat(2, 1))
     with np.load(tmp_path / "p.npz") as f:
@@ -85,4 +101,4 @@ def test_zero_shot_rejects_a_legacy_anchored_file(tmp_path):
     arrays["direction"] = np.array("legacysurvey")
     write_npz(tmp_path / "p.npz", **arrays)
     with pytest.raises(ValueError, match="HSC-anchored"):
-        run_zero_shot(tiny_config(), data, tmp_path / "p.npz", paths["truth"], tmp_path / "f.png", tmp_path / "t.csv")
+        _run(tiny_config(), data, tmp_path / "p.npz", paths["truth"], tmp_path / "f.png", tmp_path / "t.csv")

@@ -9,7 +9,7 @@ log_to_file(sm.log[0])
 from whatsreal.experiments.outliers import run_outliers
 
 run_outliers(
-    sm.config,
+    sm.config["experiments"]["outliers"],
     embeddings=sm.input.embeddings,
     baseline=sm.input.baseline,
     catalog=sm.input.catalog,

@@ -9,10 +9,11 @@ log_to_file(sm.log[0])
 from whatsreal.experiments.retrieval import run_retrieval
 
 run_retrieval(
-    sm.config,
+    sm.config["experiments"]["retrieval"],
     embeddings=sm.input.embeddings,
-    data_dir=sm.params.data_dir,
+    data=sm.params.data_dir,
     lenses=sm.input.lenses[0] if sm.input.lenses else None,
     figure=sm.output.figure,
     table=sm.output.table,
+    radius_arcsec=float(sm.config["crossmatch"]["radius_arcsec"]),
 )

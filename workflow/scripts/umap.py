@@ -8,4 +8,5 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.umap_projection import run_umap
 
-run_umap(sm.config, sm.input.embeddings, sm.output[0])
+experiments_cfg = sm.config["experiments"]
+run_umap(experiments_cfg["umap"], sm.input.embeddings, sm.output[0], k=int(experiments_cfg["retrieval"]["k"]))

@@ -9,10 +9,13 @@ log_to_file(sm.log[0])
 from whatsreal.experiments.zero_shot import run_zero_shot
 
 run_zero_shot(
-    sm.config,
-    data_dir=sm.params.data_dir,
+    sm.config["experiments"]["zero_shot"],
+    data=sm.params.data_dir,
     posterior=sm.input.posterior,
     truth=sm.input.truth[0] if sm.input.truth else None,
     figure=sm.output.figure,
     table=sm.output.table,
+    baselines_cfg=sm.config["experiments"]["baselines"],
+    bands=sm.config["preprocess"]["bands"],
+    encoder=sm.config["model"]["encoder"]["name"],
 )

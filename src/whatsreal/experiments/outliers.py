@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,24 @@ from whatsreal.truth import PATHOLOGIES, RARE_CLASSES
 
 __all__ = [
     "OUTLIER_COLUMNS",
+    "OutlierFigure",
+    "OutlierInputs",
+    "OutlierPanel",
+    "OutlierResult",
+    "OutlierSpace",
     "fit_flow",
     "flow_nll",
     "hsc_truth",
+    "load_outliers",
     "outlier_cutouts",
+    "outlier_figure",
     "outlier_scores",
     "raw_locations",
     "read_baseline",
     "run_outliers",
+    "score_outliers",
     "truth_precision_rows",
+    "write_outliers",
 ]
 
 log = logging.getLogger(__name__)
@@ -298,10 +308,11 @@ def _raw_rgb(path: str, row: int) -> np.ndarray:
 
 
 def _preprocessed_rgb(image: np.ndarray) -> np.ndarray:
-    """A 48x48 preprocessed cutout (bands g, r, i, z; already arcsinh-scaled) as i/r/g colour."""
-    rgb = np.stack([image[2], image[1], image[0]], axis=-1)
-    lo, hi = np.percentile(rgb, [1, 99.5])
-    return np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+    """A 48x48 preprocessed cutout (bands g, r, i, z; already arcsinh-scaled) as i/r/g colour, stretched alone."""
+    from whatsreal.plots.latents import irg_image
+
+    lo, hi = np.percentile(image[:3], [1, 99.5])
+    return irg_image(image, lo, max(hi - lo, 1e-6))
 
 
 def raw_locations(catalog: str | Path) -> dict[str, tuple[str, int]]:
@@ -338,6 +349,159 @@ def outlier_cutouts(
 # --------------------------------------------------------------------------- experiment
 
 
+@dataclass(frozen=True)
+class OutlierSpace:
+    """One space's HSC features and the rows of :attr:`OutlierInputs.hsc` they belong to."""
+
+    features: np.ndarray
+    rows: np.ndarray
+    """Positions among the HSC rows (a baseline file may lack some objects)."""
+
+
+@dataclass(frozen=True)
+class OutlierInputs:
+    """Fig 3's inputs, checked: what :func:`score_outliers` and :func:`outlier_figure` read."""
+
+    hsc: pd.DataFrame
+    """The HSC rows of embeddings.parquet, with a fresh 0..n-1 index."""
+    spaces: dict[str, OutlierSpace]
+    """Ours (physics, instrument) then the baseline, named as :func:`read_baseline` names it."""
+    labels: pd.DataFrame | None
+    """:func:`hsc_truth` per HSC row, or None on real data."""
+    raw: dict[str, tuple[str, int]]
+    """object_id -> (raw shard, row) (:func:`raw_locations`), for the wide cutouts."""
+    images: np.ndarray
+    """images_hsc.npy, memory-mapped: the fallback cutouts."""
+
+
+def load_outliers(
+    embeddings: str | Path,
+    baseline: str | Path,
+    catalog: str | Path,
+    meta: str | Path,
+    images: str | Path,
+    truth: str | Path | None,
+) -> OutlierInputs:
+    """Read and check Fig 3's inputs (``truth`` is None on real data)."""
+    emb = read_embeddings(embeddings)
+    hsc = emb[emb["survey"] == "hsc"].reset_index(drop=True)
+    if len(hsc) < 2:
+        raise ValueError(f"{embeddings}: {len(hsc)} HSC row(s); the outlier flow needs at least 2")
+    spaces = {
+        space: OutlierSpace(
+            hsc[latent_columns(hsc, prefix, embeddings)].to_numpy(dtype=np.float32), np.arange(len(hsc))
+        )
+        for space, prefix in SPACES.items()
+    }
+    name, feats, pos = read_baseline(baseline, hsc["object_id"].to_numpy())
+    spaces[name] = OutlierSpace(feats, pos)
+    labels = hsc_truth(meta, truth, hsc["pair"].to_numpy()) if truth is not None else None
+    raw = raw_locations(catalog)
+    if not Path(images).exists():
+        raise FileNotFoundError(f"{images}: file not found")
+    preprocessed = np.load(images, mmap_mode="r")
+    if len(preprocessed) <= int(hsc["pair"].max()):
+        raise ValueError(f"{images}: {len(preprocessed)} rows, but the embeddings have pair {int(hsc['pair'].max())}")
+    return OutlierInputs(hsc=hsc, spaces=spaces, labels=labels, raw=raw, images=preprocessed)
+
+
+@dataclass(frozen=True)
+class OutlierResult:
+    """tables/outliers.csv and the truth metrics behind truth_outliers.csv."""
+
+    table: pd.DataFrame
+    """The top outliers per space (:data:`OUTLIER_COLUMNS`, plus ``class, pathology`` with truth)."""
+    truth_rows: list[dict]
+    """``metric, value, note`` rows of :func:`truth_precision_rows`; empty without truth."""
+    dims: dict[str, int]
+    """Space -> feature dimension."""
+
+    @property
+    def metric(self) -> dict[str, float]:
+        """The truth rows as ``{metric: value}``."""
+        return {r["metric"]: r["value"] for r in self.truth_rows}
+
+
+def score_outliers(inputs: OutlierInputs, outliers_cfg: dict, device: torch.device | str = "cpu") -> OutlierResult:
+    """One flow per space; each space's ``outliers_cfg['top']`` least likely HSC objects and, with truth,
+    the rare-class and pathology precision of every space's -log p."""
+    top = int(outliers_cfg["top"])
+    labels = inputs.labels
+    frames, nll_of, rare_of, patho_of, dims = [], {}, {}, {}, {}
+    for space, sp in inputs.spaces.items():
+        nll, info = outlier_scores(sp.features, outliers_cfg, device)
+        dims[space] = sp.features.shape[1]
+        log.info(
+            "outlier flow %s (%d-D): %d train / %d scored, best epoch %d (train NLL %.3f), %.1f s on %s",
+            space,
+            sp.features.shape[1],
+            info["n_train"],
+            info["n_scored"],
+            info["best_epoch"],
+            info["best_train_nll"],
+            info["seconds"],
+            device,
+        )
+        frames.append(_top_outliers(inputs, space, nll, sp.rows, top))
+        if labels is not None:
+            nll_of[space] = nll
+            rare_of[space] = labels["rare"].to_numpy()[sp.rows]
+            patho_of[space] = labels["pathological"].to_numpy()[sp.rows]
+    truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
+    return OutlierResult(table=pd.concat(frames, ignore_index=True), truth_rows=truth_rows, dims=dims)
+
+
+def _top_outliers(inputs: OutlierInputs, space: str, nll: np.ndarray, rows: np.ndarray, top: int) -> pd.DataFrame:
+    """One space's ``top`` least likely objects, most unlikely first (with their truth labels if known)."""
+    order = np.argsort(-nll, kind="stable")[:top]
+    sel = rows[order]
+    frame = pd.DataFrame(
+        {
+            "space": space,
+            "rank": np.arange(1, len(order) + 1),
+            "pair": inputs.hsc["pair"].to_numpy()[sel],
+            "object_id": inputs.hsc["object_id"].to_numpy()[sel],
+            "nll": nll[order],
+        }
+    )
+    if inputs.labels is not None:
+        frame["class"] = inputs.labels["class"].to_numpy()[sel]
+        frame["pathology"] = inputs.labels["pathology"].to_numpy()[sel]
+    return frame
+
+
+def write_outliers(result: OutlierResult, table: str | Path, truth_table: str | Path) -> None:
+    """tables/outliers.csv and truth_outliers.csv (empty, with its header, without truth); the truth rows logged."""
+    write_csv(result.table, table)
+    write_truth_table(result.truth_rows, truth_table)
+    for r in result.truth_rows:
+        log.info("truth %s = %.3f (%s)", r["metric"], r["value"], r["note"])
+
+
+@dataclass(frozen=True)
+class OutlierPanel:
+    """One outlier's cutout in Fig 3."""
+
+    rgb: np.ndarray
+    text: str
+    """Its rank and -log p, and with truth what it is."""
+    flag: str | None
+    """``pathology``, ``rare`` or None: the frame colour (:data:`whatsreal.plots.outliers.FLAG_COLOURS`)."""
+    source: str
+    """Which cutout is shown: the raw shard's or the preprocessed one, with its size."""
+
+
+@dataclass(frozen=True)
+class OutlierFigure:
+    """Everything Fig 3 draws: one block of panels per space, in rank order."""
+
+    panels: dict[str, list[OutlierPanel]]
+    """Space label -> its outliers' panels."""
+    subtitles: dict[str, str]
+    """Space label -> its truth precision (with truth only)."""
+    title: str
+
+
 def _space_label(name: str, dim: int) -> str:
     labels = {
         "physics": "ours: physics",
@@ -348,8 +512,40 @@ def _space_label(name: str, dim: int) -> str:
     return f"{labels.get(name, name)} ({dim}-D)"
 
 
+def outlier_figure(inputs: OutlierInputs, result: OutlierResult, top: int) -> OutlierFigure:
+    """Fig 3's content: every listed outlier's cutout (raw if its shard is readable), labelled by space."""
+    has_truth = inputs.labels is not None
+    table = result.table
+    cutouts = outlier_cutouts(inputs.raw, inputs.images, table["object_id"].tolist(), table["pair"].tolist())
+    panels: dict[str, list[OutlierPanel]] = {}
+    for (_, row), (rgb, source) in zip(table.iterrows(), cutouts, strict=True):
+        text = f"#{row['rank']}  -log p={row['nll']:.0f}"
+        flag = None
+        if has_truth:
+            what = [c for c in (row["class"],) if c != "normal"] + [
+                p for p in row["pathology"].split("+") if p != "none"
+            ]
+            text += "\n" + (", ".join(what) if what else "normal, clean")
+            flag = "pathology" if row["pathology"] != "none" else "rare" if row["class"] in RARE_CLASSES else None
+        label = _space_label(row["space"], result.dims[row["space"]])
+        panels.setdefault(label, []).append(OutlierPanel(rgb=rgb, text=text, flag=flag, source=source))
+    metric = result.metric
+    subtitles = {}
+    title = f"Fig 3: the {top} least likely HSC objects under a normalising flow per latent space"
+    if has_truth:
+        for space in inputs.spaces:
+            subtitles[_space_label(space, result.dims[space])] = (
+                f"top {top}: {metric[f'{space}_top{top}_rare']:.0%} merger/lens, "
+                f"{metric[f'{space}_top{top}_pathology']:.0%} pathology"
+            )
+        title += (
+            f" (base rates: {metric['base_rate_rare']:.1%} merger/lens, {metric['base_rate_pathology']:.1%} pathology)"
+        )
+    return OutlierFigure(panels=panels, subtitles=subtitles, title=title)
+
+
 def run_outliers(
-    cfg: dict,
+    outliers_cfg: dict,
     embeddings: str | Path,
     baseline: str | Path,
     catalog: str | Path,
@@ -360,97 +556,15 @@ def run_outliers(
     table: str | Path,
     truth_table: str | Path,
 ) -> pd.DataFrame:
-    """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv and the truth metrics."""
+    """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv and the truth metrics.
+
+    ``outliers_cfg`` is ``experiments.outliers`` (the flow, its seed and ``top``).
+    """
     from whatsreal.plots.outliers import plot_outliers
 
-    ocfg = cfg["experiments"]["outliers"]
-    top = int(ocfg["top"])
     device = compute_device()
-    emb = read_embeddings(embeddings)
-    hsc = emb[emb["survey"] == "hsc"].reset_index(drop=True)
-    if len(hsc) < 2:
-        raise ValueError(f"{embeddings}: {len(hsc)} HSC row(s); the outlier flow needs at least 2")
-    ids = hsc["object_id"].to_numpy()
-    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for space, prefix in SPACES.items():
-        spaces[space] = (hsc[latent_columns(hsc, prefix, embeddings)].to_numpy(dtype=np.float32), np.arange(len(hsc)))
-    name, feats, pos = read_baseline(baseline, ids)
-    spaces[name] = (feats, pos)
-
-    labels = hsc_truth(meta, truth, hsc["pair"].to_numpy()) if truth is not None else None
-    where = raw_locations(catalog)
-    if not Path(images).exists():
-        raise FileNotFoundError(f"{images}: file not found")
-    preprocessed = np.load(images, mmap_mode="r")
-    if len(preprocessed) <= int(hsc["pair"].max()):
-        raise ValueError(f"{images}: {len(preprocessed)} rows, but the embeddings have pair {int(hsc['pair'].max())}")
-    frames, nll_of, rare_of, patho_of, dims = [], {}, {}, {}, {}
-    for space, (x, rows) in spaces.items():
-        nll, info = outlier_scores(x, ocfg, device)
-        dims[space] = x.shape[1]
-        log.info(
-            "outlier flow %s (%d-D): %d train / %d scored, best epoch %d (train NLL %.3f), %.1f s on %s",
-            space,
-            x.shape[1],
-            info["n_train"],
-            info["n_scored"],
-            info["best_epoch"],
-            info["best_train_nll"],
-            info["seconds"],
-            device,
-        )
-        order = np.argsort(-nll, kind="stable")[:top]
-        sel = rows[order]
-        frame = pd.DataFrame(
-            {
-                "space": space,
-                "rank": np.arange(1, len(order) + 1),
-                "pair": hsc["pair"].to_numpy()[sel],
-                "object_id": ids[sel],
-                "nll": nll[order],
-            }
-        )
-        if labels is not None:
-            frame["class"] = labels["class"].to_numpy()[sel]
-            frame["pathology"] = labels["pathology"].to_numpy()[sel]
-            nll_of[space] = nll
-            rare_of[space] = labels["rare"].to_numpy()[rows]
-            patho_of[space] = labels["pathological"].to_numpy()[rows]
-        frames.append(frame)
-    result = pd.concat(frames, ignore_index=True)
-    write_csv(result, table)
-
-    truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
-    write_truth_table(truth_rows, truth_table)
-    for r in truth_rows:
-        log.info("truth %s = %.3f (%s)", r["metric"], r["value"], r["note"])
-
-    cutouts = outlier_cutouts(where, preprocessed, result["object_id"].tolist(), result["pair"].tolist())
-    panels: dict[str, list[dict]] = {}
-    metric = {r["metric"]: r["value"] for r in truth_rows}
-    for (_, row), (rgb, source) in zip(result.iterrows(), cutouts, strict=True):
-        label = _space_label(row["space"], dims[row["space"]])
-        text = f"#{row['rank']}  -log p={row['nll']:.0f}"
-        flag = None
-        if labels is not None:
-            what = [c for c in (row["class"],) if c != "normal"] + [
-                p for p in row["pathology"].split("+") if p != "none"
-            ]
-            text += "\n" + (", ".join(what) if what else "normal, clean")
-            flag = "pathology" if row["pathology"] != "none" else "rare" if row["class"] in RARE_CLASSES else None
-        panels.setdefault(label, []).append({"rgb": rgb, "text": text, "flag": flag, "source": source})
-    subtitles = {}
-    for space in spaces:
-        label = _space_label(space, dims[space])
-        if labels is not None:
-            subtitles[label] = (
-                f"top {top}: {metric[f'{space}_top{top}_rare']:.0%} merger/lens, "
-                f"{metric[f'{space}_top{top}_pathology']:.0%} pathology"
-            )
-    title = f"Fig 3: the {top} least likely HSC objects under a normalising flow per latent space"
-    if labels is not None:
-        title += (
-            f" (base rates: {metric['base_rate_rare']:.1%} merger/lens, {metric['base_rate_pathology']:.1%} pathology)"
-        )
-    plot_outliers(panels, subtitles, title, figure)
-    return result
+    inputs = load_outliers(embeddings, baseline, catalog, meta, images, truth)
+    result = score_outliers(inputs, outliers_cfg, device)
+    write_outliers(result, table, truth_table)
+    plot_outliers(outlier_figure(inputs, result, int(outliers_cfg["top"])), figure)
+    return result.table

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,13 @@ from whatsreal.experiments.metrics import neighbours_excluding
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
+    "UmapProjection",
+    "UmapSpace",
     "counterpart_in_knn",
     "run_umap",
     "survey_knn_accuracy",
     "umap_2d",
+    "umap_space",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,32 +98,67 @@ def _choose_pairs(emb: pd.DataFrame, n_pairs: int, seed: int) -> np.ndarray:
     return pairs
 
 
-def run_umap(cfg: dict, embeddings: str | Path, figure: str | Path) -> dict[str, dict[str, float]]:
-    """Write Fig 2 to ``figure``; return (and log) the per-space disentanglement numbers."""
+@dataclass(frozen=True)
+class UmapSpace:
+    """One latent space of Fig 2: its projection and the numbers printed above it."""
+
+    coords: np.ndarray
+    """(2n, 2) UMAP coordinates: the HSC rows of the chosen pairs, then their Legacy rows."""
+    dim: int
+    """The latent space's dimension."""
+    counterpart_knn_2d: float
+    """:func:`counterpart_in_knn` in the projection."""
+    counterpart_knn_latent: float
+    """:func:`counterpart_in_knn` in the latent space."""
+    survey_acc_2d: float
+    """:func:`survey_knn_accuracy` in the projection."""
+    survey_acc_latent: float
+    """:func:`survey_knn_accuracy` in the latent space."""
+
+
+@dataclass(frozen=True)
+class UmapProjection:
+    """Fig 2's content: both spaces' projections of the same pairs, and the pairs marked in both."""
+
+    spaces: dict[str, UmapSpace]
+    marked: np.ndarray
+    """Positions (0..n-1) of the pairs drawn with a marker in every panel."""
+    k: int
+    """The k of the k-NN numbers (the retrieval figure's top-k)."""
+
+
+def umap_space(x: np.ndarray, umap_cfg: dict, k: int) -> UmapSpace:
+    """Project one space's paired latents ``x`` (see :func:`paired_latents`) and score the 2-D and the latent kNN."""
+    y = umap_2d(x, int(umap_cfg["n_neighbors"]), float(umap_cfg["min_dist"]), int(umap_cfg["seed"]))
+    return UmapSpace(
+        coords=y,
+        dim=x.shape[1],
+        counterpart_knn_2d=counterpart_in_knn(y, k),
+        counterpart_knn_latent=counterpart_in_knn(x, k),
+        survey_acc_2d=survey_knn_accuracy(y, k),
+        survey_acc_latent=survey_knn_accuracy(x, k),
+    )
+
+
+def run_umap(umap_cfg: dict, embeddings: str | Path, figure: str | Path, *, k: int) -> UmapProjection:
+    """Write Fig 2 to ``figure``; return (and log) the projections and the per-space disentanglement numbers.
+
+    ``umap_cfg`` is ``experiments.umap``; ``k`` is ``experiments.retrieval.k``, so the
+    k-NN numbers here and the retrieval figure's top-k speak of the same neighbourhood.
+    """
     from whatsreal.plots.latents import plot_umap
 
-    ucfg = cfg["experiments"]["umap"]
-    k = int(cfg["experiments"]["retrieval"]["k"])  # the same k as the retrieval top-k
     emb = read_embeddings(embeddings)
-    pairs = _choose_pairs(emb, int(ucfg["n_pairs"]), int(ucfg["seed"]))
+    pairs = _choose_pairs(emb, int(umap_cfg["n_pairs"]), int(umap_cfg["seed"]))
     if len(pairs) < 3:
         raise ValueError(f"{embeddings}: {len(pairs)} pair(s) with both surveys; UMAP needs at least 3")
-    n_marked = min(int(ucfg["n_marked"]), len(pairs))
-    marked = np.random.default_rng(int(ucfg["seed"]) + 1).choice(len(pairs), size=n_marked, replace=False)
-    coords, metrics, dims = {}, {}, {}
+    n_marked = min(int(umap_cfg["n_marked"]), len(pairs))
+    marked = np.random.default_rng(int(umap_cfg["seed"]) + 1).choice(len(pairs), size=n_marked, replace=False)
+    spaces = {}
     for space, prefix in SPACES.items():
         x = paired_latents(emb, prefix, pairs, embeddings)
-        dims[space] = x.shape[1]
         t0 = time.perf_counter()
-        y = umap_2d(x, int(ucfg["n_neighbors"]), float(ucfg["min_dist"]), int(ucfg["seed"]))
-        coords[space] = y
-        metrics[space] = {
-            "counterpart_knn_2d": counterpart_in_knn(y, k),
-            "counterpart_knn_latent": counterpart_in_knn(x, k),
-            "survey_acc_2d": survey_knn_accuracy(y, k),
-            "survey_acc_latent": survey_knn_accuracy(x, k),
-        }
-        m = metrics[space]
+        m = spaces[space] = umap_space(x, umap_cfg, k)
         log.info(
             "UMAP %s (%d-D, %d pairs x 2 surveys) in %.1f s: counterpart in %d-NN %.3f (2-D) / %.3f (latent); "
             "survey %d-NN accuracy %.3f (2-D) / %.3f (latent)",
@@ -128,11 +167,12 @@ def run_umap(cfg: dict, embeddings: str | Path, figure: str | Path) -> dict[str,
             len(pairs),
             time.perf_counter() - t0,
             k,
-            m["counterpart_knn_2d"],
-            m["counterpart_knn_latent"],
+            m.counterpart_knn_2d,
+            m.counterpart_knn_latent,
             k,
-            m["survey_acc_2d"],
-            m["survey_acc_latent"],
+            m.survey_acc_2d,
+            m.survey_acc_latent,
         )
-    plot_umap(coords, dims, metrics, marked, k, figure)
-    return metrics
+    projection = UmapProjection(spaces=spaces, marked=marked, k=k)
+    plot_umap(projection, figure)
+    return projection

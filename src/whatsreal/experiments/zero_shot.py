@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,22 @@ import pandas as pd
 
 from whatsreal.experiments.metrics import r2_or_nan
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.experiments.regressor import train_image_regressor
+from whatsreal.experiments.regressor import ImageRegressor, train_image_regressor
 from whatsreal.experiments.targets import build_targets
 from whatsreal.io import write_csv
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["ZERO_SHOT_COLUMNS", "ZERO_SHOT_TARGETS", "run_zero_shot"]
+__all__ = [
+    "ZERO_SHOT_COLUMNS",
+    "ZERO_SHOT_TARGETS",
+    "ZeroShotInputs",
+    "ZeroShotResult",
+    "load_zero_shot",
+    "run_zero_shot",
+    "train_zero_shot_regressor",
+    "zero_shot_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +66,43 @@ ZERO_SHOT_COLUMNS = (
 )
 
 
-def run_zero_shot(
-    cfg: dict,
-    data_dir: str | Path,
-    posterior: str | Path,
-    truth: str | Path | None,
-    figure: str | Path,
-    table: str | Path,
-) -> pd.DataFrame:
-    """Train the HSC ellipticity ResNet, score it on real and generated HSC; write zero_shot.csv and the figure."""
-    from whatsreal.plots.probes import plot_zero_shot
+@dataclass(frozen=True)
+class ZeroShotInputs:
+    """The transfer test's inputs, checked: labels, real HSC images, split and the posterior file."""
 
-    t0 = time.perf_counter()
-    data_dir = Path(data_dir)
-    bcfg = cfg["experiments"]["baselines"]
+    posterior: dict[str, np.ndarray]
+    """The HSC-anchored posterior samples (:func:`whatsreal.experiments.posterior.load_posterior`)."""
+    names: list[str]
+    """The targets present, in :data:`ZERO_SHOT_TARGETS` order."""
+    is_truth: dict[str, bool]
+    """Target -> whether it comes from the truth table (synthetic sky) rather than the catalogue."""
+    y: np.ndarray
+    """(pairs, targets) labels; NaN = missing."""
+    images: np.ndarray
+    """images_hsc.npy, memory-mapped; row i is pair i."""
+    split: np.ndarray
+    """Per pair: ``train`` / ``val``."""
+
+    @property
+    def test_pairs(self) -> np.ndarray:
+        """The posterior file's held-out galaxies (the generated images' anchors)."""
+        return np.asarray(self.posterior["pair"], dtype=np.int64)
+
+
+def load_zero_shot(
+    data: DatasetLayout | str | Path, posterior: str | Path, truth: str | Path | None, bands: list[str]
+) -> ZeroShotInputs:
+    """Read and check the posterior file (HSC-anchored), the ellipticity targets and the HSC images."""
+    layout = DatasetLayout.of(data)
     post = load_posterior(posterior)
     if post["direction"] != "hsc":
         raise ValueError(
             f"{posterior}: direction is '{post['direction']}', the zero-shot test needs HSC-anchored samples ('hsc')"
         )
-    meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
-    targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"])
+    meta = {s: layout.meta(s) for s in SURVEY_ORDER}
+    targets, specs = build_targets(meta, truth, bands)
     names = [t for t in ZERO_SHOT_TARGETS if t in targets.columns]
-    is_truth = {t.name: t.truth for t in specs}
-    y = targets[names].to_numpy(np.float64)
-
-    images_path = data_dir / "images_hsc.npy"
+    images_path = layout.images("hsc")
     if not images_path.exists():
         raise FileNotFoundError(f"{images_path}: file not found")
     images = np.load(images_path, mmap_mode="r")
@@ -90,21 +112,54 @@ def run_zero_shot(
     test_pairs = np.asarray(post["pair"], dtype=np.int64)
     if test_pairs.size and (test_pairs.min() < 0 or test_pairs.max() >= len(targets)):
         raise ValueError(f"{posterior}: pair index out of range 0..{len(targets) - 1}")
-    train_pool = np.setdiff1d(np.flatnonzero(split == "train"), test_pairs)
-    n_train = min(int(cfg["experiments"]["zero_shot"]["n_train"]), len(train_pool))
-    train_rows = np.sort(np.random.default_rng(int(bcfg["seed"])).permutation(train_pool)[:n_train])
-    reg = train_image_regressor(
-        images, y, train_rows, bcfg, cfg["model"]["encoder"]["name"], names, tag="zero-shot HSC ellipticity"
+    return ZeroShotInputs(
+        posterior=post,
+        names=names,
+        is_truth={t.name: t.truth for t in specs},
+        y=targets[names].to_numpy(np.float64),
+        images=images,
+        split=split,
     )
 
-    labels = y[test_pairs]
+
+def train_zero_shot_regressor(
+    inputs: ZeroShotInputs, n_train: int, baselines_cfg: dict, encoder: str
+) -> tuple[ImageRegressor, np.ndarray]:
+    """The HSC ellipticity network, trained on a seeded ``n_train`` real HSC training pairs outside the test set.
+
+    Returns the network and its training rows. ``baselines_cfg`` is ``experiments.baselines``
+    (the recipe and its seed), ``encoder`` the model's encoder architecture.
+    """
+    train_pool = np.setdiff1d(np.flatnonzero(inputs.split == "train"), inputs.test_pairs)
+    n_train = min(n_train, len(train_pool))
+    train_rows = np.sort(np.random.default_rng(int(baselines_cfg["seed"])).permutation(train_pool)[:n_train])
+    reg = train_image_regressor(
+        inputs.images, inputs.y, train_rows, baselines_cfg, encoder, inputs.names, tag="zero-shot HSC ellipticity"
+    )
+    return reg, train_rows
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    """tables/zero_shot.csv and the predictions the figure scatters."""
+
+    table: pd.DataFrame
+    """One row per target (:data:`ZERO_SHOT_COLUMNS`)."""
+    scatter: dict[str, dict[str, np.ndarray]]
+    """Target -> ``true``, ``real`` and ``generated`` (sample-averaged) per test galaxy."""
+
+
+def zero_shot_scores(inputs: ZeroShotInputs, reg: ImageRegressor, train_rows: np.ndarray) -> ZeroShotResult:
+    """R^2 of the frozen network on the real and on the generated HSC images of the test galaxies, per target."""
+    post, y, names = inputs.posterior, inputs.y, inputs.names
+    labels = y[inputs.test_pairs]
     pred_real = reg.predict(post["target"])
     samples = post["samples"]
     n, s = samples.shape[:2]
     pred_gen = reg.predict(samples.reshape(n * s, *samples.shape[2:])).reshape(n, s, len(names))
     pred_mean_image = reg.predict(samples.mean(axis=1))
-    val_rows = np.flatnonzero(split == "val")
-    pred_val = reg.predict(images[val_rows]) if val_rows.size else np.empty((0, len(names)))
+    val_rows = np.flatnonzero(inputs.split == "val")
+    pred_val = reg.predict(inputs.images[val_rows]) if val_rows.size else np.empty((0, len(names)))
 
     rows, scatter = [], {}
     for j, name in enumerate(names):
@@ -121,7 +176,7 @@ def run_zero_shot(
             "n_val": int(np.isfinite(y[val_rows, j]).sum()),
             "r2_val_real": r2_or_nan(y[val_rows, j], pred_val[:, j]),
             "n_train": int(np.isfinite(y[train_rows, j]).sum()),
-            "truth": bool(is_truth[name]),
+            "truth": bool(inputs.is_truth[name]),
         }
         rows.append(row)
         scatter[name] = {"true": labels[:, j], "real": pred_real[:, j], "generated": pred_gen[:, :, j].mean(axis=1)}
@@ -135,14 +190,41 @@ def run_zero_shot(
             row["r2_val_real"],
             row["n_val"],
         )
-    result = pd.DataFrame(rows, columns=list(ZERO_SHOT_COLUMNS))
-    write_csv(result, table)
-    plot_zero_shot(result, scatter, figure)
+    return ZeroShotResult(table=pd.DataFrame(rows, columns=list(ZERO_SHOT_COLUMNS)), scatter=scatter)
+
+
+def run_zero_shot(
+    zero_shot_cfg: dict,
+    data: DatasetLayout | str | Path,
+    posterior: str | Path,
+    truth: str | Path | None,
+    figure: str | Path,
+    table: str | Path,
+    *,
+    baselines_cfg: dict,
+    bands: list[str],
+    encoder: str,
+) -> pd.DataFrame:
+    """Train the HSC ellipticity ResNet, score it on real and generated HSC; write zero_shot.csv and the figure.
+
+    ``zero_shot_cfg`` is ``experiments.zero_shot`` (``n_train``); the network follows
+    ``baselines_cfg`` (``experiments.baselines``) with the model's ``encoder`` architecture;
+    ``bands`` (``preprocess.bands``) are the images' bands, which the catalogue targets need.
+    """
+    from whatsreal.plots.probes import plot_zero_shot
+
+    t0 = time.perf_counter()
+    inputs = load_zero_shot(data, posterior, truth, bands)
+    reg, train_rows = train_zero_shot_regressor(inputs, int(zero_shot_cfg["n_train"]), baselines_cfg, encoder)
+    result = zero_shot_scores(inputs, reg, train_rows)
+    write_csv(result.table, table)
+    plot_zero_shot(result.table, result.scatter, figure)
+    n, s = inputs.posterior["samples"].shape[:2]
     log.info(
         "zero-shot transfer: %d targets, %d test galaxies x %d samples in %.1f s",
-        len(names),
+        len(inputs.names),
         n,
         s,
         time.perf_counter() - t0,
     )
-    return result
+    return result.table
