@@ -29,7 +29,7 @@ both the paper's protocol and the held-out, spatially blocked check.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from sklearn.model_selection import GroupKFold
 
 from whatsreal.experiments.targets import meta_paths_by_survey, probe_split
 from whatsreal.io import read_table
+from whatsreal.layout import DatasetLayout
 
 __all__ = [
     "DESIGN_COLUMNS",
@@ -50,6 +51,7 @@ __all__ = [
     "ProbeFolds",
     "alternative_design",
     "design_folds",
+    "folds_for",
     "healpix_blocks",
     "probe_folds",
     "read_probe_sky",
@@ -109,15 +111,20 @@ def alternative_design(design: ProbeDesign) -> ProbeDesign:
 
 def design_folds(cfg: dict, sky: pd.DataFrame, alternative: bool = False) -> ProbeFolds:
     """The folds of ``cfg``'s probe design (or, with ``alternative``, of the other reported design)
-    over ``sky``, with the configured ``test_fraction`` and ``seed``.
+    over ``sky``, with the configured ``test_fraction`` and ``seed``: :func:`folds_for` of
+    :func:`resolve_design`."""
+    return folds_for(resolve_design(cfg), cfg["experiments"]["probes"], sky, alternative)
+
+
+def folds_for(design: ProbeDesign, probes_cfg: dict, sky: pd.DataFrame, alternative: bool = False) -> ProbeFolds:
+    """The folds of ``design`` (or, with ``alternative``, of the other reported design) over ``sky``,
+    with ``experiments.probes``' ``test_fraction`` and ``seed``.
 
     Table 5 and the cross-predict baseline must score exactly the same pairs, so
     both take their folds from here."""
-    pcfg = cfg["experiments"]["probes"]
-    design = resolve_design(cfg)
     if alternative:
         design = alternative_design(design)
-    return probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+    return probe_folds(design, sky, float(probes_cfg["test_fraction"]), int(probes_cfg["seed"]))
 
 
 def healpix_blocks(ra: np.ndarray, dec: np.ndarray, nside: int) -> np.ndarray:
@@ -161,7 +168,7 @@ class ProbeFolds:
         return {"probe_pairs": self.design.pairs, "probe_split": self.design.split, "probe_folds": len(self.folds)}
 
 
-def read_probe_sky(meta: Sequence[str | Path] | dict[str, str | Path]) -> pd.DataFrame:
+def read_probe_sky(meta: Mapping[str, str | Path] | DatasetLayout) -> pd.DataFrame:
     """``pair, split, ra, dec`` of every pair from the HSC meta file (row i == pair i, as build_targets requires)."""
     path = meta_paths_by_survey(meta)["hsc"]
     df = read_table(path, SKY_COLUMNS)
