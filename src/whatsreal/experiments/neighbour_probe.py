@@ -196,7 +196,7 @@ def neighbour_probe(
     y: np.ndarray,
     test: np.ndarray,
     train: np.ndarray,
-    pcfg: dict,
+    probes_cfg: dict,
     boot: BootstrapR2,
     shuffle_seed: int,
     keys: Sequence[int] | None = None,
@@ -220,7 +220,7 @@ def neighbour_probe(
     for variant, latents, sets in plan:
         x = neighbour_mean(latents, sets)
         x[~(train | test)] = np.nan  # dropped anchors: neither trained on nor scored
-        _, pred = probe_r2(x, y, test, pcfg, keys=keys)
+        _, pred = probe_r2(x, y, test, probes_cfg, keys=keys)
         out[variant] = boot.add(variant, y[test], pred)
     return out
 

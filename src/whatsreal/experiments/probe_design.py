@@ -87,10 +87,10 @@ class ProbeDesign:
 def resolve_design(cfg: dict) -> ProbeDesign:
     """The primary probe design of ``cfg``: ``auto`` -> held_out + healpix on real data (``mmu`` or
     ``crossmatched_parquet``), all + random on the synthetic sky."""
-    pcfg = cfg["experiments"]["probes"]
+    probes_cfg = cfg["experiments"]["probes"]
     real = cfg["dataset"]["source"] != "synthetic"
-    pairs = str(pcfg.get("pairs", "auto"))
-    split = str(pcfg.get("split", "auto"))
+    pairs = str(probes_cfg.get("pairs", "auto"))
+    split = str(probes_cfg.get("split", "auto"))
     if pairs == "auto":
         pairs = "held_out" if real else "all"
     if split == "auto":
@@ -99,7 +99,7 @@ def resolve_design(cfg: dict) -> ProbeDesign:
         raise ValueError(f"experiments.probes.pairs: '{pairs}' is not one of auto, {', '.join(PAIRS_CHOICES)}")
     if split not in SPLIT_CHOICES:
         raise ValueError(f"experiments.probes.split: '{split}' is not one of auto, {', '.join(SPLIT_CHOICES)}")
-    return ProbeDesign(pairs, split, int(pcfg.get("healpix_nside", 256)), int(pcfg.get("n_folds", 5)))
+    return ProbeDesign(pairs, split, int(probes_cfg.get("healpix_nside", 256)), int(probes_cfg.get("n_folds", 5)))
 
 
 def alternative_design(design: ProbeDesign) -> ProbeDesign:

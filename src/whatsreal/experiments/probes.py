@@ -191,34 +191,36 @@ class ProbeEnsemble(nn.Module):
 
 
 def fit_probe_ensemble(
-    x: np.ndarray, y: np.ndarray, pcfg: dict, member_seeds: Sequence[int], dev: torch.device | None = None
+    x: np.ndarray, y: np.ndarray, probes_cfg: dict, member_seeds: Sequence[int], dev: torch.device | None = None
 ) -> ProbeEnsemble:
     """Train the ensemble on standardised inputs ``x`` (N, d) and standardised targets ``y`` (N, T; NaN = no label).
 
-    Batches come from a permutation seeded by ``pcfg['seed']`` each epoch, the
+    Batches come from a permutation seeded by ``probes_cfg['seed']`` each epoch, the
     same for every member; a member's loss is its mean Smooth L1 over the
     batch rows that have its label.
     """
     dev = dev or compute_device()
     if dev.type == "cpu":
         with one_cpu_thread():
-            return _fit(x, y, pcfg, member_seeds, dev)
-    return _fit(x, y, pcfg, member_seeds, dev)
+            return _fit(x, y, probes_cfg, member_seeds, dev)
+    return _fit(x, y, probes_cfg, member_seeds, dev)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, pcfg: dict, member_seeds: Sequence[int], dev: torch.device) -> ProbeEnsemble:
-    model = ProbeEnsemble(member_seeds, x.shape[1], pcfg["hidden"], pcfg["dropout"]).to(dev)
+def _fit(
+    x: np.ndarray, y: np.ndarray, probes_cfg: dict, member_seeds: Sequence[int], dev: torch.device
+) -> ProbeEnsemble:
+    model = ProbeEnsemble(member_seeds, x.shape[1], probes_cfg["hidden"], probes_cfg["dropout"]).to(dev)
     model.reset_dropout(dev)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=float(pcfg["lr"]), weight_decay=float(pcfg["weight_decay"]), foreach=True
+        model.parameters(), lr=float(probes_cfg["lr"]), weight_decay=float(probes_cfg["weight_decay"]), foreach=True
     )
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)
     mask = torch.as_tensor(np.isfinite(y), device=dev)
     yt = torch.as_tensor(np.nan_to_num(y, nan=0.0), dtype=torch.float32, device=dev)
-    gen = torch.Generator().manual_seed(int(pcfg["seed"]))
-    batch = int(pcfg["batch_size"])
+    gen = torch.Generator().manual_seed(int(probes_cfg["seed"]))
+    batch = int(probes_cfg["batch_size"])
     model.train()
-    for _ in range(int(pcfg["epochs"])):
+    for _ in range(int(probes_cfg["epochs"])):
         perm = torch.randperm(len(xt), generator=gen).to(dev)
         for start in range(0, len(perm), batch):
             idx = perm[start : start + batch]
@@ -254,7 +256,7 @@ def probe_r2(
     x: np.ndarray,
     y: np.ndarray,
     test: np.ndarray,
-    pcfg: dict,
+    probes_cfg: dict,
     keys: Sequence[int] | None = None,
     train: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +296,8 @@ def probe_r2(
     model = fit_probe_ensemble(
         xtr.astype(np.float32),
         (ytr[:, cols] - mean) / std,
-        pcfg,
-        [member_seed(pcfg["seed"], keys[c]) for c in cols],
+        probes_cfg,
+        [member_seed(probes_cfg["seed"], keys[c]) for c in cols],
         dev,
     )
     p = _predict(model, xte.astype(np.float32), dev) * std + mean
@@ -307,7 +309,7 @@ def probe_r2(
 
 
 def fold_predictions(
-    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, pcfg: dict, keys: Sequence[int] | None = None
+    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, probes_cfg: dict, keys: Sequence[int] | None = None
 ) -> np.ndarray:
     """(n_scored, T) held-out predictions of every scored pair (``folds.scored`` order), one probe per fold.
 
@@ -318,7 +320,7 @@ def fold_predictions(
     scored = folds.scored
     pred = np.full((len(scored), np.asarray(y).shape[1]), np.nan)
     for train_rows, test_rows in folds.folds:
-        _, p = probe_r2(x, y, folds.mask(test_rows), pcfg, keys, train=folds.mask(train_rows))
+        _, p = probe_r2(x, y, folds.mask(test_rows), probes_cfg, keys, train=folds.mask(train_rows))
         pred[np.searchsorted(scored, test_rows)] = p
     return pred
 
@@ -450,7 +452,7 @@ def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dic
 
 
 def _pixel_floor_predictions(
-    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, pcfg: dict
+    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, probes_cfg: dict
 ) -> np.ndarray:
     """Held-out predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
     pred = np.full((len(folds.scored), len(specs)), np.nan)
@@ -459,7 +461,7 @@ def _pixel_floor_predictions(
         if not cols or survey not in stats:
             continue
         t0 = time.perf_counter()
-        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, pcfg, keys=cols)
+        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, probes_cfg, keys=cols)
         log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
     return pred
 

@@ -27,7 +27,7 @@ from whatsreal.data.preprocess import BandTransform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.targets import meta_paths_by_survey
-from whatsreal.io import write_csv
+from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
 from whatsreal.layout import DatasetLayout
 from whatsreal.sim.noiseless import render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
@@ -37,30 +37,28 @@ __all__ = ["TRUTH_COLUMNS", "band_transform", "noiseless_targets", "run_truth_co
 
 log = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ("metric", "value", "note")
 
-
-def band_transform(survey: str, pcfg: dict) -> BandTransform:
+def band_transform(survey: str, preprocess_cfg: dict) -> BandTransform:
     """The data's preprocessing steps 1-5 for ``survey`` (the simulator writes bands in survey order)."""
     bands = list(SURVEYS[survey].bands)
-    missing = [b for b in pcfg["bands"] if b not in bands]
+    missing = [b for b in preprocess_cfg["bands"] if b not in bands]
     if missing:
         raise ValueError(f"preprocess.bands {missing} are not {survey} bands ({bands})")
     return BandTransform(
         survey,
-        [bands.index(b) for b in pcfg["bands"]],
-        np.asarray(pcfg["clamp"][survey], dtype=np.float32),
-        int(pcfg["crop"][survey]),
-        int(pcfg["size"]),
-        float(pcfg["arcsinh_softening"]),
-        float(pcfg["arcsinh_scale"]),
-        float(pcfg["reference_zero_point"]),
+        [bands.index(b) for b in preprocess_cfg["bands"]],
+        np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32),
+        int(preprocess_cfg["crop"][survey]),
+        int(preprocess_cfg["size"]),
+        float(preprocess_cfg["arcsinh_softening"]),
+        float(preprocess_cfg["arcsinh_scale"]),
+        float(preprocess_cfg["reference_zero_point"]),
     )
 
 
-def preprocess_noiseless(models: np.ndarray, survey: str, pcfg: dict, norm: dict[str, float]) -> np.ndarray:
+def preprocess_noiseless(models: np.ndarray, survey: str, preprocess_cfg: dict, norm: dict[str, float]) -> np.ndarray:
     """(n, B, S, S) noiseless renders -> (n, C, H, W) in the data's standardised units."""
-    x, _ = band_transform(survey, pcfg)(models, np.ones_like(models))
+    x, _ = band_transform(survey, preprocess_cfg)(models, np.ones_like(models))
     return ((x - norm["norm_mean"]) / norm["norm_std"]).astype(np.float32)
 
 
@@ -155,6 +153,4 @@ def run_truth_counterfactuals(
             )
     else:
         log.info("no truth table (source %s): writing the header only", cfg["dataset"]["source"])
-    df = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-    write_csv(df, out)
-    return df
+    return write_truth_table(rows, out, with_ci=False)
