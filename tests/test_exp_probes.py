@@ -199,6 +199,10 @@ def test_targets_follow_the_catalogue_conventions(tmp_path):
     # No truth file: catalogue targets only.
     cat_only, cat_specs = build_targets(meta, None, ["g", "r", "i", "z"])
     assert not any(t.truth for t in cat_specs) and len(cat_only) == 30
+    # The dataset's layout names the same meta files; a mapping must name every survey.
+    pd.testing.assert_frame_equal(build_targets(DatasetLayout(tmp_path), None, ["g", "r", "i", "z"])[0], cat_only)
+    with pytest.raises(ValueError, match=r"no meta file for survey.*legacysurvey"):
+        build_targets({"hsc": paths["meta_hsc"]}, None, ["g", "r", "i", "z"])
     # A missing column is named with its file.
     hsc.drop(columns=["i_sdssshape_shape12"]).to_parquet(paths["meta_hsc"], index=False)
     with pytest.raises(KeyError, match=r"meta_hsc\.parquet: missing column 'i_sdssshape_shape12'"):
