@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,9 +14,10 @@ from whatsreal.experiments.baselines import (
     run_random_init_embeddings,
 )
 from whatsreal.experiments.metrics import r2_or_nan
-from whatsreal.experiments.probe_design import DESIGN_COLUMNS
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS, resolve_design
 from whatsreal.experiments.regressor import masked_smooth_l1, train_image_regressor
 from whatsreal.experiments.targets import build_targets
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 from .conftest import TINY_MODEL, tiny_config
@@ -55,11 +58,16 @@ def test_masked_loss_ignores_missing_labels():
     assert float(masked_smooth_l1(pred, target, mask)) == pytest.approx(0.5 + 0.125)
 
 
+def _random_init_embeddings(cfg: dict, data: Path, out: Path) -> pd.DataFrame:
+    """``run_random_init_embeddings`` with the config sections the rule's script passes."""
+    return run_random_init_embeddings(cfg["model"]["encoder"], cfg["experiments"]["baselines"]["seed"], data, out)
+
+
 def test_random_init_embeddings_layout_and_determinism(tmp_path):
     write_fake_dataset(tmp_path / "data", 10, size=32)
     cfg = _cfg()
     out = tmp_path / "random_init_embeddings.parquet"
-    table = run_random_init_embeddings(cfg, tmp_path / "data", out)
+    table = _random_init_embeddings(cfg, tmp_path / "data", out)
     df = pd.read_parquet(out)
     n_feat = TINY_MODEL["encoder"]["tokens"] * TINY_MODEL["encoder"]["token_dim"]
     ids = ["object_id", "pair", "survey", "ra", "dec", "split"]
@@ -71,9 +79,9 @@ def test_random_init_embeddings_layout_and_determinism(tmp_path):
     assert np.isfinite(feats).all() and feats.std(axis=0).max() > 0
     # The two surveys' (different) images give different features from the same encoder.
     assert not np.allclose(feats[:10], feats[10:])
-    run_random_init_embeddings(cfg, tmp_path / "data", tmp_path / "again.parquet")
+    _random_init_embeddings(cfg, tmp_path / "data", tmp_path / "again.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again.parquet"), table)
-    other = run_random_init_embeddings(_cfg(seed=1), tmp_path / "data", tmp_path / "seed1.parquet")
+    other = _random_init_embeddings(_cfg(seed=1), tmp_path / "data", tmp_path / "seed1.parquet")
     assert not np.allclose(other[[f"phys_{i}" for i in range(n_feat)]].to_numpy(), feats)
 
 
@@ -92,11 +100,24 @@ def test_cross_predict_learns_a_shared_signal_and_names_table5_targets(tmp_path)
     cfg = _cfg(epochs=8)
     cfg["experiments"]["probes"]["test_fraction"] = 0.2
     out = tmp_path / "baselines" / "cross_predict.csv"
-    result = run_cross_predict(cfg, data, out, alternative_out=tmp_path / "baselines" / "alternative.csv")
+    experiments = cfg["experiments"]
+    result = run_cross_predict(
+        experiments["baselines"],
+        experiments["probes"],
+        design=resolve_design(cfg),
+        encoder_name=cfg["model"]["encoder"]["name"],
+        bands=cfg["preprocess"]["bands"],
+        data=DatasetLayout(data),
+        truth=paths["truth"],
+        out=out,
+        alternative_out=tmp_path / "baselines" / "alternative.csv",
+    )
     table = pd.read_csv(out)
     assert list(table.columns) == [*CROSS_PREDICT_COLUMNS, *DESIGN_COLUMNS]
     assert (table["probe_pairs"] == "all").all() and (table["probe_split"] == "random").all()
-    _, specs = build_targets([paths["meta_hsc"], paths["meta_legacysurvey"]], paths["truth"], ["g", "r", "i", "z"])
+    _, specs = build_targets(
+        {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}, paths["truth"], ["g", "r", "i", "z"]
+    )
     assert set(table["target"]) == {t.name for t in specs if t.group != "physics"}  # Table 5's instrument rows
     r2 = table.set_index("target")["r2"]
     assert r2["legacy_ebv"] > 0.7

@@ -17,6 +17,7 @@ from whatsreal.experiments.truth_images import (
     run_truth_counterfactuals,
 )
 from whatsreal.io import write_npz
+from whatsreal.layout import DatasetLayout
 from whatsreal.sim.noiseless import render_object, sky_specs
 
 from .conftest import merge_into, save_untrained_checkpoint, tiny_model_config
@@ -160,7 +161,7 @@ def test_noiseless_preprocessing_is_the_datas_preprocessing(tiny_data):
 def test_truth_counterfactuals_against_the_noiseless_truth(tiny_data, tiny_sky, posteriors, tmp_path):
     cfg, data = tiny_data
     _, raw, _ = tiny_sky
-    metas = [data / "meta_hsc.parquet", data / "meta_legacysurvey.parquet"]
+    metas = DatasetLayout(data)
     df = run_truth_counterfactuals(cfg, list(posteriors.values()), metas, raw / "truth.parquet", tmp_path / "t.csv")
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == list(TRUTH_COLUMNS) and len(table) == 6
@@ -183,7 +184,7 @@ def test_truth_counterfactuals_against_the_noiseless_truth(tiny_data, tiny_sky, 
         post["object_id"],
         meta.loc[post["pair"], "truth_id"].to_numpy(),
         pd.read_parquet(raw / "truth.parquet"),
-        metas[0],
+        metas.meta("hsc"),
     )
     post["samples"] = np.repeat(clean[:, None], 2, axis=1)
     write_npz(tmp_path / "posterior_hsc.npz", **post)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from whatsreal.data.neighbours import spatial_neighbours
-from whatsreal.experiments.bootstrap import BootstrapR2, cluster_bootstrap_counts
+from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, cluster_bootstrap_counts
 from whatsreal.experiments.neighbour_probe import (
     NEIGHBOUR_PROBE_COLUMNS,
     block_split,
@@ -130,6 +130,13 @@ def _plant(paths: dict, n: int, rng: np.random.Generator) -> tuple[dict, dict[st
 
 
 @pytest.mark.slow  # trains the probes with bootstrap intervals (12 s on the shared 2-core machine)
+def _run_neighbour_probe(cfg: dict, *args) -> pd.DataFrame:
+    """``run_neighbour_probe`` with the config sections the rule's script passes."""
+    experiments = cfg["experiments"]
+    sections = (experiments["probes"], experiments["neighbour_probe"], cfg["preprocess"]["bands"])
+    return run_neighbour_probe(*sections, bootstrap_config(cfg), *args)
+
+
 def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
     n = 1200
     rng = np.random.default_rng(1)
@@ -141,9 +148,9 @@ def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
     write_embeddings(abl, noise, {s: rng.normal(size=(n, 6)) for s in SURVEY_ORDER}, n)
     write_embeddings(rnd, {s: rng.normal(size=(n, 16)) for s in SURVEY_ORDER}, None, n)
     cfg = tiny_config(experiments={"probes": FAST, "bootstrap": {"n_resamples": 300}})
-    meta = [paths["meta_hsc"], paths["meta_legacysurvey"]]
+    meta = {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}
     out = tmp_path / "neighbour_probe.csv"
-    run_neighbour_probe(cfg, ref, abl, rnd, neighbours, meta, paths["truth"], out)
+    _run_neighbour_probe(cfg, ref, abl, rnd, neighbours, meta, paths["truth"], out)
     table = pd.read_csv(out)
     assert list(table.columns) == list(NEIGHBOUR_PROBE_COLUMNS)
     assert table["target"].tolist() == [
@@ -173,8 +180,8 @@ def test_real_data_probes_the_catalogue_instrument_columns(tmp_path: Path):
         emb, {s: rng.normal(size=(n, 4)) for s in SURVEY_ORDER}, {s: rng.normal(size=(n, 3)) for s in SURVEY_ORDER}, n
     )
     cfg = tiny_config(experiments={"probes": {**FAST, "epochs": 3}, "bootstrap": {"n_resamples": 50}})
-    meta = [paths["meta_hsc"], paths["meta_legacysurvey"]]
-    table = run_neighbour_probe(cfg, emb, emb, None, neighbours, meta, None, tmp_path / "np.csv")
+    meta = {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}
+    table = _run_neighbour_probe(cfg, emb, emb, None, neighbours, meta, None, tmp_path / "np.csv")
     assert table["target"].tolist() == [
         "hsc_a",
         "hsc_psfsize",

@@ -10,6 +10,8 @@ import pytest
 from sklearn.metrics import r2_score
 
 from whatsreal.experiments.ablation import ABLATION_COLUMNS, paired_drops, run_ablation
+from whatsreal.experiments.bootstrap import bootstrap_config
+from whatsreal.experiments.probe_design import resolve_design
 from whatsreal.experiments.probes import (
     FLOOR,
     REPRESENTATIONS,
@@ -24,6 +26,7 @@ from whatsreal.experiments.probes import (
     write_probe_predictions,
 )
 from whatsreal.experiments.targets import build_targets, probe_split
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 from .conftest import tiny_config
@@ -159,7 +162,7 @@ def test_targets_follow_the_catalogue_conventions(tmp_path):
     e1 = np.linspace(-0.3, 0.3, 30)
     e2 = np.linspace(0.2, -0.2, 30)
     paths = write_fake_dataset(tmp_path, 30, e1=e1, e2=e2)
-    meta = [paths["meta_hsc"], paths["meta_legacysurvey"]]
+    meta = {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}
     table, specs = build_targets(meta, paths["truth"], ["g", "r", "i", "z"])
     names = [t.name for t in specs]
     assert {"hsc_e1", "hsc_e2", "legacy_galdepth", "hsc_psfsize", "true_redshift", "true_mag", "true_g_r"} <= set(names)
@@ -196,6 +199,10 @@ def test_targets_follow_the_catalogue_conventions(tmp_path):
     # No truth file: catalogue targets only.
     cat_only, cat_specs = build_targets(meta, None, ["g", "r", "i", "z"])
     assert not any(t.truth for t in cat_specs) and len(cat_only) == 30
+    # The dataset's layout names the same meta files; a mapping must name every survey.
+    pd.testing.assert_frame_equal(build_targets(DatasetLayout(tmp_path), None, ["g", "r", "i", "z"])[0], cat_only)
+    with pytest.raises(ValueError, match=r"no meta file for survey.*legacysurvey"):
+        build_targets({"hsc": paths["meta_hsc"]}, None, ["g", "r", "i", "z"])
     # A missing column is named with its file.
     hsc.drop(columns=["i_sdssshape_shape12"]).to_parquet(paths["meta_hsc"], index=False)
     with pytest.raises(KeyError, match=r"meta_hsc\.parquet: missing column 'i_sdssshape_shape12'"):
@@ -277,7 +284,7 @@ def probe_inputs(tmp_path: Path, n: int = 240) -> dict:
         {"target": ["legacy_ebv", "hsc_a"], "r2": [0.5, 0.25], "n_train": 1, "n_test": 1, "ci_lo": [0.4, np.nan]}
         | {"ci_hi": [0.6, np.nan]}
     ).to_csv(cross, index=False)
-    images = [paths["meta_hsc"].parent / f"images_{s}.npy" for s in SURVEY_ORDER]
+    images = {s: DatasetLayout(paths["meta_hsc"].parent).images(s) for s in SURVEY_ORDER}
     return {"paths": paths, "embeddings": emb, "random_init": rnd, "cross_predict": cross, "images": images}
 
 
@@ -289,7 +296,7 @@ def run_tiny_probes(inp: dict, cfg: dict, out: Path, **overrides) -> pd.DataFram
         "embeddings": inp["embeddings"],
         "random_init": inp["random_init"],
         "cross_predict": inp["cross_predict"],
-        "meta": [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]],
+        "meta": {"hsc": inp["paths"]["meta_hsc"], "legacysurvey": inp["paths"]["meta_legacysurvey"]},
         "truth": inp["paths"]["truth"],
         "aion": None,
         "figure": out / "fig4.png",
@@ -298,7 +305,13 @@ def run_tiny_probes(inp: dict, cfg: dict, out: Path, **overrides) -> pd.DataFram
         "images": inp["images"],
         "predictions": out / "probe_predictions.npz",
     }
-    return run_probes(cfg, **{**kwargs, **overrides})
+    sections = {
+        "probes_cfg": cfg["experiments"]["probes"],
+        "design": resolve_design(cfg),
+        "bands": cfg["preprocess"]["bands"],
+        "bootstrap": bootstrap_config(cfg),
+    }
+    return run_probes(**sections, **{**kwargs, **overrides})
 
 
 def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):

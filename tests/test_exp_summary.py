@@ -8,6 +8,8 @@ import pytest
 from tests.conftest import tiny_config
 from whatsreal.experiments.summary import PAPER_ROW_OF_TARGET, write_summary
 from whatsreal.experiments.truth_metrics import collect_truth_metrics, write_truth_table
+from whatsreal.layout import DatasetLayout
+from whatsreal.plan import summary_tables
 
 
 def test_truth_metrics_are_tagged_by_experiment(tmp_path):
@@ -60,3 +62,18 @@ def test_summary_puts_paper_numbers_beside_ours(tmp_path):
     assert "0.081" in text and "0.123" in text  # paper vs our counterfactual MSE
     assert "true redshift" in text and "0.777" in text
     assert "## Run `random_neighbours`" in text  # a run without tables still gets its heading
+
+
+def test_summary_reads_only_the_tables_the_plan_builds(tmp_path):
+    """A table left from an earlier config (here: counterfactuals of a run that no longer samples) is not shown."""
+    cfg = tiny_config()
+    assert "counterfactual_mse.csv" not in summary_tables(cfg, "random_neighbours")
+    for run in ("main", "random_neighbours"):
+        tables = DatasetLayout(tmp_path).run(run).table("counterfactual_mse.csv")
+        tables.parent.mkdir(parents=True)
+        pd.DataFrame(
+            {"direction": ["hsc"], "n_galaxies": [4], "n_samples": [2], "mse_samples": [0.5 if run == "main" else 0.9]}
+        ).to_csv(tables, index=False)
+    text = write_summary(cfg, DatasetLayout(tmp_path), ["main", "random_neighbours"], tmp_path / "summary.md")
+    assert "### Counterfactual generation, run `main`" in text and "0.500" in text
+    assert "### Counterfactual generation, run `random_neighbours`" not in text and "0.900" not in text

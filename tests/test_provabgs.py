@@ -216,7 +216,7 @@ def test_probes_gain_the_five_spectroscopic_rows_with_their_own_n(tmp_path):
 
 def test_a_stale_provabgs_table_is_refused_naming_the_file(tmp_path):
     inp = probe_inputs(tmp_path, 30)
-    meta = [inp["paths"]["meta_hsc"], inp["paths"]["meta_legacysurvey"]]
+    meta = {"hsc": inp["paths"]["meta_hsc"], "legacysurvey": inp["paths"]["meta_legacysurvey"]}
     prov = tmp_path / "provabgs.parquet"
     _provabgs_parquet(prov, np.linspace(0.1, 0.5, 25), np.ones(25, bool))
     with pytest.raises(ValueError, match=r"provabgs\.parquet: 25 rows with 'pair' not 0\.\.29.*provabgs_targets"):

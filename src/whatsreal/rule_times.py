@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from whatsreal.io import atomic_path
+from whatsreal.layout import DatasetLayout
 
 __all__ = [
     "BENCHMARKED_RULES",
@@ -101,7 +102,7 @@ def benchmark_stem(rule: str, wildcards: Mapping[str, str]) -> str:
     return "_".join([rule, *(str(wildcards[w]) for w in BENCHMARKED_RULES[rule])])
 
 
-def ran_unmeasured(results: str | Path, rule: str, wildcards: Mapping[str, str]) -> bool:
+def ran_unmeasured(results: DatasetLayout | str | Path, rule: str, wildcards: Mapping[str, str]) -> bool:
     """True when the job ran before its rule had a ``benchmark:`` (its log exists, its TSV does not).
 
     Such a job is left out of ``rule_times``' inputs: declaring its missing TSV would make
@@ -109,8 +110,8 @@ def ran_unmeasured(results: str | Path, rule: str, wildcards: Mapping[str, str])
     for a reason of its own, and ``rule_times`` then picks it up (its input set changes).
     """
     stem = benchmark_stem(rule, wildcards)
-    results = Path(results)
-    return (results / "logs" / f"{stem}.log").exists() and not (results / "benchmarks" / f"{stem}.tsv").exists()
+    data = DatasetLayout.of(results)
+    return data.log(stem).exists() and not data.benchmark(stem).exists()
 
 
 def read_benchmark(path: str | Path) -> dict[str, float] | None:

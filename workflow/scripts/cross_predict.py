@@ -7,5 +7,16 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.experiments.baselines import run_cross_predict
+from whatsreal.experiments.probe_design import resolve_design
 
-run_cross_predict(sm.config, sm.params.data_dir, sm.output.table, alternative_out=sm.output.alternative)
+run_cross_predict(
+    sm.config["experiments"]["baselines"],
+    sm.config["experiments"]["probes"],
+    design=resolve_design(sm.config),
+    encoder_name=sm.config["model"]["encoder"]["name"],
+    bands=sm.config["preprocess"]["bands"],
+    data=sm.params.data_dir,
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    out=sm.output.table,
+    alternative_out=sm.output.alternative,
+)

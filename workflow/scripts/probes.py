@@ -6,20 +6,27 @@ from whatsreal.logs import log_to_file
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
+from whatsreal.experiments.bootstrap import bootstrap_config
+from whatsreal.experiments.probe_design import resolve_design
 from whatsreal.experiments.probes import run_probes
+from whatsreal.surveys import SURVEY_ORDER
 
+# The rule lists the meta and image files in SURVEY_ORDER.
 run_probes(
-    sm.config,
+    sm.config["experiments"]["probes"],
+    design=resolve_design(sm.config),
+    bands=sm.config["preprocess"]["bands"],
+    bootstrap=bootstrap_config(sm.config),
     embeddings=sm.input.embeddings,
     random_init=sm.input.random_init,
     cross_predict=sm.input.cross_predict,
-    meta=list(sm.input.meta),
+    meta=dict(zip(SURVEY_ORDER, sm.input.meta, strict=True)),
     truth=sm.input.truth[0] if sm.input.truth else None,
     aion=sm.input.aion[0] if sm.input.aion else None,
     figure=sm.output.figure,
     table=sm.output.table,
     truth_table=sm.output.truth,
-    images=list(sm.input.images),
+    images=dict(zip(SURVEY_ORDER, sm.input.images, strict=True)),
     predictions=sm.output.predictions,
     provabgs=sm.input.provabgs[0] if sm.input.provabgs else None,
     alternative_table=sm.output.alternative,

@@ -8,4 +8,9 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.baselines import run_random_init_embeddings
 
-run_random_init_embeddings(sm.config, sm.params.data_dir, sm.output[0])
+run_random_init_embeddings(
+    sm.config["model"]["encoder"],
+    seed=sm.config["experiments"]["baselines"]["seed"],
+    data=sm.params.data_dir,
+    out=sm.output[0],
+)

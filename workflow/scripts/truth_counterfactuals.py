@@ -7,11 +7,13 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.experiments.truth_images import run_truth_counterfactuals
+from whatsreal.surveys import SURVEY_ORDER
 
+# The rule lists the meta files in SURVEY_ORDER.
 run_truth_counterfactuals(
     sm.config,
     posterior=list(sm.input.posterior),
-    meta=list(sm.input.meta),
+    meta=dict(zip(SURVEY_ORDER, sm.input.meta, strict=True)),
     truth=sm.input.truth,
     out=sm.output[0],
 )

@@ -27,7 +27,7 @@ from whatsreal.experiments.probe_design import DESIGN_COLUMNS
 from whatsreal.experiments.probes import read_probe_predictions
 from whatsreal.io import read_table, write_csv
 
-__all__ = ["ABLATION_COLUMNS", "paired_drops", "run_ablation"]
+__all__ = ["ABLATION_COLUMNS", "ablation_table", "paired_drops", "run_ablation"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,75 @@ def paired_drops(
     return out
 
 
+def _aligned_tables(
+    reference_csv: str | Path, ablated_csv: str | Path, reference_name: str, ablated_name: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """Both runs' Table 5, the ablated one in the reference's target order, and their common probe design.
+
+    Raises when the tables list different targets or were scored with different designs:
+    their R^2 would not be comparable target by target.
+    """
+    ref, abl = _read(reference_csv), _read(ablated_csv)
+    only_ref = sorted(set(ref["target"]) - set(abl["target"]))
+    only_abl = sorted(set(abl["target"]) - set(ref["target"]))
+    if only_ref or only_abl:
+        raise ValueError(
+            f"probe tables have different targets: only in {reference_csv} ({reference_name}): {only_ref}; "
+            f"only in {ablated_csv} ({ablated_name}): {only_abl}"
+        )
+    abl = abl.set_index("target").loc[ref["target"]].reset_index()
+    design = {c: _design_value(ref, c, reference_csv) for c in DESIGN_COLUMNS}
+    other = {c: _design_value(abl, c, ablated_csv) for c in DESIGN_COLUMNS}
+    if design != other:
+        raise ValueError(
+            f"{reference_csv} and {ablated_csv}: probe tables scored with different designs ({design} vs {other}); "
+            "both runs must use the same experiments.probes pairs/split"
+        )
+    return ref, abl, design
+
+
+def ablation_table(
+    ref: pd.DataFrame, abl: pd.DataFrame, design: dict[str, object], drops: pd.DataFrame | None
+) -> pd.DataFrame:
+    """``ABLATION_COLUMNS`` of two aligned Table 5 frames; ``drops`` (:func:`paired_drops` by target) gives the
+    drops' intervals (NaN without it)."""
+    out = pd.DataFrame({c: ref[c] for c in ("target", "label", "group", "truth")})
+    for run, df in (("reference", ref), ("ablated", abl)):
+        for space, rep in _SPACES.items():
+            for end in _CI:
+                out[f"{run}_{space}{end}"] = _column(df, f"{rep}{end}").to_numpy()
+    for end in _CI:
+        out[f"random_init{end}"] = _column(ref, f"random_init{end}").to_numpy()
+    for space in _SPACES:
+        out[f"diff_{space}"] = out[f"reference_{space}"] - out[f"ablated_{space}"]
+        out[f"diff_{space}_ci_lo"] = np.nan
+        out[f"diff_{space}_ci_hi"] = np.nan
+    if drops is not None:
+        known = out["target"].isin(drops.index).to_numpy()
+        for space in _SPACES:
+            for end in ("_ci_lo", "_ci_hi"):
+                col = f"diff_{space}{end}"
+                out.loc[known, col] = drops.loc[out.loc[known, "target"], col].to_numpy()
+    for c, v in design.items():
+        out[c] = v
+    return out[list(ABLATION_COLUMNS)]
+
+
+def _log_drops(out: pd.DataFrame, reference_name: str, ablated_name: str) -> None:
+    for _, r in out[out["group"] != "physics"].iterrows():
+        log.info(
+            "ablation %s: instrument-latent R^2 %s %.3f -> %s %.3f (drop %.3f [%.3f, %.3f])",
+            r["target"],
+            reference_name,
+            r["reference_instrument"],
+            ablated_name,
+            r["ablated_instrument"],
+            r["diff_instrument"],
+            r["diff_instrument_ci_lo"],
+            r["diff_instrument_ci_hi"],
+        )
+
+
 def run_ablation(
     reference_csv: str | Path,
     ablated_csv: str | Path,
@@ -124,56 +193,11 @@ def run_ablation(
     """
     from whatsreal.plots.probes import plot_ablation
 
-    ref, abl = _read(reference_csv), _read(ablated_csv)
-    only_ref = sorted(set(ref["target"]) - set(abl["target"]))
-    only_abl = sorted(set(abl["target"]) - set(ref["target"]))
-    if only_ref or only_abl:
-        raise ValueError(
-            f"probe tables have different targets: only in {reference_csv} ({reference_name}): {only_ref}; "
-            f"only in {ablated_csv} ({ablated_name}): {only_abl}"
-        )
-    abl = abl.set_index("target").loc[ref["target"]].reset_index()
-    design = {c: _design_value(ref, c, reference_csv) for c in DESIGN_COLUMNS}
-    other = {c: _design_value(abl, c, ablated_csv) for c in DESIGN_COLUMNS}
-    if design != other:
-        raise ValueError(
-            f"{reference_csv} and {ablated_csv}: probe tables scored with different designs ({design} vs {other}); "
-            "both runs must use the same experiments.probes pairs/split"
-        )
-    out = pd.DataFrame({c: ref[c] for c in ("target", "label", "group", "truth")})
-    for run, df in (("reference", ref), ("ablated", abl)):
-        for space, rep in _SPACES.items():
-            for end in _CI:
-                out[f"{run}_{space}{end}"] = _column(df, f"{rep}{end}").to_numpy()
-    for end in _CI:
-        out[f"random_init{end}"] = _column(ref, f"random_init{end}").to_numpy()
-    for space in _SPACES:
-        out[f"diff_{space}"] = out[f"reference_{space}"] - out[f"ablated_{space}"]
-        out[f"diff_{space}_ci_lo"] = np.nan
-        out[f"diff_{space}_ci_hi"] = np.nan
-    if predictions is not None:
-        drops = paired_drops(*predictions, *bootstrap).set_index("target")
-        known = out["target"].isin(drops.index).to_numpy()
-        for space in _SPACES:
-            for end in ("_ci_lo", "_ci_hi"):
-                col = f"diff_{space}{end}"
-                out.loc[known, col] = drops.loc[out.loc[known, "target"], col].to_numpy()
-    for c, v in design.items():
-        out[c] = v
-    out = out[list(ABLATION_COLUMNS)]
+    ref, abl, design = _aligned_tables(reference_csv, ablated_csv, reference_name, ablated_name)
+    drops = paired_drops(*predictions, *bootstrap).set_index("target") if predictions is not None else None
+    out = ablation_table(ref, abl, design, drops)
     write_csv(out, table)
-    for _, r in out[out["group"] != "physics"].iterrows():
-        log.info(
-            "ablation %s: instrument-latent R^2 %s %.3f -> %s %.3f (drop %.3f [%.3f, %.3f])",
-            r["target"],
-            reference_name,
-            r["reference_instrument"],
-            ablated_name,
-            r["ablated_instrument"],
-            r["diff_instrument"],
-            r["diff_instrument_ci_lo"],
-            r["diff_instrument_ci_hi"],
-        )
+    _log_drops(out, reference_name, ablated_name)
     if figure is not None:
         plot_ablation(out, reference_name, ablated_name, figure, neighbour_table)
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,15 @@ import torch
 
 from whatsreal.device import compute_device
 from whatsreal.experiments.metrics import r2_or_nan
-from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeFolds, design_folds, read_probe_sky
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeDesign, ProbeFolds, folds_for, read_probe_sky
 from whatsreal.experiments.regressor import one_cpu_thread, train_image_regressor
 from whatsreal.experiments.targets import build_targets, instrument_group
 from whatsreal.io import write_csv, write_parquet
+from whatsreal.layout import DatasetLayout
 from whatsreal.model.encoders import TokenEncoder
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["CROSS_PREDICT_COLUMNS", "data_truth_path", "run_cross_predict", "run_random_init_embeddings"]
+__all__ = ["CROSS_PREDICT_COLUMNS", "random_init_features", "run_cross_predict", "run_random_init_embeddings"]
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,8 @@ CROSS_PREDICT_COLUMNS = ("target", "r2", "n_train", "n_test")
 META_ID_COLUMNS = ("pair", "split", "object_id", "ra", "dec")
 
 
-def data_truth_path(cfg: dict, data_dir: str | Path) -> Path | None:
-    """``{data_dir}/raw/truth.parquet`` on the synthetic sky, None on real data."""
-    if cfg["dataset"]["source"] != "synthetic":
-        return None
-    path = Path(data_dir) / "raw" / "truth.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: truth table of the synthetic sky not found")
-    return path
-
-
-def _images(data_dir: Path, survey: str) -> np.ndarray:
-    path = data_dir / f"images_{survey}.npy"
+def _images(path: Path) -> np.ndarray:
+    """One survey's preprocessed images, memory-mapped: (N, C, H, W)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     images = np.load(path, mmap_mode="r")
@@ -68,16 +60,18 @@ def _images(data_dir: Path, survey: str) -> np.ndarray:
 
 @torch.no_grad()
 def random_init_features(
-    cfg: dict, images_by_survey: dict[str, np.ndarray], batch_size: int = 256
+    encoder_cfg: dict, seed: int, images_by_survey: dict[str, np.ndarray], batch_size: int = 256
 ) -> dict[str, np.ndarray]:
-    """(N, tokens*token_dim) features per survey from ONE frozen random encoder seeded by baselines.seed."""
-    ecfg = cfg["model"]["encoder"]
+    """(N, tokens*token_dim) features per survey from ONE frozen random encoder of ``model.encoder``
+    (``encoder_cfg``) seeded by ``seed`` (``experiments.baselines.seed``)."""
     in_chans = {im.shape[1] for im in images_by_survey.values()}
     if len(in_chans) != 1:
         raise ValueError(f"surveys have different channel counts {sorted(in_chans)}; one encoder cannot embed both")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg["experiments"]["baselines"]["seed"]))
-        enc = TokenEncoder(ecfg["name"], in_chans.pop(), int(ecfg["tokens"]), int(ecfg["token_dim"]))
+        torch.manual_seed(int(seed))
+        enc = TokenEncoder(
+            encoder_cfg["name"], in_chans.pop(), int(encoder_cfg["tokens"]), int(encoder_cfg["token_dim"])
+        )
     dev = compute_device()
     enc = enc.to(dev).eval()
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
@@ -93,33 +87,19 @@ def _encode(enc: TokenEncoder, images: np.ndarray, batch_size: int, dev: torch.d
     return np.concatenate(feats)
 
 
-def run_random_init_embeddings(cfg: dict, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
-    """Write random_init_embeddings.parquet: embeddings.parquet's layout with only ``phys_*`` features."""
-    data_dir = Path(data_dir)
+def run_random_init_embeddings(
+    encoder_cfg: dict, seed: int, data: DatasetLayout | str | Path, out: str | Path
+) -> pd.DataFrame:
+    """Write random_init_embeddings.parquet: embeddings.parquet's layout with only ``phys_*`` features.
+
+    ``encoder_cfg``: ``model.encoder``; ``seed``: ``experiments.baselines.seed``; ``data``: the
+    dataset's layout (or its root), whose images and meta files are embedded.
+    """
+    data = DatasetLayout.of(data)
     t0 = time.perf_counter()
-    images = {s: _images(data_dir, s) for s in SURVEY_ORDER}
-    feats = random_init_features(cfg, images)
-    frames = []
-    for survey in SURVEY_ORDER:
-        meta_path = data_dir / f"meta_{survey}.parquet"
-        meta = pd.read_parquet(meta_path)
-        missing = [c for c in META_ID_COLUMNS if c not in meta.columns]
-        if missing:
-            raise KeyError(f"{meta_path}: missing column(s) {', '.join(missing)}")
-        if len(meta) != len(feats[survey]):
-            raise ValueError(f"{meta_path}: {len(meta)} rows but images_{survey}.npy has {len(feats[survey])}")
-        ids = pd.DataFrame(
-            {
-                "object_id": meta["object_id"].astype(str),
-                "pair": meta["pair"].astype(np.int64),
-                "survey": survey,
-                "ra": meta["ra"],
-                "dec": meta["dec"],
-                "split": meta["split"],
-            }
-        )
-        f = feats[survey]
-        frames.append(pd.concat([ids, pd.DataFrame(f, columns=[f"phys_{i}" for i in range(f.shape[1])])], axis=1))
+    images = {s: _images(data.images(s)) for s in SURVEY_ORDER}
+    feats = random_init_features(encoder_cfg, seed, images)
+    frames = [_random_init_frame(data.meta(survey), survey, feats[survey]) for survey in SURVEY_ORDER]
     table = pd.concat(frames, ignore_index=True)
     write_parquet(table, out)
     log.info(
@@ -131,14 +111,40 @@ def run_random_init_embeddings(cfg: dict, data_dir: str | Path, out: str | Path)
     return table
 
 
+def _random_init_frame(meta_path: Path, survey: str, f: np.ndarray) -> pd.DataFrame:
+    """One survey's rows: the meta file's ids and positions beside its features."""
+    meta = pd.read_parquet(meta_path)
+    missing = [c for c in META_ID_COLUMNS if c not in meta.columns]
+    if missing:
+        raise KeyError(f"{meta_path}: missing column(s) {', '.join(missing)}")
+    if len(meta) != len(f):
+        raise ValueError(f"{meta_path}: {len(meta)} rows but the {survey} images have {len(f)}")
+    ids = pd.DataFrame(
+        {
+            "object_id": meta["object_id"].astype(str),
+            "pair": meta["pair"].astype(np.int64),
+            "survey": survey,
+            "ra": meta["ra"],
+            "dec": meta["dec"],
+            "split": meta["split"],
+        }
+    )
+    return pd.concat([ids, pd.DataFrame(f, columns=[f"phys_{i}" for i in range(f.shape[1])])], axis=1)
+
+
 # --------------------------------------------------------------------------- cross predict
 
 
 def _cross_predict_design(
-    cfg: dict, data_dir: Path, table: pd.DataFrame, specs: list, folds: ProbeFolds, out: str | Path
+    baselines_cfg: dict,
+    encoder_name: str,
+    data: DatasetLayout,
+    table: pd.DataFrame,
+    specs: list,
+    folds: ProbeFolds,
+    out: str | Path,
 ) -> pd.DataFrame:
     """Score the cross-predict ResNets of one probe design: one ResNet per (direction, fold), R^2 out of fold."""
-    bcfg = cfg["experiments"]["baselines"]
     scored = folds.scored
     rows = []
     for survey in SURVEY_ORDER:
@@ -147,9 +153,9 @@ def _cross_predict_design(
         if not chosen:
             continue
         names = [t.name for t in chosen]
-        images = _images(data_dir, other)
+        images = _images(data.images(other))
         if len(images) != len(table):
-            raise ValueError(f"{data_dir / f'images_{other}.npy'}: {len(images)} images but {len(table)} pairs")
+            raise ValueError(f"{data.images(other)}: {len(images)} images but {len(table)} pairs")
         y = table[names].to_numpy(dtype=np.float64)
         pred = np.full((len(scored), len(names)), np.nan)
         for k, (train_rows, test_rows) in enumerate(folds.folds):
@@ -167,8 +173,8 @@ def _cross_predict_design(
                 images,
                 y[:, usable],
                 train_rows,
-                bcfg,
-                cfg["model"]["encoder"]["name"],
+                baselines_cfg,
+                encoder_name,
                 [names[j] for j in usable],
                 tag=f"cross-predict {other}->{survey} ({folds.design.pairs}/{folds.design.split}, fold {k})",
             )
@@ -192,22 +198,34 @@ def _cross_predict_design(
 
 
 def run_cross_predict(
-    cfg: dict, data_dir: str | Path, out: str | Path, alternative_out: str | Path | None = None
+    baselines_cfg: dict,
+    probes_cfg: dict,
+    design: ProbeDesign,
+    encoder_name: str,
+    bands: Sequence[str],
+    data: DatasetLayout | str | Path,
+    truth: str | Path | None,
+    out: str | Path,
+    alternative_out: str | Path | None = None,
 ) -> pd.DataFrame:
     """Cross-predict baseline: each survey's instrument targets from the other survey's image.
 
     Writes ``target, r2, n_train, n_test, probe_pairs, probe_split, probe_folds``
-    for every instrument target of Table 5 (catalogue and, on the synthetic sky,
-    truth), R^2 on the probes' held-out pairs of the primary probe design
-    (:func:`~whatsreal.experiments.probe_design.resolve_design`), so it belongs
-    in Table 5; ``alternative_out`` receives the same under the alternative design.
+    for every instrument target of Table 5 (catalogue and, with ``truth``, the
+    synthetic sky's truth.parquet, truth), R^2 on the probes' held-out pairs of the
+    primary probe ``design`` (:func:`~whatsreal.experiments.probe_design.resolve_design`),
+    so it belongs in Table 5; ``alternative_out`` receives the same under the alternative design.
     With k folds a ResNet is trained per fold (``n_train``: mean over folds).
+    ``baselines_cfg``: ``experiments.baselines`` (the ResNet's training); ``probes_cfg``:
+    ``experiments.probes`` (the folds' test fraction and seed); ``encoder_name``:
+    ``model.encoder.name``; ``bands``: ``preprocess.bands``; ``data``: the dataset's layout or root.
     """
-    data_dir = Path(data_dir)
-    meta = {s: data_dir / f"meta_{s}.parquet" for s in SURVEY_ORDER}
-    table, specs = build_targets(meta, data_truth_path(cfg, data_dir), cfg["preprocess"]["bands"])
-    sky = read_probe_sky(meta)
-    result = _cross_predict_design(cfg, data_dir, table, specs, design_folds(cfg, sky), out)
+    data = DatasetLayout.of(data)
+    table, specs = build_targets(data, truth, bands)
+    sky = read_probe_sky(data)
+    folds = folds_for(design, probes_cfg, sky)
+    result = _cross_predict_design(baselines_cfg, encoder_name, data, table, specs, folds, out)
     if alternative_out is not None:
-        _cross_predict_design(cfg, data_dir, table, specs, design_folds(cfg, sky, alternative=True), alternative_out)
+        other = folds_for(design, probes_cfg, sky, alternative=True)
+        _cross_predict_design(baselines_cfg, encoder_name, data, table, specs, other, alternative_out)
     return result

@@ -4,8 +4,8 @@ The paper's ablation (appendix A.5) argues that the instrument encoder learns
 observing conditions because the spatial neighbours it is shown share them with
 the anchor. This measures that directly, without the anchor's own image: for
 each anchor, the instrument latents of its spatial neighbours in the anchor's
-survey (``neighbours_{survey}_spatial.npz``, rows index pairs; the anchor itself
-is never among them) are averaged, and an MLP probe (the Table 5 probe, same
+survey (``DatasetLayout.neighbours(survey, "spatial")``, rows index pairs; the
+anchor itself is never among them) are averaged, and an MLP probe (the Table 5 probe, same
 config, same split) predicts the anchor's conditions from that mean: true PSF
 FWHM, sky noise and depth on the synthetic sky, the catalogue's instrument
 columns on real data.
@@ -39,22 +39,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, cluster_bootstrap_counts
+from whatsreal.experiments.bootstrap import BootstrapR2, cluster_bootstrap_counts
 from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.probes import probe_r2
 from whatsreal.experiments.targets import Target, build_targets, instrument_group, meta_paths_by_survey
 from whatsreal.io import read_table, write_csv
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
     "NEIGHBOUR_PROBE_COLUMNS",
     "NEIGHBOUR_PROBE_VARIANTS",
+    "AnchorSplit",
+    "anchor_split",
     "block_split",
     "disjoint_training",
     "neighbour_mean",
@@ -192,7 +196,7 @@ def neighbour_probe(
     y: np.ndarray,
     test: np.ndarray,
     train: np.ndarray,
-    pcfg: dict,
+    probes_cfg: dict,
     boot: BootstrapR2,
     shuffle_seed: int,
     keys: Sequence[int] | None = None,
@@ -216,7 +220,7 @@ def neighbour_probe(
     for variant, latents, sets in plan:
         x = neighbour_mean(latents, sets)
         x[~(train | test)] = np.nan  # dropped anchors: neither trained on nor scored
-        _, pred = probe_r2(x, y, test, pcfg, keys=keys)
+        _, pred = probe_r2(x, y, test, probes_cfg, keys=keys)
         out[variant] = boot.add(variant, y[test], pred)
     return out
 
@@ -239,27 +243,111 @@ def _survey_targets(specs: Sequence[Target], survey: str) -> list[int]:
     return truth or group
 
 
+@dataclass(frozen=True)
+class AnchorSplit:
+    """One survey's anchors: their sky blocks, the held-out ones and the training ones that share no neighbour."""
+
+    blocks: np.ndarray
+    test: np.ndarray
+    train: np.ndarray
+
+
+def anchor_split(
+    meta_path: str | Path, index: np.ndarray, block_arcmin: float, test_fraction: float, seed: int
+) -> AnchorSplit:
+    """Whole sky blocks of ``block_arcmin`` held out (positions from the survey's meta file), the rest disjoint."""
+    sky = read_table(meta_path, ["ra", "dec"])
+    blocks = spatial_blocks(sky["ra"].to_numpy(), sky["dec"].to_numpy(), block_arcmin)
+    test = block_split(blocks, test_fraction, seed)
+    return AnchorSplit(blocks, test, disjoint_training(index, test))
+
+
+def _survey_features(
+    reference: str | Path, ablated: str | Path, random_init: str | Path | None, survey: str, n: int
+) -> dict[str, np.ndarray]:
+    """Per-pair latents of one survey: both runs' instrument latents and the random-init features."""
+    feats = {
+        "reference": _survey_latents(reference, survey, n, "instrument"),
+        "ablated": _survey_latents(ablated, survey, n, "instrument"),
+    }
+    if random_init is not None:
+        feats["random_init"] = _survey_latents(random_init, survey, n, "physics")
+    return feats
+
+
+def _survey_rows(
+    survey: str,
+    specs: Sequence[Target],
+    cols: Sequence[int],
+    y: np.ndarray,
+    r2: dict[str, np.ndarray],
+    boot: BootstrapR2,
+    index: np.ndarray,
+    split: AnchorSplit,
+) -> list[dict]:
+    """``neighbour_probe.csv`` rows of one survey's targets (``cols`` of ``specs``; ``y`` their values)."""
+    has_set = (index >= 0).any(axis=1)
+    d_abl = boot.diff("reference", "ablated")
+    d_shuf = boot.diff("reference", "reference_shuffled")
+    rows = []
+    for k, j in enumerate(cols):
+        t = specs[j]
+        row = {"survey": survey, "target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
+        for variant in NEIGHBOUR_PROBE_VARIANTS:
+            if variant in r2:
+                lo, hi = boot.ci(variant)
+                row |= {variant: r2[variant][k], f"{variant}_ci_lo": lo[k], f"{variant}_ci_hi": hi[k]}
+        labelled = np.isfinite(y[:, k]) & has_set
+        row |= {
+            "diff_ref_minus_abl": d_abl[0][k],
+            "diff_ref_minus_abl_ci_lo": d_abl[1][k],
+            "diff_ref_minus_abl_ci_hi": d_abl[2][k],
+            "diff_ref_minus_shuffled": d_shuf[0][k],
+            "diff_ref_minus_shuffled_ci_lo": d_shuf[1][k],
+            "diff_ref_minus_shuffled_ci_hi": d_shuf[2][k],
+            "n_train": int((labelled & split.train).sum()),
+            "n_test": int((labelled & split.test).sum()),
+            "n_test_blocks": len(np.unique(split.blocks[split.test & labelled])),
+        }
+        rows.append(row)
+        log.info(
+            "neighbour probe %s: R^2 reference %.3f, ablated %.3f, shuffled %.3f",
+            t.name,
+            row["reference"],
+            row["ablated"],
+            row["reference_shuffled"],
+        )
+    return rows
+
+
 def run_neighbour_probe(
-    cfg: dict,
+    probes_cfg: dict,
+    neighbour_probe_cfg: dict,
+    bands: Sequence[str],
+    bootstrap: tuple[int, int, float],
     reference: str | Path,
     ablated: str | Path,
     random_init: str | Path | None,
-    neighbours: dict[str, str | Path],
-    meta: Sequence[str | Path],
+    neighbours: Mapping[str, str | Path],
+    meta: Mapping[str, str | Path] | DatasetLayout,
     truth: str | Path | None,
     table: str | Path,
 ) -> pd.DataFrame:
     """Write ``neighbour_probe.csv``: each survey's conditions from its neighbours' latents, with block-bootstrap CIs.
 
+    ``probes_cfg``: ``experiments.probes`` (the probe and its seed); ``neighbour_probe_cfg``:
+    ``experiments.neighbour_probe`` (block size, held-out fraction); ``bands``:
+    ``preprocess.bands``; ``bootstrap``: ``(n_resamples, seed, confidence)``.
     ``reference``/``ablated`` are the two runs' embeddings.parquet, ``random_init``
     the frozen random encoder's features (its physics tokens: it has no
-    instrument head), ``neighbours`` the spatial neighbour files per survey.
+    instrument head), ``neighbours`` the spatial neighbour files per survey,
+    ``meta`` each survey's meta file (``{survey: path}``) or the dataset's layout.
     """
-    pcfg = cfg["experiments"]["probes"]
-    ncfg = cfg["experiments"]["neighbour_probe"]
-    n_boot, boot_seed, confidence = bootstrap_config(cfg)
+    n_boot, boot_seed, confidence = bootstrap
+    seed = int(probes_cfg["seed"])
+    block_arcmin = float(neighbour_probe_cfg["block_arcmin"])
     t0 = time.perf_counter()
-    targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"])
+    targets, specs = build_targets(meta, truth, bands)
     n = len(targets)
     positions = meta_paths_by_survey(meta)
     rows = []
@@ -268,59 +356,22 @@ def run_neighbour_probe(
         if not cols:
             continue
         index = read_neighbour_index(neighbours[survey], n)
-        sky = read_table(positions[survey], ["ra", "dec"])
-        blocks = spatial_blocks(sky["ra"].to_numpy(), sky["dec"].to_numpy(), float(ncfg["block_arcmin"]))
-        test = block_split(blocks, float(ncfg["test_fraction"]), int(pcfg["seed"]))
-        train = disjoint_training(index, test)
+        split = anchor_split(positions[survey], index, block_arcmin, float(neighbour_probe_cfg["test_fraction"]), seed)
         log.info(
             "neighbour probe %s: %d held-out anchors in %d blocks of %.1f'; %d training anchors share no neighbour "
             "with them (%d dropped)",
             survey,
-            test.sum(),
-            len(np.unique(blocks[test])),
-            float(ncfg["block_arcmin"]),
-            train.sum(),
-            (~test & ~train).sum(),
+            split.test.sum(),
+            len(np.unique(split.blocks[split.test])),
+            block_arcmin,
+            split.train.sum(),
+            (~split.test & ~split.train).sum(),
         )
-        feats = {
-            "reference": _survey_latents(reference, survey, n, "instrument"),
-            "ablated": _survey_latents(ablated, survey, n, "instrument"),
-        }
-        if random_init is not None:
-            feats["random_init"] = _survey_latents(random_init, survey, n, "physics")
+        feats = _survey_features(reference, ablated, random_init, survey, n)
         y = targets[[specs[j].name for j in cols]].to_numpy(np.float64)
-        boot = BootstrapR2(cluster_bootstrap_counts(blocks[test], n_boot, boot_seed), confidence)
-        r2 = neighbour_probe(feats, index, y, test, train, pcfg, boot, int(pcfg["seed"]), keys=cols)
-        has_set = (index >= 0).any(axis=1)
-        d_abl = boot.diff("reference", "ablated")
-        d_shuf = boot.diff("reference", "reference_shuffled")
-        for k, j in enumerate(cols):
-            t = specs[j]
-            row = {"survey": survey, "target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
-            for variant in NEIGHBOUR_PROBE_VARIANTS:
-                if variant in r2:
-                    lo, hi = boot.ci(variant)
-                    row |= {variant: r2[variant][k], f"{variant}_ci_lo": lo[k], f"{variant}_ci_hi": hi[k]}
-            labelled = np.isfinite(y[:, k]) & has_set
-            row |= {
-                "diff_ref_minus_abl": d_abl[0][k],
-                "diff_ref_minus_abl_ci_lo": d_abl[1][k],
-                "diff_ref_minus_abl_ci_hi": d_abl[2][k],
-                "diff_ref_minus_shuffled": d_shuf[0][k],
-                "diff_ref_minus_shuffled_ci_lo": d_shuf[1][k],
-                "diff_ref_minus_shuffled_ci_hi": d_shuf[2][k],
-                "n_train": int((labelled & train).sum()),
-                "n_test": int((labelled & test).sum()),
-                "n_test_blocks": len(np.unique(blocks[test & labelled])),
-            }
-            rows.append(row)
-            log.info(
-                "neighbour probe %s: R^2 reference %.3f, ablated %.3f, shuffled %.3f",
-                t.name,
-                row["reference"],
-                row["ablated"],
-                row["reference_shuffled"],
-            )
+        boot = BootstrapR2(cluster_bootstrap_counts(split.blocks[split.test], n_boot, boot_seed), confidence)
+        r2 = neighbour_probe(feats, index, y, split.test, split.train, probes_cfg, boot, seed, keys=cols)
+        rows += _survey_rows(survey, specs, cols, y, r2, boot, index, split)
     result = pd.DataFrame(rows, columns=list(NEIGHBOUR_PROBE_COLUMNS))
     write_csv(result, table)
     log.info("neighbour probe: %d targets in %.1f s", len(result), time.perf_counter() - t0)

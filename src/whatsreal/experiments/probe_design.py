@@ -29,7 +29,7 @@ both the paper's protocol and the held-out, spatially blocked check.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from sklearn.model_selection import GroupKFold
 
 from whatsreal.experiments.targets import meta_paths_by_survey, probe_split
 from whatsreal.io import read_table
+from whatsreal.layout import DatasetLayout
 
 __all__ = [
     "DESIGN_COLUMNS",
@@ -50,6 +51,7 @@ __all__ = [
     "ProbeFolds",
     "alternative_design",
     "design_folds",
+    "folds_for",
     "healpix_blocks",
     "probe_folds",
     "read_probe_sky",
@@ -85,10 +87,10 @@ class ProbeDesign:
 def resolve_design(cfg: dict) -> ProbeDesign:
     """The primary probe design of ``cfg``: ``auto`` -> held_out + healpix on real data (``mmu`` or
     ``crossmatched_parquet``), all + random on the synthetic sky."""
-    pcfg = cfg["experiments"]["probes"]
+    probes_cfg = cfg["experiments"]["probes"]
     real = cfg["dataset"]["source"] != "synthetic"
-    pairs = str(pcfg.get("pairs", "auto"))
-    split = str(pcfg.get("split", "auto"))
+    pairs = str(probes_cfg.get("pairs", "auto"))
+    split = str(probes_cfg.get("split", "auto"))
     if pairs == "auto":
         pairs = "held_out" if real else "all"
     if split == "auto":
@@ -97,7 +99,7 @@ def resolve_design(cfg: dict) -> ProbeDesign:
         raise ValueError(f"experiments.probes.pairs: '{pairs}' is not one of auto, {', '.join(PAIRS_CHOICES)}")
     if split not in SPLIT_CHOICES:
         raise ValueError(f"experiments.probes.split: '{split}' is not one of auto, {', '.join(SPLIT_CHOICES)}")
-    return ProbeDesign(pairs, split, int(pcfg.get("healpix_nside", 256)), int(pcfg.get("n_folds", 5)))
+    return ProbeDesign(pairs, split, int(probes_cfg.get("healpix_nside", 256)), int(probes_cfg.get("n_folds", 5)))
 
 
 def alternative_design(design: ProbeDesign) -> ProbeDesign:
@@ -109,15 +111,20 @@ def alternative_design(design: ProbeDesign) -> ProbeDesign:
 
 def design_folds(cfg: dict, sky: pd.DataFrame, alternative: bool = False) -> ProbeFolds:
     """The folds of ``cfg``'s probe design (or, with ``alternative``, of the other reported design)
-    over ``sky``, with the configured ``test_fraction`` and ``seed``.
+    over ``sky``, with the configured ``test_fraction`` and ``seed``: :func:`folds_for` of
+    :func:`resolve_design`."""
+    return folds_for(resolve_design(cfg), cfg["experiments"]["probes"], sky, alternative)
+
+
+def folds_for(design: ProbeDesign, probes_cfg: dict, sky: pd.DataFrame, alternative: bool = False) -> ProbeFolds:
+    """The folds of ``design`` (or, with ``alternative``, of the other reported design) over ``sky``,
+    with ``experiments.probes``' ``test_fraction`` and ``seed``.
 
     Table 5 and the cross-predict baseline must score exactly the same pairs, so
     both take their folds from here."""
-    pcfg = cfg["experiments"]["probes"]
-    design = resolve_design(cfg)
     if alternative:
         design = alternative_design(design)
-    return probe_folds(design, sky, float(pcfg["test_fraction"]), int(pcfg["seed"]))
+    return probe_folds(design, sky, float(probes_cfg["test_fraction"]), int(probes_cfg["seed"]))
 
 
 def healpix_blocks(ra: np.ndarray, dec: np.ndarray, nside: int) -> np.ndarray:
@@ -161,7 +168,7 @@ class ProbeFolds:
         return {"probe_pairs": self.design.pairs, "probe_split": self.design.split, "probe_folds": len(self.folds)}
 
 
-def read_probe_sky(meta: Sequence[str | Path] | dict[str, str | Path]) -> pd.DataFrame:
+def read_probe_sky(meta: Mapping[str, str | Path] | DatasetLayout) -> pd.DataFrame:
     """``pair, split, ra, dec`` of every pair from the HSC meta file (row i == pair i, as build_targets requires)."""
     path = meta_paths_by_survey(meta)["hsc"]
     df = read_table(path, SKY_COLUMNS)

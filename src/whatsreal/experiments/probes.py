@@ -50,7 +50,8 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ from torch import nn
 
 from whatsreal.device import compute_device
 from whatsreal.experiments.baselines import CROSS_PREDICT_COLUMNS
-from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, percentile_ci
+from whatsreal.experiments.bootstrap import BootstrapR2, percentile_ci
 from whatsreal.experiments.embeddings import (
     SPACES,
     latent_columns,
@@ -68,11 +69,12 @@ from whatsreal.experiments.embeddings import (
     read_embeddings,
 )
 from whatsreal.experiments.metrics import r2_or_nan
-from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeFolds, design_folds, read_probe_sky
+from whatsreal.experiments.probe_design import DESIGN_COLUMNS, ProbeDesign, ProbeFolds, folds_for, read_probe_sky
 from whatsreal.experiments.regressor import masked_smooth_l1, one_cpu_thread
 from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrument_group
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.io import read_table, write_csv, write_npz
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -82,12 +84,17 @@ __all__ = [
     "REPRESENTATIONS",
     "TABLE5_COLUMNS",
     "ProbeEnsemble",
+    "ProbeInputs",
+    "ProbeResult",
     "fit_probe_ensemble",
     "fold_predictions",
+    "load_probe_inputs",
     "member_seed",
     "pixel_statistics",
+    "probe_design_result",
     "probe_r2",
     "read_aion",
+    "read_images",
     "read_probe_predictions",
     "run_probes",
     "table5_columns",
@@ -184,34 +191,36 @@ class ProbeEnsemble(nn.Module):
 
 
 def fit_probe_ensemble(
-    x: np.ndarray, y: np.ndarray, pcfg: dict, member_seeds: Sequence[int], dev: torch.device | None = None
+    x: np.ndarray, y: np.ndarray, probes_cfg: dict, member_seeds: Sequence[int], dev: torch.device | None = None
 ) -> ProbeEnsemble:
     """Train the ensemble on standardised inputs ``x`` (N, d) and standardised targets ``y`` (N, T; NaN = no label).
 
-    Batches come from a permutation seeded by ``pcfg['seed']`` each epoch, the
+    Batches come from a permutation seeded by ``probes_cfg['seed']`` each epoch, the
     same for every member; a member's loss is its mean Smooth L1 over the
     batch rows that have its label.
     """
     dev = dev or compute_device()
     if dev.type == "cpu":
         with one_cpu_thread():
-            return _fit(x, y, pcfg, member_seeds, dev)
-    return _fit(x, y, pcfg, member_seeds, dev)
+            return _fit(x, y, probes_cfg, member_seeds, dev)
+    return _fit(x, y, probes_cfg, member_seeds, dev)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, pcfg: dict, member_seeds: Sequence[int], dev: torch.device) -> ProbeEnsemble:
-    model = ProbeEnsemble(member_seeds, x.shape[1], pcfg["hidden"], pcfg["dropout"]).to(dev)
+def _fit(
+    x: np.ndarray, y: np.ndarray, probes_cfg: dict, member_seeds: Sequence[int], dev: torch.device
+) -> ProbeEnsemble:
+    model = ProbeEnsemble(member_seeds, x.shape[1], probes_cfg["hidden"], probes_cfg["dropout"]).to(dev)
     model.reset_dropout(dev)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=float(pcfg["lr"]), weight_decay=float(pcfg["weight_decay"]), foreach=True
+        model.parameters(), lr=float(probes_cfg["lr"]), weight_decay=float(probes_cfg["weight_decay"]), foreach=True
     )
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)
     mask = torch.as_tensor(np.isfinite(y), device=dev)
     yt = torch.as_tensor(np.nan_to_num(y, nan=0.0), dtype=torch.float32, device=dev)
-    gen = torch.Generator().manual_seed(int(pcfg["seed"]))
-    batch = int(pcfg["batch_size"])
+    gen = torch.Generator().manual_seed(int(probes_cfg["seed"]))
+    batch = int(probes_cfg["batch_size"])
     model.train()
-    for _ in range(int(pcfg["epochs"])):
+    for _ in range(int(probes_cfg["epochs"])):
         perm = torch.randperm(len(xt), generator=gen).to(dev)
         for start in range(0, len(perm), batch):
             idx = perm[start : start + batch]
@@ -247,7 +256,7 @@ def probe_r2(
     x: np.ndarray,
     y: np.ndarray,
     test: np.ndarray,
-    pcfg: dict,
+    probes_cfg: dict,
     keys: Sequence[int] | None = None,
     train: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -287,8 +296,8 @@ def probe_r2(
     model = fit_probe_ensemble(
         xtr.astype(np.float32),
         (ytr[:, cols] - mean) / std,
-        pcfg,
-        [member_seed(pcfg["seed"], keys[c]) for c in cols],
+        probes_cfg,
+        [member_seed(probes_cfg["seed"], keys[c]) for c in cols],
         dev,
     )
     p = _predict(model, xte.astype(np.float32), dev) * std + mean
@@ -300,7 +309,7 @@ def probe_r2(
 
 
 def fold_predictions(
-    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, pcfg: dict, keys: Sequence[int] | None = None
+    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, probes_cfg: dict, keys: Sequence[int] | None = None
 ) -> np.ndarray:
     """(n_scored, T) held-out predictions of every scored pair (``folds.scored`` order), one probe per fold.
 
@@ -311,7 +320,7 @@ def fold_predictions(
     scored = folds.scored
     pred = np.full((len(scored), np.asarray(y).shape[1]), np.nan)
     for train_rows, test_rows in folds.folds:
-        _, p = probe_r2(x, y, folds.mask(test_rows), pcfg, keys, train=folds.mask(train_rows))
+        _, p = probe_r2(x, y, folds.mask(test_rows), probes_cfg, keys, train=folds.mask(train_rows))
         pred[np.searchsorted(scored, test_rows)] = p
     return pred
 
@@ -435,7 +444,7 @@ def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dic
     out = {}
     for survey, arr in images.items():
         if len(arr) != n_pairs:
-            raise ValueError(f"images_{survey}: {len(arr)} images but {n_pairs} pairs")
+            raise ValueError(f"{survey} images: {len(arr)} images but {n_pairs} pairs")
         t0 = time.perf_counter()
         out[survey] = pixel_statistics(arr)
         log.info("pixel statistics %s: %.1f s", survey, time.perf_counter() - t0)
@@ -443,7 +452,7 @@ def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dic
 
 
 def _pixel_floor_predictions(
-    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, pcfg: dict
+    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, probes_cfg: dict
 ) -> np.ndarray:
     """Held-out predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
     pred = np.full((len(folds.scored), len(specs)), np.nan)
@@ -452,7 +461,7 @@ def _pixel_floor_predictions(
         if not cols or survey not in stats:
             continue
         t0 = time.perf_counter()
-        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, pcfg, keys=cols)
+        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, probes_cfg, keys=cols)
         log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
     return pred
 
@@ -480,6 +489,30 @@ def _ci_row(metric: str, value: float, replicates: np.ndarray | None, confidence
     return {"metric": metric, "value": float(value), "ci_lo": float(lo), "ci_hi": float(hi), "note": note}
 
 
+@dataclass(frozen=True)
+class _Replicates:
+    """The bootstrap replicates of each representation, looked up by target name (None: no interval)."""
+
+    boot: BootstrapR2 | None
+    columns: Sequence[str]
+
+    @property
+    def confidence(self) -> float:
+        return self.boot.confidence if self.boot is not None else 0.95
+
+    def of(self, rep: str, targets: Sequence[str]) -> np.ndarray | None:
+        """(B, len(targets)) replicates of ``rep`` on ``targets``; None when one of them has none."""
+        col_of = {name: j for j, name in enumerate(self.columns)}
+        if self.boot is None or rep not in self.boot.replicates or any(t not in col_of for t in targets):
+            return None
+        return self.boot.replicates[rep][:, [col_of[t] for t in targets]]
+
+    def one(self, rep: str, target: str) -> np.ndarray | None:
+        """(B,) replicates of ``rep`` on one target, or None."""
+        rr = self.of(rep, [target])
+        return None if rr is None else rr[:, 0]
+
+
 def truth_probe_rows(
     result: pd.DataFrame, reps: Sequence[str], boot: BootstrapR2 | None = None, columns: Sequence[str] = ()
 ) -> list[dict]:
@@ -494,90 +527,106 @@ def truth_probe_rows(
     truth = result[result["truth"].astype(bool)]
     if truth.empty:
         return []
-    conf = boot.confidence if boot is not None else 0.95
-    col_of = {name: j for j, name in enumerate(columns)}
-
-    def reps_of(rep: str, targets: Sequence[str]) -> np.ndarray | None:
-        if boot is None or rep not in boot.replicates or any(t not in col_of for t in targets):
-            return None
-        return boot.replicates[rep][:, [col_of[t] for t in targets]]
-
+    replicates = _Replicates(boot, columns)
     rows: list[dict] = []
     for _, r in truth.iterrows():
-        t = r["target"]
-        for rep in reps:
-            rr = reps_of(rep, [t])
-            note = f"{r['label']} ({r['group']}): probe R^2 of {rep}, n_test={r['n_test']}"
-            rows.append(_ci_row(f"r2_{t}_{rep}", r[rep], None if rr is None else rr[:, 0], conf, note))
-        if "ours_physics" in reps and "ours_instrument" in reps:
-            a, b = reps_of("ours_physics", [t]), reps_of("ours_instrument", [t])
-            rows.append(
-                _ci_row(
-                    f"diff_phys_minus_inst_{t}",
-                    r["ours_physics"] - r["ours_instrument"],
-                    None if a is None or b is None else a[:, 0] - b[:, 0],
-                    conf,
-                    f"{r['label']}: physics-latent minus instrument-latent R^2 (paired bootstrap)",
-                )
-            )
-        if r["group"] != "physics" and np.isfinite(r.get(FLOOR, np.nan)):
-            rr = reps_of(FLOOR, [t])
-            note = f"{r['label']}: R^2 of trivial pixel statistics (outer-pixel robust std, moment size) - the floor"
-            rows.append(_ci_row(f"r2_floor_{t}", r[FLOOR], None if rr is None else rr[:, 0], conf, note))
+        rows += _truth_target_rows(r, reps, replicates)
     phys = truth[truth["group"] == "physics"]
     inst = truth[truth["group"] != "physics"]
-    means: dict[str, tuple[float, float]] = {}
-    mean_reps: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
-    for rep in reps:
-        means[rep] = (_clipped_mean(phys[rep]), _clipped_mean(inst[rep]))
-        rp, ri = reps_of(rep, list(phys["target"])), reps_of(rep, list(inst["target"]))
-        mp = None if rp is None else _clipped_mean_replicates(rp)
-        mi = None if ri is None else _clipped_mean_replicates(ri)
-        mean_reps[rep] = (mp, mi)
-        rows.append(
-            _ci_row(
-                f"r2_truth_physics_mean_{rep}",
-                means[rep][0],
-                mp,
-                conf,
-                f"mean probe R^2 (clipped at 0) of {rep} over {len(phys)} true physical parameters",
-            )
-        )
-        rows.append(
-            _ci_row(
-                f"r2_truth_instrument_mean_{rep}",
-                means[rep][1],
-                mi,
-                conf,
-                f"mean probe R^2 (clipped at 0) of {rep} over {len(inst)} true instrument parameters",
-            )
-        )
-        rows.append(
-            _ci_row(
-                f"disentanglement_gap_{rep}",
-                means[rep][0] - means[rep][1],
-                None if mp is None or mi is None else mp - mi,
-                conf,
-                f"{rep}: mean true-physics minus mean true-instrument R^2 (+ physics-like)",
-            )
-        )
+    means = {rep: _truth_means(rep, phys, inst, replicates) for rep in reps}
+    for rep, mean in means.items():
+        rows += _truth_mean_rows(rep, mean, len(phys), len(inst), replicates.confidence)
     if "ours_physics" in means and "ours_instrument" in means:
-        p, i = means["ours_physics"], means["ours_instrument"]
-        (pp, pi), (ip, ii) = mean_reps["ours_physics"], mean_reps["ours_instrument"]
-        score_reps = None
-        if all(v is not None for v in (pp, pi, ip, ii)):
-            score_reps = 0.5 * ((pp - pi) + (ii - ip))
+        rows.append(_disentanglement_score_row(means["ours_physics"], means["ours_instrument"], replicates.confidence))
+    return rows
+
+
+def _truth_target_rows(r: pd.Series, reps: Sequence[str], replicates: _Replicates) -> list[dict]:
+    """One truth target's rows: each representation's R^2, physics - instrument, and the pixel floor."""
+    t, conf = r["target"], replicates.confidence
+    rows = []
+    for rep in reps:
+        note = f"{r['label']} ({r['group']}): probe R^2 of {rep}, n_test={r['n_test']}"
+        rows.append(_ci_row(f"r2_{t}_{rep}", r[rep], replicates.one(rep, t), conf, note))
+    if "ours_physics" in reps and "ours_instrument" in reps:
+        a, b = replicates.one("ours_physics", t), replicates.one("ours_instrument", t)
         rows.append(
             _ci_row(
-                "disentanglement_score_ours",
-                0.5 * ((p[0] - p[1]) + (i[1] - i[0])),
-                score_reps,
+                f"diff_phys_minus_inst_{t}",
+                r["ours_physics"] - r["ours_instrument"],
+                None if a is None or b is None else a - b,
                 conf,
-                "mean of the physics latent's (physics - instrument) and the instrument latent's "
-                "(instrument - physics) R^2 gaps; 1 = perfect, 0 = none",
+                f"{r['label']}: physics-latent minus instrument-latent R^2 (paired bootstrap)",
             )
         )
+    if r["group"] != "physics" and np.isfinite(r.get(FLOOR, np.nan)):
+        note = f"{r['label']}: R^2 of trivial pixel statistics (outer-pixel robust std, moment size) - the floor"
+        rows.append(_ci_row(f"r2_floor_{t}", r[FLOOR], replicates.one(FLOOR, t), conf, note))
     return rows
+
+
+@dataclass(frozen=True)
+class _TruthMeans:
+    """One representation's mean R^2 (clipped at 0) over the true physics and instrument targets, with replicates."""
+
+    physics: float
+    instrument: float
+    physics_replicates: np.ndarray | None
+    instrument_replicates: np.ndarray | None
+
+
+def _truth_means(rep: str, phys: pd.DataFrame, inst: pd.DataFrame, replicates: _Replicates) -> _TruthMeans:
+    rp, ri = replicates.of(rep, list(phys["target"])), replicates.of(rep, list(inst["target"]))
+    return _TruthMeans(
+        _clipped_mean(phys[rep]),
+        _clipped_mean(inst[rep]),
+        None if rp is None else _clipped_mean_replicates(rp),
+        None if ri is None else _clipped_mean_replicates(ri),
+    )
+
+
+def _truth_mean_rows(rep: str, mean: _TruthMeans, n_phys: int, n_inst: int, conf: float) -> list[dict]:
+    """A representation's mean physics and instrument R^2 and their gap."""
+    mp, mi = mean.physics_replicates, mean.instrument_replicates
+    return [
+        _ci_row(
+            f"r2_truth_physics_mean_{rep}",
+            mean.physics,
+            mp,
+            conf,
+            f"mean probe R^2 (clipped at 0) of {rep} over {n_phys} true physical parameters",
+        ),
+        _ci_row(
+            f"r2_truth_instrument_mean_{rep}",
+            mean.instrument,
+            mi,
+            conf,
+            f"mean probe R^2 (clipped at 0) of {rep} over {n_inst} true instrument parameters",
+        ),
+        _ci_row(
+            f"disentanglement_gap_{rep}",
+            mean.physics - mean.instrument,
+            None if mp is None or mi is None else mp - mi,
+            conf,
+            f"{rep}: mean true-physics minus mean true-instrument R^2 (+ physics-like)",
+        ),
+    ]
+
+
+def _disentanglement_score_row(p: _TruthMeans, i: _TruthMeans, conf: float) -> dict:
+    """Mean of the physics latent's and the instrument latent's gaps, each in its own direction."""
+    pp, pi, ip, ii = p.physics_replicates, p.instrument_replicates, i.physics_replicates, i.instrument_replicates
+    score_reps = None
+    if all(v is not None for v in (pp, pi, ip, ii)):
+        score_reps = 0.5 * ((pp - pi) + (ii - ip))
+    return _ci_row(
+        "disentanglement_score_ours",
+        0.5 * ((p.physics - p.instrument) + (i.instrument - i.physics)),
+        score_reps,
+        conf,
+        "mean of the physics latent's (physics - instrument) and the instrument latent's "
+        "(instrument - physics) R^2 gaps; 1 = perfect, 0 = none",
+    )
 
 
 # --------------------------------------------------------------------------- predictions file
@@ -612,18 +661,11 @@ def read_probe_predictions(path: str | Path) -> tuple[np.ndarray, list[str], np.
 # --------------------------------------------------------------------------- entry point
 
 
-def _read_images(images: Sequence[str | Path] | dict[str, str | Path] | None) -> dict[str, np.ndarray]:
-    """``{survey: memory-mapped images}`` from a dict or paths named ``images_{survey}.npy``."""
-    if not images:
-        return {}
-    if isinstance(images, dict):
-        paths = {s: Path(p) for s, p in images.items()}
-    else:
-        paths = {s: Path(p) for p in images for s in SURVEY_ORDER if Path(p).name == f"images_{s}.npy"}
-        if len(paths) != len(images):
-            raise ValueError(f"expected images_{{survey}}.npy files, got {list(images)}")
+def read_images(images: Mapping[str, str | Path] | None) -> dict[str, np.ndarray]:
+    """``{survey: memory-mapped images}`` of the caller's ``{survey: images path}`` (none: no pixel floor)."""
     out = {}
-    for s, p in paths.items():
+    for s, p in (images or {}).items():
+        p = Path(p)
         if not p.exists():
             raise FileNotFoundError(f"{p}: file not found")
         out[s] = np.load(p, mmap_mode="r")
@@ -645,38 +687,94 @@ def table5_columns(reps: Sequence[str]) -> list[str]:
     ]
 
 
-def _probe_table(
-    folds: ProbeFolds,
-    reps: dict[str, np.ndarray],
-    y: np.ndarray,
-    specs: Sequence[Target],
-    pixel_stats: dict[str, np.ndarray],
-    cross: dict[str, tuple[float, float, float]],
-    cfg: dict,
-) -> tuple[pd.DataFrame, BootstrapR2, dict[str, np.ndarray]]:
-    """Table 5 of one design: every representation probed on ``folds``, with bootstrap CIs over the scored pairs.
+@dataclass(frozen=True)
+class ProbeInputs:
+    """What every probe design reads, loaded once: targets, representations, the pairs' sky and pixel statistics."""
 
-    Returns the table, the bootstrap (its replicates feed the truth summary) and the
-    held-out predictions per representation (rows in ``folds.scored`` order).
-    """
-    pcfg = cfg["experiments"]["probes"]
-    n_boot, boot_seed, confidence = bootstrap_config(cfg)
-    scored = folds.scored
+    specs: list[Target]
+    y: np.ndarray
+    """(n_pairs, T) target values in pair order, NaN where missing."""
+    reps: dict[str, np.ndarray]
+    """Representation name -> (n_pairs, d) features."""
+    sky: pd.DataFrame
+    """``pair, split, ra, dec`` of every pair (what the designs split)."""
+    pixel_stats: dict[str, np.ndarray]
+    """Survey -> :func:`pixel_statistics` of its images (empty without images: no floor)."""
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.specs]
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Table 5 of one design, its bootstrap (whose replicates feed the truth summary) and held-out predictions."""
+
+    folds: ProbeFolds
+    table: pd.DataFrame
+    boot: BootstrapR2
+    preds: dict[str, np.ndarray]
+    """Representation -> (n_scored, T) held-out predictions, rows in ``folds.scored`` order."""
+
+
+def load_probe_inputs(
+    bands: Sequence[str],
+    embeddings: str | Path,
+    random_init: str | Path,
+    meta: Mapping[str, str | Path] | DatasetLayout,
+    truth: str | Path | None,
+    aion: str | Path | None = None,
+    images: Mapping[str, str | Path] | None = None,
+    provabgs: str | Path | None = None,
+) -> ProbeInputs:
+    """Targets of every pair, every representation, the pairs' sky and the pixel statistics (see :func:`run_probes`)."""
+    targets, specs = build_targets(meta, truth, bands, provabgs)
+    n = len(targets)
+    reps = _representations(embeddings, random_init, aion, n)
+    sky = read_probe_sky(meta)
+    pixel_stats = _survey_pixel_statistics(read_images(images), n)
+    y = targets[[t.name for t in specs]].to_numpy(np.float64)
+    return ProbeInputs(specs, y, reps, sky, pixel_stats)
+
+
+def _design_predictions(inputs: ProbeInputs, folds: ProbeFolds, probes_cfg: dict) -> dict[str, np.ndarray]:
+    """Held-out predictions of every representation and of the pixel floor, one probe per fold."""
     preds = {}
-    for name, x in reps.items():
+    for name, x in inputs.reps.items():
         t1 = time.perf_counter()
-        preds[name] = fold_predictions(x, y, folds, pcfg)
+        preds[name] = fold_predictions(x, inputs.y, folds, probes_cfg)
         log.info(
             "probes %s (%d features, %d targets; %s): %.1f s",
             name,
             x.shape[1],
-            len(specs),
+            len(inputs.specs),
             folds.design.label,
             time.perf_counter() - t1,
         )
-    preds[FLOOR] = _pixel_floor_predictions(pixel_stats, y, specs, folds, pcfg)
-    boot = BootstrapR2.for_rows(len(scored), n_boot, boot_seed, confidence)
-    y_test = y[scored]
+    preds[FLOOR] = _pixel_floor_predictions(inputs.pixel_stats, inputs.y, inputs.specs, folds, probes_cfg)
+    return preds
+
+
+def probe_design_result(
+    inputs: ProbeInputs,
+    folds: ProbeFolds,
+    cross: dict[str, tuple[float, float, float]],
+    probes_cfg: dict,
+    bootstrap: tuple[int, int, float],
+) -> ProbeResult:
+    """Table 5 of one design: every representation probed on ``folds``, with bootstrap CIs over the scored pairs.
+
+    ``cross``: the cross-predict baseline's ``{target: (r2, ci_lo, ci_hi)}`` of this design;
+    ``bootstrap``: ``(n_resamples, seed, confidence)``.
+    """
+    n_boot, boot_seed, confidence = bootstrap
+    preds = _design_predictions(inputs, folds, probes_cfg)
+    boot = BootstrapR2.for_rows(len(folds.scored), n_boot, boot_seed, confidence)
+    y_test = inputs.y[folds.scored]
     for name, p in preds.items():
         boot.add(name, y_test, p)
         if name != FLOOR:
@@ -684,15 +782,28 @@ def _probe_table(
                 "probes %s R^2 (%s): %s",
                 name,
                 folds.design.label,
-                ", ".join(f"{t.name}={v:.2f}" for t, v in zip(specs, boot.point[name], strict=True)),
+                ", ".join(f"{t.name}={v:.2f}" for t, v in zip(inputs.specs, boot.point[name], strict=True)),
             )
-    cis = {name: boot.ci(name) for name in preds}
+    table = _table5(inputs, folds, boot, list(preds), cross)
+    return ProbeResult(folds, table, boot, preds)
+
+
+def _table5(
+    inputs: ProbeInputs,
+    folds: ProbeFolds,
+    boot: BootstrapR2,
+    names: Sequence[str],
+    cross: dict[str, tuple[float, float, float]],
+) -> pd.DataFrame:
+    """Table 5's rows (one per target, in :data:`GROUPS` order, truth targets last) from the bootstrap."""
+    cis = {name: boot.ci(name) for name in names}
     diff, diff_lo, diff_hi = boot.diff("ours_physics", "ours_instrument")
-    n_train = folds.training_counts(y)
+    n_train = folds.training_counts(inputs.y)
+    y_test = inputs.y[folds.scored]
     rows = []
-    for j, t in enumerate(specs):
+    for j, t in enumerate(inputs.specs):
         row = {"target": t.name, "label": t.label, "group": t.group, "truth": t.truth}
-        for name in preds:
+        for name in names:
             row[name] = boot.point[name][j]
         row["cross_predict"], row["cross_predict_ci_lo"], row["cross_predict_ci_hi"] = cross.get(
             t.name, (np.nan, np.nan, np.nan)
@@ -703,26 +814,68 @@ def _probe_table(
         row["n_train"] = int(n_train[j])
         row["n_test"] = int(np.isfinite(y_test[:, j]).sum())
         rows.append(row | folds.design_columns())
-    result = pd.DataFrame(rows, columns=table5_columns(list(preds)))
+    result = pd.DataFrame(rows, columns=table5_columns(list(names)))
     order = {g: i for i, g in enumerate(GROUPS)}
     result = result.sort_values(
         ["truth", "group"], key=lambda s: s.map(order) if s.name == "group" else s, kind="stable"
     )
-    return result.reset_index(drop=True), boot, preds
+    return result.reset_index(drop=True)
+
+
+def _write_result(inputs: ProbeInputs, result: ProbeResult, table: str | Path, predictions: str | Path | None) -> None:
+    """Table 5 and, when asked, the held-out predictions (for the ablation's paired drops)."""
+    write_csv(result.table, table)
+    if predictions is not None:
+        scored = result.folds.scored
+        write_probe_predictions(predictions, scored, inputs.names, inputs.y[scored], result.preds)
+
+
+def _write_truth_and_figure(
+    inputs: ProbeInputs, result: ProbeResult, with_truth: bool, truth_table: str | Path, figure: str | Path
+) -> None:
+    """The primary design's truth summary (header only without truth targets) and Fig 4."""
+    from whatsreal.plots.probes import plot_probes
+
+    rep_names = [r for r in REPRESENTATIONS if r in result.preds]
+    truth_rows = truth_probe_rows(result.table, rep_names, result.boot, inputs.names) if with_truth else []
+    write_truth_table(truth_rows, truth_table, with_ci=True)
+    plot_probes(result.table, rep_names, figure)
+
+
+def _run_alternative(
+    inputs: ProbeInputs,
+    folds: ProbeFolds,
+    probes_cfg: dict,
+    bootstrap: tuple[int, int, float],
+    cross_predict: str | Path | None,
+    table: str | Path,
+    predictions: str | Path | None,
+) -> ProbeResult:
+    """Table 5 under the alternative design (no figure, no truth summary: those show the primary one)."""
+    t1 = time.perf_counter()
+    log.info("probes, alternative: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), inputs.n_pairs)
+    cross = _cross_predict_r2(cross_predict, inputs.specs, folds) if cross_predict else {}
+    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap)
+    _write_result(inputs, result, table, predictions)
+    log.info("probes, alternative (%s): %.1f s", folds.design.label, time.perf_counter() - t1)
+    return result
 
 
 def run_probes(
-    cfg: dict,
+    probes_cfg: dict,
+    design: ProbeDesign,
+    bands: Sequence[str],
+    bootstrap: tuple[int, int, float],
     embeddings: str | Path,
     random_init: str | Path,
     cross_predict: str | Path,
-    meta: Sequence[str | Path],
+    meta: Mapping[str, str | Path] | DatasetLayout,
     truth: str | Path | None,
     aion: str | Path | None,
     figure: str | Path,
     table: str | Path,
     truth_table: str | Path,
-    images: Sequence[str | Path] | dict[str, str | Path] | None = None,
+    images: Mapping[str, str | Path] | None = None,
     predictions: str | Path | None = None,
     provabgs: str | Path | None = None,
     alternative_table: str | Path | None = None,
@@ -731,53 +884,37 @@ def run_probes(
 ) -> pd.DataFrame:
     """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
 
-    The pairs and split follow :func:`~whatsreal.experiments.probe_design.resolve_design`
-    (recorded in the table's ``probe_pairs``/``probe_split``/``probe_folds``).
-    ``images`` (the preprocessed ``images_{survey}.npy``) add the pixel-floor
-    column; ``predictions`` receives the held-out predictions for the ablation;
-    ``provabgs`` (``provabgs.parquet``) adds the five spectroscopic rows, each probed
+    ``probes_cfg``: ``experiments.probes``; ``design``: its resolved design
+    (:func:`~whatsreal.experiments.probe_design.resolve_design`, recorded in the table's
+    ``probe_pairs``/``probe_split``/``probe_folds``); ``bands``: ``preprocess.bands``;
+    ``bootstrap``: ``(n_resamples, seed, confidence)``. ``meta``: each survey's meta file
+    (``{survey: path}``) or the dataset's layout. ``images`` (``{survey: images path}``)
+    add the pixel-floor column; ``predictions`` receives the held-out predictions for the
+    ablation; ``provabgs`` (``provabgs.parquet``) adds the five spectroscopic rows, each probed
     on the pairs with a label only (its ``n_train``/``n_test`` say how many);
     ``alternative_table`` receives Table 5 under the alternative design (with
     ``alternative_cross_predict``, the cross-predict baseline's file of that design;
     ``alternative_predictions``, its held-out predictions for the alternative ablation).
     """
-    from whatsreal.plots.probes import plot_probes
-
     t0 = time.perf_counter()
-    targets, specs = build_targets(meta, truth, cfg["preprocess"]["bands"], provabgs)
-    n = len(targets)
-    reps = _representations(embeddings, random_init, aion, n)
-    sky = read_probe_sky(meta)
-    pixel_stats = _survey_pixel_statistics(_read_images(images), n)
-    names = [t.name for t in specs]
-    y = targets[names].to_numpy(np.float64)
-    folds = design_folds(cfg, sky)
-    log.info("probes: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), n)
-    cross = _cross_predict_r2(cross_predict, specs, folds)
-    result, boot, preds = _probe_table(folds, reps, y, specs, pixel_stats, cross, cfg)
-    write_csv(result, table)
-    if predictions is not None:
-        write_probe_predictions(predictions, folds.scored, names, y[folds.scored], preds)
-    rep_names = [r for r in REPRESENTATIONS if r in preds]
-    truth_rows = truth_probe_rows(result, rep_names, boot, names) if truth is not None else []
-    write_truth_table(truth_rows, truth_table, with_ci=True)
-    plot_probes(result, rep_names, figure)
+    inputs = load_probe_inputs(bands, embeddings, random_init, meta, truth, aion, images, provabgs)
+    folds = folds_for(design, probes_cfg, inputs.sky)
+    log.info("probes: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), inputs.n_pairs)
+    cross = _cross_predict_r2(cross_predict, inputs.specs, folds)
+    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap)
+    _write_result(inputs, result, table, predictions)
+    _write_truth_and_figure(inputs, result, truth is not None, truth_table, figure)
     log.info("probes (%s): %.1f s", folds.design.label, time.perf_counter() - t0)
     if alternative_table is not None:
-        t1 = time.perf_counter()
-        other = design_folds(cfg, sky, alternative=True)
-        log.info("probes, alternative: %s, %d pairs scored of %d", other.design.label, len(other.scored), n)
-        cross_other = _cross_predict_r2(alternative_cross_predict, specs, other) if alternative_cross_predict else {}
-        alt, _, alt_preds = _probe_table(other, reps, y, specs, pixel_stats, cross_other, cfg)
-        write_csv(alt, alternative_table)
-        if alternative_predictions is not None:
-            write_probe_predictions(alternative_predictions, other.scored, names, y[other.scored], alt_preds)
-        log.info("probes, alternative (%s): %.1f s", other.design.label, time.perf_counter() - t1)
+        other = folds_for(design, probes_cfg, inputs.sky, alternative=True)
+        _run_alternative(
+            inputs, other, probes_cfg, bootstrap, alternative_cross_predict, alternative_table, alternative_predictions
+        )
     log.info(
         "probes: %d targets x %d representations in %.1f s (%d bootstrap resamples)",
-        len(specs),
-        len(reps),
+        len(inputs.specs),
+        len(inputs.reps),
         time.perf_counter() - t0,
-        bootstrap_config(cfg)[0],
+        bootstrap[0],
     )
-    return result
+    return result.table

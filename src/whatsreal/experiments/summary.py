@@ -33,8 +33,10 @@ import pandas as pd
 
 from whatsreal.experiments.paper_numbers import ABLATION, GENERATIVE, TABLE5
 from whatsreal.io import atomic_path
+from whatsreal.layout import DatasetLayout, RunLayout
+from whatsreal.plan import summary_tables
 
-__all__ = ["EXTRA_TABLES", "PAPER_ROW_OF_TARGET", "ExtraTable", "extra_table_section", "write_summary"]
+__all__ = ["EXTRA_TABLES", "PAPER_ROW_OF_TARGET", "ExtraTable", "RunTables", "extra_table_section", "write_summary"]
 
 PAPER_ROW_OF_TARGET: dict[str, str] = {
     "hsc_e1": "Ellipticity e1",
@@ -140,8 +142,25 @@ def _excludes_zero(lo: float, hi: float, sign: int) -> str:
     return "yes" if (lo > 0 if sign > 0 else hi < 0) else "no"
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
+@dataclass(frozen=True)
+class RunTables:
+    """The tables of one run that summary.md reads: those :func:`whatsreal.plan.summary_tables` plans for it.
+
+    The summary rule declares exactly those files as its inputs, so a table left over from an
+    earlier config (an experiment no longer run for this run) is never shown.
+    """
+
+    layout: RunLayout
+    planned: frozenset[str]
+
+    @classmethod
+    def of(cls, config: dict, results: DatasetLayout | str | Path, run: str) -> RunTables:
+        return cls(DatasetLayout.of(results).run(run), frozenset(summary_tables(config, run)))
+
+    def read(self, name: str) -> pd.DataFrame | None:
+        """Table ``name`` (a file name of :data:`whatsreal.layout.TABLES`), or None when not planned or not written."""
+        path = self.layout.table(name)
+        return pd.read_csv(path) if name in self.planned and path.exists() else None
 
 
 def _config_digest(config: dict) -> str:
@@ -160,8 +179,8 @@ def _is_true(series: pd.Series) -> pd.Series:
     return series.astype(str).str.lower() == "true"
 
 
-def _probe_section(tables: Path, run: str) -> list[str]:
-    probes = _read(tables / "table5_probes.csv")
+def _probe_section(tables: RunTables, run: str) -> list[str]:
+    probes = tables.read("table5_probes.csv")
     if probes is None:
         return []
     reps = ["ours_physics", "ours_instrument", "random_init", "cross_predict"]
@@ -222,10 +241,10 @@ def _design_text(table: pd.DataFrame) -> str:
     return f"{pairs}, {split} (`probe_pairs={r['probe_pairs']}`, `probe_split={r['probe_split']}`)"
 
 
-def _alternative_section(tables: Path, run: str) -> list[str]:
+def _alternative_section(tables: RunTables, run: str) -> list[str]:
     """The same probes under the alternative design beside the primary one: what the choice of pairs/split changes."""
-    primary = _read(tables / "table5_probes.csv")
-    alt = _read(tables / "table5_probes_alternative.csv")
+    primary = tables.read("table5_probes.csv")
+    alt = tables.read("table5_probes_alternative.csv")
     if primary is None or alt is None:
         return []
     truth = _is_true(primary["truth"])
@@ -314,8 +333,8 @@ def _ablation_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
-    table = _read(tables / "ablation_neighbours.csv")
+def _ablation_section(tables: RunTables, run: str, reference: str) -> list[str]:
+    table = tables.read("ablation_neighbours.csv")
     if table is None:
         return []
     lines = [
@@ -327,7 +346,7 @@ def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
     ]
     header = ["property", "group", "paper", "ours", "rand. init", "drop", "drop > 0 (CI excl. 0)"]
     lines += [*_table(header, _ablation_rows(table)), ""]
-    alt = _read(tables / "ablation_neighbours_alternative.csv")
+    alt = tables.read("ablation_neighbours_alternative.csv")
     if alt is not None and not alt.empty:
         lines += [
             f"The same ablation under the alternative probe design ({_design_text(alt)}; "
@@ -339,8 +358,8 @@ def _ablation_section(tables: Path, run: str, reference: str) -> list[str]:
     return [*lines, *_neighbour_section(tables, run, reference)]
 
 
-def _neighbour_section(tables: Path, run: str, reference: str) -> list[str]:
-    table = _read(tables / "neighbour_probe.csv")
+def _neighbour_section(tables: RunTables, run: str, reference: str) -> list[str]:
+    table = tables.read("neighbour_probe.csv")
     if table is None or table.empty:
         return []
     rows = [
@@ -409,10 +428,10 @@ _GENERATIVE_TABLES = (
 """The generative section's tables, in order, each with its (quantity, paper, ours) row of a table row."""
 
 
-def _generative_section(tables: Path, run: str) -> list[str]:
+def _generative_section(tables: RunTables, run: str) -> list[str]:
     rows = []
     for name, describe in _GENERATIVE_TABLES:
-        table = _read(tables / name)
+        table = tables.read(name)
         if table is not None:
             rows += [[*describe(r), name] for r in table.itertuples()]
     if not rows:
@@ -421,8 +440,8 @@ def _generative_section(tables: Path, run: str) -> list[str]:
     return [*lines, *_table(["quantity", "paper", "ours", "table"], rows), ""]
 
 
-def _metric_section(tables: Path, name: str, title: str) -> list[str]:
-    table = _read(tables / name)
+def _metric_section(tables: RunTables, name: str, title: str) -> list[str]:
+    table = tables.read(name)
     if table is None or table.empty:
         return []
     lines = [title, ""]
@@ -471,8 +490,8 @@ def _extra_sections(sections: Mapping[str, Sequence[str] | pd.DataFrame]) -> lis
     return lines
 
 
-def _truth_metric_section(tables: Path, run: str) -> list[str]:
-    truth = _read(tables / "truth_metrics.csv")
+def _truth_metric_section(tables: RunTables, run: str) -> list[str]:
+    truth = tables.read("truth_metrics.csv")
     if truth is None or truth.empty:
         return []
     has_ci = "ci_lo" in truth.columns and "ci_hi" in truth.columns
@@ -494,7 +513,7 @@ def _truth_metric_section(tables: Path, run: str) -> list[str]:
 
 def write_summary(
     config: dict,
-    results: str | Path,
+    results: DatasetLayout | str | Path,
     runs: list[str],
     out: str | Path,
     extra_tables: Sequence[ExtraTable] = EXTRA_TABLES,
@@ -502,11 +521,12 @@ def write_summary(
 ) -> str:
     """Write ``summary.md`` for every run of a dataset and return its text.
 
+    ``results``: the dataset's layout (or its root); each run's tables are those
+    :func:`whatsreal.plan.summary_tables` plans for it, shown when written.
     ``extra_tables``: optional per-run tables shown when their file exists
     (:data:`EXTRA_TABLES` by default); ``extra_sections``: ready-made sections
     (title -> markdown lines or a DataFrame) appended at the end.
     """
-    results = Path(results)
     ds = config["dataset"]
     boot = config["experiments"].get("bootstrap", {})
     lines = [
@@ -523,14 +543,14 @@ def write_summary(
     reference = config["experiments"]["ablation"]["reference"]
     for run in runs:
         overlay = config["runs"].get(run, {})
-        tables = results / "runs" / run / "tables"
+        tables = RunTables.of(config, results, run)
         lines += [f"## Run `{run}` (overlay `{json.dumps(overlay, sort_keys=True)}`)", ""]
         lines += _probe_section(tables, run)
         lines += _alternative_section(tables, run)
         if run != reference:
             lines += _ablation_section(tables, run, reference)
         for spec in extra_tables:
-            extra = _read(tables / spec.filename)
+            extra = tables.read(spec.filename)
             if extra is not None:
                 lines += extra_table_section(extra, spec, run)
         lines += _generative_section(tables, run)

@@ -5,7 +5,7 @@ representation: physics-related ones (ellipticity, size, redshift, stellar
 mass, ...) and instrument ones per survey (PSF size, depth, exposure count,
 extinction). Two kinds exist here:
 
-- catalogue targets, read from ``meta_{survey}.parquet`` exactly as the paper
+- catalogue targets, read from each survey's meta file (``DatasetLayout.meta``) exactly as the paper
   reads the HSC and Legacy catalogues (band-averaged over the preprocessed
   bands where the paper says "band-averaged");
 - spectroscopic targets (when ``aux.provabgs.path`` is set): redshift, stellar
@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER, depth_ivar_to_mag
 
 __all__ = [
@@ -99,21 +100,15 @@ def probe_split(n_pairs: int, test_fraction: float, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------- input files
 
 
-def meta_paths_by_survey(meta: Sequence[str | Path] | dict[str, str | Path]) -> dict[str, Path]:
-    """``{survey: meta path}`` from a dict, or a list named ``meta_{survey}.parquet`` (else in SURVEY_ORDER)."""
-    if isinstance(meta, dict):
-        out = {s: Path(p) for s, p in meta.items()}
-    else:
-        paths = [Path(p) for p in meta]
-        out = {}
-        for p in paths:
-            for s in SURVEY_ORDER:
-                if p.name == f"meta_{s}.parquet":
-                    out[s] = p
-        if len(out) != len(paths):  # unconventional names: the rules list them in survey order
-            if len(paths) != len(SURVEY_ORDER):
-                raise ValueError(f"expected one meta file per survey ({', '.join(SURVEY_ORDER)}), got {paths}")
-            out = dict(zip(SURVEY_ORDER, paths, strict=True))
+def meta_paths_by_survey(meta: Mapping[str, str | Path] | DatasetLayout) -> dict[str, Path]:
+    """``{survey: meta path}`` of every survey, from the caller's mapping or a dataset's layout.
+
+    The caller names each survey's file (a rule lists them in SURVEY_ORDER; its script zips
+    them with the surveys), so nothing here guesses a survey from a file name.
+    """
+    if isinstance(meta, DatasetLayout):
+        return {s: meta.meta(s) for s in SURVEY_ORDER}
+    out = {s: Path(p) for s, p in meta.items()}
     missing = [s for s in SURVEY_ORDER if s not in out]
     if missing:
         raise ValueError(f"no meta file for survey(s) {', '.join(missing)} among {list(out.values())}")
@@ -170,76 +165,81 @@ def _depth_mag(ivar: np.ndarray) -> np.ndarray:
 
 
 def _catalogue_targets(hsc: _Columns, legacy: _Columns, bands: Sequence[str]) -> list[tuple[Target, np.ndarray]]:
-    """Table 3/4 targets the MMU catalogues carry; band averages over the preprocessed ``bands``."""
-    out: list[tuple[Target, np.ndarray]] = []
-    band_txt = "".join(bands)
+    """Table 3/4 targets the MMU catalogues carry; band averages over the preprocessed ``bands``.
 
+    In Table 5's order: the shapes and sizes (physics), then Legacy's instrument
+    columns, then HSC's.
+    """
+    return [
+        *_shape_targets(hsc, legacy),
+        *_legacy_instrument_targets(legacy, bands),
+        *_hsc_instrument_targets(hsc, bands),
+    ]
+
+
+def _shape_targets(hsc: _Columns, legacy: _Columns) -> list[tuple[Target, np.ndarray]]:
+    """Ellipticity and size of both catalogues (physics targets)."""
     # HSC ellipticity and size from the i-band SDSS-style second moments (distortion convention).
     ixx = hsc.get("i_sdssshape_shape11", "hsc_e1")
     iyy = hsc.get("i_sdssshape_shape22", "hsc_e1")
     ixy = hsc.get("i_sdssshape_shape12", "hsc_e2")
     trace = ixx + iyy
-    out.append((Target("hsc_e1", "e1 (HSC sdssshape i)", "physics", False), _safe_ratio(ixx - iyy, trace)))
-    out.append((Target("hsc_e2", "e2 (HSC sdssshape i)", "physics", False), _safe_ratio(2.0 * ixy, trace)))
     with np.errstate(invalid="ignore"):
         radius = _finite(np.sqrt(np.where(trace > 0, trace / 2.0, np.nan)))
-    out.append((Target("hsc_size", "moment radius (HSC i, arcsec)", "physics", False), radius))
-
-    # Legacy Tractor shape.
-    out.append(
-        (Target("legacy_e1", "e1 (Legacy Tractor)", "physics", False), _finite(legacy.get("SHAPE_E1", "legacy_e1")))
-    )
-    out.append(
-        (Target("legacy_e2", "e2 (Legacy Tractor)", "physics", False), _finite(legacy.get("SHAPE_E2", "legacy_e2")))
-    )
-    out.append(
+    return [
+        (Target("hsc_e1", "e1 (HSC sdssshape i)", "physics", False), _safe_ratio(ixx - iyy, trace)),
+        (Target("hsc_e2", "e2 (HSC sdssshape i)", "physics", False), _safe_ratio(2.0 * ixy, trace)),
+        (Target("hsc_size", "moment radius (HSC i, arcsec)", "physics", False), radius),
+        # Legacy Tractor shape.
+        (Target("legacy_e1", "e1 (Legacy Tractor)", "physics", False), _finite(legacy.get("SHAPE_E1", "legacy_e1"))),
+        (Target("legacy_e2", "e2 (Legacy Tractor)", "physics", False), _finite(legacy.get("SHAPE_E2", "legacy_e2"))),
         (
             Target("legacy_size", "half-light radius (Legacy, arcsec)", "physics", False),
             _finite(legacy.get("SHAPE_R", "legacy_size")),
-        )
-    )
+        ),
+    ]
 
-    # Legacy instrument (Table 4), band-averaged; depths converted from inverse variance to mag.
+
+def _legacy_instrument_targets(legacy: _Columns, bands: Sequence[str]) -> list[tuple[Target, np.ndarray]]:
+    """Legacy instrument (Table 4), band-averaged; depths converted from inverse variance to mag."""
     lg = instrument_group("legacysurvey")
-    out.append(
+    band_txt = "".join(bands)
+    return [
         (
             Target("legacy_galdepth", f"galaxy depth ({band_txt}, mag)", lg, False),
             _finite(legacy.band_mean("GALDEPTH_{B}", bands, "legacy_galdepth", _depth_mag)),
-        )
-    )
-    out.append(
+        ),
         (
             Target("legacy_psfdepth", f"PSF depth ({band_txt}, mag)", lg, False),
             _finite(legacy.band_mean("PSFDEPTH_{B}", bands, "legacy_psfdepth", _depth_mag)),
-        )
-    )
-    out.append(
+        ),
         (
             Target("legacy_psfsize", f"PSF size ({band_txt}, arcsec)", lg, False),
             _finite(legacy.band_mean("PSFSIZE_{B}", bands, "legacy_psfsize")),
-        )
-    )
-    out.append((Target("legacy_ebv", "extinction E(B-V)", lg, False), _finite(legacy.get("EBV", "legacy_ebv"))))
-    out.append(
+        ),
+        (Target("legacy_ebv", "extinction E(B-V)", lg, False), _finite(legacy.get("EBV", "legacy_ebv"))),
         (
             Target("legacy_nobs", f"# observations ({band_txt})", lg, False),
             _finite(legacy.band_mean("NOBS_{B}", bands, "legacy_nobs")),
-        )
-    )
+        ),
+    ]
 
-    # HSC instrument: extinction a_b and the PSF FWHM from the coadd PSF model's second moments.
+
+def _hsc_instrument_targets(hsc: _Columns, bands: Sequence[str]) -> list[tuple[Target, np.ndarray]]:
+    """HSC instrument: extinction a_b and the PSF FWHM from the coadd PSF model's second moments."""
     hg = instrument_group("hsc")
-    out.append(
-        (Target("hsc_a", f"extinction a ({band_txt}, mag)", hg, False), _finite(hsc.band_mean("a_{b}", bands, "hsc_a")))
-    )
+    band_txt = "".join(bands)
+    extinction = _finite(hsc.band_mean("a_{b}", bands, "hsc_a"))
     psf = [
         hsc.get(f"{b}_sdssshape_psf_shape11", "hsc_psfsize") + hsc.get(f"{b}_sdssshape_psf_shape22", "hsc_psfsize")
         for b in bands
     ]
     with np.errstate(invalid="ignore"):
         fwhm = _band_average([FWHM_PER_SIGMA * np.sqrt(np.where(t > 0, t / 2.0, np.nan)) for t in psf])
-    out.append((Target("hsc_psfsize", f"PSF size ({band_txt}, arcsec)", hg, False), _finite(fwhm)))
-    return out
+    return [
+        (Target("hsc_a", f"extinction a ({band_txt}, mag)", hg, False), extinction),
+        (Target("hsc_psfsize", f"PSF size ({band_txt}, arcsec)", hg, False), _finite(fwhm)),
+    ]
 
 
 # --------------------------------------------------------------------------- spectroscopic targets
@@ -364,13 +364,14 @@ def truth_instrument_targets(survey: str) -> list[str]:
 
 
 def build_targets(
-    meta: Sequence[str | Path] | dict[str, str | Path],
+    meta: Mapping[str, str | Path] | DatasetLayout,
     truth: str | Path | None,
     bands: Sequence[str],
     provabgs: str | Path | None = None,
 ) -> tuple[pd.DataFrame, list[Target]]:
     """The target table (one row per pair, in pair order) and the target specs, catalogue first.
 
+    ``meta``: each survey's meta file (``{survey: path}``), or the dataset's layout.
     Both meta files must list the same pairs 0..N-1 (row i == pair i, as
     preprocessing writes them). With ``provabgs`` (``provabgs.parquet``) the five
     spectroscopic targets follow the catalogue ones. With ``truth`` the

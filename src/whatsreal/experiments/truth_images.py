@@ -17,6 +17,7 @@ arcsinh, the survey's stored standardisation). Per direction this reports
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ import pandas as pd
 from whatsreal.data.preprocess import BandTransform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import write_csv
+from whatsreal.experiments.targets import meta_paths_by_survey
+from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
+from whatsreal.layout import DatasetLayout
 from whatsreal.sim.noiseless import render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import SURVEYS
@@ -34,30 +37,28 @@ __all__ = ["TRUTH_COLUMNS", "band_transform", "noiseless_targets", "run_truth_co
 
 log = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ("metric", "value", "note")
 
-
-def band_transform(survey: str, pcfg: dict) -> BandTransform:
+def band_transform(survey: str, preprocess_cfg: dict) -> BandTransform:
     """The data's preprocessing steps 1-5 for ``survey`` (the simulator writes bands in survey order)."""
     bands = list(SURVEYS[survey].bands)
-    missing = [b for b in pcfg["bands"] if b not in bands]
+    missing = [b for b in preprocess_cfg["bands"] if b not in bands]
     if missing:
         raise ValueError(f"preprocess.bands {missing} are not {survey} bands ({bands})")
     return BandTransform(
         survey,
-        [bands.index(b) for b in pcfg["bands"]],
-        np.asarray(pcfg["clamp"][survey], dtype=np.float32),
-        int(pcfg["crop"][survey]),
-        int(pcfg["size"]),
-        float(pcfg["arcsinh_softening"]),
-        float(pcfg["arcsinh_scale"]),
-        float(pcfg["reference_zero_point"]),
+        [bands.index(b) for b in preprocess_cfg["bands"]],
+        np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32),
+        int(preprocess_cfg["crop"][survey]),
+        int(preprocess_cfg["size"]),
+        float(preprocess_cfg["arcsinh_softening"]),
+        float(preprocess_cfg["arcsinh_scale"]),
+        float(preprocess_cfg["reference_zero_point"]),
     )
 
 
-def preprocess_noiseless(models: np.ndarray, survey: str, pcfg: dict, norm: dict[str, float]) -> np.ndarray:
+def preprocess_noiseless(models: np.ndarray, survey: str, preprocess_cfg: dict, norm: dict[str, float]) -> np.ndarray:
     """(n, B, S, S) noiseless renders -> (n, C, H, W) in the data's standardised units."""
-    x, _ = band_transform(survey, pcfg)(models, np.ones_like(models))
+    x, _ = band_transform(survey, preprocess_cfg)(models, np.ones_like(models))
     return ((x - norm["norm_mean"]) / norm["norm_std"]).astype(np.float32)
 
 
@@ -74,7 +75,7 @@ def _check_spec(spec: ObjectSpec, row: pd.Series, survey: str, object_id: str) -
 def noiseless_targets(
     cfg: dict, survey: str, object_ids: np.ndarray, truth_ids: np.ndarray, truth: pd.DataFrame, meta_path: str | Path
 ) -> np.ndarray:
-    """(n, C, H, W) noiseless truth of ``object_ids`` in ``survey``, preprocessed like images_{survey}.npy."""
+    """(n, C, H, W) noiseless truth of ``object_ids`` in ``survey``, preprocessed like the survey's images."""
     specs = sky_specs(cfg)[survey]  # every survey at once: cached, so the other direction reuses it
     by_id = truth.set_index("truth_id")
     models = []
@@ -96,28 +97,30 @@ def noiseless_targets(
     return preprocess_noiseless(np.stack(models), survey, cfg["preprocess"], read_normalisation(meta_path))
 
 
-def _meta_for(survey: str, meta: list[str | Path]) -> Path:
-    named = [Path(m) for m in meta if Path(m).name == f"meta_{survey}.parquet"]
-    if not named:
-        raise FileNotFoundError(f"no meta_{survey}.parquet among {list(map(str, meta))}")
-    return named[0]
-
-
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
 
 
 def run_truth_counterfactuals(
-    cfg: dict, posterior: list[str | Path], meta: list[str | Path], truth: str | Path | None, out: str | Path
+    cfg: dict,
+    posterior: list[str | Path],
+    meta: Mapping[str, str | Path] | DatasetLayout,
+    truth: str | Path | None,
+    out: str | Path,
 ) -> pd.DataFrame:
-    """tables/truth_counterfactuals.csv (metric, value, note); header only without a truth table."""
+    """tables/truth_counterfactuals.csv (metric, value, note); header only without a truth table.
+
+    ``meta``: each survey's meta file (``{survey: path}``) or the dataset's layout; the target
+    survey's gives the truth ids and the standardisation the noiseless truth is preprocessed with.
+    """
+    meta_paths = meta_paths_by_survey(meta)
     rows: list[dict] = []
     if truth is not None and cfg["dataset"]["source"] == "synthetic":
         truth_df = pd.read_parquet(truth)
         for path in posterior:
             post = load_posterior(path)
             survey = post["direction"]
-            meta_path = _meta_for(survey, meta)
+            meta_path = meta_paths[survey]
             m = pd.read_parquet(meta_path, columns=["pair", "object_id", "truth_id"]).set_index("pair")
             tids = m["truth_id"].reindex(post["pair"]).to_numpy()
             clean = noiseless_targets(cfg, survey, post["object_id"], tids, truth_df, meta_path)
@@ -150,6 +153,4 @@ def run_truth_counterfactuals(
             )
     else:
         log.info("no truth table (source %s): writing the header only", cfg["dataset"]["source"])
-    df = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-    write_csv(df, out)
-    return df
+    return write_truth_table(rows, out, with_ci=False)
