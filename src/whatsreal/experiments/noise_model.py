@@ -571,6 +571,17 @@ def _load_decoder(model: str | Path, noise_model_cfg: dict, sample_cfg: dict) ->
     )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One image to generate: a galaxy under the set chosen for one axis and percentile."""
+
+    axis: str
+    chosen: tuple
+    """The set's row of :func:`select_conditioning_sets` (percentile, level, anchor, members, value, ...)."""
+    galaxy: int
+    members: tuple[int, ...]
+
+
 @dataclass
 class _Direction:
     """Everything one direction (anchor survey) needs: images, neighbours, per-pair conditions."""
@@ -677,15 +688,15 @@ def _choose_galaxies(
     return np.sort(rng.permutation(val)[:n])
 
 
-def _generate(decoder: _Decoder, jobs: list[dict], d: _Direction, x0: dict[int, torch.Tensor]) -> np.ndarray:
+def _generate(decoder: _Decoder, jobs: list[_Job], d: _Direction, x0: dict[int, torch.Tensor]) -> np.ndarray:
     """(len(jobs), C, H, W) samples: job = galaxy pair + conditioning members, with the galaxy's x0."""
     out = []
     batch_size = decoder.batch_size
     for start in range(0, len(jobs), batch_size):
         part = jobs[start : start + batch_size]
-        pairs = np.array([j["galaxy"] for j in part], dtype=np.int64)
+        pairs = np.array([j.galaxy for j in part], dtype=np.int64)
         physics = np.stack([np.asarray(d.physics[p]) for p in pairs])
-        inst, mask = zip(*(_instrument(d.images, j["members"], decoder.k) for j in part), strict=True)
+        inst, mask = zip(*(_instrument(d.images, j.members, decoder.k) for j in part), strict=True)
         batch = _batch(physics, np.stack(inst), np.stack(mask), pairs)
         out.append(decoder.sample(batch, x0=torch.cat([x0[int(p)] for p in pairs])))
         log.info("%s-anchored: generated %d/%d images", d.survey, min(start + batch_size, len(jobs)), len(jobs))
@@ -817,19 +828,19 @@ def _real_stats(images: np.ndarray, pairs: set[int]) -> dict[int, tuple[float, f
 
 
 def _conditioning_rows(
-    d: _Direction, jobs: list[dict], outputs: np.ndarray, real: dict[int, tuple[float, float]]
+    d: _Direction, jobs: list[_Job], outputs: np.ndarray, real: dict[int, tuple[float, float]]
 ) -> list[dict]:
     """One table row per generated image."""
     ids = d.meta["object_id"].to_numpy()
     sky, fwhm = d.cond["sky_sigma"].to_numpy(), d.cond["psf_fwhm"].to_numpy()
     rows = []
     for j, out in zip(jobs, outputs, strict=True):
-        s, m, g = j["set"], list(j["members"]), j["galaxy"]
+        s, m, g = j.chosen, list(j.members), j.galaxy
         rows.append(
             {
                 "kind": "conditioning",
                 "direction": d.survey,
-                "axis": j["axis"],
+                "axis": j.axis,
                 "percentile": s.percentile,
                 "galaxy_pair": g,
                 "object_id": str(ids[g]),
@@ -844,7 +855,7 @@ def _conditioning_rows(
                 "real_size": _nanmean([real[q][1] for q in m]),
                 "target_noise": real[g][0],
                 "target_size": real[g][1],
-                "note": f"conditioning_value = mean true {j['axis']} over the set's members "
+                "note": f"conditioning_value = mean true {j.axis} over the set's members "
                 f"(set anchor's own {s.anchor_value:.4g}, members' spread {s.spread:.3g})",
             }
         )
@@ -858,7 +869,7 @@ def _nanmean(values: list[float]) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
-def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[dict], outputs: np.ndarray, k: int) -> Traversal:
+def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[_Job], outputs: np.ndarray, k: int) -> Traversal:
     """The figure's image rows: one galaxy (bright, not the brightest: its central physics-view
     brightness nearest the 90th percentile of the generated galaxies') under every set of each axis."""
     h, w = d.physics.shape[-2:]
@@ -868,19 +879,19 @@ def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[dict], outputs: n
     shown = int(galaxies[int(np.argmin(np.abs(centre - np.quantile(centre, 0.9))))])
     rows = []
     for axis in AXES:
-        sel = [i for i, j in enumerate(jobs) if j["axis"] == axis and j["galaxy"] == shown]
+        sel = [i for i, j in enumerate(jobs) if j.axis == axis and j.galaxy == shown]
         if not sel:
             continue
         stat = background_noise if axis == "sky_sigma" else source_size
         rows.append(
             TraversalRow(
                 axis=axis,
-                percentiles=[jobs[i]["set"].percentile for i in sel],
-                values=[jobs[i]["set"].value for i in sel],
+                percentiles=[jobs[i].chosen.percentile for i in sel],
+                values=[jobs[i].chosen.value for i in sel],
                 outputs=outputs[sel],
                 statistic=[stat(outputs[i]) for i in sel],
-                conditioning=np.stack([_instrument(d.images, jobs[i]["members"], k)[0] for i in sel]),
-                n_members=[len(jobs[i]["members"]) for i in sel],
+                conditioning=np.stack([_instrument(d.images, jobs[i].members, k)[0] for i in sel]),
+                n_members=[len(jobs[i].members) for i in sel],
             )
         )
     truth = np.asarray(d.images[shown])
@@ -898,11 +909,11 @@ def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[dict], outputs: n
 
 def _conditioning_jobs(
     d: _Direction, cand: np.ndarray, galaxies: np.ndarray, percentiles: list[float]
-) -> tuple[list[str], list[dict]]:
+) -> tuple[list[str], list[_Job]]:
     """The axes with known true values and one job (axis, chosen set, galaxy, members) per axis,
     percentile and galaxy, in that order."""
     members_all = np.unique(d.neighbours[cand][d.neighbours[cand] >= 0])
-    jobs: list[dict] = []
+    jobs: list[_Job] = []
     axes = []
     for axis in AXES:
         values = d.cond[axis].to_numpy(dtype=np.float64)
@@ -924,7 +935,7 @@ def _conditioning_jobs(
                 s.spread,
                 s.anchor_value,
             )
-            jobs += [{"axis": axis, "set": s, "galaxy": int(g), "members": s.members} for g in galaxies]
+            jobs += [_Job(axis=axis, chosen=s, galaxy=int(g), members=s.members) for g in galaxies]
     return axes, jobs
 
 
@@ -989,7 +1000,7 @@ def _run_direction(
     """One direction: choose the sets per axis, generate, measure, fit."""
     axes, jobs = _conditioning_jobs(d, cand, galaxies, percentiles)
     outputs = _generate(decoder, jobs, d, x0)
-    real = _real_stats(d.images, {int(q) for j in jobs for q in j["members"]} | {int(g) for g in galaxies})
+    real = _real_stats(d.images, {int(q) for j in jobs for q in j.members} | {int(g) for g in galaxies})
     rows = _conditioning_rows(d, jobs, outputs, real)
     table = pd.DataFrame(rows)
     fits = [_fit_axis(d, cand, table, axis, noise_model_cfg, rng) for axis in axes]
