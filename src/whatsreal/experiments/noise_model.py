@@ -1130,7 +1130,7 @@ def _artifact_removal(
     inst, mask = zip(*(_instrument(d.images, s, decoder.k) for s in sets), strict=True)
     recon = decoder.sample(_batch(inputs, np.stack(inst), np.stack(mask), pairs))
     noiseless = _noiseless_hsc(cfg, d, pool.loc[chosen], truth) if synthetic else None
-    result = ArtifactRemoval([], [])
+    rows, panels = [], []
     for j, r in enumerate(chosen):
         label = pool.at[r, "pathology"] or f"{pool.at[r, 'bad_fraction']:.1%} bad pixels"
         note = f"pathology: {label} (inside the crop); split {pool.at[r, 'split']}"
@@ -1141,8 +1141,8 @@ def _artifact_removal(
             mse_out = float(((recon[j] - clean_j) ** 2).mean())
             note += f"; MSE vs noiseless truth: input {mse_in:.4f}, reconstruction {mse_out:.4f}"
         log.info("artefact removal, pair %d: %s", pairs[j], note)
-        result.rows.append(_artifact_row(d, pool.loc[r], pairs[j], list(sets[j]), inputs[j], recon[j], note))
-        result.panels.append(
+        rows.append(_artifact_row(d, pool.loc[r], pairs[j], list(sets[j]), inputs[j], recon[j], note))
+        panels.append(
             ArtifactPanel(
                 input=inputs[j],
                 output=recon[j],
@@ -1152,7 +1152,7 @@ def _artifact_removal(
                 pair=int(pairs[j]),
             )
         )
-    return result
+    return ArtifactRemoval(rows, panels)
 
 
 def _noiseless_hsc(cfg: dict, d: _Direction, rows: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
