@@ -23,6 +23,7 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
+from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
@@ -41,9 +42,7 @@ def val_pairs(split_path: str | Path, usable: np.ndarray | None = None) -> np.nd
     """The held-out pairs (split == val), sorted: never seen in training; only ``usable`` ones
     (per pair, :func:`whatsreal.data.usable.usable_pairs`) when given, as validation does."""
     split = pd.read_parquet(split_path, columns=["pair", "split"])
-    pairs = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    if usable is not None:
-        pairs = pairs[usable[pairs]]
+    pairs = usable_val_pairs(split, usable)
     if pairs.size < 2:
         raise ValueError(f"{split_path}: {pairs.size} validation pair(s); the gain needs at least 2 to swap")
     return pairs

@@ -67,7 +67,7 @@ from whatsreal.data.mmu import read_images
 from whatsreal.data.preprocess import band_positions, iter_rows_by_file, read_cutouts
 from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
-from whatsreal.experiments.posterior import galaxy_noise, sample_posterior
+from whatsreal.experiments.posterior import galaxy_noise, sample_posterior, usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.plots.generative import plot_noise_model
@@ -674,8 +674,7 @@ def _choose_galaxies(
     choice; on the synthetic sky only those with no labelled artefact in either survey (the
     comparison is about noise, not artefacts)."""
     split = pd.read_parquet(layout.split)
-    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    val = val[usable_pairs(layout.root)[val]]
+    val = usable_val_pairs(split, usable_pairs(layout.root))
     if truth is not None:
         clean = np.ones(len(split), dtype=bool)
         for s in SURVEY_ORDER:

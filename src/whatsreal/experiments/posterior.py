@@ -39,6 +39,7 @@ __all__ = [
     "nfe_per_step",
     "run_posterior_samples",
     "sample_posterior",
+    "usable_val_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,14 @@ def nfe_per_step(method: str) -> int:
     return 1 if method == "euler" else 2
 
 
+def usable_val_pairs(split: pd.DataFrame, usable: np.ndarray | None = None) -> np.ndarray:
+    """The held-out (split == val) pairs of a split table, sorted; only ``usable`` ones (per pair,
+    :func:`whatsreal.data.usable.usable_pairs`) when given. What every generative experiment
+    draws its galaxies from: pairs never seen in training."""
+    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    return val if usable is None else val[usable[val]]
+
+
 def heldout_pairs(split_path: str | Path, n: int, seed: int, usable: np.ndarray | None = None) -> np.ndarray:
     """The first ``n`` held-out (split == val) pairs of a seeded permutation (all if fewer).
 
@@ -61,9 +70,7 @@ def heldout_pairs(split_path: str | Path, n: int, seed: int, usable: np.ndarray 
     missing = {"pair", "split"} - set(split.columns)
     if missing:
         raise KeyError(f"{split_path}: missing column(s) {sorted(missing)}")
-    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    if usable is not None:
-        val = val[usable[val]]
+    val = usable_val_pairs(split, usable)
     if val.size == 0:
         raise ValueError(f"{split_path}: no usable held-out pairs (split == 'val', no dropped blank cutout) to sample")
     return np.random.default_rng(seed).permutation(val)[:n]
