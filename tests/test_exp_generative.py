@@ -45,6 +45,11 @@ def _cfg(**overrides: dict) -> dict:
     return cfg
 
 
+def _sections(cfg: dict) -> tuple[dict, dict]:
+    """run_posterior_samples' config arguments: its section and the sampler's."""
+    return cfg["experiments"]["posterior"], cfg["sample"]
+
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -61,7 +66,7 @@ def posteriors(tiny_data, checkpoint, tmp_path_factory) -> dict[str, str]:
     paths = {}
     for d in ("hsc", "legacysurvey"):
         paths[d] = str(out / f"posterior_{d}.npz")
-        run_posterior_samples(_cfg(), checkpoint, data, d, paths[d])
+        run_posterior_samples(*_sections(_cfg()), checkpoint, data, d, paths[d])
     return paths
 
 
@@ -100,15 +105,15 @@ def test_posterior_is_deterministic_and_independent_of_the_batch_size(tiny_data,
     _, data = tiny_data
     ref = load_posterior(posteriors["hsc"])
     again = run_posterior_samples(
-        _cfg(experiments={"posterior": {"batch_size": 5}}), checkpoint, data, "hsc", tmp_path / "p.npz"
+        *_sections(_cfg(experiments={"posterior": {"batch_size": 5}})), checkpoint, data, "hsc", tmp_path / "p.npz"
     )
     np.testing.assert_allclose(again["samples"], ref["samples"], rtol=1e-5, atol=1e-5)
     other_seed = run_posterior_samples(
-        _cfg(experiments={"posterior": {"seed": 4}}), checkpoint, data, "hsc", tmp_path / "q.npz"
+        *_sections(_cfg(experiments={"posterior": {"seed": 4}})), checkpoint, data, "hsc", tmp_path / "q.npz"
     )
     assert list(other_seed["pair"]) != list(ref["pair"]) or not np.allclose(other_seed["samples"], ref["samples"])
     with pytest.raises(ValueError, match="direction"):
-        run_posterior_samples(_cfg(), checkpoint, data, "sdss", tmp_path / "r.npz")
+        run_posterior_samples(*_sections(_cfg()), checkpoint, data, "sdss", tmp_path / "r.npz")
 
 
 def test_rebuilt_specs_reproduce_the_stored_cutouts_bit_for_bit(tiny_sky):

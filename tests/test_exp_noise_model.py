@@ -24,6 +24,7 @@ from whatsreal.experiments.noise_model import (
     source_size,
     truth_conditions,
 )
+from whatsreal.layout import DatasetLayout
 
 from .conftest import merge_into, save_untrained_checkpoint, tiny_model_config
 
@@ -67,14 +68,14 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 def _catalogs(data) -> dict[str, object]:
-    return {s: data / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}
+    return {s: DatasetLayout(data).catalog(s) for s in ("hsc", "legacysurvey")}
 
 
 def _run(cfg, checkpoint, data, truth, tmp_path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_noise_model(
         cfg,
         checkpoint,
-        data,
+        DatasetLayout(data),
         _catalogs(data),
         truth,
         tmp_path / f"{name}.png",
@@ -156,9 +157,9 @@ def test_set_selection_on_the_tiny_sky_follows_the_true_condition(tiny_data, tin
     _, raw, _ = tiny_sky
     truth = pd.read_parquet(raw / "truth.parquet")
     for survey in ("hsc", "legacysurvey"):
-        meta = pd.read_parquet(data / f"meta_{survey}.parquet")
+        meta = pd.read_parquet(DatasetLayout(data).meta(survey))
         cond = truth_conditions(truth, meta, survey, list(cfg["preprocess"]["bands"]))
-        nbr = np.load(data / f"neighbours_{survey}_spatial.npz")["index"]
+        nbr = np.load(DatasetLayout(data).neighbours(survey, "spatial"))["index"]
         bad = cond["pathology"].to_numpy() != ""
         cand = candidate_anchors(nbr, np.array([0, 1]), bad, 2000, 5, np.random.default_rng(0))
         for axis in AXES:
@@ -261,7 +262,7 @@ def test_noise_model_runs_end_to_end(tiny_data, tiny_sky, checkpoint, tmp_path):
     assert list(table.columns) == list(NOISE_COLUMNS) and list(slopes.columns) == list(SLOPE_COLUMNS)
     cond = table[table["kind"] == "conditioning"]
     assert len(cond) == 2 * len(AXES) * 5 * N_GALAXIES, "one row per direction, axis, percentile and galaxy"
-    split = pd.read_parquet(data / "split.parquet").set_index("pair")["split"]
+    split = pd.read_parquet(DatasetLayout(data).split).set_index("pair")["split"]
     assert (split[cond["galaxy_pair"].unique()] == "val").all(), "the generated galaxies are held out"
     assert cond["galaxy_pair"].nunique() == N_GALAXIES
     truth = pd.read_parquet(raw / "truth.parquet")
@@ -272,8 +273,8 @@ def test_noise_model_runs_end_to_end(tiny_data, tiny_sky, checkpoint, tmp_path):
         assert per_level["first"].is_monotonic_increasing, (direction, axis)
         np.testing.assert_allclose(sub["conditioning_value"], sub[f"conditioning_{axis}"])
         # The set is a real spatial neighbour set and its value the members' true mean.
-        nbr = np.load(data / f"neighbours_{direction}_spatial.npz")["index"]
-        meta = pd.read_parquet(data / f"meta_{direction}.parquet")
+        nbr = np.load(DatasetLayout(data).neighbours(direction, "spatial"))["index"]
+        meta = pd.read_parquet(DatasetLayout(data).meta(direction))
         c = truth_conditions(truth, meta, direction, list(cfg["preprocess"]["bands"]))
         for row in sub.drop_duplicates("percentile").itertuples():
             members = [int(q) for q in row.set_pairs.split()]
@@ -333,7 +334,7 @@ def test_noise_model_on_real_data_reads_the_conditions_from_the_pixels(tiny_data
     cond = table[table["kind"] == "conditioning"]
     assert len(cond) == len(AXES) * 5 * N_GALAXIES and len(slopes) == 2
     truth = pd.read_parquet(raw / "truth.parquet")
-    meta = pd.read_parquet(data / "meta_hsc.parquet")
+    meta = pd.read_parquet(DatasetLayout(data).meta("hsc"))
     true = truth_conditions(truth, meta, "hsc", list(cfg["preprocess"]["bands"]))
     sets = cond.drop_duplicates(["axis", "percentile"])
     for axis in AXES:

@@ -36,12 +36,17 @@ def _planted(path, direction: str, n: int = 5, s: int = 4, seed: int = 0, noise:
     return post
 
 
+def _sections(cfg: dict) -> tuple[dict, dict, list[str]]:
+    """run_counterfactuals' config arguments: its section, the sampler's and the bands."""
+    return cfg["experiments"]["counterfactuals"], cfg["sample"], list(cfg["preprocess"]["bands"])
+
+
 def test_counterfactual_mse_equals_a_hand_computation(tmp_path):
     paths = [tmp_path / "posterior_hsc.npz", tmp_path / "posterior_legacysurvey.npz"]
     posts = [_planted(paths[0], "hsc", seed=1), _planted(paths[1], "legacysurvey", seed=2, noise=1.0)]
     cfg = tiny_config(experiments={"counterfactuals": {"n_show": 2}})
     fits_out = [tmp_path / "fits" / "counterfactuals_hsc.fits", tmp_path / "fits" / "counterfactuals_legacysurvey.fits"]
-    df = run_counterfactuals(cfg, paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
+    df = run_counterfactuals(*_sections(cfg), paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
     table = pd.read_csv(tmp_path / "mse.csv")
     assert list(table.columns) == list(MSE_COLUMNS)
     for post, (_, row) in zip(posts, table.iterrows(), strict=True):
@@ -65,7 +70,7 @@ def test_fits_headers_carry_ids_and_direction_and_round_trip(tmp_path):
     cfg = tiny_config(sample={"method": "euler", "steps": 7})
     # FITS outputs in the other order: each direction must land in its own file.
     fits_out = [tmp_path / "counterfactuals_hsc.fits", tmp_path / "counterfactuals_legacysurvey.fits"]
-    run_counterfactuals(cfg, paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
+    run_counterfactuals(*_sections(cfg), paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
     with fits.open(tmp_path / "counterfactuals_hsc.fits") as hdul:
         post = posts[1]
         assert hdul[0].header["DIRECTION"] == "legacysurvey->hsc"

@@ -8,10 +8,11 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.conditioning_gain import run_conditioning_gain
 
+# The whole config: the checkpoint is checked against its model and preprocess sections.
 run_conditioning_gain(
     sm.config,
     model=sm.input.model,
-    data_dir=sm.params.data_dir,
+    data=sm.params.data_dir,
     metrics=sm.input.metrics,
     figure=sm.output.figure,
     table=sm.output.table,

@@ -9,7 +9,9 @@ log_to_file(sm.log[0])
 from whatsreal.experiments.counterfactuals import run_counterfactuals
 
 run_counterfactuals(
-    sm.config,
+    sm.config["experiments"]["counterfactuals"],
+    sm.config["sample"],
+    bands=sm.config["preprocess"]["bands"],
     posterior=list(sm.input.posterior),
     figure=sm.output.figure,
     table=sm.output.table,

@@ -9,10 +9,11 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.noise_model import run_noise_model
 
+# The whole config: the noise model reads the preprocess, sample and (synthetic sky) simulation sections too.
 run_noise_model(
     sm.config,
     model=sm.input.model,
-    data_dir=sm.params.data_dir,
+    data=sm.params.data_dir,
     catalogs=dict(zip(sm.params.surveys, sm.input.catalog, strict=True)),
     truth=sm.input.truth[0] if sm.input.truth else None,
     figure=sm.output.figure,

@@ -8,4 +8,11 @@ log_to_file(sm.log[0])
 
 from whatsreal.experiments.posterior import run_posterior_samples
 
-run_posterior_samples(sm.config, sm.input.model, sm.params.data_dir, sm.wildcards.direction, sm.output[0])
+run_posterior_samples(
+    sm.config["experiments"]["posterior"],
+    sm.config["sample"],
+    model=sm.input.model,
+    data=sm.params.data_dir,
+    direction=sm.wildcards.direction,
+    out=sm.output[0],
+)

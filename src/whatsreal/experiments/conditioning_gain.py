@@ -23,7 +23,9 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
+from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import write_csv
+from whatsreal.layout import DatasetLayout
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
 from whatsreal.surveys import SURVEY_ORDER
@@ -40,9 +42,7 @@ def val_pairs(split_path: str | Path, usable: np.ndarray | None = None) -> np.nd
     """The held-out pairs (split == val), sorted: never seen in training; only ``usable`` ones
     (per pair, :func:`whatsreal.data.usable.usable_pairs`) when given, as validation does."""
     split = pd.read_parquet(split_path, columns=["pair", "split"])
-    pairs = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    if usable is not None:
-        pairs = pairs[usable[pairs]]
+    pairs = usable_val_pairs(split, usable)
     if pairs.size < 2:
         raise ValueError(f"{split_path}: {pairs.size} validation pair(s); the gain needs at least 2 to swap")
     return pairs
@@ -80,7 +80,7 @@ def gain_table(
 
 @torch.no_grad()
 def measure_gains(
-    model, data_dir: str | Path, pairs: np.ndarray, draws: int, seed: int, batch_size: int
+    model, data: DatasetLayout | str | Path, pairs: np.ndarray, draws: int, seed: int, batch_size: int
 ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
     """Per-pair gains for each anchor survey and half, and the mean true-conditioning loss.
 
@@ -94,7 +94,7 @@ def measure_gains(
     if len(chunks) > 1 and len(chunks[-1]) < 2:  # a lone pair has no partner: fold it in
         chunks[-2] = np.concatenate([chunks[-2], chunks.pop()])
     for a, survey in enumerate(SURVEY_ORDER):
-        ds = TripletDataset(data_dir, pairs, "spatial", anchors=np.full(len(pairs), a))
+        ds = TripletDataset(DatasetLayout.of(data).root, pairs, "spatial", anchors=np.full(len(pairs), a))
         gen = torch.Generator().manual_seed(int(seed) * 7919 + a)
         out = {half: np.full(len(pairs), np.nan) for half in HALVES}
         base_sum = 0.0
@@ -114,16 +114,29 @@ def measure_gains(
 
 
 def run_conditioning_gain(
-    config: dict, model: str | Path, data_dir: str | Path, metrics: str | Path, figure: str | Path, table: str | Path
+    config: dict,
+    model: str | Path,
+    data: DatasetLayout | str | Path,
+    metrics: str | Path,
+    figure: str | Path,
+    table: str | Path,
 ) -> pd.DataFrame:
-    """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run."""
-    ecfg = config["experiments"]["conditioning_gain"]
+    """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run.
+
+    The whole ``config``: the checkpoint is checked against its model and preprocess sections
+    (:func:`whatsreal.train.run.load_model`), and the interval uses ``experiments.bootstrap``.
+    ``data``: the dataset (its layout or root)."""
+    layout = DatasetLayout.of(data)
+    conditioning_gain_cfg = config["experiments"]["conditioning_gain"]
+    draws = conditioning_gain_cfg["draws"]
     module, _ = load_model(model, config)
     module.eval().to(compute_device())
-    pairs = val_pairs(Path(data_dir) / "split.parquet", usable=usable_pairs(data_dir))
-    per_pair, loss_true = measure_gains(module.model, data_dir, pairs, ecfg["draws"], ecfg["seed"], ecfg["batch_size"])
+    pairs = val_pairs(layout.split, usable=usable_pairs(layout.root))
+    per_pair, loss_true = measure_gains(
+        module.model, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"]
+    )
     n_resamples, seed, confidence = bootstrap_config(config)
-    df = gain_table(per_pair, loss_true, ecfg["draws"], n_resamples, seed, confidence)
+    df = gain_table(per_pair, loss_true, draws, n_resamples, seed, confidence)
     for r in df.itertuples():
         log.info("gain %s %s: %.4f [%.4f, %.4f] over %d pairs", r.survey, r.half, r.gain, r.ci_lo, r.ci_hi, r.n_pairs)
     history = pd.read_csv(metrics)

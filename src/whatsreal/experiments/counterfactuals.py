@@ -90,40 +90,43 @@ def _fits_for(direction: str, fits_paths: list[str | Path], position: int) -> Pa
     raise ValueError(f"no FITS output given for direction '{direction}' (got {list(map(str, fits_paths))})")
 
 
+def _mse_row(post: dict[str, np.ndarray]) -> dict:
+    """The table row (``MSE_COLUMNS``) of one direction."""
+    mse_s, mse_m = counterfactual_mse(post["samples"], post["target"])
+    n, s = post["samples"].shape[:2]
+    log.info(
+        "%s-anchored (%s): MSE of samples %.4f, of the posterior mean %.4f over %d galaxies x %d samples",
+        *(post["direction"], direction_label(post["direction"]), mse_s, mse_m, n, s),
+    )
+    return {
+        "direction": post["direction"],
+        "n_galaxies": n,
+        "n_samples": s,
+        "mse_samples": mse_s,
+        "mse_posterior_mean": mse_m,
+    }
+
+
 def run_counterfactuals(
-    cfg: dict,
+    counterfactuals_cfg: dict,
+    sample_cfg: dict,
+    bands: list[str],
     posterior: list[str | Path],
     figure: str | Path,
     table: str | Path,
     fits: list[str | Path],
 ) -> pd.DataFrame:
-    """Fig 6, tables/counterfactual_mse.csv and one FITS per direction from the posterior npz files."""
+    """Fig 6, tables/counterfactual_mse.csv and one FITS per direction from the posterior npz files.
+
+    ``counterfactuals_cfg``: ``experiments.counterfactuals`` (n_show); ``sample_cfg``: ``sample``
+    (recorded in the FITS headers); ``bands``: ``preprocess.bands`` (the channel order)."""
     posts = [load_posterior(p) for p in posterior]
-    bands = list(cfg["preprocess"]["bands"])
+    bands = list(bands)
     rows = []
     for i, post in enumerate(posts):
-        mse_s, mse_m = counterfactual_mse(post["samples"], post["target"])
-        n, s = post["samples"].shape[:2]
-        rows.append(
-            {
-                "direction": post["direction"],
-                "n_galaxies": n,
-                "n_samples": s,
-                "mse_samples": mse_s,
-                "mse_posterior_mean": mse_m,
-            }
-        )
-        log.info(
-            "%s-anchored (%s): MSE of samples %.4f, of the posterior mean %.4f over %d galaxies x %d samples",
-            post["direction"],
-            direction_label(post["direction"]),
-            mse_s,
-            mse_m,
-            n,
-            s,
-        )
-        write_fits(post, _fits_for(post["direction"], fits, i), cfg["sample"], bands)
+        rows.append(_mse_row(post))
+        write_fits(post, _fits_for(post["direction"], fits, i), sample_cfg, bands)
     df = pd.DataFrame(rows, columns=list(MSE_COLUMNS))
     write_csv(df, table)
-    plot_counterfactuals(posts, int(cfg["experiments"]["counterfactuals"]["n_show"]), bands, figure)
+    plot_counterfactuals(posts, int(counterfactuals_cfg["n_show"]), bands, figure)
     return df

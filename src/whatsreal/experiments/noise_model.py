@@ -4,14 +4,14 @@ Why this design: the question is whether the decoder draws the *noise and PSF of
 the instrument it is conditioned on*. Conditioning on images ranked by their SNR
 from anywhere on the sky does not ask it: on our sky SNR tracks galaxy
 brightness (Spearman -0.96), not noise. So the conditioning here is what the
-model sees in training, a real spatial neighbour set (the anchor survey's
-``neighbours_{survey}_spatial.npz`` row of some pair, padded members left out),
+model sees in training, a real spatial neighbour set (the anchor survey's spatial
+neighbour graph's row of some pair, ``DatasetLayout.neighbours``, padded members left out),
 and sets are picked by a known, true observing condition:
 
 - **Axes.** ``sky_sigma`` (sky noise per pixel) and ``psf_fwhm`` (seeing, arcsec),
   each averaged over the model's bands. Synthetic sky: the truth table's
-  ``{survey}_{quantity}_{band}`` columns joined via ``meta_{survey}.parquet``'s
-  truth_id (a band-averaged ``{survey}_{quantity}`` column is accepted too).
+  ``{survey}_{quantity}_{band}`` columns joined via the survey's meta table's
+  (``DatasetLayout.meta``) truth_id (a band-averaged ``{survey}_{quantity}`` column is accepted too).
   Real data: sky sigma = per band the median of 1/sqrt(ivar) over the valid pixels
   of the central crop, from the raw cutouts; PSF FWHM = the catalogue's
   ``image_psf_fwhm_<k>`` (MMU) or Legacy's ``PSFSIZE_<B>``.
@@ -67,8 +67,9 @@ from whatsreal.data.mmu import read_images
 from whatsreal.data.preprocess import band_positions, iter_rows_by_file, read_cutouts
 from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
-from whatsreal.experiments.posterior import galaxy_noise, sample_posterior
+from whatsreal.experiments.posterior import galaxy_noise, sample_posterior, usable_val_pairs
 from whatsreal.io import write_csv
+from whatsreal.layout import DatasetLayout
 from whatsreal.plots.generative import plot_noise_model
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.run import load_model
@@ -78,12 +79,20 @@ __all__ = [
     "AXES",
     "NOISE_COLUMNS",
     "SLOPE_COLUMNS",
+    "ArtifactPanel",
+    "ArtifactRemoval",
+    "DirectionResult",
+    "NoiseModelResult",
     "SlopeFit",
+    "SlopePanel",
+    "Traversal",
+    "TraversalRow",
     "artifact_in_crop",
     "background_noise",
     "candidate_anchors",
     "cutout_sky_sigma",
     "fit_loglog_slope",
+    "measure_noise_model",
     "raw_conditions",
     "run_noise_model",
     "select_conditioning_sets",
@@ -526,6 +535,53 @@ def _instrument(images: np.ndarray, members: tuple[int, ...], k: int) -> tuple[n
     return out, mask
 
 
+@dataclass(frozen=True)
+class _Decoder:
+    """The trained decoder and how this experiment samples it: one image per conditioning,
+    the configured ODE method and steps, the experiment's seed, ``batch_size`` jobs at a time."""
+
+    net: torch.nn.Module
+    device: torch.device
+    k: int
+    """Instrument images per conditioning set (the run's ``neighbours.k``)."""
+    steps: int
+    method: str
+    seed: int
+    batch_size: int
+
+    def sample(self, batch: dict[str, torch.Tensor], x0: torch.Tensor | None = None) -> np.ndarray:
+        """(B, C, H, W): one sample per batch row (x0 per pair from the seed when not given)."""
+        return sample_posterior(self.net, batch, 1, self.steps, self.method, self.seed, self.device, x0=x0)[:, 0]
+
+
+def _load_decoder(model: str | Path, noise_model_cfg: dict, sample_cfg: dict) -> _Decoder:
+    """The run's decoder, in eval mode on the compute device."""
+    module, saved = load_model(model)
+    net = module.model.eval()
+    device = compute_device()
+    net.to(device)
+    return _Decoder(
+        net=net,
+        device=device,
+        k=int(saved["neighbours"]["k"]),
+        steps=int(sample_cfg["steps"]),
+        method=sample_cfg["method"],
+        seed=int(noise_model_cfg["seed"]),
+        batch_size=int(noise_model_cfg["batch_size"]),
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One image to generate: a galaxy under the set chosen for one axis and percentile."""
+
+    axis: str
+    chosen: tuple
+    """The set's row of :func:`select_conditioning_sets` (percentile, level, anchor, members, value, ...)."""
+    galaxy: int
+    members: tuple[int, ...]
+
+
 @dataclass
 class _Direction:
     """Everything one direction (anchor survey) needs: images, neighbours, per-pair conditions."""
@@ -537,15 +593,15 @@ class _Direction:
     neighbours: np.ndarray
     meta: pd.DataFrame
     cond: pd.DataFrame  # per pair: sky_sigma, psf_fwhm, pathology, bad_fraction
-    data_dir: Path
+    layout: DatasetLayout
 
 
 def _load_direction(
     survey: str,
-    data_dir: Path,
+    layout: DatasetLayout,
     catalog: str | Path,
     truth: pd.DataFrame | None,
-    cfg: dict,
+    preprocess_cfg: dict,
     exclude: np.ndarray,
     max_sets: int,
     n_levels: int,
@@ -553,90 +609,95 @@ def _load_direction(
 ) -> tuple[_Direction, np.ndarray]:
     """The direction's data and its candidate anchors (conditions known for all their members)."""
     other = next(s for s in SURVEY_ORDER if s != survey)
-    bands = list(cfg["preprocess"]["bands"])
-    meta = pd.read_parquet(data_dir / f"meta_{survey}.parquet")
+    bands = list(preprocess_cfg["bands"])
+    meta = pd.read_parquet(layout.meta(survey))
     meta["object_id"] = meta["object_id"].astype(str)
-    nbr = np.load(data_dir / f"neighbours_{survey}_spatial.npz")["index"]
-    unusable = ~usable_pairs(data_dir)  # a dropped blank cutout is never a conditioning member
+    nbr = np.load(layout.neighbours(survey, "spatial"))["index"]
+    unusable = ~usable_pairs(layout.root)  # a dropped blank cutout is never a conditioning member
     if truth is not None:
         if "truth_id" not in meta.columns:
-            raise KeyError(f"meta_{survey}.parquet has no truth_id column; was it preprocessed with the truth table?")
+            raise KeyError(f"{layout.meta(survey)} has no truth_id column; was it preprocessed with the truth table?")
         cond = truth_conditions(truth, meta, survey, bands)
         bad = (cond["pathology"].to_numpy() != "") | unusable
         cand = candidate_anchors(nbr, exclude, bad, max_sets, n_levels, rng)
     else:
         # Real data: the conditions of the candidates' members are read from the raw cutouts.
         cand = candidate_anchors(nbr, exclude, unusable, max_sets, n_levels, rng)
-        need = np.unique(np.concatenate([nbr[cand][nbr[cand] >= 0], np.asarray(exclude, dtype=np.int64)]))
-        rows = _catalog_rows(catalog, meta["object_id"].to_numpy()[need])
-        got = raw_conditions(rows, survey, bands, int(cfg["preprocess"]["crop"][survey]))
-        cond = pd.DataFrame(
-            {"pair": meta["pair"].to_numpy(dtype=np.int64), "sky_sigma": np.nan, "psf_fwhm": np.nan, "pathology": ""}
+        cond, cand = _raw_direction_conditions(
+            meta, nbr, cand, exclude, catalog, survey, bands, int(preprocess_cfg["crop"][survey])
         )
-        cond["bad_fraction"] = np.nan
-        for c in ("sky_sigma", "psf_fwhm", "bad_fraction"):
-            cond.loc[need, c] = got[c].to_numpy()
-        too_bad = (cond["bad_fraction"] > MAX_BAD_FRACTION).to_numpy() | ~np.isfinite(cond["sky_sigma"].to_numpy())
-        valid = nbr[cand] >= 0
-        keep = ~(valid & too_bad[np.where(valid, nbr[cand], 0)]).any(axis=1)
-        cand = cand[keep]
     d = _Direction(
         survey=survey,
         other=other,
-        images=np.load(data_dir / f"images_{survey}.npy", mmap_mode="r"),
-        physics=np.load(data_dir / f"images_{other}.npy", mmap_mode="r"),
+        images=np.load(layout.images(survey), mmap_mode="r"),
+        physics=np.load(layout.images(other), mmap_mode="r"),
         neighbours=nbr,
         meta=meta,
         cond=cond,
-        data_dir=data_dir,
+        layout=layout,
     )
     return d, cand
 
 
+def _raw_direction_conditions(
+    meta: pd.DataFrame,
+    nbr: np.ndarray,
+    cand: np.ndarray,
+    exclude: np.ndarray,
+    catalog: str | Path,
+    survey: str,
+    bands: list[str],
+    crop: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Real data: per pair the conditions of :func:`raw_conditions`, read only for the candidates'
+    members and the generated galaxies (NaN elsewhere), and the candidates left once sets with a
+    member too masked or of unknown sky sigma are dropped."""
+    need = np.unique(np.concatenate([nbr[cand][nbr[cand] >= 0], np.asarray(exclude, dtype=np.int64)]))
+    rows = _catalog_rows(catalog, meta["object_id"].to_numpy()[need])
+    got = raw_conditions(rows, survey, bands, crop)
+    cond = pd.DataFrame(
+        {"pair": meta["pair"].to_numpy(dtype=np.int64), "sky_sigma": np.nan, "psf_fwhm": np.nan, "pathology": ""}
+    )
+    cond["bad_fraction"] = np.nan
+    for c in ("sky_sigma", "psf_fwhm", "bad_fraction"):
+        cond.loc[need, c] = got[c].to_numpy()
+    too_bad = (cond["bad_fraction"] > MAX_BAD_FRACTION).to_numpy() | ~np.isfinite(cond["sky_sigma"].to_numpy())
+    valid = nbr[cand] >= 0
+    keep = ~(valid & too_bad[np.where(valid, nbr[cand], 0)]).any(axis=1)
+    return cond, cand[keep]
+
+
 def _choose_galaxies(
-    data_dir: Path, truth: pd.DataFrame | None, cfg: dict, n: int, rng: np.random.Generator
+    layout: DatasetLayout, truth: pd.DataFrame | None, bands: list[str], n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """``n`` held-out (split == val) pairs without a dropped blank cutout, a seeded random
     choice; on the synthetic sky only those with no labelled artefact in either survey (the
     comparison is about noise, not artefacts)."""
-    bands = list(cfg["preprocess"]["bands"])
-    split = pd.read_parquet(data_dir / "split.parquet")
-    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    val = val[usable_pairs(data_dir)[val]]
+    split = pd.read_parquet(layout.split)
+    val = usable_val_pairs(split, usable_pairs(layout.root))
     if truth is not None:
         clean = np.ones(len(split), dtype=bool)
         for s in SURVEY_ORDER:
-            meta = pd.read_parquet(data_dir / f"meta_{s}.parquet", columns=["pair", "truth_id"])
+            meta = pd.read_parquet(layout.meta(s), columns=["pair", "truth_id"])
             c = truth_conditions(truth, meta, s, bands)
             clean[c["pair"].to_numpy()] &= c["pathology"].to_numpy() == ""
         val = val[clean[val]] if clean[val].any() else val
     if val.size == 0:
-        raise ValueError(f"{data_dir / 'split.parquet'}: no held-out pairs (split == 'val') to generate")
+        raise ValueError(f"{layout.split}: no held-out pairs (split == 'val') to generate")
     return np.sort(rng.permutation(val)[:n])
 
 
-def _generate(
-    net: torch.nn.Module,
-    jobs: list[dict],
-    d: _Direction,
-    k: int,
-    x0: dict[int, torch.Tensor],
-    cfg: dict,
-    device: torch.device,
-    batch_size: int,
-) -> np.ndarray:
+def _generate(decoder: _Decoder, jobs: list[_Job], d: _Direction, x0: dict[int, torch.Tensor]) -> np.ndarray:
     """(len(jobs), C, H, W) samples: job = galaxy pair + conditioning members, with the galaxy's x0."""
-    scfg = cfg["sample"]
-    seed = int(cfg["experiments"]["noise_model"]["seed"])
     out = []
+    batch_size = decoder.batch_size
     for start in range(0, len(jobs), batch_size):
         part = jobs[start : start + batch_size]
-        pairs = np.array([j["galaxy"] for j in part], dtype=np.int64)
+        pairs = np.array([j.galaxy for j in part], dtype=np.int64)
         physics = np.stack([np.asarray(d.physics[p]) for p in pairs])
-        inst, mask = zip(*(_instrument(d.images, j["members"], k) for j in part), strict=True)
+        inst, mask = zip(*(_instrument(d.images, j.members, decoder.k) for j in part), strict=True)
         batch = _batch(physics, np.stack(inst), np.stack(mask), pairs)
-        xs = torch.cat([x0[int(p)] for p in pairs])
-        out.append(sample_posterior(net, batch, 1, int(scfg["steps"]), scfg["method"], seed, device, x0=xs)[:, 0])
+        out.append(decoder.sample(batch, x0=torch.cat([x0[int(p)] for p in pairs])))
         log.info("%s-anchored: generated %d/%d images", d.survey, min(start + batch_size, len(jobs)), len(jobs))
     return np.concatenate(out) if out else np.empty((0,))
 
@@ -656,6 +717,107 @@ def _reference(d: _Direction, cand: np.ndarray, axis: str, limit: int, rng: np.r
     return pd.DataFrame({"pair": members, "x": d.cond[axis].to_numpy()[members], "y": y})
 
 
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SlopePanel:
+    """One (direction, axis) panel of the figure's middle row: each generated image's statistic
+    against its conditioning set's true value, and the real images' reference."""
+
+    direction: str
+    axis: str
+    statistic: str
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    """The galaxy (pair) of each generated point."""
+    fit: SlopeFit
+    real_x: np.ndarray
+    real_y: np.ndarray
+    real_fit: SlopeFit
+
+
+@dataclass(frozen=True)
+class TraversalRow:
+    """One galaxy generated under the chosen set of every percentile of one axis."""
+
+    axis: str
+    percentiles: list[float]
+    values: list[float]
+    """The sets' true values (members' means)."""
+    outputs: np.ndarray
+    """(P, C, H, W) generated images."""
+    statistic: list[float]
+    """The axis' statistic of each output."""
+    conditioning: np.ndarray
+    """(P, k, C, H, W) zero-padded images of each set."""
+    n_members: list[int]
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """The figure's top rows: one galaxy of one direction under every set of each axis."""
+
+    direction: str
+    other: str
+    label: str
+    physics: np.ndarray
+    """(C, H, W) the other survey's view (the physics input)."""
+    truth: np.ndarray
+    """(C, H, W) the real image of the anchor survey."""
+    truth_noise: float
+    truth_size: float
+    rows: list[TraversalRow]
+
+
+@dataclass(frozen=True)
+class ArtifactPanel:
+    """One artefact-removal example (a row of the figure's bottom)."""
+
+    input: np.ndarray
+    """(C, H, W) the corrupted HSC image through the physics encoder."""
+    output: np.ndarray
+    instrument: np.ndarray
+    """(n, C, H, W) the random clean HSC images through the instrument encoder."""
+    clean: np.ndarray | None
+    """The noiseless truth (synthetic sky only)."""
+    label: str
+    pair: int
+
+
+@dataclass(frozen=True)
+class DirectionResult:
+    """One direction's table rows (``NOISE_COLUMNS``), slope rows (``SLOPE_COLUMNS``), panels and traversal."""
+
+    rows: list[dict]
+    slope_rows: list[dict]
+    scatter: list[SlopePanel]
+    traversal: Traversal
+
+
+@dataclass(frozen=True)
+class ArtifactRemoval:
+    """The artefact-removal examples: table rows (``NOISE_COLUMNS``) and figure panels."""
+
+    rows: list[dict]
+    panels: list[ArtifactPanel]
+
+
+@dataclass(frozen=True)
+class NoiseModelResult:
+    """Everything Fig 7 and its two tables show."""
+
+    table: pd.DataFrame
+    """tables/noise_model.csv: conditioning rows of every direction, then the artefact rows."""
+    slopes: pd.DataFrame
+    """tables/noise_model_slopes.csv: one row per direction and axis."""
+    traversal: Traversal
+    """The first direction's traversal (the figure shows one)."""
+    scatter: list[SlopePanel]
+    artifacts: list[ArtifactPanel]
+
+
 # --------------------------------------------------------------------------- the experiment
 
 
@@ -665,19 +827,19 @@ def _real_stats(images: np.ndarray, pairs: set[int]) -> dict[int, tuple[float, f
 
 
 def _conditioning_rows(
-    d: _Direction, jobs: list[dict], outputs: np.ndarray, real: dict[int, tuple[float, float]]
+    d: _Direction, jobs: list[_Job], outputs: np.ndarray, real: dict[int, tuple[float, float]]
 ) -> list[dict]:
     """One table row per generated image."""
     ids = d.meta["object_id"].to_numpy()
     sky, fwhm = d.cond["sky_sigma"].to_numpy(), d.cond["psf_fwhm"].to_numpy()
     rows = []
     for j, out in zip(jobs, outputs, strict=True):
-        s, m, g = j["set"], list(j["members"]), j["galaxy"]
+        s, m, g = j.chosen, list(j.members), j.galaxy
         rows.append(
             {
                 "kind": "conditioning",
                 "direction": d.survey,
-                "axis": j["axis"],
+                "axis": j.axis,
                 "percentile": s.percentile,
                 "galaxy_pair": g,
                 "object_id": str(ids[g]),
@@ -692,7 +854,7 @@ def _conditioning_rows(
                 "real_size": _nanmean([real[q][1] for q in m]),
                 "target_noise": real[g][0],
                 "target_size": real[g][1],
-                "note": f"conditioning_value = mean true {j['axis']} over the set's members "
+                "note": f"conditioning_value = mean true {j.axis} over the set's members "
                 f"(set anchor's own {s.anchor_value:.4g}, members' spread {s.spread:.3g})",
             }
         )
@@ -706,7 +868,7 @@ def _nanmean(values: list[float]) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
-def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[dict], outputs: np.ndarray, k: int) -> dict:
+def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[_Job], outputs: np.ndarray, k: int) -> Traversal:
     """The figure's image rows: one galaxy (bright, not the brightest: its central physics-view
     brightness nearest the 90th percentile of the generated galaxies') under every set of each axis."""
     h, w = d.physics.shape[-2:]
@@ -716,52 +878,41 @@ def _traversal(d: _Direction, galaxies: np.ndarray, jobs: list[dict], outputs: n
     shown = int(galaxies[int(np.argmin(np.abs(centre - np.quantile(centre, 0.9))))])
     rows = []
     for axis in AXES:
-        sel = [i for i, j in enumerate(jobs) if j["axis"] == axis and j["galaxy"] == shown]
+        sel = [i for i, j in enumerate(jobs) if j.axis == axis and j.galaxy == shown]
         if not sel:
             continue
         stat = background_noise if axis == "sky_sigma" else source_size
         rows.append(
-            {
-                "axis": axis,
-                "percentiles": [jobs[i]["set"].percentile for i in sel],
-                "values": [jobs[i]["set"].value for i in sel],
-                "outputs": outputs[sel],
-                "statistic": [stat(outputs[i]) for i in sel],
-                "conditioning": np.stack([_instrument(d.images, jobs[i]["members"], k)[0] for i in sel]),
-                "n_members": [len(jobs[i]["members"]) for i in sel],
-            }
+            TraversalRow(
+                axis=axis,
+                percentiles=[jobs[i].chosen.percentile for i in sel],
+                values=[jobs[i].chosen.value for i in sel],
+                outputs=outputs[sel],
+                statistic=[stat(outputs[i]) for i in sel],
+                conditioning=np.stack([_instrument(d.images, jobs[i].members, k)[0] for i in sel]),
+                n_members=[len(jobs[i].members) for i in sel],
+            )
         )
     truth = np.asarray(d.images[shown])
-    return {
-        "direction": d.survey,
-        "other": d.other,
-        "label": f"pair {shown}",
-        "physics": np.asarray(d.physics[shown]),
-        "truth": truth,
-        "truth_noise": background_noise(truth),
-        "truth_size": source_size(truth),
-        "rows": rows,
-    }
+    return Traversal(
+        direction=d.survey,
+        other=d.other,
+        label=f"pair {shown}",
+        physics=np.asarray(d.physics[shown]),
+        truth=truth,
+        truth_noise=background_noise(truth),
+        truth_size=source_size(truth),
+        rows=rows,
+    )
 
 
-def _run_direction(
-    d: _Direction,
-    cand: np.ndarray,
-    galaxies: np.ndarray,
-    percentiles: list[float],
-    net: torch.nn.Module,
-    k: int,
-    x0: dict[int, torch.Tensor],
-    cfg: dict,
-    device: torch.device,
-    rng: np.random.Generator,
-) -> tuple[list[dict], list[dict], list[dict], dict]:
-    """One direction: choose the sets per axis, generate, measure, fit. Returns table rows,
-    slope rows, scatter-panel data and the figure's traversal of one galaxy."""
-    ncfg = cfg["experiments"]["noise_model"]
-    seed, n_boot = int(ncfg["seed"]), int(ncfg["n_bootstrap"])
+def _conditioning_jobs(
+    d: _Direction, cand: np.ndarray, galaxies: np.ndarray, percentiles: list[float]
+) -> tuple[list[str], list[_Job]]:
+    """The axes with known true values and one job (axis, chosen set, galaxy, members) per axis,
+    percentile and galaxy, in that order."""
     members_all = np.unique(d.neighbours[cand][d.neighbours[cand] >= 0])
-    jobs: list[dict] = []
+    jobs: list[_Job] = []
     axes = []
     for axis in AXES:
         values = d.cond[axis].to_numpy(dtype=np.float64)
@@ -783,67 +934,81 @@ def _run_direction(
                 s.spread,
                 s.anchor_value,
             )
-            jobs += [{"axis": axis, "set": s, "galaxy": int(g), "members": s.members} for g in galaxies]
-    outputs = _generate(net, jobs, d, k, x0, cfg, device, int(ncfg["batch_size"]))
-    real = _real_stats(d.images, {int(q) for j in jobs for q in j["members"]} | {int(g) for g in galaxies})
+            jobs += [_Job(axis=axis, chosen=s, galaxy=int(g), members=s.members) for g in galaxies]
+    return axes, jobs
+
+
+def _fit_axis(
+    d: _Direction, cand: np.ndarray, table: pd.DataFrame, axis: str, noise_model_cfg: dict, rng: np.random.Generator
+) -> tuple[dict, SlopePanel]:
+    """The slope row (``SLOPE_COLUMNS``) and the figure panel of one axis: the generated images'
+    log-log slope and the real images' (members of the candidate sets, drawn with ``rng``)."""
+    seed, n_boot = int(noise_model_cfg["seed"]), int(noise_model_cfg["n_bootstrap"])
+    sub = table[table["axis"] == axis]
+    stat = STATISTIC[axis]
+    fit = fit_loglog_slope(sub["conditioning_value"], sub[stat], sub["galaxy_pair"], n_boot, seed)
+    ref = _reference(d, cand, axis, int(noise_model_cfg["n_reference"]), rng)
+    ref_fit = fit_loglog_slope(ref["x"], ref["y"], None, n_boot, seed)
+    ratio = fit.slope / ref_fit.slope if np.isfinite(ref_fit.slope) and ref_fit.slope != 0 else float("nan")
+    row = {
+        "direction": d.survey,
+        "axis": axis,
+        "statistic": stat,
+        "slope": fit.slope,
+        "ci_lo": fit.ci_lo,
+        "ci_hi": fit.ci_hi,
+        "real_slope": ref_fit.slope,
+        "real_ci_lo": ref_fit.ci_lo,
+        "real_ci_hi": ref_fit.ci_hi,
+        "ratio": ratio,
+        "n_galaxies": fit.n_groups,
+        "n_levels": int(sub["percentile"].nunique()),
+        "n_real": ref_fit.n_points,
+    }
+    log.info(
+        "%s-anchored, %s: log-log slope of %s %.3f [%.3f, %.3f] over %d galaxies; real images %.3f "
+        "[%.3f, %.3f] over %d objects; ratio model/real %.2f",
+        *(d.survey, axis, stat, fit.slope, fit.ci_lo, fit.ci_hi, fit.n_groups),
+        *(ref_fit.slope, ref_fit.ci_lo, ref_fit.ci_hi, ref_fit.n_points, ratio),
+    )
+    panel = SlopePanel(
+        direction=d.survey,
+        axis=axis,
+        statistic=stat,
+        x=sub["conditioning_value"].to_numpy(),
+        y=sub[stat].to_numpy(),
+        groups=sub["galaxy_pair"].to_numpy(),
+        fit=fit,
+        real_x=ref["x"].to_numpy(),
+        real_y=ref["y"].to_numpy(),
+        real_fit=ref_fit,
+    )
+    return row, panel
+
+
+def _run_direction(
+    d: _Direction,
+    cand: np.ndarray,
+    galaxies: np.ndarray,
+    percentiles: list[float],
+    decoder: _Decoder,
+    x0: dict[int, torch.Tensor],
+    noise_model_cfg: dict,
+    rng: np.random.Generator,
+) -> DirectionResult:
+    """One direction: choose the sets per axis, generate, measure, fit."""
+    axes, jobs = _conditioning_jobs(d, cand, galaxies, percentiles)
+    outputs = _generate(decoder, jobs, d, x0)
+    real = _real_stats(d.images, {int(q) for j in jobs for q in j.members} | {int(g) for g in galaxies})
     rows = _conditioning_rows(d, jobs, outputs, real)
     table = pd.DataFrame(rows)
-    slope_rows, scatter = [], []
-    for axis in axes:
-        sub = table[table["axis"] == axis]
-        stat = STATISTIC[axis]
-        fit = fit_loglog_slope(sub["conditioning_value"], sub[stat], sub["galaxy_pair"], n_boot, seed)
-        ref = _reference(d, cand, axis, int(ncfg["n_reference"]), rng)
-        ref_fit = fit_loglog_slope(ref["x"], ref["y"], None, n_boot, seed)
-        ratio = fit.slope / ref_fit.slope if np.isfinite(ref_fit.slope) and ref_fit.slope != 0 else float("nan")
-        slope_rows.append(
-            {
-                "direction": d.survey,
-                "axis": axis,
-                "statistic": stat,
-                "slope": fit.slope,
-                "ci_lo": fit.ci_lo,
-                "ci_hi": fit.ci_hi,
-                "real_slope": ref_fit.slope,
-                "real_ci_lo": ref_fit.ci_lo,
-                "real_ci_hi": ref_fit.ci_hi,
-                "ratio": ratio,
-                "n_galaxies": fit.n_groups,
-                "n_levels": int(sub["percentile"].nunique()),
-                "n_real": ref_fit.n_points,
-            }
-        )
-        log.info(
-            "%s-anchored, %s: log-log slope of %s %.3f [%.3f, %.3f] over %d galaxies; real images %.3f "
-            "[%.3f, %.3f] over %d objects; ratio model/real %.2f",
-            d.survey,
-            axis,
-            stat,
-            fit.slope,
-            fit.ci_lo,
-            fit.ci_hi,
-            fit.n_groups,
-            ref_fit.slope,
-            ref_fit.ci_lo,
-            ref_fit.ci_hi,
-            ref_fit.n_points,
-            ratio,
-        )
-        scatter.append(
-            {
-                "direction": d.survey,
-                "axis": axis,
-                "statistic": stat,
-                "x": sub["conditioning_value"].to_numpy(),
-                "y": sub[stat].to_numpy(),
-                "groups": sub["galaxy_pair"].to_numpy(),
-                "fit": fit,
-                "real_x": ref["x"].to_numpy(),
-                "real_y": ref["y"].to_numpy(),
-                "real_fit": ref_fit,
-            }
-        )
-    return rows, slope_rows, scatter, _traversal(d, galaxies, jobs, outputs, k)
+    fits = [_fit_axis(d, cand, table, axis, noise_model_cfg, rng) for axis in axes]
+    return DirectionResult(
+        rows=rows,
+        slope_rows=[row for row, _ in fits],
+        scatter=[panel for _, panel in fits],
+        traversal=_traversal(d, galaxies, jobs, outputs, decoder.k),
+    )
 
 
 def _read_raw(catalog_rows: pd.DataFrame, survey: str, bands: list[str]) -> list[tuple[np.ndarray, ...]]:
@@ -885,65 +1050,86 @@ def _choose_artifacts(pool: pd.DataFrame, n: int, synthetic: bool) -> list[int]:
     return list(bad.index[:n])
 
 
+def _artifact_pool(
+    d: _Direction, catalog: str | Path, synthetic: bool, galaxies: np.ndarray, bands: list[str], crop: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """HSC pairs without a dropped blank cutout, with ``in_crop`` marking (synthetic sky) the
+    labelled artefacts that show inside the crop, and the clean pairs that may condition."""
+    pool = d.cond.assign(split=d.meta["split"].to_numpy(), object_id=d.meta["object_id"].to_numpy(), in_crop=False)
+    pool = pool[usable_pairs(d.layout.root)[pool["pair"].to_numpy(dtype=np.int64)]]  # no dropped blank cutout
+    if not synthetic:
+        return pool, pool[(pool["bad_fraction"] == 0) & ~pool["pair"].isin(galaxies)]
+    flagged = np.flatnonzero((pool["pathology"] != "").to_numpy())
+    if flagged.size:
+        raw = _read_raw(_catalog_rows(catalog, pool["object_id"].to_numpy()[flagged]), d.survey, bands)
+        kinds = pool["pathology"].to_numpy()[flagged]
+        inside = np.array([artifact_in_crop(*r, crop=crop, kind=q) for r, q in zip(raw, kinds, strict=True)])
+        pool.loc[pool.index[flagged], "in_crop"] = inside
+        log.info(
+            "artefact removal: %d of %d labelled HSC artefacts show inside the %d-px crop",
+            int(inside.sum()),
+            flagged.size,
+            crop,
+        )
+    return pool, pool[(pool["pathology"] == "") & ~pool["pair"].isin(galaxies)]
+
+
+def _artifact_row(
+    d: _Direction, pool_row: pd.Series, pair: int, members: list[int], image: np.ndarray, recon: np.ndarray, note: str
+) -> dict:
+    """The table row (``NOISE_COLUMNS``) of one artefact-removal example."""
+    sky, fwhm = d.cond["sky_sigma"].to_numpy(), d.cond["psf_fwhm"].to_numpy()
+    return {
+        "kind": "artifact_removal",
+        "direction": d.survey,
+        "axis": "",
+        "percentile": float("nan"),
+        "galaxy_pair": int(pair),
+        "object_id": str(pool_row["object_id"]),
+        "set_anchor_pair": -1,
+        "set_pairs": " ".join(map(str, members)),
+        "conditioning_sky_sigma": _nanmean(sky[members]),
+        "conditioning_psf_fwhm": _nanmean(fwhm[members]),
+        "conditioning_value": float("nan"),
+        "output_noise": background_noise(recon),
+        "output_size": source_size(recon),
+        "real_noise": float(np.mean([background_noise(np.asarray(d.images[q])) for q in members])),
+        "real_size": _nanmean([source_size(np.asarray(d.images[q])) for q in members]),
+        "target_noise": background_noise(image),
+        "target_size": source_size(image),
+        "note": note,
+    }
+
+
 def _artifact_removal(
     cfg: dict,
-    net: torch.nn.Module,
-    device: torch.device,
-    k: int,
+    decoder: _Decoder,
     d: _Direction,
     catalog: str | Path,
     truth: pd.DataFrame | None,
     galaxies: np.ndarray,
     rng: np.random.Generator,
-) -> tuple[list[dict], list[dict]]:
+) -> ArtifactRemoval:
     """The bottom of Fig 7: artefact-corrupted HSC images through the physics encoder, random
-    clean HSC images through the instrument encoder. Returns (figure panels, table rows)."""
-    ncfg = cfg["experiments"]["noise_model"]
-    bands = list(cfg["preprocess"]["bands"])
+    clean HSC images through the instrument encoder. The whole ``cfg``: the noiseless truth of
+    the synthetic sky is rebuilt from its ``simulation`` section."""
     crop = int(cfg["preprocess"]["crop"][d.survey])
     synthetic = truth is not None
-    pool = d.cond.assign(split=d.meta["split"].to_numpy(), object_id=d.meta["object_id"].to_numpy(), in_crop=False)
-    pool = pool[usable_pairs(d.data_dir)[pool["pair"].to_numpy(dtype=np.int64)]]  # no dropped blank cutout
-    if synthetic:
-        flagged = np.flatnonzero((pool["pathology"] != "").to_numpy())
-        if flagged.size:
-            raw = _read_raw(_catalog_rows(catalog, pool["object_id"].to_numpy()[flagged]), d.survey, bands)
-            kinds = pool["pathology"].to_numpy()[flagged]
-            inside = np.array([artifact_in_crop(*r, crop=crop, kind=q) for r, q in zip(raw, kinds, strict=True)])
-            pool.loc[pool.index[flagged], "in_crop"] = inside
-            log.info(
-                "artefact removal: %d of %d labelled HSC artefacts show inside the %d-px crop",
-                int(inside.sum()),
-                flagged.size,
-                crop,
-            )
-        clean = pool[(pool["pathology"] == "") & ~pool["pair"].isin(galaxies)]
-    else:
-        clean = pool[(pool["bad_fraction"] == 0) & ~pool["pair"].isin(galaxies)]
-    chosen = _choose_artifacts(pool, int(ncfg["n_artifacts"]), synthetic)
+    pool, clean = _artifact_pool(d, catalog, synthetic, galaxies, list(cfg["preprocess"]["bands"]), crop)
+    chosen = _choose_artifacts(pool, int(cfg["experiments"]["noise_model"]["n_artifacts"]), synthetic)
     if not chosen:
         log.warning("no HSC cutout with an artefact inside the crop; the artefact-removal panel is empty")
-        return [], []
+        return ArtifactRemoval([], [])
     pairs = pool.loc[chosen, "pair"].to_numpy(dtype=np.int64)
     inputs = np.stack([np.asarray(d.images[p]) for p in pairs])
     sets = []
     for p in pairs:
         others = clean[clean["pair"] != p]["pair"].to_numpy()
-        sets.append(tuple(int(q) for q in np.sort(rng.choice(others, min(k, len(others)), replace=False))))
-    inst, mask = zip(*(_instrument(d.images, s, k) for s in sets), strict=True)
-    scfg = cfg["sample"]
-    recon = sample_posterior(
-        net,
-        _batch(inputs, np.stack(inst), np.stack(mask), pairs),
-        1,
-        int(scfg["steps"]),
-        scfg["method"],
-        int(ncfg["seed"]),
-        device,
-    )[:, 0]
+        sets.append(tuple(int(q) for q in np.sort(rng.choice(others, min(decoder.k, len(others)), replace=False))))
+    inst, mask = zip(*(_instrument(d.images, s, decoder.k) for s in sets), strict=True)
+    recon = decoder.sample(_batch(inputs, np.stack(inst), np.stack(mask), pairs))
     noiseless = _noiseless_hsc(cfg, d, pool.loc[chosen], truth) if synthetic else None
-    sky, fwhm = d.cond["sky_sigma"].to_numpy(), d.cond["psf_fwhm"].to_numpy()
-    panels, rows = [], []
+    rows, panels = [], []
     for j, r in enumerate(chosen):
         label = pool.at[r, "pathology"] or f"{pool.at[r, 'bad_fraction']:.1%} bad pixels"
         note = f"pathology: {label} (inside the crop); split {pool.at[r, 'split']}"
@@ -954,40 +1140,18 @@ def _artifact_removal(
             mse_out = float(((recon[j] - clean_j) ** 2).mean())
             note += f"; MSE vs noiseless truth: input {mse_in:.4f}, reconstruction {mse_out:.4f}"
         log.info("artefact removal, pair %d: %s", pairs[j], note)
-        m = list(sets[j])
-        rows.append(
-            {
-                "kind": "artifact_removal",
-                "direction": d.survey,
-                "axis": "",
-                "percentile": float("nan"),
-                "galaxy_pair": int(pairs[j]),
-                "object_id": str(pool.at[r, "object_id"]),
-                "set_anchor_pair": -1,
-                "set_pairs": " ".join(map(str, m)),
-                "conditioning_sky_sigma": _nanmean(sky[m]),
-                "conditioning_psf_fwhm": _nanmean(fwhm[m]),
-                "conditioning_value": float("nan"),
-                "output_noise": background_noise(recon[j]),
-                "output_size": source_size(recon[j]),
-                "real_noise": float(np.mean([background_noise(np.asarray(d.images[q])) for q in m])),
-                "real_size": _nanmean([source_size(np.asarray(d.images[q])) for q in m]),
-                "target_noise": background_noise(inputs[j]),
-                "target_size": source_size(inputs[j]),
-                "note": note,
-            }
-        )
+        rows.append(_artifact_row(d, pool.loc[r], pairs[j], list(sets[j]), inputs[j], recon[j], note))
         panels.append(
-            {
-                "input": inputs[j],
-                "output": recon[j],
-                "instrument": inst[j][mask[j]],
-                "clean": clean_j,
-                "label": label,
-                "pair": int(pairs[j]),
-            }
+            ArtifactPanel(
+                input=inputs[j],
+                output=recon[j],
+                instrument=inst[j][mask[j]],
+                clean=clean_j,
+                label=label,
+                pair=int(pairs[j]),
+            )
         )
-    return panels, rows
+    return ArtifactRemoval(rows, panels)
 
 
 def _noiseless_hsc(cfg: dict, d: _Direction, rows: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
@@ -995,15 +1159,64 @@ def _noiseless_hsc(cfg: dict, d: _Direction, rows: pd.DataFrame, truth: pd.DataF
     from whatsreal.experiments.truth_images import noiseless_targets
 
     tids = d.meta["truth_id"].to_numpy()[rows["pair"].to_numpy(dtype=np.int64)]
-    return noiseless_targets(
-        cfg, d.survey, rows["object_id"].to_numpy(), tids, truth, d.data_dir / f"meta_{d.survey}.parquet"
+    return noiseless_targets(cfg, d.survey, rows["object_id"].to_numpy(), tids, truth, d.layout.meta(d.survey))
+
+
+def measure_noise_model(
+    cfg: dict,
+    model: str | Path,
+    data: DatasetLayout | str | Path,
+    catalogs: Mapping[str, str | Path],
+    truth: str | Path | None,
+) -> NoiseModelResult:
+    """Choose the galaxies and sets, generate, measure and fit every configured direction, then
+    the artefact removal. The whole ``cfg``: besides ``experiments.noise_model`` it reads
+    ``preprocess`` (bands, crop), ``sample`` and, on the synthetic sky, ``simulation`` (the
+    noiseless truth is rendered again)."""
+    layout = DatasetLayout.of(data)
+    noise_model_cfg = cfg["experiments"]["noise_model"]
+    seed = int(noise_model_cfg["seed"])
+    rng = np.random.default_rng(seed)
+    percentiles = [float(p) for p in noise_model_cfg["percentiles"]]
+    directions = [s for s in SURVEY_ORDER if s in noise_model_cfg["directions"]]
+    decoder = _load_decoder(model, noise_model_cfg, cfg["sample"])
+    truth_df = pd.read_parquet(truth) if truth is not None else None
+
+    galaxies = _choose_galaxies(
+        layout, truth_df, list(cfg["preprocess"]["bands"]), int(noise_model_cfg["n_galaxies"]), rng
+    )
+    shape = np.load(layout.images("hsc"), mmap_mode="r").shape[1:]
+    x0 = {int(g): galaxy_noise(seed, int(g), 1, shape) for g in galaxies}
+    log.info("noise model: %d held-out galaxies %s; percentiles %s", len(galaxies), galaxies.tolist(), percentiles)
+
+    def load(survey: str) -> tuple[_Direction, np.ndarray]:
+        max_sets = int(noise_model_cfg["max_sets"])
+        return _load_direction(
+            survey, layout, catalogs[survey], truth_df, cfg["preprocess"], galaxies, max_sets, len(percentiles), rng
+        )
+
+    results: list[DirectionResult] = []
+    hsc: _Direction | None = None
+    for survey in directions:
+        d, cand = load(survey)
+        results.append(_run_direction(d, cand, galaxies, percentiles, decoder, x0, noise_model_cfg, rng))
+        hsc = d if survey == "hsc" else hsc
+    if hsc is None:  # the artefacts are HSC's; load its conditions when HSC is not a direction
+        hsc, _ = load("hsc")
+    artifacts = _artifact_removal(cfg, decoder, hsc, catalogs["hsc"], truth_df, galaxies, rng)
+    return NoiseModelResult(
+        table=pd.DataFrame([row for r in results for row in r.rows] + artifacts.rows, columns=list(NOISE_COLUMNS)),
+        slopes=pd.DataFrame([row for r in results for row in r.slope_rows], columns=list(SLOPE_COLUMNS)),
+        traversal=results[0].traversal,
+        scatter=[panel for r in results for panel in r.scatter],
+        artifacts=artifacts.panels,
     )
 
 
 def run_noise_model(
     cfg: dict,
     model: str | Path,
-    data_dir: str | Path,
+    data: DatasetLayout | str | Path,
     catalogs: Mapping[str, str | Path],
     truth: str | Path | None,
     figure: str | Path,
@@ -1012,49 +1225,11 @@ def run_noise_model(
 ) -> pd.DataFrame:
     """Fig 7, tables/noise_model.csv (one row per direction, axis, percentile and galaxy, then
     the artefact-removal rows) and tables/noise_model_slopes.csv (one row per direction and
-    axis: model slope, real-image slope, their ratio). Returns the first table."""
-    data_dir = Path(data_dir)
-    ncfg = cfg["experiments"]["noise_model"]
-    seed = int(ncfg["seed"])
-    rng = np.random.default_rng(seed)
-    percentiles = [float(p) for p in ncfg["percentiles"]]
-    directions = [s for s in SURVEY_ORDER if s in ncfg["directions"]]
-    module, saved = load_model(model)
-    net = module.model.eval()
-    device = compute_device()
-    net.to(device)
-    k = int(saved["neighbours"]["k"])
-    truth_df = pd.read_parquet(truth) if truth is not None else None
+    axis: model slope, real-image slope, their ratio). Returns the first table.
 
-    galaxies = _choose_galaxies(data_dir, truth_df, cfg, int(ncfg["n_galaxies"]), rng)
-    shape = np.load(data_dir / "images_hsc.npy", mmap_mode="r").shape[1:]
-    x0 = {int(g): galaxy_noise(seed, int(g), 1, shape) for g in galaxies}
-    log.info("noise model: %d held-out galaxies %s; percentiles %s", len(galaxies), galaxies.tolist(), percentiles)
-
-    rows: list[dict] = []
-    slope_rows: list[dict] = []
-    scatter: list[dict] = []
-    traversals: list[dict] = []
-    hsc: _Direction | None = None
-    for survey in directions:
-        d, cand = _load_direction(
-            survey, data_dir, catalogs[survey], truth_df, cfg, galaxies, int(ncfg["max_sets"]), len(percentiles), rng
-        )
-        r, s, sc, tr = _run_direction(d, cand, galaxies, percentiles, net, k, x0, cfg, device, rng)
-        rows += r
-        slope_rows += s
-        scatter += sc
-        traversals.append(tr)
-        hsc = d if survey == "hsc" else hsc
-    if hsc is None:  # the artefacts are HSC's; load its conditions when HSC is not a direction
-        hsc, _ = _load_direction(
-            "hsc", data_dir, catalogs["hsc"], truth_df, cfg, galaxies, int(ncfg["max_sets"]), len(percentiles), rng
-        )
-    artifacts, art_rows = _artifact_removal(cfg, net, device, k, hsc, catalogs["hsc"], truth_df, galaxies, rng)
-    rows += art_rows
-    df = pd.DataFrame(rows, columns=list(NOISE_COLUMNS))
-    write_csv(df, table)
-    slope_df = pd.DataFrame(slope_rows, columns=list(SLOPE_COLUMNS))
-    write_csv(slope_df, slopes)
-    plot_noise_model(traversals[0], scatter, artifacts, list(cfg["preprocess"]["bands"]), figure)
-    return df
+    ``data``: the dataset (its layout or root). The whole ``cfg``, as :func:`measure_noise_model`."""
+    result = measure_noise_model(cfg, model, data, catalogs, truth)
+    write_csv(result.table, table)
+    write_csv(result.slopes, slopes)
+    plot_noise_model(result.traversal, result.scatter, result.artifacts, list(cfg["preprocess"]["bands"]), figure)
+    return result.table

@@ -25,6 +25,7 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.io import write_npz
+from whatsreal.layout import DatasetLayout
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.model.samplers import sample
 from whatsreal.surveys import SURVEY_ORDER
@@ -38,6 +39,7 @@ __all__ = [
     "nfe_per_step",
     "run_posterior_samples",
     "sample_posterior",
+    "usable_val_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,14 @@ def nfe_per_step(method: str) -> int:
     return 1 if method == "euler" else 2
 
 
+def usable_val_pairs(split: pd.DataFrame, usable: np.ndarray | None = None) -> np.ndarray:
+    """The held-out (split == val) pairs of a split table, sorted; only ``usable`` ones (per pair,
+    :func:`whatsreal.data.usable.usable_pairs`) when given. What every generative experiment
+    draws its galaxies from: pairs never seen in training."""
+    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
+    return val if usable is None else val[usable[val]]
+
+
 def heldout_pairs(split_path: str | Path, n: int, seed: int, usable: np.ndarray | None = None) -> np.ndarray:
     """The first ``n`` held-out (split == val) pairs of a seeded permutation (all if fewer).
 
@@ -60,9 +70,7 @@ def heldout_pairs(split_path: str | Path, n: int, seed: int, usable: np.ndarray 
     missing = {"pair", "split"} - set(split.columns)
     if missing:
         raise KeyError(f"{split_path}: missing column(s) {sorted(missing)}")
-    val = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy(dtype=np.int64))
-    if usable is not None:
-        val = val[usable[val]]
+    val = usable_val_pairs(split, usable)
     if val.size == 0:
         raise ValueError(f"{split_path}: no usable held-out pairs (split == 'val', no dropped blank cutout) to sample")
     return np.random.default_rng(seed).permutation(val)[:n]
@@ -105,64 +113,88 @@ def sample_posterior(
     return out.float().cpu().numpy()
 
 
-def run_posterior_samples(
-    cfg: dict, model: str | Path, data_dir: str | Path, direction: str, out: str | Path
+def _draw(
+    net: FlowMatchingModel,
+    ds: TripletDataset,
+    n: int,
+    posterior_cfg: dict,
+    sample_cfg: dict,
+    device: torch.device,
+    direction: str,
 ) -> dict[str, np.ndarray]:
-    """Sample held-out anchors of ``direction`` (the anchor survey) and write the contract's npz."""
+    """The ``n`` triplets of ``ds`` sampled ``posterior.batch_size`` at a time: their targets,
+    physics views, instrument sets and masks, and the (n, S, C, H, W) samples."""
+    n_samples, steps, method = int(posterior_cfg["n_samples"]), int(sample_cfg["steps"]), sample_cfg["method"]
+    bs = int(posterior_cfg["batch_size"])
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("target", "physics", "instrument", "instrument_mask")}
+    samples = []
+    for start in range(0, n, bs):
+        batch = ds.__getitems__(list(range(start, min(start + bs, n))))
+        samples.append(sample_posterior(net, batch, n_samples, steps, method, int(posterior_cfg["seed"]), device))
+        parts["target"].append(batch["target"].numpy())
+        parts["physics"].append(batch["physics"][:, 0].numpy())
+        parts["instrument"].append(batch["instrument"].numpy())
+        parts["instrument_mask"].append(batch["instrument_mask"].numpy())
+        log.info("%s: sampled %d/%d galaxies", direction, min(start + bs, n), n)
+    return {**{k: np.concatenate(v) for k, v in parts.items()}, "samples": np.concatenate(samples)}
+
+
+def _log_throughput(
+    direction: str,
+    n_galaxies: int,
+    posterior_cfg: dict,
+    sample_cfg: dict,
+    elapsed: float,
+    device: torch.device,
+    mode: str,
+) -> None:
+    """Images and network evaluations per second: what the sampler costs on this device."""
+    n_samples, steps, method = int(posterior_cfg["n_samples"]), int(sample_cfg["steps"]), sample_cfg["method"]
+    n_images = n_galaxies * n_samples
+    nfe = steps * nfe_per_step(method)
+    log.info(
+        "%s-anchored: %d galaxies x %d samples = %d images in %.1f s on %s (%.2f images/s; %s %d steps = %d NFE, "
+        "%.0f network evaluations/s); neighbours mode '%s'",
+        *(direction, n_galaxies, n_samples, n_images, elapsed, device, n_images / elapsed),
+        *(method, steps, nfe, n_images * nfe / elapsed, mode),
+    )
+
+
+def run_posterior_samples(
+    posterior_cfg: dict,
+    sample_cfg: dict,
+    model: str | Path,
+    data: DatasetLayout | str | Path,
+    direction: str,
+    out: str | Path,
+) -> dict[str, np.ndarray]:
+    """Sample held-out anchors of ``direction`` (the anchor survey) and write the contract's npz.
+
+    ``posterior_cfg``: ``experiments.posterior`` (n_galaxies, n_samples, batch_size, seed);
+    ``sample_cfg``: ``sample`` (method, steps); ``data``: the dataset (its layout or root)."""
     if direction not in SURVEY_ORDER:
         raise ValueError(f"direction must be one of {SURVEY_ORDER}, got '{direction}'")
-    data_dir = Path(data_dir)
-    pcfg = cfg["experiments"]["posterior"]
-    scfg = cfg["sample"]
+    layout = DatasetLayout.of(data)
     module, saved = load_model(model)
     net = module.model
     device = compute_device()
     net.to(device).eval()
     mode = saved["neighbours"]["mode"]
     pairs = heldout_pairs(
-        data_dir / "split.parquet", int(pcfg["n_galaxies"]), int(pcfg["seed"]), usable=usable_pairs(data_dir)
+        layout.split, int(posterior_cfg["n_galaxies"]), int(posterior_cfg["seed"]), usable=usable_pairs(layout.root)
     )
     anchors = np.full(pairs.shape, SURVEY_ORDER.index(direction), dtype=np.int64)
-    ds = TripletDataset(data_dir, pairs, mode=mode, anchors=anchors)
-    meta = pd.read_parquet(data_dir / f"meta_{direction}.parquet", columns=["pair", "object_id"])
+    ds = TripletDataset(layout.root, pairs, mode=mode, anchors=anchors)
+    meta = pd.read_parquet(layout.meta(direction), columns=["pair", "object_id"])
     ids = meta.set_index("pair")["object_id"].astype(str)
-    n_samples, steps, method = int(pcfg["n_samples"]), int(scfg["steps"]), scfg["method"]
-    bs = int(pcfg["batch_size"])
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("target", "physics", "instrument", "instrument_mask")}
-    samples = []
     t0 = time.perf_counter()
-    for start in range(0, len(pairs), bs):
-        batch = ds.__getitems__(list(range(start, min(start + bs, len(pairs)))))
-        samples.append(sample_posterior(net, batch, n_samples, steps, method, int(pcfg["seed"]), device))
-        parts["target"].append(batch["target"].numpy())
-        parts["physics"].append(batch["physics"][:, 0].numpy())
-        parts["instrument"].append(batch["instrument"].numpy())
-        parts["instrument_mask"].append(batch["instrument_mask"].numpy())
-        log.info("%s: sampled %d/%d galaxies", direction, min(start + bs, len(pairs)), len(pairs))
-    elapsed = time.perf_counter() - t0
-    n_images = len(pairs) * n_samples
-    nfe = steps * nfe_per_step(method)
-    log.info(
-        "%s-anchored: %d galaxies x %d samples = %d images in %.1f s on %s (%.2f images/s; %s %d steps = %d NFE, "
-        "%.0f network evaluations/s); neighbours mode '%s'",
-        direction,
-        len(pairs),
-        n_samples,
-        n_images,
-        elapsed,
-        device,
-        n_images / elapsed,
-        method,
-        steps,
-        nfe,
-        n_images * nfe / elapsed,
-        mode,
-    )
+    drawn = _draw(net, ds, len(pairs), posterior_cfg, sample_cfg, device, direction)
+    _log_throughput(direction, len(pairs), posterior_cfg, sample_cfg, time.perf_counter() - t0, device, mode)
     result = {
         "pair": pairs.astype(np.int64),
         "object_id": ids.reindex(pairs).to_numpy().astype(str),
-        **{k: np.concatenate(v) for k, v in parts.items()},
-        "samples": np.concatenate(samples).astype(np.float32),
+        **{k: drawn[k] for k in ("target", "physics", "instrument", "instrument_mask")},
+        "samples": drawn["samples"].astype(np.float32),
         "direction": np.array(direction),
     }
     result["instrument_mask"] = result["instrument_mask"].astype(bool)

@@ -10,6 +10,7 @@ image that is noisier, smoother or brighter than the truth looks it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -21,6 +22,9 @@ from matplotlib.ticker import FormatStrFormatter
 from scipy.stats import t as student_t
 
 from whatsreal.io import atomic_path
+
+if TYPE_CHECKING:  # the experiment imports this module: its result types only for annotations
+    from whatsreal.experiments.noise_model import ArtifactPanel, SlopeFit, SlopePanel, Traversal
 
 __all__ = [
     "GENERATED_COLOUR",
@@ -95,11 +99,52 @@ def save(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
+def _counterfactual_row(
+    fig: plt.Figure, gs: object, i: int, post: dict[str, np.ndarray], n_nb: int, rgb: tuple[int, int, int]
+) -> None:
+    """Galaxy ``i`` of one direction: physics input, neighbours, truth, two samples, mean."""
+    anchor = post["direction"]
+    other = next(s for s in SURVEY_LABEL if s != anchor)
+    target = post["target"][i]
+    lo, hi = row_stretch(target)
+    plo, phi = row_stretch(post["physics"][i])
+    ax = fig.add_subplot(gs[i, 0])
+    _show(ax, post["physics"][i], plo, phi, rgb)
+    ax.set_ylabel(f"{SURVEY_LABEL[other]}→{SURVEY_LABEL[anchor]}\npair {int(post['pair'][i])}", fontsize=8)
+    if i == 0:
+        ax.set_title(f"physics input\n({SURVEY_LABEL[other]} view)", fontsize=8)
+    for j in range(n_nb):
+        ax = fig.add_subplot(gs[i, 1 + j])
+        real = j < post["instrument"].shape[1] and bool(post["instrument_mask"][i, j])
+        _show(ax, post["instrument"][i, j] if real else None, lo, hi, rgb)
+        if i == 0 and j == n_nb // 2:
+            ax.set_title(f"instrument inputs\n({SURVEY_LABEL[anchor]} neighbours)", fontsize=8)
+    samples = post["samples"][i]
+    mean = samples.mean(axis=0)
+    mse_mean = float(((mean - target) ** 2).mean())
+    panels = [
+        (target, f"ground truth\n({SURVEY_LABEL[anchor]})"),
+        (samples[0], "posterior\nsample 1"),
+        (samples[min(1, len(samples) - 1)], "posterior\nsample 2"),
+        (mean, f"posterior mean\n({len(samples)} samples)"),
+    ]
+    for j, (img, title) in enumerate(panels):
+        ax = fig.add_subplot(gs[i, 1 + n_nb + j])
+        _show(ax, img, lo, hi, rgb)
+        if i == 0:
+            ax.set_title(title, fontsize=8)
+        if j == 3:
+            ax.text(0.03, 0.04, f"MSE {mse_mean:.3f}", transform=ax.transAxes, color="white", fontsize=7, va="bottom")
+
+
 def plot_counterfactuals(
     posteriors: list[dict[str, np.ndarray]], n_show: int, bands: list[str] | None, path: str | Path
 ) -> None:
     """Fig 6: per direction, ``n_show`` galaxies: physics input, up to 5 instrument neighbours
-    (small), ground truth, two posterior samples, posterior mean."""
+    (small), ground truth, two posterior samples, posterior mean.
+
+    ``posteriors``: per direction the arrays of the posterior npz contract
+    (:func:`whatsreal.experiments.posterior.load_posterior`)."""
     rgb = rgb_bands(bands)
     n_nb = min(max(p["instrument"].shape[1] for p in posteriors), 5)
     shown = [min(n_show, len(p["pair"])) for p in posteriors]
@@ -108,48 +153,9 @@ def plot_counterfactuals(
     fig = plt.figure(figsize=(1.6 * sum(widths) + 0.8, height))
     outer = fig.add_gridspec(len(posteriors), 1, height_ratios=shown, hspace=0.5 / max(shown), top=1 - 0.7 / height)
     for d, p in enumerate(posteriors):
-        anchor = p["direction"]
-        other = next(s for s in SURVEY_LABEL if s != anchor)
         gs = outer[d].subgridspec(shown[d], len(widths), width_ratios=widths, wspace=0.05, hspace=0.08)
         for i in range(shown[d]):
-            target = p["target"][i]
-            lo, hi = row_stretch(target)
-            plo, phi = row_stretch(p["physics"][i])
-            ax = fig.add_subplot(gs[i, 0])
-            _show(ax, p["physics"][i], plo, phi, rgb)
-            ax.set_ylabel(f"{SURVEY_LABEL[other]}→{SURVEY_LABEL[anchor]}\npair {int(p['pair'][i])}", fontsize=8)
-            if i == 0:
-                ax.set_title(f"physics input\n({SURVEY_LABEL[other]} view)", fontsize=8)
-            for j in range(n_nb):
-                ax = fig.add_subplot(gs[i, 1 + j])
-                real = j < p["instrument"].shape[1] and bool(p["instrument_mask"][i, j])
-                _show(ax, p["instrument"][i, j] if real else None, lo, hi, rgb)
-                if i == 0 and j == n_nb // 2:
-                    ax.set_title(f"instrument inputs\n({SURVEY_LABEL[anchor]} neighbours)", fontsize=8)
-            samples = p["samples"][i]
-            mean = samples.mean(axis=0)
-            mse_mean = float(((mean - target) ** 2).mean())
-            panels = [
-                (target, f"ground truth\n({SURVEY_LABEL[anchor]})"),
-                (samples[0], "posterior\nsample 1"),
-                (samples[min(1, len(samples) - 1)], "posterior\nsample 2"),
-                (mean, f"posterior mean\n({len(samples)} samples)"),
-            ]
-            for j, (img, title) in enumerate(panels):
-                ax = fig.add_subplot(gs[i, 1 + n_nb + j])
-                _show(ax, img, lo, hi, rgb)
-                if i == 0:
-                    ax.set_title(title, fontsize=8)
-                if j == 3:
-                    ax.text(
-                        0.03,
-                        0.04,
-                        f"MSE {mse_mean:.3f}",
-                        transform=ax.transAxes,
-                        color="white",
-                        fontsize=7,
-                        va="bottom",
-                    )
+            _counterfactual_row(fig, gs, i, p, n_nb, rgb)
     fig.suptitle(
         "Fig 6 — counterfactual cross-instrument reconstructions of held-out galaxies "
         "(g/r/i composite of preprocessed pixels; one stretch per row)",
@@ -173,7 +179,7 @@ def _fit_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, slope: float, **style:
     ax.plot(np.exp(grid), np.exp(ly.mean() + slope * (grid - lx.mean())), **style)
 
 
-def _ci_text(fit: object) -> str:
+def _ci_text(fit: SlopeFit) -> str:
     if not np.isfinite(fit.slope):
         return "n/a"
     if np.isfinite(fit.ci_lo):
@@ -181,105 +187,115 @@ def _ci_text(fit: object) -> str:
     return f"{fit.slope:.2f}"
 
 
-def _scatter_panel(ax: plt.Axes, panel: dict) -> None:
+def _scatter_panel(ax: plt.Axes, panel: SlopePanel) -> None:
     """Output statistic vs the conditioning set's true value, per galaxy, with the real-image reference."""
-    ax.scatter(panel["real_x"], panel["real_y"], s=4, color=TRUTH_COLOUR, alpha=0.35, lw=0)
-    for g in np.unique(panel["groups"]):
-        sel = panel["groups"] == g
-        order = np.argsort(panel["x"][sel])
-        ax.plot(panel["x"][sel][order], panel["y"][sel][order], "-o", color=GENERATED_COLOUR, alpha=0.35, lw=0.6, ms=2)
-    _fit_line(ax, panel["real_x"], panel["real_y"], panel["real_fit"].slope, color=TRUTH_COLOUR, lw=1.6, ls="--")
-    _fit_line(ax, panel["x"], panel["y"], panel["fit"].slope, color="#B35806", lw=2.0)
-    ax.plot([], [], "-o", color=GENERATED_COLOUR, ms=3, label=f"generated, {panel['fit'].n_groups} galaxies")
-    ax.plot([], [], color="#B35806", lw=2.0, label=f"slope {_ci_text(panel['fit'])}")
-    ax.plot([], [], "o--", color=TRUTH_COLOUR, ms=3, label=f"real images: slope {_ci_text(panel['real_fit'])}")
+    ax.scatter(panel.real_x, panel.real_y, s=4, color=TRUTH_COLOUR, alpha=0.35, lw=0)
+    for g in np.unique(panel.groups):
+        sel = panel.groups == g
+        order = np.argsort(panel.x[sel])
+        ax.plot(panel.x[sel][order], panel.y[sel][order], "-o", color=GENERATED_COLOUR, alpha=0.35, lw=0.6, ms=2)
+    _fit_line(ax, panel.real_x, panel.real_y, panel.real_fit.slope, color=TRUTH_COLOUR, lw=1.6, ls="--")
+    _fit_line(ax, panel.x, panel.y, panel.fit.slope, color="#B35806", lw=2.0)
+    ax.plot([], [], "-o", color=GENERATED_COLOUR, ms=3, label=f"generated, {panel.fit.n_groups} galaxies")
+    ax.plot([], [], color="#B35806", lw=2.0, label=f"slope {_ci_text(panel.fit)}")
+    ax.plot([], [], "o--", color=TRUTH_COLOUR, ms=3, label=f"real images: slope {_ci_text(panel.real_fit)}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):  # plain numbers: the range is a factor of a few, not decades
         axis.set_major_formatter(FormatStrFormatter("%.3g"))
         axis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    other = next(s for s in SURVEY_LABEL if s != panel["direction"])
+    other = next(s for s in SURVEY_LABEL if s != panel.direction)
     ax.set_title(
-        f"{SURVEY_LABEL[other]}→{SURVEY_LABEL[panel['direction']]}: {STAT_LABEL[panel['axis']].split(' (')[0]}",
+        f"{SURVEY_LABEL[other]}→{SURVEY_LABEL[panel.direction]}: {STAT_LABEL[panel.axis].split(' (')[0]}",
         fontsize=8,
     )
-    ax.set_xlabel(f"conditioning set's true {AXIS_LABEL[panel['axis']]} (members' mean)", fontsize=7)
-    ax.set_ylabel(STAT_LABEL[panel["axis"]] + " (preprocessed)", fontsize=7)
+    ax.set_xlabel(f"conditioning set's true {AXIS_LABEL[panel.axis]} (members' mean)", fontsize=7)
+    ax.set_ylabel(STAT_LABEL[panel.axis] + " (preprocessed)", fontsize=7)
     ax.tick_params(labelsize=6, which="both")
     ax.legend(fontsize=6, frameon=False, loc="best")
 
 
-def plot_noise_model(
-    traversal: dict,
-    scatter: list[dict],
-    artifacts: list[dict],
-    bands: list[str] | None,
-    path: str | Path,
+def _traversal_rows(
+    fig: plt.Figure, cell: object, traversal: Traversal, n_cols: int, rgb: tuple[int, int, int]
 ) -> None:
-    """Fig 7: conditioning traversals of one galaxy (top), slope panels (middle), artefact removal (bottom).
-
-    ``traversal``: direction, other, label, physics (C,H,W), truth (C,H,W), truth_noise,
-    truth_size and ``rows``, one per axis: axis, percentiles, values (the sets' true values),
-    outputs (P,C,H,W), statistic (per output), conditioning (P,k,C,H,W), n_members.
-    ``scatter``: per (direction, axis): x, y, groups, fit and real_x, real_y, real_fit
-    (``SlopeFit``-like: slope, ci_lo, ci_hi, n_groups).
-    ``artifacts``: per example a dict with input, output, instrument (k,C,H,W), label, pair
-    and optionally clean (the noiseless truth)."""
-    rgb = rgb_bands(bands)
-    rows = traversal["rows"]
-    n_out = max((len(r["outputs"]) for r in rows), default=0)
-    has_clean = any(a.get("clean") is not None for a in artifacts)
-    n_cols = max(n_out + 2, 5 + int(has_clean), 2 * len(scatter))
-    n_art = len(artifacts)
+    """Fig 7 top: per axis, the physics input, the real image and the output of every set,
+    each above thumbnails of its set's images."""
+    rows = traversal.rows
     n_rows = max(len(rows), 1)
-    height = 1.95 * 1.55 * n_rows + 3.4 + 1.95 * max(n_art, 1)
-    fig = plt.figure(figsize=(1.9 * n_cols, height + 0.9))
-    outer = fig.add_gridspec(
-        3, 1, height_ratios=[1.55 * n_rows, 1.75, max(n_art, 1)], hspace=0.3, top=height / (height + 0.9), bottom=0.02
-    )
-    top = outer[0].subgridspec(2 * n_rows, n_cols, height_ratios=[1.0, 0.55] * n_rows, wspace=0.06, hspace=0.4)
-    lo, hi = row_stretch(traversal["truth"])
-    plo, phi = row_stretch(traversal["physics"])
-    anchor, other = SURVEY_LABEL[traversal["direction"]], SURVEY_LABEL[traversal["other"]]
+    top = cell.subgridspec(2 * n_rows, n_cols, height_ratios=[1.0, 0.55] * n_rows, wspace=0.06, hspace=0.4)
+    lo, hi = row_stretch(traversal.truth)
+    plo, phi = row_stretch(traversal.physics)
+    anchor, other = SURVEY_LABEL[traversal.direction], SURVEY_LABEL[traversal.other]
     for r, row in enumerate(rows):
-        stat_name = "noise σ" if row["axis"] == "sky_sigma" else "size"
+        stat_name = "noise σ" if row.axis == "sky_sigma" else "size"
         ax = fig.add_subplot(top[2 * r, 0])
-        _show(ax, traversal["physics"], plo, phi, rgb)
+        _show(ax, traversal.physics, plo, phi, rgb)
         ax.set_title(f"physics input\n({other} view)", fontsize=8)
-        ax.set_ylabel(f"{traversal['label']}\n{AXIS_LABEL[row['axis']]} sets", fontsize=8)
+        ax.set_ylabel(f"{traversal.label}\n{AXIS_LABEL[row.axis]} sets", fontsize=8)
         ax = fig.add_subplot(top[2 * r, 1])
-        _show(ax, traversal["truth"], lo, hi, rgb)
-        real_stat = traversal["truth_noise"] if row["axis"] == "sky_sigma" else traversal["truth_size"]
+        _show(ax, traversal.truth, lo, hi, rgb)
+        real_stat = traversal.truth_noise if row.axis == "sky_sigma" else traversal.truth_size
         ax.set_title(f"real {anchor} image\n{stat_name} {real_stat:.3f}", fontsize=8)
-        for j in range(len(row["outputs"])):
+        for j in range(len(row.outputs)):
             ax = fig.add_subplot(top[2 * r, 2 + j])
-            _show(ax, row["outputs"][j], lo, hi, rgb)
+            _show(ax, row.outputs[j], lo, hi, rgb)
             ax.set_title(
-                f"P{row['percentiles'][j]:g} {AXIS_LABEL[row['axis']]} {row['values'][j]:.3g}\n"
-                f"output {stat_name} {row['statistic'][j]:.3f}",
+                f"P{row.percentiles[j]:g} {AXIS_LABEL[row.axis]} {row.values[j]:.3g}\n"
+                f"output {stat_name} {row.statistic[j]:.3f}",
                 fontsize=7,
             )
-            n = int(row["n_members"][j])
-            thumbs = _strip(fig, top[2 * r + 1, 2 + j], row["conditioning"][j][:n], lo, hi, rgb)
+            n = int(row.n_members[j])
+            thumbs = _strip(fig, top[2 * r + 1, 2 + j], row.conditioning[j][:n], lo, hi, rgb)
             if j == 0:
                 thumbs[0].set_title(f"its {n} neighbour-set images", fontsize=7, loc="left")
-    mid = outer[1].subgridspec(1, max(len(scatter), 1), wspace=0.35)
-    for c, panel in enumerate(scatter):
-        _scatter_panel(fig.add_subplot(mid[0, c]), panel)
-    bottom = outer[2].subgridspec(max(n_art, 1), n_cols, wspace=0.06, hspace=0.3)
+
+
+def _artifact_rows(
+    fig: plt.Figure, cell: object, artifacts: list[ArtifactPanel], n_cols: int, rgb: tuple[int, int, int]
+) -> None:
+    """Fig 7 bottom: per example the corrupted input, the reconstruction, the noiseless truth
+    (when known) and the clean images the instrument encoder read."""
+    bottom = cell.subgridspec(max(len(artifacts), 1), n_cols, wspace=0.06, hspace=0.3)
     for r, art in enumerate(artifacts):
-        alo, ahi = row_stretch(art["clean"] if art.get("clean") is not None else art["output"])
-        panels = [(art["input"], f"physics input: HSC\n{art['label']}"), (art["output"], "reconstruction")]
-        if art.get("clean") is not None:
-            panels.append((art["clean"], "noiseless truth\n(simulator)"))
+        alo, ahi = row_stretch(art.clean if art.clean is not None else art.output)
+        panels = [(art.input, f"physics input: HSC\n{art.label}"), (art.output, "reconstruction")]
+        if art.clean is not None:
+            panels.append((art.clean, "noiseless truth\n(simulator)"))
         for j, (img, title) in enumerate(panels):
             ax = fig.add_subplot(bottom[r, j])
             _show(ax, img, alo, ahi, rgb)
             ax.set_title(title, fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"pair {art['pair']}", fontsize=8)
-        axes = _strip(fig, bottom[r, len(panels) : len(panels) + 2], art["instrument"], alo, ahi, rgb)
+                ax.set_ylabel(f"pair {art.pair}", fontsize=8)
+        axes = _strip(fig, bottom[r, len(panels) : len(panels) + 2], art.instrument, alo, ahi, rgb)
         axes[len(axes) // 2 if len(axes) < 3 else 1].set_title("instrument inputs: random clean HSC images", fontsize=8)
+
+
+def plot_noise_model(
+    traversal: Traversal,
+    scatter: list[SlopePanel],
+    artifacts: list[ArtifactPanel],
+    bands: list[str] | None,
+    path: str | Path,
+) -> None:
+    """Fig 7: conditioning traversals of one galaxy (top), slope panels (middle), artefact removal (bottom)."""
+    rgb = rgb_bands(bands)
+    n_out = max((len(r.outputs) for r in traversal.rows), default=0)
+    has_clean = any(a.clean is not None for a in artifacts)
+    n_cols = max(n_out + 2, 5 + int(has_clean), 2 * len(scatter))
+    n_art = len(artifacts)
+    n_rows = max(len(traversal.rows), 1)
+    height = 1.95 * 1.55 * n_rows + 3.4 + 1.95 * max(n_art, 1)
+    fig = plt.figure(figsize=(1.9 * n_cols, height + 0.9))
+    outer = fig.add_gridspec(
+        3, 1, height_ratios=[1.55 * n_rows, 1.75, max(n_art, 1)], hspace=0.3, top=height / (height + 0.9), bottom=0.02
+    )
+    _traversal_rows(fig, outer[0], traversal, n_cols, rgb)
+    mid = outer[1].subgridspec(1, max(len(scatter), 1), wspace=0.35)
+    for c, panel in enumerate(scatter):
+        _scatter_panel(fig.add_subplot(mid[0, c]), panel)
+    _artifact_rows(fig, outer[2], artifacts, n_cols, rgb)
+    anchor, other = SURVEY_LABEL[traversal.direction], SURVEY_LABEL[traversal.other]
     fig.suptitle(
         f"Fig 7 — data-driven noise model. Top: one {other} galaxy generated as {anchor} from a fixed x0, the "
         "instrument encoder conditioned on real spatial neighbour sets\nat percentiles of the true sky σ and PSF "
