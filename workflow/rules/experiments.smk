@@ -252,7 +252,6 @@ rule posterior_samples:
 rule counterfactuals:
     input:
         posterior=posterior_files,
-        meta=meta_files(),
     output:
         figure=report(
             RUN.figure("fig6_counterfactuals"),
