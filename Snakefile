@@ -1,9 +1,7 @@
 # whatsreal: learning what is real in galaxy images (see README.md).
 # Rules live in workflow/rules/*.smk; all logic lives in the whatsreal package.
 
-from pathlib import Path
-
-from whatsreal.config import run_config, validate_config, workflow_config_files
+from whatsreal.config import SCHEMA_PATH, run_config, validate_config, workflow_config_files
 
 
 # The config is the schema defaults plus exactly the files named with --configfile; with
@@ -17,7 +15,7 @@ if not workflow.overwrite_configfiles:
 
 # Validate and fill defaults before any rule is defined: a bad key stops the run here,
 # with a message that names it.
-validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+validate_config(config, SCHEMA_PATH)
 
 
 include: "workflow/rules/common.smk"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from astropy.coordinates import SkyCoord, search_around_sky
 
-from whatsreal.config import load_config
+from whatsreal.config import SCHEMA_PATH, load_config
 from whatsreal.data import stages
 from whatsreal.data.crossmatch import crossmatch
 from whatsreal.data.neighbours import spatial_neighbours
@@ -73,8 +73,7 @@ def bench_crossmatch(n: int, repeats: int) -> None:
 
 
 def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
-    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
-    cfg = load_config(REPO / "config" / "config.yaml", schema)
+    cfg = load_config(REPO / "config" / "config.yaml", SCHEMA_PATH)
     cfg["simulation"]["cutout_size"] = cutout
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

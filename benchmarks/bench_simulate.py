@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whatsreal.config import load_config
+from whatsreal.config import SCHEMA_PATH, load_config
 from whatsreal.sim.render import ObjectSpec, render_stamp
 from whatsreal.sim.sky import simulate_sky
 from whatsreal.surveys import SURVEYS
@@ -62,7 +62,7 @@ def bench_stamps(size: int, n: int, repeats: int) -> dict[str, float]:
 
 
 def bench_default_sky(threads: int, repeats: int) -> tuple[float, int]:
-    cfg = load_config(REPO / "config" / "config.yaml", REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = load_config(REPO / "config" / "config.yaml", SCHEMA_PATH)
     times, stamps = [], 0
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from whatsreal.config import load_config
+from whatsreal.config import SCHEMA_PATH, load_config
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.model.embed import encode_images
 from whatsreal.model.flow import build_model
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--n-galaxies", type=int, default=16)
     args = parser.parse_args()
     data = Path(args.data)
-    cfg = load_config(args.config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = load_config(args.config, SCHEMA_PATH)
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads {torch.get_num_threads()}")
     times = step_time(cfg, data, args.steps)
     print(

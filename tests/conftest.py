@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-from whatsreal.config import validate_config
+from whatsreal.config import SCHEMA_PATH, validate_config
 from whatsreal.sim.sky import simulate_sky
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH  # the schema the package ships and the workflow validates with
 
 TINY = {
     "dataset": {"name": "tiny"},

@@ -1,6 +1,7 @@
 """Load and validate the pipeline configuration.
 
-The JSON schema in ``workflow/schemas/config.schema.yaml`` is the single source of
+The JSON schema :data:`SCHEMA_PATH` (``src/whatsreal/schemas/config.schema.yaml``, shipped
+inside the package) is the single source of
 truth for keys, types and defaults. Validation fills in defaults (so a config file
 only lists what it changes), rejects unknown keys (so a typo cannot silently fall
 back to a default) and then applies the cross-key checks a schema cannot express.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,8 @@ import jsonschema
 import yaml
 
 __all__ = [
-    "DEFAULT_SCHEMA",
     "DEMO_CONFIG",
+    "SCHEMA_PATH",
     "ConfigError",
     "check_config_files",
     "config_value",
@@ -39,8 +41,9 @@ __all__ = [
     "write_effective_config",
 ]
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-"""The repository's schema (valid for a source checkout or an editable install)."""
+SCHEMA_PATH = Path(str(resources.files("whatsreal").joinpath("schemas", "config.schema.yaml")))
+"""The config's JSON schema: package data, so an installed wheel validates configs too, and
+the workflow, the training CLI and the tests all read this one file."""
 
 
 class ConfigError(ValueError):
@@ -280,7 +283,7 @@ def run_config(
 
 
 def check_config_files(
-    paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA, *, check_paths: bool = True
+    paths: Sequence[str | Path], schema_path: str | Path = SCHEMA_PATH, *, check_paths: bool = True
 ) -> dict[str, Any]:
     """The config the files ``paths`` make, merged in order over the schema defaults, validated.
 
@@ -304,8 +307,9 @@ def check_config_files(
     return config
 
 
-DEMO_CONFIG = DEFAULT_SCHEMA.parents[2] / "config" / "config.yaml"
-"""The demo's config: what the workflow runs when no ``--configfile`` is named."""
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+"""The demo's config: what the workflow runs when no ``--configfile`` is named (the
+repository's file: valid for a source checkout or an editable install)."""
 
 
 def workflow_config_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -319,7 +323,7 @@ def workflow_config_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def effective_config(
-    paths: Sequence[str | Path], schema_path: str | Path = DEFAULT_SCHEMA, *, check_paths: bool = True
+    paths: Sequence[str | Path], schema_path: str | Path = SCHEMA_PATH, *, check_paths: bool = True
 ) -> dict[str, Any]:
     """The config the workflow runs for ``--configfile PATHS`` (none: the demo's): the schema
     defaults with the files merged in order, validated (the Snakefile does the same)."""
@@ -353,7 +357,7 @@ def _check_main(argv: list[str]) -> int:
         "line and column.",
     )
     parser.add_argument("files", nargs="+", type=Path, help="config YAML files, in --configfile order")
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="the config's JSON schema")
+    parser.add_argument("--schema", type=Path, default=SCHEMA_PATH, help="the config's JSON schema")
     args = parser.parse_args(argv)
     try:
         check_config_files(args.files, args.schema)
@@ -387,7 +391,7 @@ def _show_main(argv: list[str]) -> int:
     )
     parser.add_argument("--configfile", nargs="*", type=Path, default=[], help="config files, in --configfile order")
     parser.add_argument("--key", help="print only this dotted key's value (e.g. dataset.name)")
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
+    parser.add_argument("--schema", type=Path, default=SCHEMA_PATH)
     args = parser.parse_args(argv)
     try:
         config = effective_config(args.configfile, args.schema, check_paths=False)

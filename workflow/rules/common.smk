@@ -19,7 +19,7 @@ RUN = DATA.run("{run}")
 DIRECTIONS = SURVEY_ORDER  # a direction is named by its anchor (target) survey
 PROVABGS = config["aux"]["provabgs"]["path"]  # MMU's PROVABGS directory, or None: no spectroscopic targets
 RUNS = list(config["runs"])
-SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(SCHEMA_PATH)  # the package's schema (whatsreal/schemas), imported by the Snakefile
 # Every run's overlay applied and validated now, before any job: a typo inside
 # `runs.<run>` stops the workflow here, naming the run and the key.
 RUN_CONFIGS = {run: run_config(config, run, SCHEMA) for run in RUNS}

@@ -106,44 +106,11 @@ def read_crossmatched_catalogs(
     """
     cats: dict[str, list[pd.DataFrame]] = {s: [] for s in surveys}
     for shard in list_parquet_shards(path):
-        schema = pq.read_schema(shard)
-        names = set(schema.names)
-        for s in surveys:
-            for need in (image_column(s), f"{s}_object_id"):
-                if need not in names:
-                    raise MMUFormatError(f"{shard}: missing column '{need}'")
-        pos = next((p for p in POSITION_COLUMNS if set(p) <= names), None)
-        if pos is None:
-            raise MMUFormatError(
-                f"{shard}: no position columns (looked for {POSITION_COLUMNS}); the spatial neighbours need ra/dec"
-            )
-        scalar = [f.name for f in schema if not pa.types.is_nested(f.type) and f.name not in pos]
-        table = pq.read_table(shard, columns=[*pos, *scalar]).to_pandas()
-        n = len(table)
-        for s in surveys:
-            df = pd.DataFrame(
-                {
-                    "object_id": table[f"{s}_object_id"].to_numpy(),
-                    "ra": table[pos[0]].to_numpy(),
-                    "dec": table[pos[1]].to_numpy(),
-                    "healpix": -1,
-                    "file": str(shard),
-                    "row": np.arange(n, dtype=np.int64),
-                }
-            )
-            extra = [c for c in scalar if not c.endswith("_object_id")]
-            cats[s].append(pd.concat([df, table[extra].reset_index(drop=True)], axis=1))
+        for s, frame in _shard_catalogs(shard, surveys).items():
+            cats[s].append(frame)
     out = {s: pd.concat(frames, ignore_index=True) for s, frames in cats.items()}
+    _check_catalogs(out, surveys)
     first = out[surveys[0]]
-    bad = ~(np.isfinite(first["ra"].to_numpy(float)) & np.isfinite(first["dec"].to_numpy(float)))
-    if bad.any():
-        r = first[bad].iloc[0]
-        raise MMUFormatError(f"{r['file']}: row {r['row']} has a non-finite position")
-    for s in surveys:
-        dup = out[s]["object_id"].duplicated()
-        if dup.any():
-            r = out[s][dup].iloc[0]
-            raise MMUFormatError(f"{r['file']}: row {r['row']} repeats {s}_object_id {r['object_id']}")
     idx = np.arange(len(first), dtype=np.int64)
     pairs = pd.DataFrame(
         {
@@ -157,6 +124,53 @@ def read_crossmatched_catalogs(
         }
     )
     return out, pairs
+
+
+def _shard_catalogs(shard: Path, surveys: tuple[str, str]) -> dict[str, pd.DataFrame]:
+    """One shard's rows as each survey's catalogue (its ids, the shared position and scalar columns)."""
+    schema = pq.read_schema(shard)
+    names = set(schema.names)
+    for s in surveys:
+        for need in (image_column(s), f"{s}_object_id"):
+            if need not in names:
+                raise MMUFormatError(f"{shard}: missing column '{need}'")
+    pos = next((p for p in POSITION_COLUMNS if set(p) <= names), None)
+    if pos is None:
+        raise MMUFormatError(
+            f"{shard}: no position columns (looked for {POSITION_COLUMNS}); the spatial neighbours need ra/dec"
+        )
+    scalar = [f.name for f in schema if not pa.types.is_nested(f.type) and f.name not in pos]
+    table = pq.read_table(shard, columns=[*pos, *scalar]).to_pandas()
+    n = len(table)
+    frames = {}
+    for s in surveys:
+        df = pd.DataFrame(
+            {
+                "object_id": table[f"{s}_object_id"].to_numpy(),
+                "ra": table[pos[0]].to_numpy(),
+                "dec": table[pos[1]].to_numpy(),
+                "healpix": -1,
+                "file": str(shard),
+                "row": np.arange(n, dtype=np.int64),
+            }
+        )
+        extra = [c for c in scalar if not c.endswith("_object_id")]
+        frames[s] = pd.concat([df, table[extra].reset_index(drop=True)], axis=1)
+    return frames
+
+
+def _check_catalogs(cats: dict[str, pd.DataFrame], surveys: tuple[str, str]) -> None:
+    """Refuse a non-finite position or a repeated object id, naming the shard and row."""
+    first = cats[surveys[0]]
+    bad = ~(np.isfinite(first["ra"].to_numpy(float)) & np.isfinite(first["dec"].to_numpy(float)))
+    if bad.any():
+        r = first[bad].iloc[0]
+        raise MMUFormatError(f"{r['file']}: row {r['row']} has a non-finite position")
+    for s in surveys:
+        dup = cats[s]["object_id"].duplicated()
+        if dup.any():
+            r = cats[s][dup].iloc[0]
+            raise MMUFormatError(f"{r['file']}: row {r['row']} repeats {s}_object_id {r['object_id']}")
 
 
 def write_crossmatched_parquet(

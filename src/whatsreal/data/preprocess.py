@@ -231,68 +231,35 @@ def preprocess_survey(
     catalog: pd.DataFrame,
     rows: np.ndarray,
     train: np.ndarray,
-    pcfg: dict,
+    preprocess_cfg: dict,
     out_npy: str | Path,
     workers: int = 1,
 ) -> dict[str, Any]:
     """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``.
 
     ``train`` marks the pairs whose pixels fit the standardisation (less their blank
-    cutouts when ``pcfg["blank_cutouts"]`` is ``drop``: they are never trained on);
+    cutouts when ``preprocess_cfg["blank_cutouts"]`` is ``drop``: they are never trained on);
     chunks are read and transformed in ``workers`` processes. Returns the
     normalisation and counts (also logged) and ``blank``, (n, bands) True where a band
     of pair i's cutout is blank. The array is written to a temporary file and renamed
     only when complete.
     """
-    bands = list(pcfg["bands"])
+    n_bands = len(preprocess_cfg["bands"])
     n = len(rows)
-    size = int(pcfg["size"])
+    size = int(preprocess_cfg["size"])
+    chunk_size = int(preprocess_cfg["chunk_size"])
+    drop_blank = preprocess_cfg["blank_cutouts"] == "drop"
     files = catalog["file"].to_numpy()[rows]
     shard_rows = catalog["row"].to_numpy()[rows]
-    clamp = np.asarray(pcfg["clamp"][survey], dtype=np.float32)
-    stats = PreprocessStats()
-    drop_blank = pcfg["blank_cutouts"] == "drop"
-    blank = np.zeros((n, len(bands)), dtype=bool)
-    chunks = list(iter_rows_by_file(files, shard_rows, int(pcfg["chunk_size"])))
-    transforms = {
-        path: BandTransform(
-            survey,
-            band_positions(path, survey, bands),
-            clamp,
-            int(pcfg["crop"][survey]),
-            size,
-            float(pcfg["arcsinh_softening"]),
-            float(pcfg["arcsinh_scale"]),
-            float(pcfg["reference_zero_point"]),
-        )
-        for path in dict.fromkeys(path for path, _, _ in chunks)
-    }
-    jobs = ((transforms[path], path, file_rows) for path, file_rows, _ in chunks)
+    chunks = list(iter_rows_by_file(files, shard_rows, chunk_size))
+    transforms = _band_transforms(survey, preprocess_cfg, [path for path, _, _ in chunks])
     with atomic_path(out_npy, ".npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(bands), size, size))
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, n_bands, size, size))
         t0 = time.perf_counter()
-        for (_, _, positions), (x, n_bad, blank_chunk) in zip(
-            chunks, ordered_map(_transform_chunk, jobs, workers), strict=True
-        ):
-            stats.bad_pixels += n_bad
-            out[positions] = x
-            blank[positions] = blank_chunk
-            in_train = train[positions]
-            if drop_blank:
-                in_train = in_train & ~blank_chunk.any(axis=1)
-            if in_train.any():
-                stats.add(x[in_train])
+        stats, blank = _transform_chunks(out, chunks, transforms, train, drop_blank, workers)
         elapsed = time.perf_counter() - t0
-        if stats.n == 0:
-            why = " that is not blank (preprocess.blank_cutouts: drop)" if drop_blank and blank.any() else ""
-            raise ValueError(f"{survey}: no training pair{why} to fit the standardisation on")
-        mean, std = stats.mean, stats.std
-        if not std > 0:
-            raise ValueError(f"{survey}: preprocessed training pixels have zero variance; are the images empty?")
-        for start in range(0, n, int(pcfg["chunk_size"])):
-            block = out[start : start + int(pcfg["chunk_size"])]
-            block -= mean
-            block /= std
+        mean, std = _fitted_standardisation(survey, stats, drop_blank and blank.any())
+        _standardise(out, mean, std, chunk_size)
         out.flush()
         del out
     info = {
@@ -315,6 +282,77 @@ def preprocess_survey(
         std,
     )
     return info
+
+
+def _standardise(out: np.ndarray, mean: float, std: float, chunk_size: int) -> None:
+    """Step 6 in place, ``chunk_size`` rows at a time (``out`` is a memory map larger than memory)."""
+    for start in range(0, len(out), chunk_size):
+        block = out[start : start + chunk_size]
+        block -= mean
+        block /= std
+
+
+def _band_transforms(survey: str, preprocess_cfg: dict, paths: Sequence[str]) -> dict[str, BandTransform]:
+    """One :class:`BandTransform` per shard: shards of one survey may order their bands differently."""
+    bands = list(preprocess_cfg["bands"])
+    clamp = np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32)
+    return {
+        path: BandTransform(
+            survey,
+            band_positions(path, survey, bands),
+            clamp,
+            int(preprocess_cfg["crop"][survey]),
+            int(preprocess_cfg["size"]),
+            float(preprocess_cfg["arcsinh_softening"]),
+            float(preprocess_cfg["arcsinh_scale"]),
+            float(preprocess_cfg["reference_zero_point"]),
+        )
+        for path in dict.fromkeys(paths)
+    }
+
+
+def _transform_chunks(
+    out: np.ndarray,
+    chunks: list[tuple[str, np.ndarray, np.ndarray]],
+    transforms: dict[str, BandTransform],
+    train: np.ndarray,
+    drop_blank: bool,
+    workers: int,
+) -> tuple[PreprocessStats, np.ndarray]:
+    """Transform every chunk (steps 1-5) into its rows of ``out``, in ``workers`` processes.
+
+    Returns the standardisation's running sums over the training pairs (less the blank
+    cutouts when ``drop_blank``) and the (n, bands) blank-band flags.
+    """
+    stats = PreprocessStats()
+    blank = np.zeros(out.shape[:2], dtype=bool)
+    jobs = ((transforms[path], path, file_rows) for path, file_rows, _ in chunks)
+    for (_, _, positions), (x, n_bad, blank_chunk) in zip(
+        chunks, ordered_map(_transform_chunk, jobs, workers), strict=True
+    ):
+        stats.bad_pixels += n_bad
+        out[positions] = x
+        blank[positions] = blank_chunk
+        in_train = train[positions]
+        if drop_blank:
+            in_train = in_train & ~blank_chunk.any(axis=1)
+        if in_train.any():
+            stats.add(x[in_train])
+    return stats, blank
+
+
+def _fitted_standardisation(survey: str, stats: PreprocessStats, blank_dropped: bool) -> tuple[float, float]:
+    """(mean, std) of the training pixels, refusing a fit on nothing or on constant pixels.
+
+    ``blank_dropped``: blank cutouts were left out of the fit (named in the error when that
+    left nothing)."""
+    if stats.n == 0:
+        why = " that is not blank (preprocess.blank_cutouts: drop)" if blank_dropped else ""
+        raise ValueError(f"{survey}: no training pair{why} to fit the standardisation on")
+    mean, std = stats.mean, stats.std
+    if not std > 0:
+        raise ValueError(f"{survey}: preprocessed training pixels have zero variance; are the images empty?")
+    return mean, std
 
 
 def blank_band_labels(blank: np.ndarray, bands: Sequence[str]) -> np.ndarray:

@@ -122,7 +122,8 @@ def run_preprocess(
         raise ValueError(f"{split_path}: {len(split)} rows but {pairs_path} has {len(pairs)} pairs")
     rows = pairs[f"{survey}_row"].to_numpy()
     train = (split["split"] == "train").to_numpy()
-    info = preprocess_survey(survey, catalog, rows, train, cfg["preprocess"], out_npy, workers)
+    preprocess_cfg = cfg["preprocess"]
+    info = preprocess_survey(survey, catalog, rows, train, preprocess_cfg, out_npy, workers)
     meta = catalog.iloc[rows].drop(columns=["file", "row"]).reset_index(drop=True)
     meta.insert(0, "pair", np.arange(len(pairs), dtype=np.int64))
     meta.insert(1, "split", split["split"].to_numpy())
@@ -130,12 +131,15 @@ def run_preprocess(
         truth = pd.read_parquet(truth_path, columns=["truth_id", f"{survey}_object_id"])
         key = truth.dropna().astype({f"{survey}_object_id": str}).set_index(f"{survey}_object_id")["truth_id"]
         meta.insert(2, "truth_id", meta["object_id"].astype(str).map(key).astype("Int64"))
-    pcfg = cfg["preprocess"]
-    labels = blank_band_labels(info.pop("blank"), pcfg["bands"])
+    labels = blank_band_labels(info.pop("blank"), preprocess_cfg["bands"])
     meta["blank_bands"] = labels.astype(str)
-    meta["blank_dropped"] = (labels != "") & (pcfg["blank_cutouts"] == "drop")
+    meta["blank_dropped"] = (labels != "") & (preprocess_cfg["blank_cutouts"] == "drop")
     info["blank_cutouts"] = log_blank_cutouts(
-        survey, meta["object_id"].to_numpy(), labels, pcfg["blank_cutouts"], int(pcfg["crop"][survey])
+        survey,
+        meta["object_id"].to_numpy(),
+        labels,
+        preprocess_cfg["blank_cutouts"],
+        int(preprocess_cfg["crop"][survey]),
     )
     norm = {k: info[k] for k in ("norm_mean", "norm_std", "bad_pixels", "blank_cutouts")}
     write_parquet(meta, out_meta, metadata={"whatsreal_normalisation": json.dumps(norm)})
@@ -166,15 +170,15 @@ def run_neighbours(
     cat = pd.read_parquet(catalog_path, columns=["ra", "dec"])
     rows = pairs[f"{survey}_row"].to_numpy()
     ra, dec = cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows]
-    ncfg = cfg["neighbours"]
+    neighbours_cfg = cfg["neighbours"]
     if mode == "spatial":
-        index, sep = spatial_neighbours(ra, dec, ncfg["k"], ncfg["radius_arcmin"])
+        index, sep = spatial_neighbours(ra, dec, neighbours_cfg["k"], neighbours_cfg["radius_arcmin"])
     elif mode == "random":
         if spatial_path is None:
             raise ValueError("random neighbours need the spatial graph's per-object counts")
         counts = (np.load(spatial_path)["index"] >= 0).sum(axis=1)
-        rng = np.random.default_rng([ncfg["random_seed"], 0 if survey == "hsc" else 1])
-        index, sep = random_neighbours(ra, dec, counts, ncfg["k"], rng)
+        rng = np.random.default_rng([neighbours_cfg["random_seed"], 0 if survey == "hsc" else 1])
+        index, sep = random_neighbours(ra, dec, counts, neighbours_cfg["k"], rng)
     else:
         raise ValueError(f"unknown neighbour mode '{mode}' (spatial or random)")
     write_npz(out, index=index, sep_arcmin=sep)
@@ -183,7 +187,7 @@ def run_neighbours(
         "%s %s neighbours: objects with 0..%d neighbours: %s; median separation %.2f'",
         survey,
         mode,
-        ncfg["k"],
+        neighbours_cfg["k"],
         hist,
         float(np.nanmedian(sep)) if np.isfinite(sep).any() else float("nan"),
     )

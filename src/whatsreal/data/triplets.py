@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 
 
 class TripletDataset(Dataset):
-    """Triplets over ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz`` in ``data_dir``.
+    """Triplets over a dataset's ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz``.
+
+    ``data`` is the dataset's layout or its root directory.
 
     Neighbours whose pair is not usable (a dropped blank cutout, per ``meta_{survey}.parquet``)
     are removed from the neighbour graph, so they are masked out, never fed as a view. The
@@ -51,27 +54,26 @@ class TripletDataset(Dataset):
 
     def __init__(
         self,
-        data_dir: str | Path,
+        data: DatasetLayout | str | Path,
         pairs: np.ndarray,
         mode: str = "spatial",
         anchor_seed: int | None = None,
         surveys: tuple[str, ...] = SURVEY_ORDER,
         anchors: np.ndarray | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.layout = DatasetLayout.of(data)
         self.pairs = np.asarray(pairs, dtype=np.int64)
         self.mode = mode
         self.surveys = surveys
         self._images: dict[str, np.ndarray] | None = None
-        self.usable = usable_pairs(self.data_dir, surveys)
+        self.usable = usable_pairs(self.layout, surveys)
         self.neighbours = {
-            s: drop_unusable_neighbours(np.load(self.data_dir / f"neighbours_{s}_{mode}.npz")["index"], self.usable)
-            for s in surveys
+            s: drop_unusable_neighbours(np.load(self.layout.neighbours(s, mode))["index"], self.usable) for s in surveys
         }
-        shapes = {s: np.load(self.data_dir / f"images_{s}.npy", mmap_mode="r").shape for s in surveys}
+        shapes = {s: np.load(self.layout.images(s), mmap_mode="r").shape for s in surveys}
         n = {v[0] for v in shapes.values()} | {v.shape[0] for v in self.neighbours.values()} | {len(self.usable)}
         if len(n) != 1:
-            raise ValueError(f"{self.data_dir}: images and neighbour files disagree on the number of pairs {n}")
+            raise ValueError(f"{self.layout.root}: images and neighbour files disagree on the number of pairs {n}")
         # Anchors given, fixed by a seed (validation), or drawn afresh per fetch (training).
         if anchors is not None:
             self._fixed = np.asarray(anchors, dtype=np.int64)
@@ -85,7 +87,7 @@ class TripletDataset(Dataset):
     @property
     def images(self) -> dict[str, np.ndarray]:
         if self._images is None:  # opened here, in the worker process, never pickled
-            self._images = {s: np.load(self.data_dir / f"images_{s}.npy", mmap_mode="r") for s in self.surveys}
+            self._images = {s: np.load(self.layout.images(s), mmap_mode="r") for s in self.surveys}
         return self._images
 
     def __getstate__(self) -> dict:
@@ -154,7 +156,7 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class TripletDataModule(L.LightningDataModule):
-    """Train/val loaders over a preprocessed dataset directory and its saved split.
+    """Train/val loaders over a preprocessed dataset (its layout or root directory) and its saved split.
 
     Only usable pairs (:func:`whatsreal.data.usable.usable_pairs`) are trained and
     validated on.
@@ -162,22 +164,22 @@ class TripletDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str | Path,
+        data: DatasetLayout | str | Path,
         mode: str = "spatial",
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
+        self.layout = DatasetLayout.of(data)
         self.mode = mode
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
 
     def setup(self, stage: str | None = None) -> None:
-        split = pd.read_parquet(self.data_dir / "split.parquet")
-        usable = usable_pairs(self.data_dir)
+        split = pd.read_parquet(self.layout.split)
+        usable = usable_pairs(self.layout)
         pairs = split["pair"].to_numpy(dtype=np.int64)
         keep = usable[pairs]
         if not keep.all():
@@ -188,9 +190,9 @@ class TripletDataModule(L.LightningDataModule):
                 len(pairs),
             )
         split = split[keep]
-        self.train_set = TripletDataset(self.data_dir, split.loc[split["split"] == "train", "pair"], self.mode)
+        self.train_set = TripletDataset(self.layout, split.loc[split["split"] == "train", "pair"], self.mode)
         self.val_set = TripletDataset(
-            self.data_dir, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
+            self.layout, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
         )
 
     def _loader(self, ds: TripletDataset, shuffle: bool) -> DataLoader:

@@ -16,21 +16,22 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["drop_unusable_neighbours", "usable_pairs"]
 
 
-def usable_pairs(data_dir: str | Path, surveys: tuple[str, ...] = SURVEY_ORDER) -> np.ndarray:
+def usable_pairs(data: DatasetLayout | str | Path, surveys: tuple[str, ...] = SURVEY_ORDER) -> np.ndarray:
     """(n_pairs,) bool: True where no survey's ``meta_{survey}.parquet`` drops the pair.
 
-    A meta file written before blank cutouts were detected (no ``blank_dropped`` column)
-    drops nothing.
+    ``data`` is the dataset's layout or its root directory. A meta file written before
+    blank cutouts were detected (no ``blank_dropped`` column) drops nothing.
     """
-    data_dir = Path(data_dir)
+    layout = DatasetLayout.of(data)
     usable: np.ndarray | None = None
     for survey in surveys:
-        path = data_dir / f"meta_{survey}.parquet"
+        path = layout.meta(survey)
         has_column = "blank_dropped" in pq.read_schema(path).names
         columns = ["pair", "blank_dropped"] if has_column else ["pair"]
         meta = pd.read_parquet(path, columns=columns)

@@ -14,6 +14,7 @@ import pandas as pd
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import usable_pairs
 from whatsreal.io import atomic_path
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["plot_triplets"]
@@ -29,15 +30,19 @@ def _show(ax: plt.Axes, image: np.ndarray, vmin: float, vmax: float) -> None:
     ax.set_yticks([])
 
 
-def plot_triplets(data_dir: str | Path, out_png: str | Path, mode: str = "spatial", n: int = 3, seed: int = 0) -> None:
-    """For ``n`` validation pairs and each anchor survey: target, physics view, instrument views."""
-    data_dir = Path(data_dir)
-    split = pd.read_parquet(data_dir / "split.parquet")
+def plot_triplets(
+    data: DatasetLayout | str | Path, out_png: str | Path, mode: str = "spatial", n: int = 3, seed: int = 0
+) -> None:
+    """For ``n`` validation pairs and each anchor survey: target, physics view, instrument views.
+
+    ``data`` is the dataset's layout or its root directory."""
+    layout = DatasetLayout.of(data)
+    split = pd.read_parquet(layout.split)
     val = split.loc[split["split"] == "val", "pair"].to_numpy()
-    val = val[usable_pairs(data_dir)[val]]  # what validation sees: no dropped blank cutout
+    val = val[usable_pairs(layout)[val]]  # what validation sees: no dropped blank cutout
     picks = np.random.default_rng(seed).choice(val, size=min(n, len(val)), replace=False)
     # Each pair twice, once per anchor survey.
-    ds = TripletDataset(data_dir, np.repeat(picks, 2), mode, anchors=np.tile(np.arange(len(SURVEY_ORDER)), len(picks)))
+    ds = TripletDataset(layout, np.repeat(picks, 2), mode, anchors=np.tile(np.arange(len(SURVEY_ORDER)), len(picks)))
     batch = ds.__getitems__(list(range(len(ds))))
     k = batch["instrument"].shape[1]
     vmin, vmax = -1.0, float(np.percentile(batch["target"].numpy(), 99.5))

@@ -5,9 +5,9 @@ instrument would have recorded without noise or artefacts. ``simulate_sky``
 keeps that image only in memory (``Stamp.model``), so this module rebuilds the
 very same :class:`~whatsreal.sim.render.ObjectSpec` (same random streams, same
 order of draws) and renders it again with :func:`~whatsreal.sim.render.render_stamp`.
-Nothing is re-implemented: it calls the simulator's own population, background,
-conditions, observation and planning steps (:func:`~whatsreal.sim.sky.plan_survey`)
-in the order ``simulate_sky`` does, and a test checks that the rebuilt specs
+Nothing is re-implemented: it builds the simulator's own :class:`~whatsreal.sim.sky.Sky`
+(population, background, conditions and selection) and takes its per-survey plans,
+the very steps ``simulate_sky`` renders, and a test checks that the rebuilt specs
 reproduce the stored noisy cutouts bit for bit.
 
 What the noiseless truth contains: ``render_object(...).model`` is the whole scene
@@ -27,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from whatsreal.sim.render import ObjectSpec, Stamp, anchor_only, render_stamp
-from whatsreal.sim.sky import build_background, build_population, observe_survey, plan_survey
+from whatsreal.sim.sky import Sky
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
 __all__ = ["render_anchor", "render_object", "sky_specs"]
@@ -49,12 +49,8 @@ def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, d
 @lru_cache(maxsize=4)
 def _cached_specs(key_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
     key = json.loads(key_json)
-    sim, crops = key["simulation"], key["crop"]
-    patch, pop = build_population(sim)
-    background = build_background(sim, patch)
     out: dict[str, dict[str, ObjectSpec]] = {}
-    for name in surveys:
-        plan = plan_survey(sim, crops[name], pop, background, name, observe_survey(sim, patch, pop, name))
+    for name, plan in Sky.build(key["simulation"], key["crop"], surveys).plans():
         ids = plan.cat["object_id"].to_numpy()
         keys = ids.astype(str) if ids.dtype.kind in "SU" else ids.astype(np.int64).astype(str)
         out[name] = dict(zip(keys, plan.specs, strict=True))

@@ -56,8 +56,44 @@ def draw_population(patch: Patch, sim_cfg: dict, rng: np.random.Generator) -> pd
     """Draw every galaxy in the patch brighter than ``population.mag_max_render`` (r).
 
     Returns one row per galaxy with intrinsic (extinction-free) magnitudes; the
-    instruments add extinction, PSF and noise later.
+    instruments add extinction, PSF and noise later. The steps below draw from ``rng``
+    in a fixed order (the sky is reproducible from its seed), so they run in this order.
     """
+    pop = sim_cfg["population"]
+    g = _draw_stellar_populations(patch, sim_cfg, rng)
+    keep = g["mag_r"] < pop["mag_max_render"]
+    g = {k: v[np.flatnonzero(keep)] for k, v in g.items()}
+    mags = _observed_magnitudes(g, rng)
+    shapes = _draw_shapes(g, pop, rng)
+    frac = sim_cfg["class_fractions"]
+    u = rng.uniform(size=len(g["z"]))
+    cls = np.where(u < frac["merger"], "merger", np.where(u < frac["merger"] + frac["lens"], "lens", "normal"))
+
+    df = pd.DataFrame(
+        {
+            "truth_id": np.arange(len(g["z"]), dtype=np.int64),
+            "x_arcmin": g["x"],
+            "y_arcmin": g["y"],
+            "redshift": g["z"],
+            "log_mstar": g["logm"],
+            "log_ssfr": g["log_ssfr"],
+            "quenched": g["quenched"],
+            **shapes,
+            **{f"mag_{b}": mags[b] for b in BANDS},
+            "galaxy_class": pd.Categorical(cls, categories=CLASSES),
+        }
+    )
+    ra, dec = patch.to_radec(g["x"], g["y"])
+    df.insert(1, "ra", ra)
+    df.insert(2, "dec", dec)
+    _add_companions(df, rng)
+    _add_lenses(df, rng)
+    return df
+
+
+def _draw_stellar_populations(patch: Patch, sim_cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Positions, redshift, stellar mass, star formation and apparent r of every galaxy of the
+    patch, before the magnitude cut (which needs ``mag_r``)."""
     pop = sim_cfg["population"]
     n_total = rng.poisson(sim_cfg["density_per_arcmin2"] * patch.area_arcmin2)
     x = rng.uniform(-patch.width_arcmin / 2, patch.width_arcmin / 2, n_total)
@@ -87,24 +123,36 @@ def draw_population(patch: Patch, sim_cfg: dict, rng: np.random.Generator) -> pd
     abs_r = SOLAR_ABS_MAG_R - 2.5 * (logm - log_ml)
     dist_mod = Planck18.distmod(z).value
     mag_r = abs_r + dist_mod + 2.5 * np.log10(1 + z) * (1 + rest_gr)
+    return {
+        "x": x,
+        "y": y,
+        "z": z,
+        "logm": logm,
+        "log_ssfr": log_ssfr,
+        "activity": activity,
+        "rest_gr": rest_gr,
+        "mag_r": mag_r,
+        "quenched": quenched,
+    }
 
-    keep = mag_r < pop["mag_max_render"]
-    idx = np.flatnonzero(keep)
-    n = idx.size
-    x, y, z, logm, log_ssfr, activity, rest_gr, mag_r = (
-        a[idx] for a in (x, y, z, logm, log_ssfr, activity, rest_gr, mag_r)
-    )
-    quenched = quenched[idx]
 
-    # Observed-frame colours: rest colour plus a redshift (k-correction-like) term.
-    noise = 0.04 * rng.standard_normal((4, n))
-    g_r = rest_gr + 0.9 * z + noise[0]
+def _observed_magnitudes(g: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """grizy: the rest colour plus a redshift (k-correction-like) term, around ``mag_r``."""
+    z, activity, mag_r = g["z"], g["activity"], g["mag_r"]
+    noise = 0.04 * rng.standard_normal((4, len(z)))
+    g_r = g["rest_gr"] + 0.9 * z + noise[0]
     r_i = 0.1 + 0.25 * (1 - activity) + 0.6 * z + noise[1]
     i_z = 0.02 + 0.15 * (1 - activity) + 0.4 * z + noise[2]
     z_y = 0.02 + 0.05 * (1 - activity) + 0.2 * z + noise[3]
     mags = {"g": mag_r + g_r, "r": mag_r, "i": mag_r - r_i, "z": mag_r - r_i - i_z}
     mags["y"] = mags["z"] - z_y
+    return mags
 
+
+def _draw_shapes(g: dict[str, np.ndarray], pop: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Sizes (kpc and arcsec), Sersic index and ellipticity: the truth table's shape columns."""
+    z, logm, quenched = g["z"], g["logm"], g["quenched"]
+    n = len(z)
     # Mass-size relations (late types larger and shallower), in kpc.
     log_re = np.where(
         quenched,
@@ -121,36 +169,13 @@ def draw_population(patch: Patch, sim_cfg: dict, rng: np.random.Generator) -> pd
     emag = _truncated_rayleigh(pop["ellipticity_sigma"], n, rng)
     emag = np.where(quenched, emag * 0.7, emag)
     phi = rng.uniform(0, np.pi, n)
-    e1, e2 = emag * np.cos(2 * phi), emag * np.sin(2 * phi)
-
-    frac = sim_cfg["class_fractions"]
-    u = rng.uniform(size=n)
-    cls = np.where(u < frac["merger"], "merger", np.where(u < frac["merger"] + frac["lens"], "lens", "normal"))
-
-    df = pd.DataFrame(
-        {
-            "truth_id": np.arange(n, dtype=np.int64),
-            "x_arcmin": x,
-            "y_arcmin": y,
-            "redshift": z,
-            "log_mstar": logm,
-            "log_ssfr": log_ssfr,
-            "quenched": quenched,
-            "half_light_radius_kpc": re_kpc,
-            "half_light_radius_arcsec": re_arcsec,
-            "sersic_n": sersic_n,
-            "e1": e1,
-            "e2": e2,
-            **{f"mag_{b}": mags[b] for b in BANDS},
-            "galaxy_class": pd.Categorical(cls, categories=CLASSES),
-        }
-    )
-    ra, dec = patch.to_radec(x, y)
-    df.insert(1, "ra", ra)
-    df.insert(2, "dec", dec)
-    _add_companions(df, rng)
-    _add_lenses(df, rng)
-    return df
+    return {
+        "half_light_radius_kpc": re_kpc,
+        "half_light_radius_arcsec": re_arcsec,
+        "sersic_n": sersic_n,
+        "e1": emag * np.cos(2 * phi),
+        "e2": emag * np.sin(2 * phi),
+    }
 
 
 def _add_companions(df: pd.DataFrame, rng: np.random.Generator) -> None:

@@ -176,6 +176,52 @@ def _survey_mags(table: pd.DataFrame | dict, survey: Survey, idx: np.ndarray) ->
     return mags + np.outer(np.asarray(table["ebv"])[idx], survey.extinction_coeff)
 
 
+@dataclass
+class _PopulationScene:
+    """The population's columns a stamp's neighbours are drawn from, in one survey's bands."""
+
+    x: np.ndarray
+    y: np.ndarray
+    re: np.ndarray
+    mags: np.ndarray
+    classes: np.ndarray
+    companion: np.ndarray
+    lens: np.ndarray
+    sersic: np.ndarray
+    e1: np.ndarray
+    e2: np.ndarray
+    source_mags: np.ndarray
+
+    @classmethod
+    def of(cls, pop: pd.DataFrame, survey: Survey, source_mags: np.ndarray) -> _PopulationScene:
+        return cls(
+            pop["x_arcmin"].to_numpy(),
+            pop["y_arcmin"].to_numpy(),
+            pop["half_light_radius_arcsec"].to_numpy(),
+            _survey_mags(pop, survey, np.arange(len(pop))),
+            pop["galaxy_class"].astype(str).to_numpy(),
+            pop[list(COMPANION_COLUMNS)].to_numpy(),
+            pop[list(LENS_GEOMETRY_COLUMNS)].to_numpy(),
+            *(pop[c].to_numpy() for c in ("sersic_n", "e1", "e2")),
+            source_mags,
+        )
+
+    def galaxy(self, j: int, ox: float, oy: float) -> Galaxy:
+        """Population galaxy ``j`` at offset (ox, oy) arcsec from a stamp's centre."""
+        is_merger, is_lens = self.classes[j] == "merger", self.classes[j] == "lens"
+        return Galaxy(
+            mags=tuple(map(float, self.mags[j])),
+            offset_arcsec=(float(ox), float(oy)),
+            half_light_radius=float(self.re[j]),
+            sersic_n=float(self.sersic[j]),
+            e1=float(self.e1[j]),
+            e2=float(self.e2[j]),
+            companion=tuple(map(float, self.companion[j])) if is_merger else None,
+            lens=tuple(map(float, self.lens[j])) if is_lens else None,
+            source_mags=tuple(map(float, self.source_mags[j])) if is_lens else None,
+        )
+
+
 def stamp_contents(
     survey: Survey,
     sim: dict,
@@ -195,87 +241,86 @@ def stamp_contents(
     galaxy), so light that spills in from outside is there too; a faint galaxy (below
     the noise, compact) if it lies within one half-light radius of the stamp.
     """
-    size = sim["cutout_size"]
-    half = size * survey.pixel_scale / 2  # arcsec
+    half = sim["cutout_size"] * survey.pixel_scale / 2  # arcsec
     margin = sim["scene_margin_arcsec"]
     cx, cy = (np.asarray(c, dtype=float) for c in centres)
-    px, py = pop["x_arcmin"].to_numpy(), pop["y_arcmin"].to_numpy()
-    re = pop["half_light_radius_arcsec"].to_numpy()
-    pop_mags = _survey_mags(pop, survey, np.arange(len(pop)))
-    tree = cKDTree(np.column_stack([px, py]))
-    reach = (np.sqrt(2) * half + margin + 3 * re.max(initial=0.0)) / 60
+    scene = _PopulationScene.of(pop, survey, source_mags)
+    tree = cKDTree(np.column_stack([scene.x, scene.y]))
+    reach = (np.sqrt(2) * half + margin + 3 * scene.re.max(initial=0.0)) / 60
     candidates = tree.query_ball_point(np.column_stack([cx, cy]), reach)
-    classes = pop["galaxy_class"].astype(str).to_numpy()
-    comp = pop[list(COMPANION_COLUMNS)].to_numpy()
-    lens = pop[list(LENS_GEOMETRY_COLUMNS)].to_numpy()
-    sersic, e1, e2 = (pop[c].to_numpy() for c in ("sersic_n", "e1", "e2"))
 
     neighbours: list[tuple[Galaxy, ...]] = []
     stars: list[tuple[Star, ...]] = []
     counts = np.zeros((len(cx), 3), dtype=np.int32)
     brightest = np.full(len(cx), np.nan)
-    box = (half + 1.5) / 60  # faint galaxies are at most 1.5" in half-light radius
     for k, (x, y) in enumerate(zip(cx, cy, strict=True)):
         idx = np.array(sorted(candidates[k]), dtype=np.int64)
-        idx = idx[idx != anchors[k]]
-        dx, dy = (px[idx] - x) * 60, (py[idx] - y) * 60
-        d = _box_distance(dx, dy, half)
-        keep = d <= margin + 3 * re[idx]
-        gals = []
-        for j, ox, oy in zip(idx[keep], dx[keep], dy[keep], strict=True):
-            is_merger, is_lens = classes[j] == "merger", classes[j] == "lens"
-            gals.append(
-                Galaxy(
-                    mags=tuple(map(float, pop_mags[j])),
-                    offset_arcsec=(float(ox), float(oy)),
-                    half_light_radius=float(re[j]),
-                    sersic_n=float(sersic[j]),
-                    e1=float(e1[j]),
-                    e2=float(e2[j]),
-                    companion=tuple(map(float, comp[j])) if is_merger else None,
-                    lens=tuple(map(float, lens[j])) if is_lens else None,
-                    source_mags=tuple(map(float, source_mags[j])) if is_lens else None,
-                )
-            )
-        counts[k, 0] = int((d[keep] == 0).sum())
-        faint = background.in_box("faint", x - box, x + box, y - box, y + box)
-        if faint and faint["x"].size:
-            fdx, fdy = (faint["x"] - x) * 60, (faint["y"] - y) * 60
-            fd = _box_distance(fdx, fdy, half)
-            # Faint galaxies are compact and below the noise: only those on the stamp contribute.
-            fkeep = np.flatnonzero(fd <= faint["half_light_radius"])
-            fmags = _survey_mags(faint, survey, fkeep)
-            for m, j in zip(fmags, fkeep, strict=True):
-                gals.append(
-                    Galaxy(
-                        mags=tuple(map(float, m)),
-                        offset_arcsec=(float(fdx[j]), float(fdy[j])),
-                        half_light_radius=float(faint["half_light_radius"][j]),
-                        sersic_n=1.0,
-                        e1=float(faint["e1"][j]),
-                        e2=float(faint["e2"][j]),
-                    )
-                )
-            counts[k, 1] = int((fd[fkeep] == 0).sum())
-        neighbours.append(tuple(gals))
-        sbox = (half + margin) / 60
-        st = background.in_box("stars", x - sbox, x + sbox, y - sbox, y + sbox)
-        these: tuple[Star, ...] = ()
-        if st and st["x"].size:
-            sdx, sdy = (st["x"] - x) * 60, (st["y"] - y) * 60
-            sd = _box_distance(sdx, sdy, half)
-            skeep = np.flatnonzero(sd <= margin)
-            smags = _survey_mags(st, survey, skeep)
-            these = tuple(
-                Star(mags=tuple(map(float, m)), offset_arcsec=(float(sdx[j]), float(sdy[j])))
-                for m, j in zip(smags, skeep, strict=True)
-            )
-            inside = skeep[sd[skeep] == 0]
-            counts[k, 2] = inside.size
-            if inside.size:
-                brightest[k] = float(st["mag_r"][inside].min())
+        gals, counts[k, 0] = _population_neighbours(scene, idx[idx != anchors[k]], x, y, half, margin)
+        faint, counts[k, 1] = _faint_galaxies(background, survey, x, y, half)
+        neighbours.append((*gals, *faint))
+        these, counts[k, 2], brightest[k] = _stars(background, survey, x, y, half, margin)
         stars.append(these)
     table = pd.DataFrame(
         {"n_neighbours": counts[:, 0], "n_faint": counts[:, 1], "n_stars": counts[:, 2], "star_mag_r": brightest}
     )
     return StampContents(neighbours, stars, table)
+
+
+def _population_neighbours(
+    scene: _PopulationScene, idx: np.ndarray, x: float, y: float, half: float, margin: float
+) -> tuple[list[Galaxy], int]:
+    """The candidate population galaxies ``idx`` whose light reaches the stamp centred at (x, y),
+    and how many of them are centred inside it."""
+    dx, dy = (scene.x[idx] - x) * 60, (scene.y[idx] - y) * 60
+    d = _box_distance(dx, dy, half)
+    keep = d <= margin + 3 * scene.re[idx]
+    gals = [scene.galaxy(j, ox, oy) for j, ox, oy in zip(idx[keep], dx[keep], dy[keep], strict=True)]
+    return gals, int((d[keep] == 0).sum())
+
+
+def _faint_galaxies(
+    background: Background, survey: Survey, x: float, y: float, half: float
+) -> tuple[list[Galaxy], int]:
+    """The faint galaxies on the stamp centred at (x, y), and how many are centred inside it."""
+    box = (half + 1.5) / 60  # faint galaxies are at most 1.5" in half-light radius
+    faint = background.in_box("faint", x - box, x + box, y - box, y + box)
+    if not (faint and faint["x"].size):
+        return [], 0
+    fdx, fdy = (faint["x"] - x) * 60, (faint["y"] - y) * 60
+    fd = _box_distance(fdx, fdy, half)
+    # Faint galaxies are compact and below the noise: only those on the stamp contribute.
+    fkeep = np.flatnonzero(fd <= faint["half_light_radius"])
+    fmags = _survey_mags(faint, survey, fkeep)
+    gals = [
+        Galaxy(
+            mags=tuple(map(float, m)),
+            offset_arcsec=(float(fdx[j]), float(fdy[j])),
+            half_light_radius=float(faint["half_light_radius"][j]),
+            sersic_n=1.0,
+            e1=float(faint["e1"][j]),
+            e2=float(faint["e2"][j]),
+        )
+        for m, j in zip(fmags, fkeep, strict=True)
+    ]
+    return gals, int((fd[fkeep] == 0).sum())
+
+
+def _stars(
+    background: Background, survey: Survey, x: float, y: float, half: float, margin: float
+) -> tuple[tuple[Star, ...], int, float]:
+    """The field stars within ``margin`` of the stamp centred at (x, y), how many are centred
+    inside it and the brightest of those's r magnitude (NaN when none)."""
+    sbox = (half + margin) / 60
+    st = background.in_box("stars", x - sbox, x + sbox, y - sbox, y + sbox)
+    if not (st and st["x"].size):
+        return (), 0, np.nan
+    sdx, sdy = (st["x"] - x) * 60, (st["y"] - y) * 60
+    sd = _box_distance(sdx, sdy, half)
+    skeep = np.flatnonzero(sd <= margin)
+    smags = _survey_mags(st, survey, skeep)
+    these = tuple(
+        Star(mags=tuple(map(float, m)), offset_arcsec=(float(sdx[j]), float(sdy[j])))
+        for m, j in zip(smags, skeep, strict=True)
+    )
+    inside = skeep[sd[skeep] == 0]
+    return these, inside.size, float(st["mag_r"][inside].min()) if inside.size else np.nan

@@ -18,8 +18,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,12 +37,15 @@ from whatsreal.sim.instrument import SurveyConditions
 from whatsreal.sim.population import COMPANION_COLUMNS, LENS_GEOMETRY_COLUMNS, draw_population
 from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
 from whatsreal.sim.scene import STREAM_FAINT, STREAM_STARS, Background, stamp_contents
-from whatsreal.surveys import SURVEYS, Survey
+from whatsreal.surveys import SURVEY_ORDER, SURVEYS, Survey
 from whatsreal.truth import PATHOLOGIES, pathology_column
 
 __all__ = [
+    "Observation",
     "SimulationError",
+    "Sky",
     "SkyReport",
+    "SparseSkyWarning",
     "SurveyPlan",
     "build_background",
     "build_population",
@@ -84,11 +89,22 @@ class SparseSkyWarning(UserWarning):
     """Too few same-survey neighbours within 3' for the instrument encoder's context."""
 
 
+class Observation(NamedTuple):
+    """One survey's view of the population: the objects its footprint and cut select."""
+
+    truth: pd.DataFrame
+    """Per-object truth of the observation (astrometric offsets, observed magnitudes), indexed by population row."""
+    cat: pd.DataFrame
+    """The survey catalogue of the selected objects (``object_id`` comes with the plan)."""
+    cond: dict[str, np.ndarray]
+    """Observing conditions at each selected object."""
+
+
 @dataclass
 class SurveyPlan:
     """One survey's selected objects in render (file) order, with everything needed to draw them.
 
-    Built by :func:`plan_survey` for both :func:`simulate_sky` and
+    Built by :func:`plan_survey` (through :meth:`Sky.plans`) for both :func:`simulate_sky` and
     :mod:`whatsreal.sim.noiseless`, so the noiseless truth is drawn from the very specs
     the stored cutouts were."""
 
@@ -130,8 +146,14 @@ def neighbour_fraction(
 
 
 def _observe(
-    survey: Survey, scfg: dict, sim: dict, patch: Patch, pop: pd.DataFrame, ebv: np.ndarray, cond_obj: SurveyConditions
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    survey: Survey,
+    survey_cfg: dict,
+    sim: dict,
+    patch: Patch,
+    pop: pd.DataFrame,
+    ebv: np.ndarray,
+    cond_obj: SurveyConditions,
+) -> Observation:
     """Measure the population through one survey and apply its footprint and cut.
 
     Returns (truth columns for selected objects, catalogue, conditions)."""
@@ -149,7 +171,7 @@ def _observe(
     true_flux = _total_flux(pop, mags, survey)
     nea = object_nea(pop["half_light_radius_arcsec"].to_numpy(), cond["psf_fwhm"], survey.pixel_scale)
     flux, err = measured_fluxes(true_flux, cond["sky_sigma"], nea, rng)
-    sel_band = scfg["selection"]["band"]
+    sel_band = survey_cfg["selection"]["band"]
     if sel_band not in bands:
         raise SimulationError(
             f"simulation.surveys.{survey.name}.selection.band: '{sel_band}' is not a "
@@ -158,9 +180,9 @@ def _observe(
     k = survey.band_index(sel_band)
     with np.errstate(invalid="ignore", divide="ignore"):
         mag_sel = np.where(flux[:, k] > 0, survey.zero_point - 2.5 * np.log10(flux[:, k]), np.inf)
-    fp = scfg["footprint"]
+    fp = survey_cfg["footprint"]
     inside = patch.in_fraction_box(x_obs, y_obs, fp["ra_min"], fp["ra_max"], fp["dec_min"], fp["dec_max"])
-    keep = inside & (mag_sel < scfg["selection"]["mag_max"])
+    keep = inside & (mag_sel < survey_cfg["selection"]["mag_max"])
     idx = np.flatnonzero(keep)
     sub = pop.iloc[idx]
     cond = {key: v[idx] for key, v in cond.items()}
@@ -176,7 +198,7 @@ def _observe(
     truth["offset_x_arcsec"] = jitter[idx, 0]
     truth["offset_y_arcsec"] = jitter[idx, 1]
     truth["mags"] = list(mags[idx])
-    return truth, cat, cond
+    return Observation(truth, cat, cond)
 
 
 def _total_flux(pop: pd.DataFrame, mags: np.ndarray, survey: Survey) -> np.ndarray:
@@ -315,10 +337,10 @@ def _write_survey(
             f.close()
 
 
-def _assign_ids(survey: Survey, cat: pd.DataFrame, scfg: dict, rng: np.random.Generator) -> np.ndarray:
+def _assign_ids(survey: Survey, cat: pd.DataFrame, survey_cfg: dict, rng: np.random.Generator) -> np.ndarray:
     """Survey-specific object ids: HSC int64 with the configured base, Legacy '<brick>-<objid>'."""
     if survey.name == "hsc":
-        return scfg["object_id_base"] + np.sort(rng.choice(10**11, size=len(cat), replace=False)).astype(np.int64)
+        return survey_cfg["object_id_base"] + np.sort(rng.choice(10**11, size=len(cat), replace=False)).astype(np.int64)
     ids = np.char.add(np.char.add(cat["BRICKNAME"].to_numpy().astype("S8"), b"-"), cat["OBJID"].to_numpy().astype("S7"))
     return ids.astype("S16")
 
@@ -348,8 +370,8 @@ def _ebv_at(sim: dict, field: SmoothField, x: np.ndarray, y: np.ndarray) -> np.n
 def build_population(sim: dict) -> tuple[Patch, pd.DataFrame]:
     """The patch and its galaxies with E(B-V) and lens magnifications, from the seed alone.
 
-    Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`, which must rebuild the
-    very same objects to render their noiseless truth.
+    A step of :meth:`Sky.build`, which both :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`
+    use: the latter must rebuild the very same objects to render their noiseless truth.
     """
     seed = sim["seed"]
     patch = Patch.from_config(sim["footprint"])
@@ -383,26 +405,26 @@ def _footprint_region(patch: Patch, fp: dict) -> tuple[float, float, float, floa
 
 def survey_conditions(sim: dict, patch: Patch, name: str) -> SurveyConditions:
     """One survey's observing conditions over the patch, drawn from their seeded stream."""
-    scfg = sim["surveys"][name]
+    survey_cfg = sim["surveys"][name]
     try:
         return SurveyConditions(
             SURVEYS[name],
-            scfg,
+            survey_cfg,
             patch.width_arcmin,
             patch.height_arcmin,
             sim["fields"],
             _rng(sim["seed"], STREAMS["conditions"], SURVEY_CODE[name]),
-            region=_footprint_region(patch, scfg["footprint"]),
+            region=_footprint_region(patch, survey_cfg["footprint"]),
         )
     except ValueError as err:
         raise SimulationError(str(err)) from None
 
 
-def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> Observation:
     """One survey's observing conditions drawn from its seeded stream, then its selection.
 
-    Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`, so both see the same
-    objects under the same conditions.
+    A step of :meth:`Sky.build`, so :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless` see
+    the same objects under the same conditions.
     """
     survey = SURVEYS[name]
     conditions = survey_conditions(sim, patch, name)
@@ -415,12 +437,12 @@ def plan_survey(
     pop: pd.DataFrame,
     background: Background,
     name: str,
-    observed: tuple[pd.DataFrame, pd.DataFrame, dict],
+    observed: Observation,
 ) -> SurveyPlan:
     """Artefact flags, object ids, file order and render specs of one survey's selected objects.
 
     ``crop`` is the survey's preprocessing crop (``preprocess.crop.<survey>``): labelled artefacts
-    are placed inside it. Shared by :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless`.
+    are placed inside it. A step of :meth:`Sky.plans`.
     """
     seed = sim["seed"]
     survey = SURVEYS[name]
@@ -459,6 +481,61 @@ def _stars_table(background: Background, patch: Patch) -> pd.DataFrame:
     return out
 
 
+@dataclass
+class Sky:
+    """The sky before any file: its patch, galaxies, background and every survey's selection.
+
+    :meth:`build` makes it from the config alone (each step from its own seeded stream) and
+    :meth:`plans` gives each survey's render plan. :func:`simulate_sky` renders those plans
+    and :mod:`whatsreal.sim.noiseless` rebuilds the same specs from them, so the two follow
+    one sequence of steps and cannot drift apart.
+    """
+
+    sim: dict
+    """The validated ``simulation`` config section."""
+    crops: dict[str, int]
+    """``preprocess.crop``: labelled artefacts are placed inside what the model sees."""
+    patch: Patch
+    pop: pd.DataFrame
+    background: Background
+    observed: dict[str, Observation]
+    """Per survey, in survey order: its selected objects (never empty), catalogue and conditions."""
+
+    @classmethod
+    def build(cls, sim: dict, crops: dict[str, int], surveys: tuple[str, ...] = SURVEY_ORDER) -> Sky:
+        """Population, background and each survey's observation; raises :class:`SimulationError`
+        when a survey selects no galaxy (the message says which keys to change)."""
+        patch, pop = build_population(sim)
+        background = build_background(sim, patch)
+        observed = {}
+        for name in surveys:
+            observed[name] = observe_survey(sim, patch, pop, name)
+            if len(observed[name].cat) == 0:
+                sel = sim["surveys"][name]["selection"]
+                raise SimulationError(
+                    f"simulation.surveys.{name}.selection: no galaxy passes {sel['band']} < {sel['mag_max']} "
+                    f"inside the {name} footprint (of {len(pop)} simulated); raise mag_max, density or the footprint"
+                )
+        return cls(sim, dict(crops), patch, pop, background, observed)
+
+    def plans(self) -> Iterator[tuple[str, SurveyPlan]]:
+        """(survey, plan) in survey order, one at a time (a plan holds every stamp's spec)."""
+        for name, observed in self.observed.items():
+            yield name, plan_survey(self.sim, self.crops[name], self.pop, self.background, name, observed)
+
+
+@dataclass
+class _RenderedSky:
+    """What :func:`simulate_sky` publishes once everything is complete."""
+
+    staged: dict[str, Path]
+    """Per survey, the temporary directory holding its finished shards."""
+    truth: pd.DataFrame
+    stars: pd.DataFrame
+    stamps: int
+    render_seconds: float
+
+
 def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
     """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/``, ``truth_path`` and,
     next to it, ``stars.parquet`` (every field star).
@@ -468,54 +545,67 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     configuration yields no usable sky; warns (:class:`SparseSkyWarning`) when too few
     objects have 5 same-survey neighbours within 3 arcmin.
     """
-    sim = cfg["simulation"]
     raw_dir = Path(raw_dir)
-    truth_path = Path(truth_path)
-    patch, pop = build_population(sim)
-    background = build_background(sim, patch)
+    sky = Sky.build(cfg["simulation"], cfg["preprocess"]["crop"])
+    in_both = _overlap(sky)
+    fractions = _neighbour_fractions(sky)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    rendered = _render_sky(sky, raw_dir, threads)
+    _publish(rendered, raw_dir, Path(truth_path))
+    report = SkyReport(
+        len(sky.pop),
+        {s: len(sky.observed[s].cat) for s in SURVEYS},
+        len(in_both),
+        fractions,
+        rendered.stamps,
+        rendered.render_seconds,
+    )
+    log.info("simulated %d galaxies; selected %s; %d in both", len(sky.pop), report.n_selected, len(in_both))
+    return report
 
-    observed: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
-    for name in SURVEYS:
-        scfg = sim["surveys"][name]
-        obs, cat, cond = observe_survey(sim, patch, pop, name)
-        if len(cat) == 0:
-            sel = scfg["selection"]
-            raise SimulationError(
-                f"simulation.surveys.{name}.selection: no galaxy passes {sel['band']} < {sel['mag_max']} "
-                f"inside the {name} footprint (of {len(pop)} simulated); raise mag_max, density or the footprint"
-            )
-        observed[name] = (obs, cat, cond)
 
-    in_both = observed["hsc"][0].index.intersection(observed["legacysurvey"][0].index)
+def _overlap(sky: Sky) -> pd.Index:
+    """The galaxies both surveys select (the pairs to be); raises when there is none."""
+    in_both = sky.observed["hsc"].truth.index.intersection(sky.observed["legacysurvey"].truth.index)
     if len(in_both) == 0:
         raise SimulationError(
             "simulation.surveys: no galaxy is selected by both surveys; "
             "widen the footprints' overlap or the selection cuts"
         )
+    return in_both
 
+
+def _neighbour_fractions(sky: Sky) -> dict[str, float]:
+    """Per survey, the fraction of objects with enough neighbours for the instrument encoder;
+    warns (:class:`SparseSkyWarning`, attributed to :func:`simulate_sky`'s caller) when too few."""
     fractions = {}
-    for name, (obs, cat, _) in observed.items():
+    for name, (obs, cat, _) in sky.observed.items():
         frac = neighbour_fraction(cat["ra"].to_numpy(), cat["dec"].to_numpy())
         fractions[name] = frac
         if frac < SPARSE_WARN_FRACTION:
-            area = patch.area_arcmin2
+            area = sky.patch.area_arcmin2
             warnings.warn(
                 f"{name}: only {frac:.1%} of {len(obs)} objects have {NEIGHBOUR_K} same-survey neighbours within "
                 f"{NEIGHBOUR_RADIUS_ARCMIN}' (density {len(obs) / area:.2f}/arcmin^2 over the patch; about "
                 f"{NEIGHBOUR_K / (np.pi * NEIGHBOUR_RADIUS_ARCMIN**2) * 2:.2f}/arcmin^2 is needed); raise "
                 "simulation.density_per_arcmin2 or loosen the selection",
                 SparseSkyWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+    return fractions
 
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    truth = pop.copy()
+
+def _render_sky(sky: Sky, raw_dir: Path, threads: int) -> _RenderedSky:
+    """Render every survey's shards into temporary directories under ``raw_dir`` and build the
+    truth and star tables in memory; on any failure the temporary directories are removed."""
+    sim = sky.sim
+    truth = sky.pop.copy()
     stamps = 0
     staged: dict[str, Path] = {}
     t0 = time.perf_counter()
     try:
-        for name, survey in SURVEYS.items():
-            plan = plan_survey(sim, cfg["preprocess"]["crop"][name], pop, background, name, observed[name])
+        for name, plan in sky.plans():
+            survey = SURVEYS[name]
             staged[name] = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
             _write_survey(
                 survey,
@@ -533,29 +623,28 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
         render_seconds = time.perf_counter() - t0
         detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
         truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
-        stars = _stars_table(background, patch)
+        stars = _stars_table(sky.background, sky.patch)
     except BaseException:
         for tmp in staged.values():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # Every shard is complete on disk: only now replace the previous outputs.
+    return _RenderedSky(staged, truth, stars, stamps, render_seconds)
+
+
+def _publish(rendered: _RenderedSky, raw_dir: Path, truth_path: Path) -> None:
+    """Replace the previous outputs: called only when every shard is complete on disk."""
     try:
         with (
             atomic_path(truth_path, ".parquet") as tmp_truth,
             atomic_path(stars_path(truth_path), ".parquet") as tmp_stars,
         ):
-            truth.to_parquet(tmp_truth, index=False)
-            stars.to_parquet(tmp_stars, index=False)
-            for name, tmp in staged.items():
+            rendered.truth.to_parquet(tmp_truth, index=False)
+            rendered.stars.to_parquet(tmp_stars, index=False)
+            for name, tmp in rendered.staged.items():
                 _replace_dir(tmp, raw_dir / name)
     finally:
-        for tmp in staged.values():
+        for tmp in rendered.staged.values():
             shutil.rmtree(tmp, ignore_errors=True)
-    report = SkyReport(
-        len(pop), {s: len(observed[s][1]) for s in SURVEYS}, len(in_both), fractions, stamps, render_seconds
-    )
-    log.info("simulated %d galaxies; selected %s; %d in both", len(pop), report.n_selected, len(in_both))
-    return report
 
 
 def _add_truth(truth: pd.DataFrame, name: str, survey: Survey, plan: SurveyPlan) -> None:

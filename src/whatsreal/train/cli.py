@@ -21,9 +21,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from whatsreal.config import SCHEMA_PATH
+
 __all__ = ["main"]
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
 """Where a process learns its rank before Lightning starts: torchrun (RANK), srun
 (SLURM_PROCID), Lightning's own launcher for the extra devices of one node (LOCAL_RANK)."""
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config-json", help="the whole config as JSON (what the Snakemake rule passes)")
     source.add_argument("--config-file", type=Path, help="a config YAML file; keys it omits take the schema's defaults")
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="the config's JSON schema")
+    parser.add_argument("--schema", type=Path, default=SCHEMA_PATH, help="the config's JSON schema")
     parser.add_argument("--data-dir", type=Path, required=True, help="results/{dataset}: images, meta, neighbours")
     parser.add_argument("--run-dir", type=Path, required=True, help="results/{dataset}/runs/{run}")
     parser.add_argument("--model", type=Path, required=True, help="the final checkpoint to write (model.ckpt)")

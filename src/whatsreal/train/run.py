@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from whatsreal.data.triplets import TripletDataModule
 from whatsreal.device import compute_device
 from whatsreal.io import atomic_path, write_csv
-from whatsreal.layout import DatasetLayout
+from whatsreal.layout import DatasetLayout, RunLayout
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
@@ -53,9 +53,9 @@ class TrainingSetupError(RuntimeError):
     """The configured hardware or files cannot be used; the message says what to change."""
 
 
-def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
+def resolve_hardware(train_cfg: dict) -> tuple[str, int | str, str]:
     """(accelerator, devices, precision) for this machine, or a clear error."""
-    accel = tcfg["accelerator"]
+    accel = train_cfg["accelerator"]
     has_gpu = compute_device().type == "cuda"
     if accel == "gpu" and not has_gpu:
         raise TrainingSetupError(
@@ -64,12 +64,12 @@ def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
         )
     if accel == "auto":
         accel = "gpu" if has_gpu else "cpu"
-    devices = tcfg["devices"]
+    devices = train_cfg["devices"]
     if accel == "gpu" and isinstance(devices, int) and devices > torch.cuda.device_count():
         raise TrainingSetupError(f"train.devices is {devices} but this node has {torch.cuda.device_count()} GPU(s)")
     if accel == "cpu" and devices == "auto":
         devices = 1
-    precision = tcfg["precision"]
+    precision = train_cfg["precision"]
     if precision == "auto":
         precision = "bf16-mixed" if accel == "gpu" else "32-true"
     if accel == "cpu" and precision in ("16-mixed",):
@@ -77,7 +77,7 @@ def resolve_hardware(tcfg: dict) -> tuple[str, int | str, str]:
     return accel, devices, precision
 
 
-def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
+def check_slurm_tasks(train_cfg: dict, devices: int | str) -> None:
     """Under ``srun``, refuse a task layout that does not match the config, naming both sides.
 
     Lightning takes its ranks from SLURM and needs one task per device on every node. The
@@ -95,10 +95,10 @@ def check_slurm_tasks(tcfg: dict, devices: int | str) -> None:
             f"srun started {ntasks} tasks without --ntasks-per-node, which Lightning needs: start them with "
             f"`srun --ntasks-per-node={devices} ...` (the `mpi` resource of rule train in profiles/slurm/config.yaml)"
         )
-    if ntasks != devices * tcfg["num_nodes"] or nodes != tcfg["num_nodes"]:
+    if ntasks != devices * train_cfg["num_nodes"] or nodes != train_cfg["num_nodes"]:
         raise TrainingSetupError(
             f"srun started {ntasks} task(s) on {nodes} node(s), but train.devices is {devices} per node and "
-            f"train.num_nodes is {tcfg['num_nodes']}: Lightning needs one task per device. Make the SLURM "
+            f"train.num_nodes is {train_cfg['num_nodes']}: Lightning needs one task per device. Make the SLURM "
             "profile's rule `train` ask for tasks_per_node = GPUs per node (gres) = train.devices and "
             "nodes = train.num_nodes (profiles/slurm/config.yaml)"
         )
@@ -126,7 +126,8 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
     Every process takes the same decision from the same files; one that finds them already
     moved by rank 0 starts over too, which is what rank 0 decided.
     """
-    ckpt_dir = run_dir / "checkpoints"
+    run = RunLayout(Path(run_dir))
+    ckpt_dir = run.checkpoints
     last = ckpt_dir / "last.ckpt"
     finished = ckpt_dir / FINISHED
     if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
@@ -153,11 +154,11 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
                 log.info("resuming from %s at step %d (same settings and data)", last, int(ckpt.get("global_step", 0)))
                 return last
     if move_stale:
-        stale = run_dir / "stale" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stale = run.stale / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         stale.mkdir(parents=True)
-        for name in ("checkpoints", "logs"):
-            if (run_dir / name).exists():
-                (run_dir / name).replace(stale / name)
+        for moved in (run.checkpoints, run.training_logs):
+            if moved.exists():
+                moved.replace(stale / moved.name)
         log.warning("training from step 0, not resuming: %s; old checkpoints moved to %s", "; ".join(reasons), stale)
     else:
         log.warning("training from step 0, not resuming: %s", "; ".join(reasons))
@@ -165,82 +166,100 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
 
 
 def train(
-    config: dict, data_dir: str | Path, run_dir: str | Path, model_out: str | Path, trace: Path | None = None
+    config: dict,
+    data_dir: DatasetLayout | str | Path,
+    run_dir: str | Path,
+    model_out: str | Path,
+    trace: Path | None = None,
 ) -> Path:
     """Train the run whose validated config (its overlay applied) is ``config``, or resume an
     interrupted training of the same settings and data; write ``model_out`` at the end.
 
-    ``trace``: a JSON-lines file where this process records its batches' sample indices and
-    final weights (whatsreal.train.trace; off by default)."""
-    run_dir = Path(run_dir)
-    tcfg = config["train"]
-    accel, devices, precision = resolve_hardware(tcfg)
-    check_slurm_tasks(tcfg, devices)
-    L.seed_everything(tcfg["seed"], workers=True)
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    provenance = training_fingerprint(
-        rule_settings(config, "train"), DatasetLayout.of(data_dir).run_data_files(config["neighbours"]["mode"])
-    )
-    resume = resume_point(run_dir, provenance, move_stale=_is_primary_process())
+    ``data_dir``: the dataset's layout or root directory. ``trace``: a JSON-lines file where
+    this process records its batches' sample indices and final weights
+    (whatsreal.train.trace; off by default)."""
+    run = RunLayout(Path(run_dir))
+    train_cfg = config["train"]
+    hardware = resolve_hardware(train_cfg)
+    check_slurm_tasks(train_cfg, hardware[1])
+    L.seed_everything(train_cfg["seed"], workers=True)
+    data = DatasetLayout.of(data_dir)
+    provenance = training_fingerprint(rule_settings(config, "train"), data.run_data_files(config["neighbours"]["mode"]))
+    resume = resume_point(run.root, provenance, move_stale=_is_primary_process())
     module = FlowMatchingModule(config, provenance)
     dm = TripletDataModule(
-        data_dir,
+        data,
         mode=config["neighbours"]["mode"],
-        batch_size=tcfg["batch_size"],
-        num_workers=tcfg["num_workers"],
-        seed=tcfg["seed"],
+        batch_size=train_cfg["batch_size"],
+        num_workers=train_cfg["num_workers"],
+        seed=train_cfg["seed"],
     )
+    trainer = _trainer(train_cfg, hardware, run, trace)
+    # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
+    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    _write_results(trainer, run, Path(model_out))
+    return Path(model_out)
+
+
+def _trainer(train_cfg: dict, hardware: tuple[str, int | str, str], run: RunLayout, trace: Path | None) -> L.Trainer:
+    """The Lightning trainer: loggers, periodic and signal checkpoints, DDP when asked for."""
+    accel, devices, precision = hardware
     # One CSV version per (re)start; merged into metrics.csv at the end, so a resumed run
     # keeps the history from before its restart.
-    loggers = [CSVLogger(run_dir, name="logs", flush_logs_every_n_steps=tcfg["log_every_steps"])]
-    if tcfg["tensorboard"]:
-        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
-    if tcfg["wandb"]:
+    loggers = [CSVLogger(run.root, name=run.training_logs.name, flush_logs_every_n_steps=train_cfg["log_every_steps"])]
+    if train_cfg["tensorboard"]:
+        loggers.append(TensorBoardLogger(run.root, name="tensorboard", version=""))
+    if train_cfg["wandb"]:
         from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(save_dir=run_dir, name=run_dir.name))
+        loggers.append(WandbLogger(save_dir=run.root, name=run.root.name))
     checkpoints = ModelCheckpoint(
-        dirpath=ckpt_dir,
+        dirpath=run.checkpoints,
         filename="step{step:07d}",
-        every_n_train_steps=tcfg["checkpoint_every_steps"],
+        every_n_train_steps=train_cfg["checkpoint_every_steps"],
         save_last=True,
         save_top_k=-1,
         auto_insert_metric_name=False,
     )
-    strategy = "ddp" if (isinstance(devices, int) and devices > 1) or tcfg["num_nodes"] > 1 else "auto"
+    strategy = "ddp" if (isinstance(devices, int) and devices > 1) or train_cfg["num_nodes"] > 1 else "auto"
     # Under srun the ranks come from SLURM; Lightning's auto-requeue stays off (see
     # whatsreal.train.interrupt: Snakemake's retries resume from last.ckpt instead).
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator=accel,
         devices=devices,
-        num_nodes=tcfg["num_nodes"],
+        num_nodes=train_cfg["num_nodes"],
         strategy=strategy,
         precision=precision,
-        max_steps=tcfg["max_steps"],
-        val_check_interval=tcfg["val_every_steps"],
+        max_steps=train_cfg["max_steps"],
+        val_check_interval=train_cfg["val_every_steps"],
         check_val_every_n_epoch=None,
         logger=loggers,
-        callbacks=[checkpoints, SignalCheckpoint(last), *([RankTrace(trace)] if trace is not None else [])],
+        callbacks=[
+            checkpoints,
+            SignalCheckpoint(run.checkpoints / "last.ckpt"),
+            *([RankTrace(trace)] if trace is not None else []),
+        ],
         plugins=plugins,
-        enable_progress_bar=tcfg["progress_bar"],
-        log_every_n_steps=tcfg["log_every_steps"],
-        default_root_dir=run_dir,
+        enable_progress_bar=train_cfg["progress_bar"],
+        log_every_n_steps=train_cfg["log_every_steps"],
+        default_root_dir=run.root,
         num_sanity_val_steps=0,
     )
-    # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
-    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
-    # Every rank calls save_checkpoint (a collective under DDP); the strategy writes once.
+
+
+def _write_results(trainer: L.Trainer, run: RunLayout, model_out: Path) -> None:
+    """The final model, the merged metrics and the finished marker (rank 0 writes the files).
+
+    Every rank calls save_checkpoint (a collective under DDP); the strategy writes once."""
     staged = Path(str(model_out) + ".tmp")
     trainer.save_checkpoint(staged)
     if trainer.global_rank == 0:
-        merged = merge_metrics(run_dir / "logs")
-        write_csv(merged, run_dir / "metrics.csv")
+        merged = merge_metrics(run.training_logs)
+        write_csv(merged, run.metrics)
         staged.replace(model_out)
-        with atomic_path(ckpt_dir / FINISHED, ".json") as tmp:
+        with atomic_path(run.checkpoints / FINISHED, ".json") as tmp:
             Path(tmp).write_text(json.dumps({"step": int(trainer.global_step), "model": str(model_out)}))
-    return Path(model_out)
 
 
 def merge_metrics(log_dir: Path) -> pd.DataFrame:
