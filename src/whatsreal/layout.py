@@ -34,6 +34,7 @@ runs/<run>/model.ckpt             train                   embed, posterior_sampl
 runs/<run>/metrics.csv            train                   conditioning_gain
 runs/<run>/embeddings.parquet     embed                   umap, outliers, probes, retrieval, ablation
 runs/<run>/embeddings_tokens.npz  embed                   users (every token, not only the mean)
+runs/<run>/model/                 export                  users: whatsreal.load, the whatsreal command
 runs/<run>/samples/posterior_*    posterior_samples       counterfactuals, truth_counterfactuals,
                                                           zero_shot, spatial_structure, calibration
 runs/<run>/tables/, figures/      one rule per figure     summary, the report
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["FIGURES", "TABLES", "DatasetLayout", "RunLayout", "dataset_layout"]
+__all__ = ["FIGURES", "TABLES", "DatasetLayout", "ModelLayout", "RunLayout", "dataset_layout"]
 
 FIGURES: dict[str, str] = {
     "fig2_umap": "umap",
@@ -112,6 +113,16 @@ class RunLayout:
         return self.root / "checkpoints"
 
     @property
+    def last_checkpoint(self) -> Path:
+        """Where training saves its resumable state (every ``train.checkpoint_every_steps`` and on a signal)."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def finished(self) -> Path:
+        """Written when a training completes: a later job for the run retrains, never resumes."""
+        return self.checkpoints / "finished.json"
+
+    @property
     def stale(self) -> Path:
         """Where checkpoints of other settings are moved aside, by time stamp."""
         return self.root / "stale"
@@ -120,6 +131,11 @@ class RunLayout:
     def training_logs(self) -> Path:
         """Lightning's per-(re)start CSV logs, merged into :attr:`metrics`."""
         return self.root / "logs"
+
+    def training_log_versions(self) -> list[Path]:
+        """The CSV log of every (re)start (Lightning's ``version_<n>/metrics.csv``), in start order."""
+        found = self.training_logs.glob("version_*/metrics.csv")
+        return sorted(found, key=lambda p: int(p.parent.name.split("_")[1]))
 
     @property
     def embeddings(self) -> Path:
@@ -151,6 +167,39 @@ class RunLayout:
         """Fig 6's counterfactuals of one direction as FITS."""
         return self.root / "fits" / f"counterfactuals_{direction}.fits"
 
+    @property
+    def export(self) -> ModelLayout:
+        """The self-contained model directory (``whatsreal export``; ``whatsreal.load``)."""
+        return ModelLayout(self.root / "model")
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """An exported model directory: what ``whatsreal.load`` reads, no pickle anywhere.
+
+    ``config.json`` (model and preprocessing constants, fitted normalisation, surveys, provenance),
+    ``model.safetensors`` (every weight: both encoders and the decoder) and ``unet/`` (a copy of the
+    decoder in diffusers' layout, so ``UNet2DConditionModel.from_pretrained(root, subfolder="unet")``
+    loads it without whatsreal).
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "model.safetensors"
+
+    @property
+    def unet(self) -> Path:
+        return self.root / "unet"
+
 
 @dataclass(frozen=True)
 class DatasetLayout:
@@ -175,6 +224,11 @@ class DatasetLayout:
     def truth(self) -> Path:
         """Every simulated galaxy's true parameters, per-survey conditions and flags."""
         return self.root / "raw" / "truth.parquet"
+
+    @property
+    def stars(self) -> Path:
+        """Every simulated field star (position, magnitudes), for users checking the artefacts."""
+        return self.root / "raw" / "stars.parquet"
 
     @property
     def sky_figure(self) -> Path:

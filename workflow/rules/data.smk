@@ -7,6 +7,7 @@ rule simulate:
         hsc=directory(DATA.raw("hsc")),
         legacysurvey=directory(DATA.raw("legacysurvey")),
         truth=DATA.truth,
+        stars=DATA.stars,
     log:
         DATA.log("simulate"),
     benchmark:

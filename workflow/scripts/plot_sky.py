@@ -6,9 +6,9 @@ from whatsreal.logs import log_to_file
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log = log_to_file(sm.log[0])
 
-from pathlib import Path
-
 from whatsreal.plots.sky import plot_sky
+from whatsreal.surveys import SURVEY_ORDER
 
-plot_sky(Path(sm.input.truth).parent, sm.input.truth, sm.output[0], seed=sm.config["simulation"]["seed"])
+roots = {survey: sm.input[survey] for survey in SURVEY_ORDER}  # the rule's declared shard directories
+plot_sky(roots, sm.input.truth, sm.output[0], seed=sm.config["simulation"]["seed"])
 log.info("wrote %s", sm.output[0])

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from whatsreal.sim.sky import simulate_sky
 
-raw_dir = Path(sm.output.truth).parent
-report = simulate_sky(sm.config, raw_dir, sm.output.truth, threads=sm.threads)
+# The MMU root holding both surveys' shard directories (the rule's hsc/legacysurvey outputs).
+raw_dir = Path(sm.output.hsc).parent
+report = simulate_sky(sm.config, raw_dir, sm.output.truth, threads=sm.threads, stars=sm.output.stars)
 for survey, n in report.n_selected.items():
     log.info("%s: %d objects, %.1f%% with >=5 neighbours within 3'", survey, n, 100 * report.neighbour_fraction[survey])
 log.info(

@@ -19,12 +19,12 @@ A cutout with a band that has no valid pixel where the crop reads (every pixel N
 ``ivar == 0`` or exactly 0: MMU masks are judged through ivar, as in step 1, because
 their bits also flag ordinary pixels) would become a blank training image. Such
 cutouts are found per band (:meth:`BandTransform.blank_bands`), listed in the log by
-object id and band, and recorded in ``meta_{survey}.parquet`` (``blank_bands``,
+object id and band, and recorded in the survey's metadata (``DatasetLayout.meta``: ``blank_bands``,
 ``blank_dropped``); ``preprocess.blank_cutouts: drop`` (the default) leaves them out of
 the standardisation fit here and their pairs out of everything that trains or evaluates
 (:func:`whatsreal.data.usable.usable_pairs`), ``flag`` keeps them.
 
-Row i of ``images_{survey}.npy`` is pair i. Images are streamed shard by shard,
+Row i of the image array (``DatasetLayout.images``) is pair i. Images are streamed shard by shard,
 chunk by chunk; nothing holds more than one chunk of raw cutouts in memory.
 """
 
@@ -382,8 +382,8 @@ def log_blank_cutouts(survey: str, object_ids: Sequence, labels: np.ndarray, mod
     )
     log.warning(
         "%s: %d of %d cutouts have a blank band (no finite, ivar > 0, non-zero pixel inside the %d-pixel crop; "
-        "per band: %s); preprocess.blank_cutouts is %s: %s. They are listed below and in meta_%s.parquet "
-        "(blank_bands)",
+        "per band: %s); preprocess.blank_cutouts is %s: %s. They are listed below and in the "
+        "%s metadata file (column blank_bands)",
         survey,
         hit.size,
         len(labels),

@@ -147,7 +147,8 @@ def run_preprocess(
 
 
 def read_normalisation(meta_path: str | Path) -> dict[str, float]:
-    """The standardisation (mean, std) fitted by preprocessing, from ``meta_{survey}.parquet``."""
+    """The standardisation (mean, std) fitted by preprocessing, from a survey's metadata file
+    (``DatasetLayout.meta``)."""
     import pyarrow.parquet as pq
 
     md = pq.read_schema(meta_path).metadata or {}

@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class TripletDataset(Dataset):
-    """Triplets over a dataset's ``images_{survey}.npy`` and ``neighbours_{survey}_{mode}.npz``.
+    """Triplets over a dataset's preprocessed images and neighbour graphs (``DatasetLayout.images``/``.neighbours``).
 
     ``data`` is the dataset's layout or its root directory.
 
-    Neighbours whose pair is not usable (a dropped blank cutout, per ``meta_{survey}.parquet``)
+    Neighbours whose pair is not usable (a dropped blank cutout, per each survey's metadata, ``blank_dropped``)
     are removed from the neighbour graph, so they are masked out, never fed as a view. The
     ``pairs`` themselves are the caller's choice.
     """
@@ -185,7 +185,7 @@ class TripletDataModule(L.LightningDataModule):
         if not keep.all():
             log.warning(
                 "%d of %d pairs left out of training and validation: a blank cutout "
-                "(meta_{survey}.parquet blank_bands; preprocess.blank_cutouts: drop)",
+                "(the surveys' meta files, blank_bands; preprocess.blank_cutouts: drop)",
                 int((~keep).sum()),
                 len(pairs),
             )

@@ -1,7 +1,7 @@
 """Which pairs training and evaluation may use: not those with a blank cutout, when dropped.
 
 Preprocessing marks a cutout whose band has no valid pixel inside the crop, per survey,
-in ``meta_{survey}.parquet`` (``blank_bands``; ``blank_dropped`` when
+in each survey's metadata (``DatasetLayout.meta``: ``blank_bands``; ``blank_dropped`` when
 ``preprocess.blank_cutouts`` is ``drop``). A dropped pair is treated as if it were not
 in the dataset: it is neither a target nor a physics view, and never an instrument view
 of another pair, whichever of its two cutouts is blank. Consumers ask here rather than
@@ -23,7 +23,7 @@ __all__ = ["drop_unusable_neighbours", "usable_pairs"]
 
 
 def usable_pairs(data: DatasetLayout | str | Path, surveys: tuple[str, ...] = SURVEY_ORDER) -> np.ndarray:
-    """(n_pairs,) bool: True where no survey's ``meta_{survey}.parquet`` drops the pair.
+    """(n_pairs,) bool: True where no survey's metadata drops the pair.
 
     ``data`` is the dataset's layout or its root directory. A meta file written before
     blank cutouts were detected (no ``blank_dropped`` column) drops nothing.

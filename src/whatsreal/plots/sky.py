@@ -7,7 +7,7 @@ file shows up here first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -97,26 +97,35 @@ def choose_pairs(truth: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return pd.concat([rare, normal.iloc[np.unique(picks)]]).head(n)
 
 
-def _images_for(raw_dir: Path, survey: str, ids: list, catalog: pd.DataFrame) -> list[np.ndarray]:
+def _images_for(root: Path, ids: list, catalog: pd.DataFrame) -> list[np.ndarray]:
     key = catalog["object_id"].astype(str)
     out = []
     for oid in ids:
         row = catalog[key == str(oid)].iloc[0]
-        out.append(read_images(raw_dir / survey / row["file"], [row["row"]])["image_array"][0])
+        out.append(read_images(root / row["file"], [row["row"]])["image_array"][0])
     return out
 
 
-def plot_sky(raw_dir: str | Path, truth_path: str | Path, out_png: str | Path, n_pairs: int = 8, seed: int = 0) -> None:
-    """Write the sky overview figure to ``out_png`` (atomically)."""
-    raw_dir = Path(raw_dir)
+def plot_sky(
+    raw: Mapping[str, str | Path] | str | Path,
+    truth_path: str | Path,
+    out_png: str | Path,
+    n_pairs: int = 8,
+    seed: int = 0,
+) -> None:
+    """Write the sky overview figure to ``out_png`` (atomically).
+
+    ``raw``: each survey's MMU root (``{survey: directory}``), or their common parent in the
+    MMU layout (``<raw>/<survey>/healpix=*/``)."""
+    roots = {s: Path(raw[s]) for s in SURVEYS} if isinstance(raw, Mapping) else {s: Path(raw) / s for s in SURVEYS}
     truth = pd.read_parquet(truth_path)
-    cats = {s: read_catalog(raw_dir / s, columns=["object_id", "ra", "dec"]) for s in SURVEYS}
+    cats = {s: read_catalog(roots[s], columns=["object_id", "ra", "dec"]) for s in SURVEYS}
     pairs = choose_pairs(truth, n_pairs, seed)
     n = len(pairs)
     fig = plt.figure(figsize=(2.0 * max(n, 6), 13.0))
     grid = fig.add_gridspec(4, 1, height_ratios=[1, 1, 1.5, 1.5], hspace=0.65)
     top = grid[0:2].subgridspec(2, max(n, 1), wspace=0.05, hspace=0.25)
-    images = {s: _images_for(raw_dir, s, pairs[f"{s}_object_id"].tolist(), cats[s]) for s in SURVEYS}
+    images = {s: _images_for(roots[s], pairs[f"{s}_object_id"].tolist(), cats[s]) for s in SURVEYS}
     stretches = [pair_stretch([images[s][j] for s in SURVEYS], list(SURVEYS)) for j in range(n)]
     for srow, survey in enumerate(SURVEYS):
         sv = SURVEYS[survey]

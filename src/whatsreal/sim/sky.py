@@ -29,6 +29,7 @@ import pandas as pd
 from whatsreal.data.mmu import create_shard, shard_path
 from whatsreal.data.neighbours import spatial_neighbours
 from whatsreal.io import atomic_path
+from whatsreal.layout import DatasetLayout
 from whatsreal.parallel import ordered_map
 from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
 from whatsreal.sim.fields import SmoothField
@@ -466,8 +467,9 @@ def plan_survey(
 
 
 def stars_path(truth_path: str | Path) -> Path:
-    """Where the sky's field stars are listed: next to truth.parquet."""
-    return Path(truth_path).with_name("stars.parquet")
+    """Where a standalone :func:`simulate_sky` call lists the field stars when not told: beside
+    the truth table, as in the results layout (``DatasetLayout.stars``)."""
+    return Path(truth_path).with_name(DatasetLayout(Path()).stars.name)
 
 
 def _stars_table(background: Background, patch: Patch) -> pd.DataFrame:
@@ -536,9 +538,11 @@ class _RenderedSky:
     render_seconds: float
 
 
-def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1) -> SkyReport:
-    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/``, ``truth_path`` and,
-    next to it, ``stars.parquet`` (every field star).
+def simulate_sky(
+    cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads: int = 1, stars: str | Path | None = None
+) -> SkyReport:
+    """Simulate the configured sky into ``raw_dir/{survey}/healpix=*/`` (the MMU layout),
+    ``truth_path`` and ``stars`` (every field star; default :func:`stars_path`).
 
     ``cfg`` is the validated pipeline config (its ``preprocess.crop`` places the labelled
     artefacts inside what the model sees). Raises :class:`SimulationError` when the
@@ -551,7 +555,7 @@ def simulate_sky(cfg: dict, raw_dir: str | Path, truth_path: str | Path, threads
     fractions = _neighbour_fractions(sky)
     raw_dir.mkdir(parents=True, exist_ok=True)
     rendered = _render_sky(sky, raw_dir, threads)
-    _publish(rendered, raw_dir, Path(truth_path))
+    _publish(rendered, raw_dir, Path(truth_path), Path(stars) if stars is not None else stars_path(truth_path))
     report = SkyReport(
         len(sky.pop),
         {s: len(sky.observed[s].cat) for s in SURVEYS},
@@ -631,12 +635,12 @@ def _render_sky(sky: Sky, raw_dir: Path, threads: int) -> _RenderedSky:
     return _RenderedSky(staged, truth, stars, stamps, render_seconds)
 
 
-def _publish(rendered: _RenderedSky, raw_dir: Path, truth_path: Path) -> None:
+def _publish(rendered: _RenderedSky, raw_dir: Path, truth_path: Path, stars: Path) -> None:
     """Replace the previous outputs: called only when every shard is complete on disk."""
     try:
         with (
             atomic_path(truth_path, ".parquet") as tmp_truth,
-            atomic_path(stars_path(truth_path), ".parquet") as tmp_stars,
+            atomic_path(stars, ".parquet") as tmp_stars,
         ):
             rendered.truth.to_parquet(tmp_truth, index=False)
             rendered.stars.to_parquet(tmp_stars, index=False)

@@ -104,9 +104,9 @@ def check_slurm_tasks(train_cfg: dict, devices: int | str) -> None:
         )
 
 
-FINISHED = "finished.json"
-"""Written into ``checkpoints/`` when a training completes: a later job for the same run is a
-retrain (``--forcerun``, or changed inputs), never a resume of the finished one."""
+FINISHED = RunLayout(Path()).finished.name
+"""The marker (``RunLayout.finished``) written into ``checkpoints/`` when a training completes: a
+later job for the same run is a retrain (``--forcerun``, or changed inputs), never a resume."""
 
 
 def _is_primary_process() -> bool:
@@ -128,8 +128,8 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
     """
     run = RunLayout(Path(run_dir))
     ckpt_dir = run.checkpoints
-    last = ckpt_dir / "last.ckpt"
-    finished = ckpt_dir / FINISHED
+    last = run.last_checkpoint
+    finished = run.finished
     if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
         return None
     if finished.exists():
@@ -237,7 +237,7 @@ def _trainer(train_cfg: dict, hardware: tuple[str, int | str, str], run: RunLayo
         logger=loggers,
         callbacks=[
             checkpoints,
-            SignalCheckpoint(run.checkpoints / "last.ckpt"),
+            SignalCheckpoint(run.last_checkpoint),
             *([RankTrace(trace)] if trace is not None else []),
         ],
         plugins=plugins,
@@ -255,17 +255,17 @@ def _write_results(trainer: L.Trainer, run: RunLayout, model_out: Path) -> None:
     staged = Path(str(model_out) + ".tmp")
     trainer.save_checkpoint(staged)
     if trainer.global_rank == 0:
-        merged = merge_metrics(run.training_logs)
+        merged = merge_metrics(run)
         write_csv(merged, run.metrics)
         staged.replace(model_out)
-        with atomic_path(run.checkpoints / FINISHED, ".json") as tmp:
+        with atomic_path(run.finished, ".json") as tmp:
             Path(tmp).write_text(json.dumps({"step": int(trainer.global_step), "model": str(model_out)}))
 
 
-def merge_metrics(log_dir: Path) -> pd.DataFrame:
+def merge_metrics(run: RunLayout) -> pd.DataFrame:
     """Concatenate the CSV logs of every (re)start in order. Steps that a restart redid
     (it resumes from the last checkpoint, before the kill) keep only the later rows."""
-    versions = sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    versions = run.training_log_versions()
     frames: list[pd.DataFrame] = []
     for path in versions:
         df = pd.read_csv(path)
