@@ -79,11 +79,13 @@ def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
         tmp = Path(tmp)
         simulate_sky(cfg, tmp / "raw", tmp / "raw" / "truth.parquet", threads=os.cpu_count() or 1)
         for s in ("hsc", "legacysurvey"):
-            stages.run_catalog(tmp / "raw" / s, s, cfg, tmp / f"catalog_{s}.parquet")
+            stages.run_catalog(tmp / "raw" / s, s, cfg["preprocess"], tmp / f"catalog_{s}.parquet")
         stages.run_crossmatch(
-            {s: tmp / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}, cfg, tmp / "pairs.parquet"
+            {s: tmp / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")},
+            cfg["crossmatch"]["radius_arcsec"],
+            tmp / "pairs.parquet",
         )
-        stages.run_split(tmp / "pairs.parquet", cfg, tmp / "split.parquet")
+        stages.run_split(tmp / "pairs.parquet", cfg["split"], tmp / "split.parquet")
         for workers in sorted({1, os.cpu_count() or 1}):
             for s in ("hsc", "legacysurvey"):
                 rates = [
@@ -92,7 +94,7 @@ def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
                         tmp / f"catalog_{s}.parquet",
                         tmp / "pairs.parquet",
                         tmp / "split.parquet",
-                        cfg,
+                        cfg["preprocess"],
                         tmp / f"images_{s}.npy",
                         tmp / f"meta_{s}.parquet",
                         workers=workers,
@@ -108,7 +110,7 @@ def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
                 s,
                 tmp / "pairs.parquet",
                 tmp / f"catalog_{s}.parquet",
-                cfg,
+                cfg["neighbours"],
                 "spatial",
                 tmp / f"neighbours_{s}_spatial.npz",
             )

@@ -67,30 +67,37 @@ def tiny_data(tiny_sky, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict,
     cfg, raw, _ = tiny_sky
     out = tmp_path_factory.mktemp("tiny_data")
     for s in ("hsc", "legacysurvey"):
-        stages.run_catalog(raw / s, s, cfg, out / f"catalog_{s}.parquet")
+        stages.run_catalog(raw / s, s, cfg["preprocess"], out / f"catalog_{s}.parquet")
     stages.run_crossmatch(
-        {s: out / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")}, cfg, out / "pairs.parquet"
+        {s: out / f"catalog_{s}.parquet" for s in ("hsc", "legacysurvey")},
+        cfg["crossmatch"]["radius_arcsec"],
+        out / "pairs.parquet",
     )
-    stages.run_split(out / "pairs.parquet", cfg, out / "split.parquet")
+    stages.run_split(out / "pairs.parquet", cfg["split"], out / "split.parquet")
     for s in ("hsc", "legacysurvey"):
         stages.run_preprocess(
             s,
             out / f"catalog_{s}.parquet",
             out / "pairs.parquet",
             out / "split.parquet",
-            cfg,
+            cfg["preprocess"],
             out / f"images_{s}.npy",
             out / f"meta_{s}.parquet",
             truth_path=raw / "truth.parquet",
         )
         stages.run_neighbours(
-            s, out / "pairs.parquet", out / f"catalog_{s}.parquet", cfg, "spatial", out / f"neighbours_{s}_spatial.npz"
+            s,
+            out / "pairs.parquet",
+            out / f"catalog_{s}.parquet",
+            cfg["neighbours"],
+            "spatial",
+            out / f"neighbours_{s}_spatial.npz",
         )
         stages.run_neighbours(
             s,
             out / "pairs.parquet",
             out / f"catalog_{s}.parquet",
-            cfg,
+            cfg["neighbours"],
             "random",
             out / f"neighbours_{s}_random.npz",
             spatial_path=out / f"neighbours_{s}_spatial.npz",

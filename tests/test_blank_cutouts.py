@@ -64,7 +64,7 @@ def blank_data(tiny_sky, tiny_data, tmp_path_factory):
         keep += [f"neighbours_{s}_{m}.npz" for s in SURVEYS for m in ("spatial", "random")]
         for name in keep:
             shutil.copy(data / name, d / name)
-        stages.run_catalog(base / "raw_hsc", "hsc", cfg, d / "catalog_hsc.parquet")
+        stages.run_catalog(base / "raw_hsc", "hsc", cfg["preprocess"], d / "catalog_hsc.parquet")
         mode_cfg = copy.deepcopy(cfg)
         mode_cfg["preprocess"]["blank_cutouts"] = mode
         records = _Records()
@@ -76,7 +76,7 @@ def blank_data(tiny_sky, tiny_data, tmp_path_factory):
                 d / "catalog_hsc.parquet",
                 d / "pairs.parquet",
                 d / "split.parquet",
-                mode_cfg,
+                mode_cfg["preprocess"],
                 d / "images_hsc.npy",
                 d / "meta_hsc.parquet",
                 truth_path=raw / "truth.parquet",

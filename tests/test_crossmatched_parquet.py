@@ -57,14 +57,14 @@ def test_crossmatched_parquet_reproduces_the_mmu_dataset(tiny_data, shards, tmp_
     pairs = stages.run_crossmatched_catalogs(shards, cats, tmp_path / "pairs.parquet")
     ref = pd.read_parquet(out / "pairs.parquet")
     assert (pairs["hsc_object_id"].astype(str).to_numpy() == ref["hsc_object_id"].astype(str).to_numpy()).all()
-    stages.run_split(tmp_path / "pairs.parquet", cfg, tmp_path / "split.parquet")
+    stages.run_split(tmp_path / "pairs.parquet", cfg["split"], tmp_path / "split.parquet")
     for s in SURVEYS:
         stages.run_preprocess(
             s,
             cats[s],
             tmp_path / "pairs.parquet",
             tmp_path / "split.parquet",
-            cfg,
+            cfg["preprocess"],
             tmp_path / f"images_{s}.npy",
             tmp_path / f"meta_{s}.parquet",
             workers=2,

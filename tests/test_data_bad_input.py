@@ -94,7 +94,7 @@ def test_bad_shards_are_named_and_leave_no_catalog(tiny_sky, tmp_path, edit):
     message = edit(shard)
     out = tmp_path / "catalog_hsc.parquet"
     with pytest.raises(MMUFormatError) as err:
-        stages.run_catalog(root, "hsc", cfg, out)
+        stages.run_catalog(root, "hsc", cfg["preprocess"], out)
     assert message in str(err.value)
     assert str(shard) in str(err.value) or str(root) in str(err.value)
     assert not out.exists()
@@ -111,11 +111,13 @@ def test_empty_overlap_is_an_error_and_leaves_no_pairs(tiny_data, tmp_path):
     ls.to_parquet(moved)
     target = tmp_path / "pairs.parquet"
     with pytest.raises(CrossmatchError, match="do the two catalogues cover the same sky"):
-        stages.run_crossmatch({"hsc": out / "catalog_hsc.parquet", "legacysurvey": moved}, cfg, target)
+        stages.run_crossmatch(
+            {"hsc": out / "catalog_hsc.parquet", "legacysurvey": moved}, cfg["crossmatch"]["radius_arcsec"], target
+        )
     assert not target.exists()
 
 
 def test_missing_mmu_directory_is_named(tiny_sky, tmp_path):
     cfg, _, _ = tiny_sky
     with pytest.raises(FileNotFoundError, match="nope"):
-        stages.run_catalog(tmp_path / "nope", "hsc", cfg, tmp_path / "c.parquet")
+        stages.run_catalog(tmp_path / "nope", "hsc", cfg["preprocess"], tmp_path / "c.parquet")

@@ -154,7 +154,13 @@ def test_a_source_half_an_arcsec_away_is_matched_and_one_two_arcsec_away_is_not(
     pd.DataFrame({"legacysurvey_row": np.arange(4)[::-1]}).to_parquet(tmp_path / "pairs.parquet")
     out = tmp_path / "provabgs.parquet"
     cfg = tiny_config(crossmatch={"radius_arcsec": 1.0})
-    run_provabgs_targets(root, tmp_path / "pairs.parquet", tmp_path / "catalog_legacysurvey.parquet", cfg, out)
+    run_provabgs_targets(
+        root,
+        tmp_path / "pairs.parquet",
+        tmp_path / "catalog_legacysurvey.parquet",
+        cfg["crossmatch"]["radius_arcsec"],
+        out,
+    )
     table = pd.read_parquet(out)
     assert list(table.columns) == list(PAIR_COLUMNS)
     np.testing.assert_array_equal(table["pair"], np.arange(4))

@@ -8,4 +8,4 @@ log_to_file(sm.log[0])
 
 from whatsreal.data.stages import run_catalog
 
-run_catalog(sm.input.root, sm.wildcards.survey, sm.config, sm.output[0])
+run_catalog(sm.input.root, sm.wildcards.survey, sm.config["preprocess"], sm.output[0])

@@ -8,4 +8,6 @@ log_to_file(sm.log[0])
 
 from whatsreal.data.stages import run_crossmatch
 
-run_crossmatch({"hsc": sm.input.hsc, "legacysurvey": sm.input.legacysurvey}, sm.config, sm.output[0])
+run_crossmatch(
+    {"hsc": sm.input.hsc, "legacysurvey": sm.input.legacysurvey}, sm.config["crossmatch"]["radius_arcsec"], sm.output[0]
+)

@@ -12,7 +12,7 @@ run_neighbours(
     sm.wildcards.survey,
     sm.input.pairs,
     sm.input.catalog,
-    sm.config,
+    sm.config["neighbours"],
     sm.wildcards.mode,
     sm.output[0],
     spatial_path=sm.input.get("spatial"),

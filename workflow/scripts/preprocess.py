@@ -13,7 +13,7 @@ run_preprocess(
     sm.input.catalog,
     sm.input.pairs,
     sm.input.split,
-    sm.config,
+    sm.config["preprocess"],
     sm.output.images,
     sm.output.meta,
     truth_path=sm.input.get("truth"),

@@ -8,4 +8,6 @@ log_to_file(sm.log[0])
 
 from whatsreal.data.stages import run_provabgs_targets
 
-run_provabgs_targets(sm.input.root, sm.input.pairs, sm.input.catalog, sm.config, sm.output[0])
+run_provabgs_targets(
+    sm.input.root, sm.input.pairs, sm.input.catalog, sm.config["crossmatch"]["radius_arcsec"], sm.output[0]
+)

@@ -8,4 +8,4 @@ log_to_file(sm.log[0])
 
 from whatsreal.data.stages import run_split
 
-run_split(sm.input[0], sm.config, sm.output[0])
+run_split(sm.input[0], sm.config["split"], sm.output[0])

@@ -45,8 +45,10 @@ def _to_arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def run_catalog(root: str | Path, survey: str, cfg: dict, out: str | Path) -> pd.DataFrame:
-    cat = _to_arrow_safe(build_catalog(root, survey, cfg["preprocess"]))
+def run_catalog(root: str | Path, survey: str, preprocess_cfg: dict, out: str | Path) -> pd.DataFrame:
+    """``catalog_<survey>.parquet`` from one survey's MMU shards (``preprocess_cfg``: the crop and
+    bands every cutout must allow)."""
+    cat = _to_arrow_safe(build_catalog(root, survey, preprocess_cfg))
     write_parquet(cat, out)
     log.info("%s: %d objects in %d shards under %s", survey, len(cat), cat["file"].nunique(), root)
     return cat
@@ -62,15 +64,16 @@ def run_crossmatched_catalogs(path: str | Path, outputs: dict[str, str | Path], 
     return pairs
 
 
-def run_crossmatch(catalogs: dict[str, str | Path], cfg: dict, out: str | Path) -> pd.DataFrame:
+def run_crossmatch(catalogs: dict[str, str | Path], radius_arcsec: float, out: str | Path) -> pd.DataFrame:
+    """The pairs: mutual nearest neighbours of the two catalogues within ``crossmatch.radius_arcsec``."""
     cats = {s: pd.read_parquet(catalogs[s], columns=["object_id", "ra", "dec"]) for s in SURVEY_ORDER}
-    pairs = crossmatch(cats["hsc"], cats["legacysurvey"], cfg["crossmatch"]["radius_arcsec"], SURVEY_ORDER)
+    pairs = crossmatch(cats["hsc"], cats["legacysurvey"], radius_arcsec, SURVEY_ORDER)
     write_parquet(pairs, out)
     return pairs
 
 
 def run_provabgs_targets(
-    root: str | Path, pairs_path: str | Path, legacy_catalog: str | Path, cfg: dict, out: str | Path
+    root: str | Path, pairs_path: str | Path, legacy_catalog: str | Path, radius_arcsec: float, out: str | Path
 ) -> pd.DataFrame:
     """``provabgs.parquet``: each pair's PROVABGS spectroscopic targets (NaN where DESI took no spectrum).
 
@@ -82,16 +85,15 @@ def run_provabgs_targets(
     cat = pd.read_parquet(legacy_catalog, columns=["ra", "dec"])
     if len(rows) and rows.max() >= len(cat):
         raise ValueError(f"{pairs_path}: legacysurvey_row {rows.max()} beyond the {len(cat)} rows of {legacy_catalog}")
-    table = match_to_pairs(
-        cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows], read_provabgs(root), cfg["crossmatch"]["radius_arcsec"]
-    )
+    table = match_to_pairs(cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows], read_provabgs(root), radius_arcsec)
     write_parquet(table, out)
     return table
 
 
-def run_split(pairs_path: str | Path, cfg: dict, out: str | Path) -> pd.DataFrame:
+def run_split(pairs_path: str | Path, split_cfg: dict, out: str | Path) -> pd.DataFrame:
+    """The seeded train/val split by pair (``split_cfg``: ``split.val_fraction``, ``split.seed``)."""
     n = len(pd.read_parquet(pairs_path, columns=["sep_arcsec"]))
-    split = make_split(n, cfg["split"]["val_fraction"], cfg["split"]["seed"])
+    split = make_split(n, split_cfg["val_fraction"], split_cfg["seed"])
     write_parquet(split, out)
     log.info("split: %d train, %d val pairs", (split["split"] == "train").sum(), (split["split"] == "val").sum())
     return split
@@ -102,7 +104,7 @@ def run_preprocess(
     catalog_path: str | Path,
     pairs_path: str | Path,
     split_path: str | Path,
-    cfg: dict,
+    preprocess_cfg: dict,
     out_npy: str | Path,
     out_meta: str | Path,
     truth_path: str | Path | None = None,
@@ -122,7 +124,6 @@ def run_preprocess(
         raise ValueError(f"{split_path}: {len(split)} rows but {pairs_path} has {len(pairs)} pairs")
     rows = pairs[f"{survey}_row"].to_numpy()
     train = (split["split"] == "train").to_numpy()
-    preprocess_cfg = cfg["preprocess"]
     info = preprocess_survey(survey, catalog, rows, train, preprocess_cfg, out_npy, workers)
     meta = catalog.iloc[rows].drop(columns=["file", "row"]).reset_index(drop=True)
     meta.insert(0, "pair", np.arange(len(pairs), dtype=np.int64))
@@ -161,7 +162,7 @@ def run_neighbours(
     survey: str,
     pairs_path: str | Path,
     catalog_path: str | Path,
-    cfg: dict,
+    neighbours_cfg: dict,
     mode: str,
     out: str | Path,
     spatial_path: str | Path | None = None,
@@ -171,7 +172,6 @@ def run_neighbours(
     cat = pd.read_parquet(catalog_path, columns=["ra", "dec"])
     rows = pairs[f"{survey}_row"].to_numpy()
     ra, dec = cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows]
-    neighbours_cfg = cfg["neighbours"]
     if mode == "spatial":
         index, sep = spatial_neighbours(ra, dec, neighbours_cfg["k"], neighbours_cfg["radius_arcmin"])
     elif mode == "random":
