@@ -39,6 +39,7 @@ ALL_JOBS = {
     "random_init_embeddings": 1,
     "cross_predict": 1,
     "train": 2,
+    "export": 2,
     "embed": 2,
     "umap": 2,
     "outliers": 2,
@@ -69,6 +70,7 @@ BASELINES = {"random_init_embeddings", "cross_predict"}
 # The per-run jobs downstream of one run's model (random_neighbours gets no sampling experiments).
 RN_MODEL_DOWNSTREAM = {
     "train": 1,
+    "export": 1,
     "embed": 1,
     "umap": 1,
     "outliers": 1,

@@ -6,3 +6,13 @@ Snakemake.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``whatsreal.load`` without importing torch on ``import whatsreal`` (the workflow imports
+    the package for its config alone)."""
+    if name == "load":
+        from whatsreal.api import load
+
+        return load
+    raise AttributeError(f"module 'whatsreal' has no attribute {name!r}")

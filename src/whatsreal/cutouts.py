@@ -96,6 +96,28 @@ class Cutouts:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def select(self, index: Sequence[int] | np.ndarray) -> Cutouts:
+        """The cutouts at ``index`` (positions), in that order."""
+        idx = np.asarray(index, dtype=np.int64)
+        return Cutouts(
+            images=self.images[idx],
+            bands=self.bands,
+            object_id=self.object_id[idx],
+            ra=self.ra[idx],
+            dec=self.dec[idx],
+            ivar=None if self.ivar is None else self.ivar[idx],
+            mask=None if self.mask is None else self.mask[idx],
+            sources=tuple(self.sources[i] for i in idx),
+        )
+
+    def nearest(self, ra: float, dec: float, k: int, min_separation_arcsec: float = 1.0) -> Cutouts:
+        """The ``k`` cutouts nearest (ra, dec) on the sky, leaving out any within
+        ``min_separation_arcsec`` (the galaxy itself): the instrument views for a galaxy
+        there, since the model learnt a survey's conditions from spatial neighbours."""
+        sep = SkyCoord(self.ra, self.dec, unit="deg").separation(SkyCoord(ra, dec, unit="deg")).arcsec
+        order = [i for i in np.argsort(sep, kind="stable") if sep[i] > min_separation_arcsec]
+        return self.select(order[:k])
+
 
 def read_cutouts(path: str | Path, survey: str) -> Cutouts:
     """Read a FITS file, an MMU HDF5 shard or a directory of them (see the module docstring)."""

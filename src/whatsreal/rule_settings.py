@@ -43,6 +43,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     # training (per run: common.smk passes the run's own config, its overlay applied)
     "train": ("model", "train", "neighbours.mode", "preprocess"),
     "embed": (),
+    "export": (),  # everything it writes comes from its inputs (the checkpoint and the metadata)
     # experiments
     "random_init_embeddings": ("model.encoder", "experiments.baselines", "preprocess.bands"),
     "cross_predict": (

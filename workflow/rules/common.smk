@@ -139,7 +139,7 @@ def all_targets():
     targets += data_targets()
     targets += [DATA.triplet_figure(mode) for mode in MODES]
     for run in RUNS:
-        targets.append(DATA.run(run).embeddings)
+        targets += [DATA.run(run).embeddings, DATA.run(run).export.root]
         targets += experiment_targets(run)
     targets += [DATA.summary, DATA.effective_config]
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query

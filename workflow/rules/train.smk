@@ -46,6 +46,25 @@ rule train:
         " --run-dir {params.run_dir:q} --model {output.model:q} --log {log:q}"
 
 
+rule export:
+    # The run as a self-contained model directory (whatsreal.export: config.json, safetensors
+    # weights, the UNet in diffusers' layout), what `whatsreal.load` and the `whatsreal`
+    # command read; the metadata files carry the fitted input normalisation.
+    input:
+        model=RUN.model,
+        meta=meta_files(),
+    output:
+        directory(RUN.export.root),
+    log:
+        DATA.log("export_{run}"),
+    params:
+        settings=run_settings("export"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/export.py"
+
+
 rule embed:
     input:
         model=rules.train.output.model,

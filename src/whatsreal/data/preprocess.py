@@ -146,6 +146,15 @@ class BandTransform:
         x = resample_centre(x, self.crop, self.size)
         return (np.arcsinh(x / self.softening) * self.softening * self.scale).astype(np.float32), n_bad
 
+    def invert(self, y: np.ndarray) -> np.ndarray:
+        """Steps 5 and 3 undone: arcsinh-scaled pixels back to the survey's native flux units,
+        on the model's pixel grid (the crop itself for HSC, the resampled grid for Legacy).
+
+        Exact inside the clamp range; clamped and zeroed pixels (step 1-2) cannot come back.
+        """
+        x = np.sinh(np.asarray(y, dtype=np.float64) / (self.softening * self.scale)) * self.softening
+        return (x * self.flux_scale).astype(np.float32)
+
     def blank_bands(self, image: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         """(n, 4) True where a band has no valid pixel in the window the crop reads.
 
