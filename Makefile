@@ -9,7 +9,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install check-config config run report test test-fast test-slurm lint bench clean
+.PHONY: install check-config config run report readme-figures test test-fast test-slurm lint bench clean
 
 # torch/torchvision are pinned and installed first: these exact releases are
 # served locally on our machines, any other version downloads gigabytes.
@@ -41,6 +41,12 @@ report: check-config
 	@out=results/$$($(BIN)/python -m whatsreal.config show --configfile $(CONFIG) --key dataset.name)/report.html && \
 	$(BIN)/snakemake all --cores 1 --configfile $(CONFIG) --report $$out && \
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
+
+# The README's figures (docs/figures/): small copies of the sky overview, Fig 4 and Fig 6 of
+# run main from the finished run under RESULTS (`make run` first). Commit what it rewrites.
+RESULTS ?= results/sim
+readme-figures: $(STAMP)
+	$(BIN)/python -m whatsreal.plots.readme_figures $(RESULTS) docs/figures
 
 # Both tiers: everything, the Snakemake runs and trainings included (CI runs this). Tests run
 # in TEST_WORKERS processes (pytest-xdist; `auto` = one per core, at most 8); the tests that share the
