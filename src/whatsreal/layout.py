@@ -32,6 +32,8 @@ baselines/*                       random_init_embeddings, probes, outliers
 runs/<run>/model.ckpt             train                   embed, posterior_samples, noise_model,
                                                           conditioning_gain
 runs/<run>/metrics.csv            train                   conditioning_gain
+runs/<run>/tensorboard/, wandb/,  train (optional         users (TensorBoard, W&B); wandb_id: the
+wandb_id                          loggers)                next (re)start of the same training
 runs/<run>/embeddings.parquet     embed                   umap, outliers, probes, retrieval, ablation
 runs/<run>/embeddings_tokens.npz  embed                   users (every token, not only the mean)
 runs/<run>/model/                 export                  users: whatsreal.load, the whatsreal command
@@ -136,6 +138,21 @@ class RunLayout:
         """The CSV log of every (re)start (Lightning's ``version_<n>/metrics.csv``), in start order."""
         found = self.training_logs.glob("version_*/metrics.csv")
         return sorted(found, key=lambda p: int(p.parent.name.split("_")[1]))
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files (``train.tensorboard``): ``tensorboard --logdir`` this directory."""
+        return self.root / "tensorboard"
+
+    @property
+    def wandb(self) -> Path:
+        """Weights & Biases' local files (``train.wandb``)."""
+        return self.root / "wandb"
+
+    @property
+    def wandb_id(self) -> Path:
+        """The run's W&B run id, kept so a resumed training (SLURM retry) continues the same W&B run."""
+        return self.root / "wandb_id"
 
     @property
     def embeddings(self) -> Path:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["DEFAULT_KEEP", "log_to_file", "rotate_log"]
+__all__ = ["DEFAULT_KEEP", "log_to_file", "rotate_log", "step_log"]
 
 DEFAULT_KEEP = 3
 """Previous attempts' logs kept beside a step's log (``X.log.1`` newest .. ``X.log.3``)."""
@@ -36,11 +36,22 @@ DEFAULT_KEEP = 3
 _HANDLER_MARK = "_whatsreal_log_to_file"
 """Attribute set on the handlers log_to_file installs, so a second call replaces them."""
 
+_step_log: Path | None = None
+"""The log file of the step running in this process, once :func:`log_to_file` set it up."""
+
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
 
 _UNCAUGHT = "whatsreal_uncaught"
 """Attribute of the log record of an uncaught exception; stderr's handler skips it, because
 the chained excepthook prints the same traceback there."""
+
+
+def step_log() -> Path | None:
+    """The log file :func:`log_to_file` set up in this process, or None.
+
+    A step with a log file is a pipeline job: its progress belongs in that file as log
+    lines (whatsreal.progress), not in a terminal bar that no log keeps."""
+    return _step_log
 
 
 def _attempt_link(path: Path) -> Path:
@@ -141,6 +152,8 @@ def log_to_file(path: str | Path, level: int = logging.INFO, keep: int = DEFAULT
         with contextlib.suppress(OSError):  # a filesystem without hard links: no history kept
             os.link(path, _attempt_link(path))
     root.setLevel(level)
+    global _step_log
+    _step_log = path
     logging.captureWarnings(True)
     _install_excepthook()
     return root

@@ -47,6 +47,7 @@ from whatsreal.data.crossmatched import parquet_band_letters, read_parquet_image
 from whatsreal.data.mmu import MMUFormatError, read_images
 from whatsreal.io import atomic_path
 from whatsreal.parallel import ordered_map
+from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEYS
 
 __all__ = [
@@ -265,7 +266,8 @@ def preprocess_survey(
     with atomic_path(out_npy, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, n_bands, size, size))
         t0 = time.perf_counter()
-        stats, blank = _transform_chunks(out, chunks, transforms, train, drop_blank, workers)
+        with Progress(n, f"preprocess {survey}", "cutouts", log=log) as shown:
+            stats, blank = _transform_chunks(out, chunks, transforms, train, drop_blank, workers, shown)
         elapsed = time.perf_counter() - t0
         mean, std = _fitted_standardisation(survey, stats, drop_blank and blank.any())
         _standardise(out, mean, std, chunk_size)
@@ -327,8 +329,10 @@ def _transform_chunks(
     train: np.ndarray,
     drop_blank: bool,
     workers: int,
+    shown: Progress | None = None,
 ) -> tuple[PreprocessStats, np.ndarray]:
-    """Transform every chunk (steps 1-5) into its rows of ``out``, in ``workers`` processes.
+    """Transform every chunk (steps 1-5) into its rows of ``out``, in ``workers`` processes,
+    counting the cutouts done on ``shown``.
 
     Returns the standardisation's running sums over the training pairs (less the blank
     cutouts when ``drop_blank``) and the (n, bands) blank-band flags.
@@ -347,6 +351,8 @@ def _transform_chunks(
             in_train = in_train & ~blank_chunk.any(axis=1)
         if in_train.any():
             stats.add(x[in_train])
+        if shown is not None:
+            shown.update(len(positions))
     return stats, blank
 
 

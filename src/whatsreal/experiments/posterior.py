@@ -28,6 +28,7 @@ from whatsreal.io import write_npz
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.model.samplers import sample
+from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.run import load_model
 
@@ -128,14 +129,15 @@ def _draw(
     bs = int(posterior_cfg["batch_size"])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("target", "physics", "instrument", "instrument_mask")}
     samples = []
-    for start in range(0, n, bs):
-        batch = ds.__getitems__(list(range(start, min(start + bs, n))))
-        samples.append(sample_posterior(net, batch, n_samples, steps, method, int(posterior_cfg["seed"]), device))
-        parts["target"].append(batch["target"].numpy())
-        parts["physics"].append(batch["physics"][:, 0].numpy())
-        parts["instrument"].append(batch["instrument"].numpy())
-        parts["instrument_mask"].append(batch["instrument_mask"].numpy())
-        log.info("%s: sampled %d/%d galaxies", direction, min(start + bs, n), n)
+    with Progress(n, f"posterior {direction}", "galaxies", log=log) as shown:
+        for start in range(0, n, bs):
+            batch = ds.__getitems__(list(range(start, min(start + bs, n))))
+            samples.append(sample_posterior(net, batch, n_samples, steps, method, int(posterior_cfg["seed"]), device))
+            parts["target"].append(batch["target"].numpy())
+            parts["physics"].append(batch["physics"][:, 0].numpy())
+            parts["instrument"].append(batch["instrument"].numpy())
+            parts["instrument_mask"].append(batch["instrument_mask"].numpy())
+            shown.update(len(batch["target"]))
     return {**{k: np.concatenate(v) for k, v in parts.items()}, "samples": np.concatenate(samples)}
 
 

@@ -75,6 +75,7 @@ from whatsreal.experiments.targets import GROUPS, Target, build_targets, instrum
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.io import read_table, write_csv, write_npz
 from whatsreal.layout import DatasetLayout
+from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -309,19 +310,27 @@ def probe_r2(
 
 
 def fold_predictions(
-    x: np.ndarray, y: np.ndarray, folds: ProbeFolds, probes_cfg: dict, keys: Sequence[int] | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: ProbeFolds,
+    probes_cfg: dict,
+    keys: Sequence[int] | None = None,
+    shown: Progress | None = None,
 ) -> np.ndarray:
     """(n_scored, T) held-out predictions of every scored pair (``folds.scored`` order), one probe per fold.
 
     Each pair is predicted by the probe of the fold that held it out (trained on
     that fold's training rows only), so R^2 is scored once over all scored pairs;
-    with one fold (the random split) this is :func:`probe_r2`'s prediction.
+    with one fold (the random split) this is :func:`probe_r2`'s prediction. Each
+    finished fold counts one on ``shown`` (the caller's progress, whatsreal.progress).
     """
     scored = folds.scored
     pred = np.full((len(scored), np.asarray(y).shape[1]), np.nan)
     for train_rows, test_rows in folds.folds:
         _, p = probe_r2(x, y, folds.mask(test_rows), probes_cfg, keys, train=folds.mask(train_rows))
         pred[np.searchsorted(scored, test_rows)] = p
+        if shown is not None:
+            shown.update(1)
     return pred
 
 
@@ -451,17 +460,29 @@ def _survey_pixel_statistics(images: dict[str, np.ndarray], n_pairs: int) -> dic
     return out
 
 
+def _floor_columns(stats: dict[str, np.ndarray], specs: Sequence[Target]) -> dict[str, list[int]]:
+    """The target columns of each survey's pixel floor: its instrument targets, for the surveys with statistics."""
+    out = {}
+    for survey in SURVEY_ORDER:
+        cols = [j for j, t in enumerate(specs) if t.group == instrument_group(survey)]
+        if cols and survey in stats:
+            out[survey] = cols
+    return out
+
+
 def _pixel_floor_predictions(
-    stats: dict[str, np.ndarray], y: np.ndarray, specs: Sequence[Target], folds: ProbeFolds, probes_cfg: dict
+    stats: dict[str, np.ndarray],
+    y: np.ndarray,
+    specs: Sequence[Target],
+    folds: ProbeFolds,
+    probes_cfg: dict,
+    shown: Progress | None = None,
 ) -> np.ndarray:
     """Held-out predictions of every instrument target from its own survey's pixel statistics (NaN elsewhere)."""
     pred = np.full((len(folds.scored), len(specs)), np.nan)
-    for survey in SURVEY_ORDER:
-        cols = [j for j, t in enumerate(specs) if t.group == instrument_group(survey)]
-        if not cols or survey not in stats:
-            continue
+    for survey, cols in _floor_columns(stats, specs).items():
         t0 = time.perf_counter()
-        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, probes_cfg, keys=cols)
+        pred[:, cols] = fold_predictions(stats[survey], y[:, cols], folds, probes_cfg, keys=cols, shown=shown)
         log.info("pixel floor %s: %d targets in %.1f s", survey, len(cols), time.perf_counter() - t0)
     return pred
 
@@ -742,20 +763,25 @@ def load_probe_inputs(
 
 
 def _design_predictions(inputs: ProbeInputs, folds: ProbeFolds, probes_cfg: dict) -> dict[str, np.ndarray]:
-    """Held-out predictions of every representation and of the pixel floor, one probe per fold."""
+    """Held-out predictions of every representation and of the pixel floor, one probe per fold.
+
+    One progress count over all of them (an ensemble fit covers every target at once), not
+    one per fit: a design's few dozen fits read better as one bar than as dozens."""
     preds = {}
-    for name, x in inputs.reps.items():
-        t1 = time.perf_counter()
-        preds[name] = fold_predictions(x, inputs.y, folds, probes_cfg)
-        log.info(
-            "probes %s (%d features, %d targets; %s): %.1f s",
-            name,
-            x.shape[1],
-            len(inputs.specs),
-            folds.design.label,
-            time.perf_counter() - t1,
-        )
-    preds[FLOOR] = _pixel_floor_predictions(inputs.pixel_stats, inputs.y, inputs.specs, folds, probes_cfg)
+    n_fits = (len(inputs.reps) + len(_floor_columns(inputs.pixel_stats, inputs.specs))) * len(folds.folds)
+    with Progress(n_fits, f"probes ({folds.design.label})", "probe fits", log=log) as shown:
+        for name, x in inputs.reps.items():
+            t1 = time.perf_counter()
+            preds[name] = fold_predictions(x, inputs.y, folds, probes_cfg, shown=shown)
+            log.info(
+                "probes %s (%d features, %d targets; %s): %.1f s",
+                name,
+                x.shape[1],
+                len(inputs.specs),
+                folds.design.label,
+                time.perf_counter() - t1,
+            )
+        preds[FLOOR] = _pixel_floor_predictions(inputs.pixel_stats, inputs.y, inputs.specs, folds, probes_cfg, shown)
     return preds
 
 

@@ -19,6 +19,7 @@ import torch
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.flow import FlowMatchingModel
+from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["encode_images", "export_embeddings"]
@@ -33,15 +34,20 @@ def encode_images(
     batch_size: int,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
+    desc: str = "embed",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, C, H, W) images -> physics tokens (N, T, D) and instrument tokens (N, T, D), float32."""
+    """(N, C, H, W) images -> physics tokens (N, T, D) and instrument tokens (N, T, D), float32.
+
+    ``desc`` names the images in the progress shown per batch (whatsreal.progress)."""
     model.eval()
     phys, inst = [], []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            phys.append(model.physics_encoder(x).float().cpu().numpy())
-            inst.append(model.instrument_encoder(x).float().cpu().numpy())
+    with Progress(len(images), desc, "images", log=log) as shown:
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                phys.append(model.physics_encoder(x).float().cpu().numpy())
+                inst.append(model.instrument_encoder(x).float().cpu().numpy())
+            shown.update(len(x))
     return np.concatenate(phys), np.concatenate(inst)
 
 
@@ -65,7 +71,7 @@ def export_embeddings(
     for survey in SURVEY_ORDER:
         images = np.load(data.images(survey), mmap_mode="r")
         meta = pd.read_parquet(data.meta(survey), columns=["pair", "split", "object_id", "ra", "dec"])
-        phys, inst = encode_images(model, images, batch_size, device, dtype)
+        phys, inst = encode_images(model, images, batch_size, device, dtype, desc=f"embed {survey}")
         n_total += len(images)
         tokens[f"{survey}_physics"] = phys
         tokens[f"{survey}_instrument"] = inst

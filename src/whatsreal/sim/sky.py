@@ -31,6 +31,7 @@ from whatsreal.data.neighbours import spatial_neighbours
 from whatsreal.io import atomic_path
 from whatsreal.layout import DatasetLayout
 from whatsreal.parallel import ordered_map
+from whatsreal.progress import Progress
 from whatsreal.sim.catalog import hsc_catalog, legacysurvey_catalog, measured_fluxes, object_nea
 from whatsreal.sim.fields import SmoothField
 from whatsreal.sim.geometry import Patch, healpix_of
@@ -324,15 +325,19 @@ def _write_survey(
             local_row[sel] = np.arange(sel.size)
         starts = range(0, len(cat), chunk)
         jobs = ((survey.name, specs[start : start + chunk], size, beta) for start in starts)
-        for start, (image, ivar, mask) in zip(starts, ordered_map(_render_chunk, jobs, threads), strict=True):
-            idx = np.arange(start, start + image.shape[0])
-            for hp in np.unique(hp_of[idx]):
-                part = np.flatnonzero(hp_of[idx] == hp)
-                lo, hi = local_row[idx[part[0]]], local_row[idx[part[-1]]] + 1
-                f = files[hp]
-                f["image_array"][lo:hi] = image[part]
-                f["image_ivar"][lo:hi] = ivar[part]
-                f["image_mask"][lo:hi] = mask[part]
+        n_bands = len(survey.bands)
+        # Counted as chunks come back in order: the workers and their random draws are untouched.
+        with Progress(len(cat) * n_bands, f"simulate {survey.name}", "stamps", log=log) as shown:
+            for start, (image, ivar, mask) in zip(starts, ordered_map(_render_chunk, jobs, threads), strict=True):
+                idx = np.arange(start, start + image.shape[0])
+                for hp in np.unique(hp_of[idx]):
+                    part = np.flatnonzero(hp_of[idx] == hp)
+                    lo, hi = local_row[idx[part[0]]], local_row[idx[part[-1]]] + 1
+                    f = files[hp]
+                    f["image_array"][lo:hi] = image[part]
+                    f["image_ivar"][lo:hi] = ivar[part]
+                    f["image_mask"][lo:hi] = mask[part]
+                shown.update(image.shape[0] * n_bands)
     finally:
         for f in files.values():
             f.close()

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from whatsreal.config import run_config, validate_config
     from whatsreal.train.interrupt import EXIT_INTERRUPTED, TrainingInterrupted
-    from whatsreal.train.run import train
+    from whatsreal.train.run import TrainingSetupError, train
     from whatsreal.train.trace import record_writes, trace_file
 
     trace = trace_file(rank)
@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         # status 0, as if training had finished. last.ckpt is untouched and still valid.
         log.warning("training stopped by SIGTERM while starting; run the same target again to resume from last.ckpt")
         return EXIT_INTERRUPTED
+    except TrainingSetupError as err:
+        # The message says what to change (a config key, a package to install); a traceback would bury it.
+        log.error("training run '%s' cannot start: %s", args.run, err)
+        return 1
     except Exception:
         log.exception("training run '%s' failed", args.run)
         return 1

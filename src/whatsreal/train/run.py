@@ -11,9 +11,11 @@ GPU) the ranks come from SLURM, checked against ``train.devices``/``train.num_no
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,12 +40,14 @@ from whatsreal.train.trace import RankTrace
 __all__ = [
     "TrainingSetupError",
     "check_checkpoint_config",
+    "check_loggers",
     "check_slurm_tasks",
     "load_model",
     "merge_metrics",
     "resolve_hardware",
     "resume_point",
     "train",
+    "wandb_run_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,46 @@ def check_slurm_tasks(train_cfg: dict, devices: int | str) -> None:
         )
 
 
+def check_loggers(train_cfg: dict) -> None:
+    """Refuse, before any work, a logger whose package is not installed, saying how to fix it.
+
+    Lightning would only fail when it builds the trainer, with a traceback about an import;
+    a one-line error at the start names both ways out."""
+    if train_cfg["tensorboard"] and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise TrainingSetupError(
+            "train.tensorboard is true but tensorboard is not installed: `pip install tensorboard` "
+            "(a dependency of whatsreal) or set train.tensorboard: false"
+        )
+    if train_cfg["wandb"] and importlib.util.find_spec("wandb") is None:
+        raise TrainingSetupError(
+            "train.wandb is true but wandb is not installed: `pip install 'whatsreal[wandb]'` (or `pip install wandb`) "
+            "or set train.wandb: false"
+        )
+
+
+def wandb_run_id(run: RunLayout) -> str:
+    """The W&B run id of ``run``: read from :attr:`RunLayout.wandb_id`, or made up and kept there.
+
+    A SLURM retry or a resumed training is a new process; with the same id (and
+    ``resume="allow"``) W&B continues the same run instead of starting another. The file
+    is created with a hard link, which fails when it exists, so DDP ranks that race to
+    create it all end up with the id of the first. A training that starts over moves the
+    file aside with the old checkpoints (:func:`resume_point`): a new training, a new W&B run.
+    """
+    path = run.wandb_id
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp.write_text(secrets.token_hex(8) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first: its id wins
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
 FINISHED = RunLayout(Path()).finished.name
 """The marker (``RunLayout.finished``) written into ``checkpoints/`` when a training completes: a
 later job for the same run is a retrain (``--forcerun``, or changed inputs), never a resume."""
@@ -156,7 +200,7 @@ def resume_point(run_dir: Path, provenance: dict, move_stale: bool = True) -> Pa
     if move_stale:
         stale = run.stale / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         stale.mkdir(parents=True)
-        for moved in (run.checkpoints, run.training_logs):
+        for moved in (run.checkpoints, run.training_logs, run.tensorboard, run.wandb_id):
             if moved.exists():
                 moved.replace(stale / moved.name)
         log.warning("training from step 0, not resuming: %s; old checkpoints moved to %s", "; ".join(reasons), stale)
@@ -181,6 +225,7 @@ def train(
     run = RunLayout(Path(run_dir))
     train_cfg = config["train"]
     hardware = resolve_hardware(train_cfg)
+    check_loggers(train_cfg)
     check_slurm_tasks(train_cfg, hardware[1])
     L.seed_everything(train_cfg["seed"], workers=True)
     data = DatasetLayout.of(data_dir)
@@ -208,11 +253,13 @@ def _trainer(train_cfg: dict, hardware: tuple[str, int | str, str], run: RunLayo
     # keeps the history from before its restart.
     loggers = [CSVLogger(run.root, name=run.training_logs.name, flush_logs_every_n_steps=train_cfg["log_every_steps"])]
     if train_cfg["tensorboard"]:
-        loggers.append(TensorBoardLogger(run.root, name="tensorboard", version=""))
+        # version="": every (re)start writes into the same directory; TensorBoard shows its event files as one run.
+        loggers.append(TensorBoardLogger(run.tensorboard.parent, name=run.tensorboard.name, version=""))
     if train_cfg["wandb"]:
         from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(save_dir=run.root, name=run.root.name))
+        # The same id on every restart: W&B continues the run (resume="allow" creates it the first time).
+        loggers.append(WandbLogger(save_dir=run.wandb.parent, name=run.root.name, id=wandb_run_id(run), resume="allow"))
     checkpoints = ModelCheckpoint(
         dirpath=run.checkpoints,
         filename="step{step:07d}",
