@@ -126,7 +126,7 @@ def test_counterfactual_samples_are_seeded_and_shaped(exported):
     assert a.shape == (3, 4, 48, 48) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # batching does not change the draws
     assert not np.allclose(a[0], a[1])
-    with pytest.raises(InputError, match="model.preprocess"):
+    with pytest.raises(InputError, match=r"model\.preprocess"):
         model.counterfactual(np.zeros((5, 160, 160)), "legacysurvey", "hsc", instrument_views=hsc[1:4], n=1)
 
 
@@ -210,7 +210,8 @@ def test_bad_input_gets_one_line_naming_the_file(exported, tmp_path, capsys):
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(raw[0])])
     hdul.writeto(tmp_path / "nocoords.fits")
     out = tmp_path / "e.parquet"
-    code, err = _run_cli(["embed", str(root), str(tmp_path / "nocoords.fits"), "--survey", "hsc", "-o", str(out)], capsys)
+    embed = ["embed", str(root)]
+    code, err = _run_cli([*embed, str(tmp_path / "nocoords.fits"), "--survey", "hsc", "-o", str(out)], capsys)
     assert code == 2 and "nocoords.fits" in err and "\n" not in err
     # Wrong band count.
     _write_cutout_fits(tmp_path / "bands.fits", raw[:, :3], meta, "hsc", BANDS="g,r,i")
@@ -253,6 +254,7 @@ def readme_example() -> str:
     return block.split("```python", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow  # embeds the whole tiny sky and samples with the model's full step count
 def test_the_readme_example_runs_as_written(exported, tiny_sky, monkeypatch, tmp_path):
     """In a folder laid out as after `make run` (results/sim with the run's model directory and the sky)."""
     root, _, _ = exported

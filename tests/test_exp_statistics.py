@@ -3,17 +3,21 @@ power spectrum and autocorrelation (Fig 8), pixel-wise calibration (Fig 9 left).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from astropy.nddata import CCDData
 from scipy.ndimage import gaussian_filter
 
+from whatsreal.data.preprocess import model_pixels_to_flux
 from whatsreal.experiments.calibration import ideal_z_std, pixel_z, run_calibration
 from whatsreal.experiments.counterfactuals import MSE_COLUMNS, counterfactual_mse, run_counterfactuals
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.spectra import SPATIAL_COLUMNS, radial_acf, radial_psd, run_spatial_structure
-from whatsreal.io import write_npz
+from whatsreal.io import write_npz, write_parquet
 
 from .conftest import tiny_config
 
@@ -36,9 +40,28 @@ def _planted(path, direction: str, n: int = 5, s: int = 4, seed: int = 0, noise:
     return post
 
 
-def _sections(cfg: dict) -> tuple[dict, dict, list[str]]:
-    """run_counterfactuals' config arguments: its section, the sampler's and the bands."""
-    return cfg["experiments"]["counterfactuals"], cfg["sample"], list(cfg["preprocess"]["bands"])
+def _sections(cfg: dict) -> tuple[dict, dict, dict]:
+    """run_counterfactuals' config arguments: its section, the sampler's and preprocessing's."""
+    return cfg["experiments"]["counterfactuals"], cfg["sample"], cfg["preprocess"]
+
+
+def _planted_meta(tmp_path, n_pairs: int = 20) -> dict[str, object]:
+    """Each survey's metadata file as preprocessing writes it: positions by pair and the
+    fitted normalisation in the parquet metadata."""
+    out = {}
+    for k, survey in enumerate(("hsc", "legacysurvey")):
+        meta = pd.DataFrame(
+            {
+                "pair": np.arange(n_pairs),
+                "object_id": [f"{survey}-{i - 10}" for i in range(n_pairs)],
+                "ra": 150.0 + 0.01 * np.arange(n_pairs),
+                "dec": 2.0 + 0.01 * np.arange(n_pairs),
+            }
+        )
+        norm = {"norm_mean": 0.1 * (k + 1), "norm_std": 2.0 + k, "bad_pixels": 0, "blank_cutouts": 0}
+        out[survey] = tmp_path / f"meta_{survey}.parquet"
+        write_parquet(meta, out[survey], metadata={"whatsreal_normalisation": json.dumps(norm)})
+    return out
 
 
 def test_counterfactual_mse_equals_a_hand_computation(tmp_path):
@@ -46,7 +69,8 @@ def test_counterfactual_mse_equals_a_hand_computation(tmp_path):
     posts = [_planted(paths[0], "hsc", seed=1), _planted(paths[1], "legacysurvey", seed=2, noise=1.0)]
     cfg = tiny_config(experiments={"counterfactuals": {"n_show": 2}})
     fits_out = [tmp_path / "fits" / "counterfactuals_hsc.fits", tmp_path / "fits" / "counterfactuals_legacysurvey.fits"]
-    df = run_counterfactuals(*_sections(cfg), paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
+    meta = _planted_meta(tmp_path)
+    df = run_counterfactuals(*_sections(cfg), paths, meta, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
     table = pd.read_csv(tmp_path / "mse.csv")
     assert list(table.columns) == list(MSE_COLUMNS)
     for post, (_, row) in zip(posts, table.iterrows(), strict=True):
@@ -64,30 +88,35 @@ def test_counterfactual_mse_equals_a_hand_computation(tmp_path):
     assert (tmp_path / "fig6.png").stat().st_size > 10_000
 
 
-def test_fits_headers_carry_ids_and_direction_and_round_trip(tmp_path):
+def test_fits_are_in_flux_units_with_a_celestial_wcs_and_round_trip(tmp_path):
     paths = [tmp_path / "posterior_legacysurvey.npz", tmp_path / "posterior_hsc.npz"]
     posts = [_planted(paths[0], "legacysurvey", n=3, seed=3), _planted(paths[1], "hsc", n=3, seed=4)]
     cfg = tiny_config(sample={"method": "euler", "steps": 7})
+    meta = _planted_meta(tmp_path)
     # FITS outputs in the other order: each direction must land in its own file.
     fits_out = [tmp_path / "counterfactuals_hsc.fits", tmp_path / "counterfactuals_legacysurvey.fits"]
-    run_counterfactuals(*_sections(cfg), paths, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
+    run_counterfactuals(*_sections(cfg), paths, meta, tmp_path / "fig6.png", tmp_path / "mse.csv", fits_out)
+    post = posts[1]
+    flux = model_pixels_to_flux(post["samples"], "hsc", cfg["preprocess"], 0.1, 2.0)
+    target = model_pixels_to_flux(post["target"], "hsc", cfg["preprocess"], 0.1, 2.0)
     with fits.open(tmp_path / "counterfactuals_hsc.fits") as hdul:
-        post = posts[1]
-        assert hdul[0].header["DIRECTION"] == "legacysurvey->hsc"
-        assert hdul[0].header["NSAMPLE"] == 4 and hdul[0].header["SAMPLER"] == "euler"
-        assert hdul[0].header["NSTEPS"] == 7
-        assert len(hdul) == 1 + 2 * 3
-        for i in range(3):
-            samp, truth = hdul[f"GAL{i:04d}_SAMPLES"], hdul[f"GAL{i:04d}_TRUTH"]
-            for h in (samp, truth):
-                assert h.header["OBJECTID"] == post["object_id"][i]
-                assert h.header["PAIR"] == post["pair"][i]
-                assert h.header["DIRECTION"] == "legacysurvey->hsc"
-            np.testing.assert_array_equal(samp.data, post["samples"][i])
-            np.testing.assert_array_equal(truth.data, post["target"][i])
+        assert hdul[0].header["DIRECTN"] == "legacysurvey->hsc" and hdul[0].header["NOBJECT"] == 3
+        assert hdul[0].header["SAMPLER"] == "euler" and hdul[0].header["STEPS"] == 7
+        assert len(hdul) == 1 + 3 * 3
+        for i, oid in enumerate(post["object_id"]):
+            mean, samples, real = hdul[oid], hdul[f"{oid}_SAMPLES"], hdul[f"{oid}_TARGET"]
+            for h in (mean, samples, real):
+                assert h.header["OBJECTID"] == oid and h.header["SURVEY"] == "hsc"
+                assert h.header["RA"] == pytest.approx(150.0 + 0.01 * post["pair"][i])
+            np.testing.assert_allclose(samples.data, flux[i], rtol=1e-6)
+            np.testing.assert_allclose(mean.data, flux[i].mean(axis=0), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(real.data, target[i], rtol=1e-6)
+    oid = str(post["object_id"][0])
+    ccd = CCDData.read(tmp_path / "counterfactuals_hsc.fits", hdu=oid)
+    assert ccd.unit.is_equivalent("Jy") and ccd.wcs.has_celestial
     with fits.open(tmp_path / "counterfactuals_legacysurvey.fits") as hdul:
-        assert hdul[1].header["DIRECTION"] == "hsc->legacysurvey"
-        assert hdul[1].header["OBJECTID"] == "legacysurvey-0"
+        assert hdul[0].header["DIRECTN"] == "hsc->legacysurvey"
+        assert hdul[1].header["OBJECTID"] == "legacysurvey-0" and hdul[1].header["BUNIT"] == "nanomaggy"
 
 
 def test_load_posterior_names_the_missing_array(tmp_path):

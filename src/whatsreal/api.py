@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from whatsreal.cutouts import Cutouts
-from whatsreal.data.preprocess import BandTransform
+from whatsreal.data.preprocess import band_transform, model_pixels_to_flux
 from whatsreal.device import compute_device
 from whatsreal.export import ModelFormatError, read_model_config
 from whatsreal.layout import ModelLayout
@@ -93,7 +93,7 @@ class WhatsrealModel:
         self.bands: tuple[str, ...] = tuple(pre["bands"])
         self.size = int(pre["size"])
         self.surveys: tuple[str, ...] = tuple(config["surveys"])
-        self._transforms = {s: self._transform(s) for s in self.surveys}
+        self._transforms = {s: band_transform(s, pre) for s in self.surveys}
 
     # ------------------------------------------------------------------ description
     @property
@@ -139,19 +139,6 @@ class WhatsrealModel:
         if survey not in self.config["surveys"]:
             raise InputError(f"unknown survey '{survey}'; this model knows {list(self.config['surveys'])}")
         return survey
-
-    def _transform(self, survey: str) -> BandTransform:
-        pre = self.config["preprocess"]
-        return BandTransform(
-            survey,
-            list(range(len(self.bands))),
-            np.asarray(pre["clamp"][survey], dtype=np.float32),
-            int(pre["crop"][survey]),
-            self.size,
-            float(pre["arcsinh_softening"]),
-            float(pre["arcsinh_scale"]),
-            float(pre["reference_zero_point"]),
-        )
 
     def _norm(self, survey: str) -> tuple[float, float]:
         n = self.config["normalisation"][survey]
@@ -246,7 +233,7 @@ class WhatsrealModel:
         if isinstance(x, torch.Tensor):
             x = x.detach().float().cpu().numpy()
         mean, std = self._norm(survey)
-        return self._transforms[survey].invert(np.asarray(x, dtype=np.float64) * std + mean)
+        return model_pixels_to_flux(x, survey, self.config["preprocess"], mean, std)
 
     # ------------------------------------------------------------------ model
     def _check_model_pixels(self, images: np.ndarray, what: str) -> np.ndarray:

@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import save_file
 
 import whatsreal
+from whatsreal.data.preprocess import model_pixel_scale
 from whatsreal.data.stages import read_normalisation
 from whatsreal.fits_images import NATIVE_BUNIT
 from whatsreal.layout import ModelLayout
@@ -43,7 +44,6 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelFormatError",
     "export_model",
-    "model_grid_pixel_scale",
     "read_model_config",
 ]
 
@@ -58,12 +58,6 @@ REQUIRED_KEYS = ("format", "format_version", "model", "preprocess", "normalisati
 
 class ModelFormatError(ValueError):
     """A model directory that this whatsreal cannot read; the message names the file and the fix."""
-
-
-def model_grid_pixel_scale(preprocess_cfg: dict, survey: str) -> float:
-    """Arcseconds per pixel of the model's grid: the central ``crop`` native pixels span ``size``."""
-    crop, size = int(preprocess_cfg["crop"][survey]), int(preprocess_cfg["size"])
-    return SURVEYS[survey].pixel_scale * crop / size
 
 
 def _git_commit() -> str:
@@ -96,7 +90,7 @@ def _model_config(config: dict, normalisation: Mapping[str, dict], provenance: d
                 "bands": list(pre["bands"]),
                 "native_bands": list(SURVEYS[s].bands),
                 "native_pixel_scale_arcsec": SURVEYS[s].pixel_scale,
-                "pixel_scale_arcsec": model_grid_pixel_scale(pre, s),
+                "pixel_scale_arcsec": model_pixel_scale(s, pre),
                 "zero_point": SURVEYS[s].zero_point,
                 "flux_unit": NATIVE_BUNIT[s],  # one native image unit, as astropy parses it
             }

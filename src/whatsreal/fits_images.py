@@ -126,8 +126,12 @@ def write_image_fits(
     bunit: str,
     header_extra: Mapping[str, object] = {},
     sample_axis: bool = False,
+    references: np.ndarray | None = None,
 ) -> None:
     """Write images of one or several objects as FITS (layout in the module docstring).
+
+    ``references``: optionally, per object a real image (B, H, W) to compare with, written
+    after the object's HDUs as ``TARGET`` (one object) or ``<id>_TARGET``, same WCS.
 
     ``images``: (B, H, W) for one object, (m, B, H, W) for m objects; with
     ``sample_axis`` one more leading axis of samples per object, (n, B, H, W) or
@@ -168,6 +172,12 @@ def write_image_fits(
             f"BUNIT {bunit!r} does not parse as an astropy unit, so CCDData could not read it: {err}"
         ) from None
     extra = _checked_extra(header_extra)
+    refs = None
+    if references is not None:
+        refs = np.asarray(references, dtype=np.float32)
+        refs = refs if several else refs[None]
+        if refs.shape != (m, nb, h, w):
+            raise ValueError(f"references have shape {refs.shape}; expected {(m, nb, h, w)} (one image per object)")
 
     common = _common_cards(survey, bands, bunit, extra)
     hdus: list[fits.PrimaryHDU | fits.ImageHDU] = []
@@ -197,6 +207,11 @@ def write_image_fits(
             sheader["NSAMPLE"] = (cube.shape[0], "samples along axis 4 (the first numpy axis)")
             sheader["EXTNAME"] = (f"{ids[k]}_SAMPLES" if several else "SAMPLES", "samples of OBJECTID")
             hdus.append(fits.ImageHDU(cube, header=sheader))
+        if refs is not None:
+            rheader = _object_header(ids[k], ras[k], decs[k], pixel_scale_arcsec, h, nb, common)
+            rheader["CONTENT"] = ("real image", "what the data array holds: the observed target")
+            rheader["EXTNAME"] = (f"{ids[k]}_TARGET" if several else "TARGET", "real image of OBJECTID")
+            hdus.append(fits.ImageHDU(refs[k], header=rheader))
     hdul = fits.HDUList(hdus)
     hdul.verify("exception")
     with atomic_path(path, ".fits") as tmp:

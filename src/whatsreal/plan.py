@@ -21,7 +21,16 @@ __all__ = [
     "summary_tables",
 ]
 
-BASE_RULES: tuple[str, ...] = ("train", "export", "embed", "umap", "outliers", "probes", "retrieval", "conditioning_gain")
+BASE_RULES: tuple[str, ...] = (
+    "train",
+    "export",
+    "embed",
+    "umap",
+    "outliers",
+    "probes",
+    "retrieval",
+    "conditioning_gain",
+)
 """Every run's rules."""
 
 GENERATIVE_RULES: tuple[str, ...] = (

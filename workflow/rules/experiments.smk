@@ -250,8 +250,11 @@ rule posterior_samples:
 
 
 rule counterfactuals:
+    # The FITS are in the surveys' flux units with a WCS: the metadata gives positions and the
+    # fitted normalisation that model pixels are turned back with.
     input:
         posterior=posterior_files,
+        meta=meta_files(),
     output:
         figure=report(
             RUN.figure("fig6_counterfactuals"),

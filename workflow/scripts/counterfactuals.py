@@ -7,12 +7,14 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.experiments.counterfactuals import run_counterfactuals
+from whatsreal.surveys import SURVEY_ORDER
 
 run_counterfactuals(
     sm.config["experiments"]["counterfactuals"],
     sm.config["sample"],
-    bands=sm.config["preprocess"]["bands"],
+    preprocess_cfg=sm.config["preprocess"],
     posterior=list(sm.input.posterior),
+    meta=dict(zip(SURVEY_ORDER, sm.input.meta, strict=True)),  # meta_files() is in SURVEY_ORDER
     figure=sm.output.figure,
     table=sm.output.table,
     fits=list(sm.output.fits),

@@ -54,10 +54,13 @@ __all__ = [
     "BandTransform",
     "PreprocessStats",
     "band_positions",
+    "band_transform",
     "blank_band_labels",
     "crop_window",
     "iter_rows_by_file",
     "log_blank_cutouts",
+    "model_pixel_scale",
+    "model_pixels_to_flux",
     "preprocess_survey",
     "resample_centre",
 ]
@@ -152,8 +155,16 @@ class BandTransform:
         on the model's pixel grid (the crop itself for HSC, the resampled grid for Legacy).
 
         Exact inside the clamp range; clamped and zeroed pixels (step 1-2) cannot come back.
+        Values beyond the clamp (a generated pixel can overshoot) come back as the clamp: the
+        model never saw brighter pixels, and sinh of them would overflow.
         """
-        x = np.sinh(np.asarray(y, dtype=np.float64) / (self.softening * self.scale)) * self.softening
+        y = np.asarray(y, dtype=np.float64)
+        band_axis = y.ndim - 3  # (..., band, H, W)
+        shape = [1] * y.ndim
+        shape[band_axis] = -1
+        lim = np.arcsinh(self.clamp.astype(np.float64) / self.flux_scale / self.softening) * self.softening * self.scale
+        y = np.clip(y, -lim.reshape(shape), lim.reshape(shape))
+        x = np.sinh(y / (self.softening * self.scale)) * self.softening
         return (x * self.flux_scale).astype(np.float32)
 
     def blank_bands(self, image: np.ndarray, ivar: np.ndarray) -> np.ndarray:
@@ -191,6 +202,34 @@ class PreprocessStats:
     @property
     def std(self) -> float:
         return float(np.sqrt(max(self.total_sq / self.n - self.mean**2, 0.0)))
+
+
+def band_transform(survey: str, preprocess_cfg: dict, band_index: list[int] | None = None) -> BandTransform:
+    """Steps 1-5 for ``survey`` as ``preprocess_cfg`` sets them; ``band_index``: where g, r, i, z
+    sit in the input's band axis (default: already in that order)."""
+    bands = preprocess_cfg["bands"]
+    return BandTransform(
+        survey,
+        list(range(len(bands))) if band_index is None else list(band_index),
+        np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32),
+        int(preprocess_cfg["crop"][survey]),
+        int(preprocess_cfg["size"]),
+        float(preprocess_cfg["arcsinh_softening"]),
+        float(preprocess_cfg["arcsinh_scale"]),
+        float(preprocess_cfg["reference_zero_point"]),
+    )
+
+
+def model_pixel_scale(survey: str, preprocess_cfg: dict) -> float:
+    """Arcseconds per pixel of the model's grid: the central ``crop`` native pixels span ``size``
+    (HSC: its own 0.168"; Legacy: 31 x 0.262" resampled onto 48 pixels)."""
+    return SURVEYS[survey].pixel_scale * int(preprocess_cfg["crop"][survey]) / int(preprocess_cfg["size"])
+
+
+def model_pixels_to_flux(x: np.ndarray, survey: str, preprocess_cfg: dict, mean: float, std: float) -> np.ndarray:
+    """Standardised model pixels -> ``survey``'s native flux on the model grid: the
+    standardisation (``mean``, ``std``: the fitted normalisation) and steps 5 and 3 undone."""
+    return band_transform(survey, preprocess_cfg).invert(np.asarray(x, dtype=np.float64) * std + mean)
 
 
 def iter_rows_by_file(files: np.ndarray, rows: np.ndarray, chunk: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -306,18 +345,8 @@ def _standardise(out: np.ndarray, mean: float, std: float, chunk_size: int) -> N
 def _band_transforms(survey: str, preprocess_cfg: dict, paths: Sequence[str]) -> dict[str, BandTransform]:
     """One :class:`BandTransform` per shard: shards of one survey may order their bands differently."""
     bands = list(preprocess_cfg["bands"])
-    clamp = np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32)
     return {
-        path: BandTransform(
-            survey,
-            band_positions(path, survey, bands),
-            clamp,
-            int(preprocess_cfg["crop"][survey]),
-            int(preprocess_cfg["size"]),
-            float(preprocess_cfg["arcsinh_softening"]),
-            float(preprocess_cfg["arcsinh_scale"]),
-            float(preprocess_cfg["reference_zero_point"]),
-        )
+        path: band_transform(survey, preprocess_cfg, band_positions(path, survey, bands))
         for path in dict.fromkeys(paths)
     }
 

@@ -10,14 +10,17 @@ has independently).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 
+from whatsreal.data.preprocess import model_pixel_scale, model_pixels_to_flux
+from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import load_posterior
-from whatsreal.io import atomic_path, write_csv
+from whatsreal.fits_images import NATIVE_BUNIT, write_image_fits
+from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_counterfactuals
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -45,39 +48,36 @@ def counterfactual_mse(samples: np.ndarray, target: np.ndarray) -> tuple[float, 
     return float(per_sample.mean()), float(mean_err)
 
 
-def write_fits(post: dict[str, np.ndarray], path: str | Path, sample_cfg: dict, bands: list[str]) -> None:
-    """One multi-extension FITS per direction, written atomically: per galaxy an image HDU
-    with its posterior samples (S, C, H, W) and one with the real target (C, H, W)."""
+def write_fits(
+    post: dict[str, np.ndarray], path: str | Path, sample_cfg: dict, preprocess_cfg: dict, meta: str | Path
+) -> None:
+    """One FITS per direction (whatsreal.fits_images' layout), written atomically: per galaxy
+    the posterior mean, its samples (``<id>_SAMPLES``) and the real target (``<id>_TARGET``),
+    in the anchor survey's own flux units on the model grid, with a celestial WCS centred on
+    the galaxy. ``meta``: the anchor survey's metadata (positions, fitted normalisation)."""
     anchor = post["direction"]
-    label = direction_label(anchor)
-    n, s = post["samples"].shape[:2]
-    primary = fits.PrimaryHDU()
-    h = primary.header
-    h["ORIGIN"] = ("whatsreal", "counterfactual flow-matching samples")
-    h["HIERARCH DIRECTION"] = (label, "physics view -> generated survey")
-    h["ANCHOR"] = (anchor, "survey the images are generated in")
-    h["NGAL"] = (n, "galaxies (held-out pairs) in this file")
-    h["NSAMPLE"] = (s, "posterior samples per galaxy")
-    h["SAMPLER"] = (str(sample_cfg["method"]), "ODE solver")
-    h["NSTEPS"] = (int(sample_cfg["steps"]), "ODE steps from t=0 (noise) to t=1")
-    h["BANDS"] = (",".join(bands), "channel order")
-    h["BUNIT"] = ("preprocessed", "standardised arcsinh flux as images_*.npy")
-    h["COMMENT"] = "Per galaxy: GAL<i>_SAMPLES (NSAMPLE, band, y, x) and GAL<i>_TRUTH (band, y, x)."
-    hdus: list[fits.hdu.base.ExtensionHDU] = [primary]
-    for i in range(n):
-        for kind, data in (("SAMPLES", post["samples"][i]), ("TRUTH", post["target"][i])):
-            hdu = fits.ImageHDU(np.ascontiguousarray(data, dtype=np.float32), name=f"GAL{i:04d}_{kind}")
-            eh = hdu.header
-            eh["OBJECTID"] = (str(post["object_id"][i]), f"{anchor} object id")
-            eh["PAIR"] = (int(post["pair"][i]), "row of images_*.npy")
-            eh["HIERARCH DIRECTION"] = label
-            eh["KIND"] = (kind.lower(), "posterior samples or the real target image")
-            eh["NSAMPLE"] = s if kind == "SAMPLES" else 1
-            eh["SAMPLER"] = str(sample_cfg["method"])
-            eh["NSTEPS"] = int(sample_cfg["steps"])
-            hdus.append(hdu)
-    with atomic_path(path, ".fits") as tmp:
-        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    table = pd.read_parquet(meta, columns=["pair", "object_id", "ra", "dec"]).set_index("pair")
+    rows = table.loc[post["pair"]]
+    norm = read_normalisation(meta)
+    mean, std = float(norm["norm_mean"]), float(norm["norm_std"])
+    write_image_fits(
+        path,
+        model_pixels_to_flux(post["samples"], anchor, preprocess_cfg, mean, std),
+        survey=anchor,
+        bands=list(preprocess_cfg["bands"]),
+        ra=rows["ra"].to_numpy(),
+        dec=rows["dec"].to_numpy(),
+        object_id=[str(i) for i in post["object_id"]],
+        pixel_scale_arcsec=model_pixel_scale(anchor, preprocess_cfg),
+        bunit=NATIVE_BUNIT[anchor],
+        header_extra={
+            "DIRECTN": direction_label(anchor),
+            "SAMPLER": str(sample_cfg["method"]),
+            "STEPS": int(sample_cfg["steps"]),
+        },
+        sample_axis=True,
+        references=model_pixels_to_flux(post["target"], anchor, preprocess_cfg, mean, std),
+    )
 
 
 def _fits_for(direction: str, fits_paths: list[str | Path], position: int) -> Path:
@@ -110,8 +110,9 @@ def _mse_row(post: dict[str, np.ndarray]) -> dict:
 def run_counterfactuals(
     counterfactuals_cfg: dict,
     sample_cfg: dict,
-    bands: list[str],
+    preprocess_cfg: dict,
     posterior: list[str | Path],
+    meta: Mapping[str, str | Path],
     figure: str | Path,
     table: str | Path,
     fits: list[str | Path],
@@ -119,13 +120,14 @@ def run_counterfactuals(
     """Fig 6, tables/counterfactual_mse.csv and one FITS per direction from the posterior npz files.
 
     ``counterfactuals_cfg``: ``experiments.counterfactuals`` (n_show); ``sample_cfg``: ``sample``
-    (recorded in the FITS headers); ``bands``: ``preprocess.bands`` (the channel order)."""
+    (recorded in the FITS headers); ``preprocess_cfg``: ``preprocess`` (bands, and the inverse
+    that turns model pixels back into flux); ``meta``: ``{survey: metadata file}``."""
     posts = [load_posterior(p) for p in posterior]
-    bands = list(bands)
+    bands = list(preprocess_cfg["bands"])
     rows = []
     for i, post in enumerate(posts):
         rows.append(_mse_row(post))
-        write_fits(post, _fits_for(post["direction"], fits, i), sample_cfg, bands)
+        write_fits(post, _fits_for(post["direction"], fits, i), sample_cfg, preprocess_cfg, meta[post["direction"]])
     df = pd.DataFrame(rows, columns=list(MSE_COLUMNS))
     write_csv(df, table)
     plot_counterfactuals(posts, int(counterfactuals_cfg["n_show"]), bands, figure)
