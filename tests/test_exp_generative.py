@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from whatsreal.data.mmu import read_catalog, read_images
+from whatsreal.data.preprocess import native_band_transform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import POSTERIOR_KEYS, load_posterior, run_posterior_samples
 from whatsreal.experiments.truth_images import (
     TRUTH_COLUMNS,
-    band_transform,
     preprocess_noiseless,
     run_truth_counterfactuals,
 )
@@ -156,7 +156,7 @@ def test_noiseless_preprocessing_is_the_datas_preprocessing(tiny_data):
         for pair in (0, len(meta) - 1):
             r = cat.loc[meta.loc[pair, "object_id"]]
             got = read_images(r["file"], [r["row"]], ("image_array", "image_ivar"))
-            x, _ = band_transform(survey, cfg["preprocess"])(got["image_array"], got["image_ivar"])
+            x, _ = native_band_transform(survey, cfg["preprocess"])(got["image_array"], got["image_ivar"])
             np.testing.assert_allclose((x[0] - norm["norm_mean"]) / norm["norm_std"], images[pair], atol=2e-5)
         assert preprocess_noiseless(
             np.zeros((1, 5 if survey == "hsc" else 4, 48, 48), np.float32), survey, cfg["preprocess"], norm

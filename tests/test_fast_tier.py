@@ -84,7 +84,10 @@ def package_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     name = _module_name(path)
     parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
-    return _imported(list(ast.walk(tree))) | parents
+    # A module-level __getattr__ (whatsreal.load) imports only when that attribute is used, so
+    # importing the package (as every submodule's import does) does not run it.
+    lazy = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__" for n in ast.walk(f)}
+    return _imported([n for n in ast.walk(tree) if id(n) not in lazy]) | parents
 
 
 @functools.cache

@@ -61,6 +61,7 @@ __all__ = [
     "log_blank_cutouts",
     "model_pixel_scale",
     "model_pixels_to_flux",
+    "native_band_transform",
     "preprocess_survey",
     "resample_centre",
 ]
@@ -218,6 +219,16 @@ def band_transform(survey: str, preprocess_cfg: dict, band_index: list[int] | No
         float(preprocess_cfg["arcsinh_scale"]),
         float(preprocess_cfg["reference_zero_point"]),
     )
+
+
+def native_band_transform(survey: str, preprocess_cfg: dict) -> BandTransform:
+    """:func:`band_transform` for cutouts whose bands are in the survey's own order (MMU's,
+    the simulator's): every band of ``preprocess.bands`` must be one of the survey's."""
+    bands = list(SURVEYS[survey].bands)
+    missing = [b for b in preprocess_cfg["bands"] if b not in bands]
+    if missing:
+        raise ValueError(f"preprocess.bands {missing} are not {survey} bands ({bands})")
+    return band_transform(survey, preprocess_cfg, [bands.index(b) for b in preprocess_cfg["bands"]])
 
 
 def model_pixel_scale(survey: str, preprocess_cfg: dict) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from whatsreal.data.preprocess import BandTransform
+from whatsreal.data.preprocess import native_band_transform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.targets import meta_paths_by_survey
@@ -33,32 +33,14 @@ from whatsreal.sim.noiseless import render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import SURVEYS
 
-__all__ = ["TRUTH_COLUMNS", "band_transform", "noiseless_targets", "run_truth_counterfactuals"]
+__all__ = ["TRUTH_COLUMNS", "noiseless_targets", "run_truth_counterfactuals"]
 
 log = logging.getLogger(__name__)
 
 
-def band_transform(survey: str, preprocess_cfg: dict) -> BandTransform:
-    """The data's preprocessing steps 1-5 for ``survey`` (the simulator writes bands in survey order)."""
-    bands = list(SURVEYS[survey].bands)
-    missing = [b for b in preprocess_cfg["bands"] if b not in bands]
-    if missing:
-        raise ValueError(f"preprocess.bands {missing} are not {survey} bands ({bands})")
-    return BandTransform(
-        survey,
-        [bands.index(b) for b in preprocess_cfg["bands"]],
-        np.asarray(preprocess_cfg["clamp"][survey], dtype=np.float32),
-        int(preprocess_cfg["crop"][survey]),
-        int(preprocess_cfg["size"]),
-        float(preprocess_cfg["arcsinh_softening"]),
-        float(preprocess_cfg["arcsinh_scale"]),
-        float(preprocess_cfg["reference_zero_point"]),
-    )
-
-
 def preprocess_noiseless(models: np.ndarray, survey: str, preprocess_cfg: dict, norm: dict[str, float]) -> np.ndarray:
     """(n, B, S, S) noiseless renders -> (n, C, H, W) in the data's standardised units."""
-    x, _ = band_transform(survey, preprocess_cfg)(models, np.ones_like(models))
+    x, _ = native_band_transform(survey, preprocess_cfg)(models, np.ones_like(models))
     return ((x - norm["norm_mean"]) / norm["norm_std"]).astype(np.float32)
 
 
