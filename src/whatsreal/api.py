@@ -37,6 +37,7 @@ from whatsreal.layout import ModelLayout
 from whatsreal.model.embed import encode_images
 from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.model.samplers import METHODS, sample
+from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEYS
 
 __all__ = ["Embeddings", "InputError", "WhatsrealModel", "load"]
@@ -255,7 +256,7 @@ class WhatsrealModel:
         self._survey(survey)
         images = self._check_model_pixels(images, "images")
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        phys, inst = encode_images(self.net, images, batch_size, self.device, dtype)
+        phys, inst = encode_images(self.net, images, batch_size, self.device, dtype, desc=f"embed {survey}")
         return Embeddings(phys, inst)
 
     @torch.no_grad()
@@ -308,9 +309,11 @@ class WhatsrealModel:
         # x0 drawn on the CPU from the seed, so the same seed gives the same samples on any device.
         x0 = torch.randn((n, *target.shape[1:]), generator=torch.Generator().manual_seed(int(seed)))
         out = []
-        for start in range(0, n, batch_size):
-            chunk = x0[start : start + batch_size].to(dev)
-            out.append(sample(self.net, cond, len(chunk), steps, method, x0=chunk)[0].float().cpu())
+        with Progress(n, f"counterfactual {from_survey}->{to_survey}", "samples", log=log) as shown:
+            for start in range(0, n, batch_size):
+                chunk = x0[start : start + batch_size].to(dev)
+                out.append(sample(self.net, cond, len(chunk), steps, method, x0=chunk)[0].float().cpu())
+                shown.update(len(chunk))
         return torch.cat(out).numpy()
 
 
