@@ -55,6 +55,7 @@ ALL_JOBS = {
     "zero_shot": 1,
     "noise_model": 1,
     "ablation": 1,
+    "comparison": 1,
     "rule_times": 1,
     "summary": 1,
     "effective_config": 1,
@@ -79,6 +80,7 @@ RN_MODEL_DOWNSTREAM = {
     "conditioning_gain": 1,
     "truth_metrics": 1,
     "ablation": 1,
+    "comparison": 1,  # every run's embeddings side by side
     "rule_times": 1,  # the reruns' benchmark TSVs are rewritten
     "summary": 1,
     "all": 1,
@@ -128,7 +130,7 @@ RERUNS = [
     ),
     pytest.param(
         {"experiments": {"retrieval": {"k": 3}}},
-        {"retrieval": 2, "umap": 2, "rule_times": 1, "summary": 1, **CONFIG_RECORD},
+        {"retrieval": 2, "umap": 2, "comparison": 1, "rule_times": 1, "summary": 1, **CONFIG_RECORD},
         id="experiments.retrieval.k",
     ),
     pytest.param(

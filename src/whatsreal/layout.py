@@ -40,6 +40,8 @@ runs/<run>/model/                 export                  users: whatsreal.load,
 runs/<run>/samples/posterior_*    posterior_samples       counterfactuals, truth_counterfactuals,
                                                           zero_shot, spatial_structure, calibration
 runs/<run>/tables/, figures/      one rule per figure     summary, the report
+comparison/*                      comparison              summary, the report (every run, random init
+                                                          and raw pixels side by side)
 logs/, benchmarks/                every rule              rule_times, summary
 ================================  ======================  ===========================================
 """
@@ -317,6 +319,23 @@ class DatasetLayout:
     @property
     def cross_predict_alternative(self) -> Path:
         return self.root / "baselines" / "cross_predict_alternative.csv"
+
+    # Every method side by side.
+    @property
+    def comparison(self) -> Path:
+        """One row per (representation, metric): probes, retrieval, outliers and training cost of every run,
+        the random-init encoder and raw pixels (whatsreal.experiments.comparison)."""
+        return self.root / "comparison" / "comparison.csv"
+
+    @property
+    def comparison_fewshot(self) -> Path:
+        """Few-shot curves: probe R^2 against the number of labelled training galaxies, per representation."""
+        return self.root / "comparison" / "comparison_fewshot.csv"
+
+    @property
+    def comparison_figure(self) -> Path:
+        """The comparison's figure: probe means, retrieval, outliers, cost and the few-shot curves."""
+        return self.root / "comparison" / "comparison.png"
 
     # Runs.
     @property

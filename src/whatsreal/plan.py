@@ -13,10 +13,12 @@ from whatsreal.rule_times import BENCHMARKED_RULES
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
+    "DEFAULT_METHOD",
     "ablated_runs",
     "benchmark_jobs",
     "generative_runs",
     "run_figures",
+    "run_method",
     "run_rules",
     "summary_tables",
 ]
@@ -43,8 +45,17 @@ GENERATIVE_RULES: tuple[str, ...] = (
 )
 """The sampling experiments, for ``experiments.generative_runs`` only (they cost the most)."""
 
-DATASET_BENCHMARKS: tuple[str, ...] = ("random_init_embeddings", "cross_predict")
+DATASET_BENCHMARKS: tuple[str, ...] = ("random_init_embeddings", "cross_predict", "comparison")
 """Benchmarked dataset-level rules besides simulate and preprocess."""
+
+
+DEFAULT_METHOD = "flow_matching"
+"""A run's method when its config has no ``method`` key: the paper's flow-matching model."""
+
+
+def run_method(run_config: dict) -> str:
+    """The method a run trains: its (overlay-applied) config's ``method``, flow matching without one."""
+    return str(run_config.get("method") or DEFAULT_METHOD)
 
 
 def synthetic(config: dict) -> bool:

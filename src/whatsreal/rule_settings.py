@@ -73,6 +73,22 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "calibration": (),
     "truth_metrics": (),
     "conditioning_gain": ("experiments.conditioning_gain", "experiments.bootstrap"),
+    # every run, random init and raw pixels side by side; of the probe settings only the design (which
+    # pairs, which folds): its probe is ridge, not Table 5's MLP, so the MLP's schedule reruns nothing here
+    "comparison": (
+        "experiments.comparison",
+        "experiments.bootstrap",
+        "experiments.retrieval.k",
+        "experiments.probes.pairs",
+        "experiments.probes.split",
+        "experiments.probes.healpix_nside",
+        "experiments.probes.n_folds",
+        "experiments.probes.test_fraction",
+        "experiments.probes.seed",
+        "preprocess.bands",
+        "dataset.source",
+        "runs",
+    ),
     "summary": ("experiments.ablation", "experiments.bootstrap", "dataset", "runs"),
     "rule_times": (),
     "effective_config": (WHOLE_CONFIG,),

@@ -73,6 +73,7 @@ BENCHMARKED_RULES: dict[str, tuple[str, ...]] = {
     "calibration": ("run",),
     "zero_shot": ("run",),
     "noise_model": ("run",),
+    "comparison": (),
 }
 """The rules with a ``benchmark:`` (each took 8 s or more in the demo, or grows with the data), and
 the wildcards naming their jobs, in file-name order: ``benchmarks/<rule>[_<value>...].tsv``, the

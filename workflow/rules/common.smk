@@ -2,7 +2,7 @@
 
 from whatsreal.layout import DatasetLayout
 from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
-from whatsreal.plan import generative_runs, run_figures, run_rules, summary_tables
+from whatsreal.plan import generative_runs, run_figures, run_method, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
 from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem, ran_unmeasured
 from whatsreal.surveys import SURVEY_ORDER
@@ -141,6 +141,7 @@ def all_targets():
     for run in RUNS:
         targets += [DATA.run(run).embeddings, DATA.run(run).export.root]
         targets += experiment_targets(run)
+    targets += [DATA.comparison, DATA.comparison_fewshot, DATA.comparison_figure]
     targets += [DATA.summary, DATA.effective_config]
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
@@ -189,6 +190,19 @@ def truth_metric_inputs(wildcards):
     if wildcards.run in generative_runs(config):
         inputs.append(run.table("truth_counterfactuals.csv"))
     return inputs
+
+
+def run_methods():
+    """Each run's method (its config's `method`; flow matching without one), for the comparison."""
+    return {run: run_method(RUN_CONFIGS[run]) for run in RUNS}
+
+
+def comparison_benchmarks():
+    """The benchmark TSVs the comparison reads its training costs from: every run's train job and the
+    random-init features, except jobs that ran before benchmarks existed (declaring their missing
+    TSVs would retrain them only to time them; their cost shows as unmeasured)."""
+    jobs = [("train", {"run": run}) for run in RUNS] + [("random_init_embeddings", {})]
+    return [DATA.benchmark(benchmark_stem(rule, wc)) for rule, wc in jobs if not ran_unmeasured(RESULTS, rule, wc)]
 
 
 def summary_inputs(wildcards):

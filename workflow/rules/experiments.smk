@@ -455,3 +455,45 @@ rule conditioning_gain:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/conditioning_gain.py"
+
+
+rule comparison:
+    # Every run (whatever its `method`), the random-init encoder and raw pixels on the same pairs:
+    # ridge truth probes (own and crossed latents), few-shot curves, kNN outlier precision,
+    # counterpart retrieval and training cost (whatsreal.experiments.comparison). The benchmark
+    # TSVs give the costs; the run's own files are found through the layout (data_dir).
+    input:
+        embeddings=[DATA.run(run).embeddings for run in RUNS],
+        metrics=[DATA.run(run).metrics for run in RUNS],
+        benchmarks=comparison_benchmarks(),
+        random_init=DATA.random_init_embeddings,
+        images=image_files(),
+        meta=meta_files(),
+        truth=truth_file(),
+    output:
+        table=report(
+            DATA.comparison,
+            caption="../report/comparison.rst",
+            category="Methods compared",
+        ),
+        few_shot=DATA.comparison_fewshot,
+        figure=report(
+            DATA.comparison_figure,
+            caption="../report/comparison.rst",
+            category="Methods compared",
+        ),
+    log:
+        DATA.log("comparison"),
+    benchmark:
+        benchmark_file("comparison")
+    params:
+        data_dir=lambda wildcards, input: str(DATA.root),
+        runs=RUNS,
+        # Derived (it takes `input`): a run's method is in `runs`, which the settings already track.
+        methods=lambda wildcards, input: run_methods(),
+        settings=settings("comparison"),
+    threads: 2
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/comparison.py"

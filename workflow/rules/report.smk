@@ -34,6 +34,7 @@ rule summary:
     input:
         tables=summary_inputs,
         rule_times=rules.rule_times.output[0],
+        comparison=DATA.comparison,
     output:
         report(
             DATA.summary,

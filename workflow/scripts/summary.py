@@ -10,4 +10,11 @@ from whatsreal.experiments.summary import write_summary
 from whatsreal.rule_times import read_rule_times, rule_times_section
 
 rule_times = {"Rule times (Snakemake benchmarks)": rule_times_section(read_rule_times(sm.input.rule_times))}
-write_summary(sm.config, sm.params.results, sm.params.runs, sm.output[0], extra_sections=rule_times)
+write_summary(
+    sm.config,
+    sm.params.results,
+    sm.params.runs,
+    sm.output[0],
+    extra_sections=rule_times,
+    comparison=sm.input.comparison,
+)

@@ -36,7 +36,16 @@ from whatsreal.io import atomic_path
 from whatsreal.layout import DatasetLayout, RunLayout
 from whatsreal.plan import summary_tables
 
-__all__ = ["EXTRA_TABLES", "PAPER_ROW_OF_TARGET", "ExtraTable", "RunTables", "extra_table_section", "write_summary"]
+__all__ = [
+    "COMPARISON_ROWS",
+    "EXTRA_TABLES",
+    "PAPER_ROW_OF_TARGET",
+    "ExtraTable",
+    "RunTables",
+    "extra_table_section",
+    "methods_compared_section",
+    "write_summary",
+]
 
 PAPER_ROW_OF_TARGET: dict[str, str] = {
     "hsc_e1": "Ellipticity e1",
@@ -511,6 +520,65 @@ def _truth_metric_section(tables: RunTables, run: str) -> list[str]:
     return [*lines, ""]
 
 
+COMPARISON_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("probe", "r2_physics_targets", "physics", "physics targets <- physics latent (R^2)"),
+    ("probe", "r2_instrument_targets", "instrument", "instrument targets <- instrument latent (R^2)"),
+    ("probe", "r2_physics_targets", "instrument", "physics targets <- instrument latent (leak)"),
+    ("probe", "r2_instrument_targets", "physics", "instrument targets <- physics latent (leak)"),
+    ("retrieval", "top1", "physics", "Legacy counterpart top-1"),
+    ("retrieval", "top{k}", "physics", "Legacy counterpart top-{k}"),
+    ("retrieval", "median_rank", "physics", "counterpart median rank"),
+    ("outliers", "precision_rare", "physics", "rare classes in top outliers (physics)"),
+    ("outliers", "precision_pathology", "instrument", "pathologies in top outliers (instrument)"),
+    ("outliers", "precision_pathology", "physics", "pathologies in top outliers (physics)"),
+    ("cost", "seconds", "", "train wall seconds"),
+    ("cost", "steps", "", "train steps"),
+    ("cost", "seconds_per_step", "", "seconds per step"),
+)
+"""(section, metric, space, row label) of the "Methods compared" table; ``{k}``: the retrieval k."""
+
+
+COMPARISON_DIGITS = {"seconds": 0, "steps": 0, "median_rank": 1, "seconds_per_step": 2}
+"""Digits of the comparison's counts, ranks and times (fractions and R^2: 3)."""
+
+
+def _comparison_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "-"
+    r = rows.iloc[0]
+    return _fmt_ci(r, "value", "ci_lo", "ci_hi", digits=COMPARISON_DIGITS.get(str(r["metric"]), 3))
+
+
+def methods_compared_section(table: pd.DataFrame, k: int) -> list[str]:
+    """Markdown of comparison.csv: one column per representation (run and its method, random init, raw
+    pixels), one row per headline metric, ``value [lo, hi]``, and the chance/base-rate reference."""
+    if table.empty:
+        return []
+    names = list(dict.fromkeys(table["representation"]))
+    method = dict(zip(table["representation"], table["method"], strict=True))
+    header = ["metric", *[n if method[n] == n else f"{n} ({method[n]})" for n in names], "chance / base rate"]
+    body = []
+    for section, metric, space, label in COMPARISON_ROWS:
+        metric, label = metric.format(k=k), label.format(k=k)
+        sel = table[(table["section"] == section) & (table["metric"] == metric) & (table["space"].fillna("") == space)]
+        if sel.empty:
+            continue
+        cells = [_comparison_cell(sel[sel["representation"] == n]) for n in names]
+        body.append([label, *cells, _fmt(sel["reference"].iloc[0])])
+    lines = [
+        "## Methods compared",
+        "",
+        "Every run (its `method`), a frozen random-init encoder and raw pixels on the same pairs "
+        "(`comparison/comparison.csv`, figure `comparison/comparison.png`): ridge probes of the true (else "
+        "catalogue) targets, mean R^2 clipped at 0 per group, bootstrap intervals over the held-out pairs; "
+        "retrieval of each held-out HSC object's Legacy view by physics-latent distance; outlier precision "
+        "(kNN distance, top 1 %, Wilson intervals); training cost from the benchmarks. Few-shot curves: "
+        "`comparison/comparison_fewshot.csv`.",
+        "",
+    ]
+    return [*lines, *_table(header, body), ""]
+
+
 def write_summary(
     config: dict,
     results: DatasetLayout | str | Path,
@@ -518,6 +586,7 @@ def write_summary(
     out: str | Path,
     extra_tables: Sequence[ExtraTable] = EXTRA_TABLES,
     extra_sections: Mapping[str, Sequence[str] | pd.DataFrame] | None = None,
+    comparison: str | Path | None = None,
 ) -> str:
     """Write ``summary.md`` for every run of a dataset and return its text.
 
@@ -525,7 +594,8 @@ def write_summary(
     :func:`whatsreal.plan.summary_tables` plans for it, shown when written.
     ``extra_tables``: optional per-run tables shown when their file exists
     (:data:`EXTRA_TABLES` by default); ``extra_sections``: ready-made sections
-    (title -> markdown lines or a DataFrame) appended at the end.
+    (title -> markdown lines or a DataFrame) appended at the end. ``comparison``: comparison.csv,
+    shown as the "Methods compared" section before the runs.
     """
     ds = config["dataset"]
     boot = config["experiments"].get("bootstrap", {})
@@ -540,6 +610,8 @@ def write_summary(
         f"resamples, {100 * float(boot.get('confidence', 0.95)):.0f}%), paired for differences.",
         "",
     ]
+    if comparison is not None:
+        lines += methods_compared_section(pd.read_csv(comparison), int(config["experiments"]["retrieval"]["k"]))
     reference = config["experiments"]["ablation"]["reference"]
     for run in runs:
         overlay = config["runs"].get(run, {})
