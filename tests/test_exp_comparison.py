@@ -29,7 +29,7 @@ from whatsreal.experiments.comparison import (
     run_comparison,
 )
 from whatsreal.experiments.probe_design import ProbeDesign, probe_folds
-from whatsreal.experiments.summary import methods_compared_section
+from whatsreal.experiments.summary import methods_compared_section, write_summary
 from whatsreal.experiments.targets import Target
 from whatsreal.layout import DatasetLayout
 from whatsreal.plan import run_method
@@ -225,6 +225,8 @@ def test_run_comparison_writes_the_table_curves_and_figure(tmp_path):
     section = methods_compared_section(table, k=10)
     assert section[0] == "## Methods compared" and any("main (flow_matching)" in line for line in section)
     assert any(line.startswith("| Legacy counterpart top-10 |") for line in section)
+    text = write_summary(tiny_config(), tmp_path, ["main"], tmp_path / "summary.md", comparison=out / "comparison.csv")
+    assert text.index("## Methods compared") < text.index("## Run `main`")
 
 
 def test_real_data_uses_the_catalogue_targets_and_skips_the_outliers(tmp_path):

@@ -531,8 +531,8 @@ COMPARISON_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("outliers", "precision_rare", "physics", "rare classes in top outliers (physics)"),
     ("outliers", "precision_pathology", "instrument", "pathologies in top outliers (instrument)"),
     ("outliers", "precision_pathology", "physics", "pathologies in top outliers (physics)"),
-    ("cost", "seconds", "", "train wall seconds"),
-    ("cost", "steps", "", "train steps"),
+    ("cost", "seconds", "", "wall seconds (train job; random init: its features)"),
+    ("cost", "steps", "", "training steps"),
     ("cost", "seconds_per_step", "", "seconds per step"),
 )
 """(section, metric, space, row label) of the "Methods compared" table; ``{k}``: the retrieval k."""
