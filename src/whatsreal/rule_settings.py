@@ -41,7 +41,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "provabgs_targets": ("aux.provabgs", "crossmatch.radius_arcsec"),
     "triplet_figure": ("split.seed",),
     # training (per run: common.smk passes the run's own config, its overlay applied)
-    "train": ("model", "train", "neighbours.mode", "preprocess"),
+    "train": ("model", "train", "neighbours.mode", "preprocess", "method", "cvae"),
     "embed": (),
     "export": (),  # everything it writes comes from its inputs (the checkpoint and the metadata)
     # experiments
