@@ -237,8 +237,12 @@ def test_the_registry_names_cvae_files_and_leaves_flow_matching_to_its_callers(t
     flow = dict(cfg, method="flow_matching")
     assert registered_method(flow) is None
     assert training_data_files(flow, data) == data.run_data_files(cfg["neighbours"]["mode"])
-    # A changed CVAE weight is a different trained model: the train rule reruns.
+    # A changed CVAE weight is a different trained model: the train rule reruns ...
     assert rule_settings(cfg, "train") != rule_settings(_config(beta=0.5), "train")
+    # ... but not a flow-matching run, which never reads the cvae section.
+    flow_beta = dict(flow, cvae=dict(flow["cvae"], beta=0.5))
+    assert rule_settings(flow, "train") == rule_settings(flow_beta, "train")
+    assert '"cvae"' not in rule_settings(flow, "train") and '"cvae"' in rule_settings(cfg, "train")
 
 
 # --------------------------------------------------------------------------- training and export
@@ -274,9 +278,12 @@ def test_a_tiny_training_writes_the_model_and_metrics_and_contract_embeddings(tm
     module, saved = load_cvae(run / "model.ckpt")
     assert saved["method"] == "cvae"
     pred = emb[f"{PREDICTION_PREFIX}redshift"].to_numpy()
-    assert np.allclose(pred, emb["phys_0"] * module.label_std[0] + module.label_mean[0], rtol=1e-5)
+    mean, std = module.label_mean.numpy(), module.label_std.numpy()
+    assert np.allclose(pred, emb["phys_0"] * std[0] + mean[0], rtol=1e-5)
+    # The standardisation in the checkpoint is the training split's (usable, labelled pairs).
     train_z = property_labels(cfg, data).values[:32, 0]
-    assert module.label_mean[0] == pytest.approx(np.nanmean(np.delete(train_z, 5)), rel=1e-6)
+    assert mean[0] == pytest.approx(np.nanmean(np.delete(train_z, 5)), rel=1e-9)
+    assert std[0] == pytest.approx(np.nanstd(np.delete(train_z, 5)), rel=1e-9)
     assert np.isfinite(emb[ANOMALY_COLUMN]).all() and (emb[ANOMALY_COLUMN] >= 0).all()
     saved_tokens = np.load(tokens)
     assert saved_tokens["legacysurvey_physics"].shape == (40, 1, 4)
@@ -313,3 +320,29 @@ def export_of(checkpoint, data: DatasetLayout, run) -> pd.DataFrame:
     method = checkpoint_method(checkpoint)
     method.export(checkpoint, data, run / "embeddings.parquet", run / "embeddings_tokens.npz", 32, torch.device("cpu"))
     return read_embeddings(run / "embeddings.parquet", spaces=("physics",))
+
+
+def test_an_interrupted_cvae_training_resumes_at_its_last_checkpoint(tmp_path, monkeypatch):
+    """The train rule's resumption (last.ckpt, provenance) holds for the CVAE's module too."""
+    from whatsreal.train.cvae import CvaeModule
+
+    data, _ = _fake_dataset(tmp_path / "d")
+    cfg = _config()
+    cfg["train"].update(max_steps=8, val_every_steps=4, checkpoint_every_steps=4)
+    run = tmp_path / "run"
+    original = CvaeModule.training_step
+
+    def dies_at_step_6(self, batch, batch_idx):
+        if self.global_step == 6:
+            raise RuntimeError("SIGTERM: time limit")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(CvaeModule, "training_step", dies_at_step_6)
+    with pytest.raises(RuntimeError, match="time limit"):
+        train(cfg, data, run, run / "model.ckpt")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    monkeypatch.setattr(CvaeModule, "training_step", original)
+    train(cfg, data, run, run / "model.ckpt")
+    assert torch.load(run / "model.ckpt", weights_only=True)["global_step"] == 8
+    steps = pd.read_csv(run / "metrics.csv").dropna(subset=["train/loss"])["step"]
+    assert list(steps) == list(range(8)), "the history from before the restart is kept, once"

@@ -4,13 +4,17 @@ NOTE (issue 15): the contrastive engineer owns this registry (``contrastive``,
 ``single_latent`` and the flow-matching entry); this branch creates it with the ``cvae``
 entry only. At the merge, keep one module: their interface, with this entry added.
 
-A method is a Lightning module, a data module, the files its training reads (the train
-rule's inputs and the checkpoint's fingerprint: common.smk ``run_data`` and
-:func:`whatsreal.train.run.train` ask :func:`training_data_files`) and how a trained
-checkpoint exports ``embeddings.parquet`` (the embed rule). Flow matching, the paper's
-method, is not registered here: :func:`registered_method` returns None for it, and the
-callers keep their flow-matching code path. Each factory imports its modules when
-called, so importing the registry costs nothing.
+A method is a Lightning module (built as ``module(config, provenance)``), a data module,
+the files its training reads (the train rule's inputs and the checkpoint's fingerprint:
+common.smk ``run_data`` and :func:`whatsreal.train.run.train` ask
+:func:`training_data_files`), the config sections its weights depend on besides ``model``
+and ``train`` (:func:`whatsreal.rule_settings.rule_settings` adds them to rule ``train``),
+and how a trained checkpoint exports ``embeddings.parquet`` (the embed rule). Flow
+matching, the paper's method, is not registered here: :func:`registered_method` returns
+None for it, the callers keep their flow-matching code path, and its settings gain
+nothing, so its runs neither retrain nor refuse to resume. Each factory imports its
+modules when called: the workflow imports this registry while planning and never loads
+torch for it.
 """
 
 from __future__ import annotations
@@ -18,14 +22,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import lightning as L
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING
 
 from whatsreal.layout import DatasetLayout
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "checkpoint_method", "registered_method", "training_data_files"]
+if TYPE_CHECKING:
+    import lightning as L
+    import pandas as pd
+    import torch
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "Method",
+    "checkpoint_method",
+    "method_settings",
+    "registered_method",
+    "training_data_files",
+]
 
 DEFAULT_METHOD = "flow_matching"
 
@@ -37,12 +51,14 @@ class Method:
     name: str
     data_files: Callable[[dict, DatasetLayout], list[Path]]
     """(run config, dataset layout) -> every file its training reads."""
-    module: Callable[[dict, DatasetLayout, dict], L.LightningModule]
-    """(run config, dataset layout, provenance) -> a fresh LightningModule."""
+    module: Callable[[dict, dict | None], L.LightningModule]
+    """(run config, provenance) -> a fresh LightningModule."""
     datamodule: Callable[[dict, DatasetLayout], L.LightningDataModule]
     """(run config, dataset layout) -> its LightningDataModule."""
     export: Callable[[Path, DatasetLayout, Path, Path, int, torch.device], pd.DataFrame]
     """(checkpoint, dataset layout, embeddings out, tokens out, batch size, device) -> the embeddings written."""
+    settings: tuple[str, ...] = ()
+    """Config prefixes besides rule train's own that determine its trained weights."""
 
 
 def _cvae_files(config: dict, data: DatasetLayout) -> list[Path]:
@@ -51,12 +67,10 @@ def _cvae_files(config: dict, data: DatasetLayout) -> list[Path]:
     return training_files(config, data)
 
 
-def _cvae_module(config: dict, data: DatasetLayout, provenance: dict) -> L.LightningModule:
-    from whatsreal.data.cvae import property_labels
+def _cvae_module(config: dict, provenance: dict | None) -> L.LightningModule:
     from whatsreal.train.cvae import CvaeModule
 
-    labels = property_labels(config, data)  # the standardisation travels in the checkpoint
-    return CvaeModule(config, provenance, labels.mean.tolist(), labels.std.tolist())
+    return CvaeModule(config, provenance)
 
 
 def _cvae_datamodule(config: dict, data: DatasetLayout) -> L.LightningDataModule:
@@ -74,7 +88,8 @@ def _cvae_export(
 
 
 METHODS: dict[str, Method] = {
-    "cvae": Method("cvae", _cvae_files, _cvae_module, _cvae_datamodule, _cvae_export),
+    # Seed 003: physics-informed CVAE on one survey's cutouts (whatsreal.model.cvae).
+    "cvae": Method("cvae", _cvae_files, _cvae_module, _cvae_datamodule, _cvae_export, settings=("method", "cvae")),
 }
 """Registered methods by their ``method`` config value (flow matching is the callers' default path)."""
 
@@ -99,7 +114,15 @@ def training_data_files(config: dict, data: DatasetLayout | str | Path) -> list[
     return method.data_files(config, data)
 
 
+def method_settings(config: dict) -> tuple[str, ...]:
+    """The config prefixes a run's method adds to rule ``train``'s settings (none for flow matching)."""
+    method = registered_method(config)
+    return () if method is None else method.settings
+
+
 def checkpoint_method(path: str | Path) -> Method | None:
     """The registered method that wrote a checkpoint (its stored config's ``method``), or None."""
+    import torch
+
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return registered_method(ckpt.get("hyper_parameters", {}).get("config", {}))

@@ -189,6 +189,7 @@ class CvaeDataModule(L.LightningDataModule):
 
     def __init__(self, config: dict, data: DatasetLayout | str | Path) -> None:
         super().__init__()
+        self.labels: PropertyLabels | None = None
         self.config = config
         self.layout = DatasetLayout.of(data)
         self.batch_size = int(config["train"]["batch_size"])
@@ -198,7 +199,8 @@ class CvaeDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         split = pd.read_parquet(self.layout.split, columns=["pair", "split"])
         split = split[usable_pairs(self.layout)[split["pair"].to_numpy(dtype=np.int64)]]
-        labels = property_labels(self.config, self.layout).standardised()
+        self.labels = property_labels(self.config, self.layout)  # the module copies its standardisation
+        labels = self.labels.standardised()
         survey = self.config["cvae"]["survey"]
         self.train_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "train", "pair"], labels)
         self.val_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "val", "pair"], labels)

@@ -3,8 +3,8 @@
 Trained by the same ``train`` rule and :func:`whatsreal.train.run.train` as flow matching
 (resume, provenance, loggers, checkpoints); only the module and the data differ
 (registered in :mod:`whatsreal.methods`). The label standardisation fitted on the training
-split is stored in the checkpoint beside the config, so the exported predictions are in
-the properties' own units without reading the training data again.
+split is stored in the checkpoint (two buffers), so the exported predictions are in the
+properties' own units without reading the training data again.
 
 Logged: ``{train,val}/loss`` and its three unweighted terms ``/reconstruction``, ``/kl``,
 ``/property`` (the last only for batches with a label), and per property
@@ -27,25 +27,33 @@ __all__ = ["CvaeModule", "load_cvae"]
 
 
 class CvaeModule(L.LightningModule):
-    def __init__(
-        self,
-        config: dict,
-        provenance: dict | None = None,
-        label_mean: list[float] | None = None,
-        label_std: list[float] | None = None,
-    ) -> None:
+    """Built as every method's module, ``CvaeModule(config, provenance)``.
+
+    The labels' standardisation (training split's mean and standard deviation per property)
+    is a pair of buffers, filled in :meth:`setup` from the :class:`~whatsreal.data.cvae.CvaeDataModule`
+    that trains it, so it is saved in every checkpoint's state dict and a loaded model
+    turns its property dimensions back into redshift and dex without the training data.
+    """
+
+    label_mean: torch.Tensor
+    label_std: torch.Tensor
+
+    def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__()
-        n = len(config["cvae"]["properties"])
-        label_mean = [0.0] * n if label_mean is None else [float(v) for v in label_mean]
-        label_std = [1.0] * n if label_std is None else [float(v) for v in label_std]
-        # Plain dicts, lists and floats only: the checkpoint loads with weights_only=True.
-        self.save_hyperparameters(
-            {"config": config, "provenance": provenance, "label_mean": label_mean, "label_std": label_std}
-        )
+        # Plain dicts and lists only: the checkpoint loads with weights_only=True.
+        self.save_hyperparameters({"config": config, "provenance": provenance})
         self.config = config
-        self.label_mean = np.asarray(label_mean)
-        self.label_std = np.asarray(label_std)
         self.model: PhysicsCVAE = build_cvae(config)
+        n = len(config["cvae"]["properties"])
+        self.register_buffer("label_mean", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("label_std", torch.ones(n, dtype=torch.float64))
+
+    def setup(self, stage: str) -> None:
+        """Take the standardisation from the data module (its ``setup`` runs first)."""
+        labels = getattr(self.trainer.datamodule, "labels", None)
+        if labels is not None:
+            self.label_mean.copy_(torch.as_tensor(labels.mean, dtype=torch.float64))
+            self.label_std.copy_(torch.as_tensor(labels.std, dtype=torch.float64))
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         cfg = self.config["cvae"]
@@ -109,13 +117,13 @@ class CvaeModule(L.LightningModule):
 
     def destandardise(self, values: np.ndarray) -> np.ndarray:
         """(N, P) property latents -> the properties in their own units (redshift, dex)."""
-        return values * self.label_std + self.label_mean
+        return values * self.label_std.cpu().numpy() + self.label_mean.cpu().numpy()
 
 
 def load_cvae(path: str | Path) -> tuple[CvaeModule, dict]:
     """A trained CVAE and its config from a checkpoint (``weights_only``: nothing is unpickled)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
-    module = CvaeModule(hp["config"], hp.get("provenance"), hp.get("label_mean"), hp.get("label_std"))
-    module.load_state_dict(ckpt["state_dict"])
+    module = CvaeModule(hp["config"], hp.get("provenance"))
+    module.load_state_dict(ckpt["state_dict"])  # the weights and the label standardisation
     return module, hp["config"]

@@ -234,7 +234,7 @@ def train(
     resume = resume_point(run.root, provenance, move_stale=_is_primary_process())
     method = registered_method(config)  # None: flow matching, below
     if method is not None:
-        module, dm = method.module(config, data, provenance), method.datamodule(config, data)
+        module, dm = method.module(config, provenance), method.datamodule(config, data)
     else:
         module = FlowMatchingModule(config, provenance)
         dm = TripletDataModule(
