@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from whatsreal.config import config_value
+from whatsreal.methods import method_settings
 
 __all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
 
@@ -136,4 +137,9 @@ def rule_settings(config: dict[str, Any], rule: str) -> str:
     """The settings param of ``rule``: the config values its result depends on."""
     if rule not in RULE_SETTINGS:
         raise KeyError(f"rule settings: no entry for rule '{rule}' in whatsreal.rule_settings.RULE_SETTINGS")
-    return settings_json(config, RULE_SETTINGS[rule])
+    prefixes = RULE_SETTINGS[rule]
+    if rule == "train":
+        # The run's method's own sections (whatsreal.methods; ``method`` and ``cvae`` for a cvae run).
+        # Flow matching adds none: its settings and checkpoint provenance are what they were.
+        prefixes = (*prefixes, *method_settings(config))
+    return settings_json(config, prefixes)

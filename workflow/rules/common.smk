@@ -1,6 +1,7 @@
 # Shared names, input functions and target lists for the rules (included first).
 
 from whatsreal.layout import DatasetLayout
+from whatsreal.methods import training_data_files
 from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
 from whatsreal.plan import generative_runs, run_figures, run_method, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
@@ -73,10 +74,12 @@ def run_settings(rule):
 
 
 def run_data(wildcards):
-    """The data files a run's triplets read: images, metadata, split and the neighbour graph
-    of the run's own mode (rebuilding the other graph leaves the run alone)."""
-    mode = RUN_CONFIGS[wildcards.run]["neighbours"]["mode"]
-    return DATA.run_data_files(mode)
+    """The data files a run's training reads (whatsreal.methods.training_data_files): for flow
+    matching the images, metadata, split and the neighbour graph of the run's own mode
+    (rebuilding the other graph leaves the run alone); for a cvae run the images, metadata,
+    split and its property labels (truth.parquet on the synthetic sky, provabgs.parquet with
+    aux.provabgs.path), no neighbour graph."""
+    return training_data_files(RUN_CONFIGS[wildcards.run], DATA)
 
 
 def pair_data():

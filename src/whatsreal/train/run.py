@@ -30,6 +30,7 @@ from whatsreal.data.triplets import TripletDataModule
 from whatsreal.device import compute_device
 from whatsreal.io import atomic_path, write_csv
 from whatsreal.layout import DatasetLayout, RunLayout
+from whatsreal.methods import registered_method, training_data_files
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
@@ -229,16 +230,20 @@ def train(
     check_slurm_tasks(train_cfg, hardware[1])
     L.seed_everything(train_cfg["seed"], workers=True)
     data = DatasetLayout.of(data_dir)
-    provenance = training_fingerprint(rule_settings(config, "train"), data.run_data_files(config["neighbours"]["mode"]))
+    provenance = training_fingerprint(rule_settings(config, "train"), training_data_files(config, data))
     resume = resume_point(run.root, provenance, move_stale=_is_primary_process())
-    module = FlowMatchingModule(config, provenance)
-    dm = TripletDataModule(
-        data,
-        mode=config["neighbours"]["mode"],
-        batch_size=train_cfg["batch_size"],
-        num_workers=train_cfg["num_workers"],
-        seed=train_cfg["seed"],
-    )
+    method = registered_method(config)  # None: flow matching, below
+    if method is not None:
+        module, dm = method.module(config, provenance), method.datamodule(config, data)
+    else:
+        module = FlowMatchingModule(config, provenance)
+        dm = TripletDataModule(
+            data,
+            mode=config["neighbours"]["mode"],
+            batch_size=train_cfg["batch_size"],
+            num_workers=train_cfg["num_workers"],
+            seed=train_cfg["seed"],
+        )
     trainer = _trainer(train_cfg, hardware, run, trace)
     # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)

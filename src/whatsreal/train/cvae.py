@@ -1,0 +1,129 @@
+"""The LightningModule of ``method: cvae`` (seed 003's physics-informed VAE, whatsreal.model.cvae).
+
+Trained by the same ``train`` rule and :func:`whatsreal.train.run.train` as flow matching
+(resume, provenance, loggers, checkpoints); only the module and the data differ
+(registered in :mod:`whatsreal.methods`). The label standardisation fitted on the training
+split is stored in the checkpoint (two buffers), so the exported predictions are in the
+properties' own units without reading the training data again.
+
+Logged: ``{train,val}/loss`` and its three unweighted terms ``/reconstruction``, ``/kl``,
+``/property`` (the last only for batches with a label), and per property
+``val/property_mse_<name>`` (standardised units) and ``lr``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from whatsreal.model.cvae import PhysicsCVAE, build_cvae, cvae_loss
+from whatsreal.train.module import NonFiniteLossError
+
+__all__ = ["CvaeModule", "load_cvae"]
+
+
+class CvaeModule(L.LightningModule):
+    """Built as every method's module, ``CvaeModule(config, provenance)``.
+
+    The labels' standardisation (training split's mean and standard deviation per property)
+    is a pair of buffers, filled in :meth:`setup` from the :class:`~whatsreal.data.cvae.CvaeDataModule`
+    that trains it, so it is saved in every checkpoint's state dict and a loaded model
+    turns its property dimensions back into redshift and dex without the training data.
+    """
+
+    label_mean: torch.Tensor
+    label_std: torch.Tensor
+
+    def __init__(self, config: dict, provenance: dict | None = None) -> None:
+        super().__init__()
+        # Plain dicts and lists only: the checkpoint loads with weights_only=True.
+        self.save_hyperparameters({"config": config, "provenance": provenance})
+        self.config = config
+        self.model: PhysicsCVAE = build_cvae(config)
+        n = len(config["cvae"]["properties"])
+        self.register_buffer("label_mean", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("label_std", torch.ones(n, dtype=torch.float64))
+
+    def setup(self, stage: str) -> None:
+        """Take the standardisation from the data module (its ``setup`` runs first)."""
+        labels = getattr(self.trainer.datamodule, "labels", None)
+        if labels is not None:
+            self.label_mean.copy_(torch.as_tensor(labels.mean, dtype=torch.float64))
+            self.label_std.copy_(torch.as_tensor(labels.std, dtype=torch.float64))
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        cfg = self.config["cvae"]
+        x, labels = batch["image"], batch["labels"]
+        rec, props, mu, logvar = self.model(x, sample=stage == "train")
+        terms = cvae_loss(
+            x,
+            rec,
+            props,
+            mu,
+            logvar,
+            labels,
+            reconstruction_weight=cfg["reconstruction_weight"],
+            beta=cfg["beta"],
+            property_weight=cfg["property_weight"],
+        )
+        bs = x.shape[0]
+        sync = stage == "val"
+        self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=bs, sync_dist=sync)
+        self.log(f"{stage}/reconstruction", terms.reconstruction, batch_size=bs, sync_dist=sync)
+        self.log(f"{stage}/kl", terms.kl, batch_size=bs, sync_dist=sync)
+        if terms.n_labelled:
+            self.log(f"{stage}/property", terms.property, batch_size=terms.n_labelled, sync_dist=sync)
+        if stage == "val":
+            for j, name in enumerate(cfg["properties"]):
+                known = torch.isfinite(labels[:, j])
+                if known.any():
+                    err = (props[known, j].float() - labels[known, j]).pow(2).mean()
+                    self.log(f"val/property_mse_{name}", err, batch_size=int(known.sum()), sync_dist=True)
+        return terms.total
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            pairs = batch["pair"][:8].tolist()
+            raise NonFiniteLossError(
+                f"non-finite CVAE training loss at step {self.global_step} (batch {batch_idx}, pairs {pairs}...); "
+                "the last good checkpoint is kept"
+            )
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        """AdamW and the same schedule as flow matching (``train.lr``, ``train.warmup_steps``,
+        cosine to 0 at ``train.max_steps``), so the methods differ in their model only."""
+        tcfg = self.config["train"]
+        opt = torch.optim.AdamW(self.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+        total = tcfg["max_steps"]
+        warmup = min(int(tcfg["warmup_steps"]), total - 1)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def destandardise(self, values: np.ndarray) -> np.ndarray:
+        """(N, P) property latents -> the properties in their own units (redshift, dex)."""
+        return values * self.label_std.cpu().numpy() + self.label_mean.cpu().numpy()
+
+
+def load_cvae(path: str | Path) -> tuple[CvaeModule, dict]:
+    """A trained CVAE and its config from a checkpoint (``weights_only``: nothing is unpickled)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    module = CvaeModule(hp["config"], hp.get("provenance"))
+    module.load_state_dict(ckpt["state_dict"])  # the weights and the label standardisation
+    return module, hp["config"]
