@@ -139,7 +139,9 @@ def all_targets():
     targets += data_targets()
     targets += [DATA.triplet_figure(mode) for mode in MODES]
     for run in RUNS:
-        targets += [DATA.run(run).embeddings, DATA.run(run).export.root]
+        targets.append(DATA.run(run).embeddings)
+        if "export" in run_rules(config, run):  # only flow-matching runs have a model to export (whatsreal.methods)
+            targets.append(DATA.run(run).export.root)
         targets += experiment_targets(run)
     targets += [DATA.summary, DATA.effective_config]
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query

@@ -7,12 +7,13 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.device import compute_device
-from whatsreal.model.embed import export_embeddings
+from whatsreal.methods import export_embeddings
 from whatsreal.train.run import load_model
 
 module, _ = load_model(sm.input.model)
 device = compute_device()
-# The batch size is the workflow's (a speed setting), not the one stored in the checkpoint.
+# The batch size is the workflow's (a speed setting), not the one stored in the checkpoint;
+# the latent spaces written are those of the checkpoint's method (whatsreal.methods).
 export_embeddings(
-    module.model, sm.params.data_dir, sm.output.embeddings, sm.output.tokens, sm.config["embed"]["batch_size"], device
+    module, sm.params.data_dir, sm.output.embeddings, sm.output.tokens, sm.config["embed"]["batch_size"], device
 )
