@@ -13,7 +13,7 @@ from whatsreal.config import run_config, validate_config
 from whatsreal.data.cvae import CvaeDataModule, property_labels, training_files
 from whatsreal.experiments.embeddings import paired_latents, read_embeddings
 from whatsreal.layout import DatasetLayout
-from whatsreal.methods import checkpoint_method, registered_method, training_data_files
+from whatsreal.methods import checkpoint_method, export_checkpoint, method_of, training_data_files
 from whatsreal.model.cvae import PhysicsCVAE, anomaly_scores, cvae_loss, gaussian_kl
 from whatsreal.model.cvae_embed import ANOMALY_COLUMN, PREDICTION_PREFIX
 from whatsreal.rule_settings import rule_settings
@@ -228,14 +228,14 @@ def test_real_data_reads_provabgs_when_set_and_no_labels_otherwise(tmp_path):
     assert data.truth in training_files(_config(), data)
 
 
-def test_the_registry_names_cvae_files_and_leaves_flow_matching_to_its_callers(tmp_path):
+def test_the_registry_names_cvae_files_and_flow_matching_keeps_its_triplets(tmp_path):
     data = DatasetLayout(tmp_path)
     cfg = _config()
-    assert registered_method(cfg).name == "cvae"
+    assert method_of(cfg).name == "cvae"
     files = training_data_files(cfg, data)
     assert data.truth in files and not any("neighbours" in p.name for p in files)
     flow = dict(cfg, method="flow_matching")
-    assert registered_method(flow) is None
+    assert method_of(flow).name == "flow_matching"
     assert training_data_files(flow, data) == data.run_data_files(cfg["neighbours"]["mode"])
     # A changed CVAE weight is a different trained model: the train rule reruns ...
     assert rule_settings(cfg, "train") != rule_settings(_config(beta=0.5), "train")
@@ -259,10 +259,9 @@ def test_a_tiny_training_writes_the_model_and_metrics_and_contract_embeddings(tm
         assert column in metrics.columns and metrics[column].notna().any(), column
     assert metrics["step"].max() == 3
 
-    method = checkpoint_method(run / "model.ckpt")
-    assert method is not None and method.name == "cvae"
+    assert checkpoint_method(run / "model.ckpt").name == "cvae"
     out, tokens = run / "embeddings.parquet", run / "embeddings_tokens.npz"
-    method.export(run / "model.ckpt", data, out, tokens, 16, torch.device("cpu"))
+    export_checkpoint(run / "model.ckpt", data, out, tokens, 16, torch.device("cpu"))
 
     emb = read_embeddings(out, spaces=("physics",))
     assert not any(c.startswith("inst_") for c in emb.columns)
@@ -317,8 +316,9 @@ def test_a_cvae_run_on_the_simulated_sky_trains_on_its_truth_table(tiny_sky, tin
 
 def export_of(checkpoint, data: DatasetLayout, run) -> pd.DataFrame:
     """The embed rule's dispatch: the checkpoint's method exports its embeddings."""
-    method = checkpoint_method(checkpoint)
-    method.export(checkpoint, data, run / "embeddings.parquet", run / "embeddings_tokens.npz", 32, torch.device("cpu"))
+    export_checkpoint(
+        checkpoint, data, run / "embeddings.parquet", run / "embeddings_tokens.npz", 32, torch.device("cpu")
+    )
     return read_embeddings(run / "embeddings.parquet", spaces=("physics",))
 
 

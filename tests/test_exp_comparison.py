@@ -32,7 +32,7 @@ from whatsreal.experiments.probe_design import ProbeDesign, probe_folds
 from whatsreal.experiments.summary import methods_compared_section, write_summary
 from whatsreal.experiments.targets import Target
 from whatsreal.layout import DatasetLayout
-from whatsreal.plan import run_method
+from whatsreal.methods import method_of
 from whatsreal.rule_settings import rule_settings
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -174,7 +174,7 @@ def test_downsampled_pixels_are_block_means():
 
 
 def test_run_method_and_settings():
-    assert run_method({}) == "flow_matching" and run_method({"method": "cvae"}) == "cvae"
+    assert method_of({}).name == "flow_matching" and method_of({"method": "cvae"}).name == "cvae"
     s = _settings()
     assert s.retrieval_k == 10 and s.design.split == "random" and s.bootstrap[0] == 300
     cfg = tiny_config()

@@ -40,6 +40,24 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
 
 
 @pytest.mark.slow  # runs Snakemake in a subprocess
+def test_dry_run_with_contrastive_and_single_latent_runs_resolves(tmp_path):
+    """Runs of other methods (whatsreal.methods) beside the paper's: trained and embedded, no
+    export or sampling experiments (they have no flow-matching decoder)."""
+    overlay = tmp_path / "methods.yaml"
+    runs = {"main": {}, "contrastive": {"method": "contrastive"}, "single": {"method": "single_latent"}}
+    overlay.write_text(yaml.safe_dump({"runs": runs}))
+    res = _snakemake(
+        tmp_path, "all", "-n", "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(overlay)
+    )
+    assert res.returncode == 0, res.stderr
+    jobs = dry_run_jobs(res.stdout + res.stderr)
+    assert jobs["train"] == jobs["embed"] == 3, jobs
+    assert jobs["export"] == jobs["conditioning_gain"] == 1, jobs  # main only
+    assert jobs["probes"] == jobs["umap"] == jobs["retrieval"] == jobs["outliers"] == 2, jobs  # not single
+    assert jobs["posterior_samples"] == 2, jobs  # main, both directions
+
+
+@pytest.mark.slow  # runs Snakemake in a subprocess
 def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
     """`all` on real-data sources: the catalogues come from the user's files, plus the lens catalogue."""
     _, raw, _ = tiny_sky

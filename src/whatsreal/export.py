@@ -37,6 +37,7 @@ from whatsreal.data.preprocess import model_pixel_scale
 from whatsreal.data.stages import read_normalisation
 from whatsreal.fits_images import NATIVE_BUNIT
 from whatsreal.layout import ModelLayout
+from whatsreal.methods import method_of
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
 __all__ = [
@@ -114,6 +115,12 @@ def export_model(
     if missing:
         raise ValueError(f"export needs every survey's metadata file; missing: {missing}")
     module, config = load_model(checkpoint)
+    method = method_of(config)
+    if not method.generative:
+        raise ValueError(
+            f"{checkpoint}: a '{method.name}' run has no flow-matching decoder to export; its embeddings.parquet "
+            "is its product (whatsreal.methods)"
+        )
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     trained = ckpt.get("hyper_parameters", {}).get("provenance") or {}
     provenance = {

@@ -1,28 +1,32 @@
-"""Training methods beside flow matching (config ``method``): what each trains and exports.
+"""The training methods a run can use (config ``method``), and what each one implies.
 
-NOTE (issue 15): the contrastive engineer owns this registry (``contrastive``,
-``single_latent`` and the flow-matching entry); this branch creates it with the ``cvae``
-entry only. At the merge, keep one module: their interface, with this entry added.
+The triplet methods train on the same triplets (:class:`whatsreal.data.triplets.TripletDataModule`);
+the CVAE (seed 003) on one survey's cutouts with their physical labels. All export the same
+``embeddings.parquet`` contract (:mod:`whatsreal.model.embed`), so the experiments compare them
+on equal terms. What differs, and is decided here in one place:
 
-A method is a Lightning module (built as ``module(config, provenance)``), a data module,
-the files its training reads (the train rule's inputs and the checkpoint's fingerprint:
-common.smk ``run_data`` and :func:`whatsreal.train.run.train` ask
-:func:`training_data_files`), the config sections its weights depend on besides ``model``
-and ``train`` (:func:`whatsreal.rule_settings.rule_settings` adds them to rule ``train``),
-and how a trained checkpoint exports ``embeddings.parquet`` (the embed rule). Flow
-matching, the paper's method, is not registered here: :func:`registered_method` returns
-None for it, the callers keep their flow-matching code path, and its settings gain
-nothing, so its runs neither retrain nor refuse to resume. Each factory imports its
-modules when called: the workflow imports this registry while planning and never loads
-torch for it.
+- the Lightning module that trains it (imported only when a run is built, so the workflow's
+  planning, which imports this module, never loads torch);
+- the files its training reads (the train rule's inputs and the checkpoint's fingerprint:
+  :func:`training_data_files`), its data module and how a checkpoint exports embeddings;
+- the latent spaces it exports (``phys_*`` and ``inst_*``, or ``phys_*`` only for a single latent);
+- the per-run rules it supports (:func:`whatsreal.plan.run_rules`): a method without the
+  flow-matching decoder has no export, posterior samples, generative experiments,
+  conditioning gain or noise model; one without an instrument space has none of the
+  experiments that read ``inst_*``;
+- the config sections beside ``model``/``train`` its trained weights depend on
+  (:func:`whatsreal.rule_settings.rule_settings` adds them to rule ``train``). Flow matching adds
+  none, so its settings, and the provenance stored in its checkpoints, are what they were before
+  methods existed: its runs neither retrain nor refuse to resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from whatsreal.layout import DatasetLayout
 
@@ -31,98 +35,186 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+
 __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
     "Method",
+    "build_datamodule",
+    "build_module",
     "checkpoint_method",
-    "method_settings",
-    "registered_method",
+    "export_checkpoint",
+    "method_of",
+    "module_class",
+    "run_method",
     "training_data_files",
 ]
 
 DEFAULT_METHOD = "flow_matching"
 
+EMBEDDING_RULES: tuple[str, ...] = ("train", "embed", "umap", "outliers", "probes", "retrieval")
+"""The per-run rules of a method that exports both latent spaces but has no generative decoder."""
+
 
 @dataclass(frozen=True)
 class Method:
-    """One training method's factories (see the module docstring)."""
+    """One training method: how it is built and what a run of it gets."""
 
     name: str
-    data_files: Callable[[dict, DatasetLayout], list[Path]]
-    """(run config, dataset layout) -> every file its training reads."""
-    module: Callable[[dict, dict | None], L.LightningModule]
-    """(run config, provenance) -> a fresh LightningModule."""
-    datamodule: Callable[[dict, DatasetLayout], L.LightningDataModule]
-    """(run config, dataset layout) -> its LightningDataModule."""
-    export: Callable[[Path, DatasetLayout, Path, Path, int, torch.device], pd.DataFrame]
-    """(checkpoint, dataset layout, embeddings out, tokens out, batch size, device) -> the embeddings written."""
+    module: str
+    """``package.module:Class`` of its LightningModule, built as ``Class(config, provenance)``."""
+    spaces: tuple[str, ...]
+    """Latent spaces written to embeddings.parquet (whatsreal.experiments.embeddings.SPACES names)."""
+    rules: tuple[str, ...] | None
+    """Per-run rules it supports; None: every rule (the flow-matching decoder's included)."""
     settings: tuple[str, ...] = ()
     """Config prefixes besides rule train's own that determine its trained weights."""
+    datamodule: str = "whatsreal.methods:triplet_datamodule"
+    """``package.module:callable`` building its LightningDataModule as ``f(config, data)``."""
+    data_files: str = "whatsreal.methods:triplet_files"
+    """``package.module:callable``: ``f(config, data)`` -> every file its training reads."""
+    exporter: str = "whatsreal.methods:export_triplet_method"
+    """``package.module:callable``: ``f(checkpoint, data, out, tokens_out, batch_size, device)``
+    writes embeddings.parquet and the token file and returns the table."""
 
-
-def _cvae_files(config: dict, data: DatasetLayout) -> list[Path]:
-    from whatsreal.data.cvae import training_files
-
-    return training_files(config, data)
-
-
-def _cvae_module(config: dict, provenance: dict | None) -> L.LightningModule:
-    from whatsreal.train.cvae import CvaeModule
-
-    return CvaeModule(config, provenance)
-
-
-def _cvae_datamodule(config: dict, data: DatasetLayout) -> L.LightningDataModule:
-    from whatsreal.data.cvae import CvaeDataModule
-
-    return CvaeDataModule(config, data)
-
-
-def _cvae_export(
-    checkpoint: Path, data: DatasetLayout, out: Path, tokens_out: Path, batch_size: int, device: torch.device
-) -> pd.DataFrame:
-    from whatsreal.model.cvae_embed import export_cvae_embeddings
-
-    return export_cvae_embeddings(checkpoint, data, out, tokens_out, batch_size, device)
+    @property
+    def generative(self) -> bool:
+        """True when the run has the flow-matching decoder the sampling experiments need."""
+        return self.rules is None
 
 
 METHODS: dict[str, Method] = {
-    # Seed 003: physics-informed CVAE on one survey's cutouts (whatsreal.model.cvae).
-    "cvae": Method("cvae", _cvae_files, _cvae_module, _cvae_datamodule, _cvae_export, settings=("method", "cvae")),
+    "flow_matching": Method(
+        "flow_matching",
+        "whatsreal.train.module:FlowMatchingModule",
+        spaces=("physics", "instrument"),
+        rules=None,
+    ),
+    # Seed 001: dual encoder, generalised InfoNCE per space, optional multiplicative decoder.
+    "contrastive": Method(
+        "contrastive",
+        "whatsreal.train.module:ContrastiveModule",
+        spaces=("physics", "instrument"),
+        rules=EMBEDDING_RULES,
+        settings=("method", "contrastive"),
+    ),
+    # Seed 001's baseline: one encoder, InfoNCE on same-object pairs. Only phys_* is exported,
+    # and umap/outliers/probes/retrieval read inst_* too, so its run stops at the embeddings
+    # (read like the random-init baseline's file, physics space only).
+    "single_latent": Method(
+        "single_latent",
+        "whatsreal.train.module:ContrastiveModule",
+        spaces=("physics",),
+        rules=("train", "embed"),
+        settings=("method", "contrastive.temperature", "contrastive.projection_dim", "contrastive.lambda_physics"),
+    ),
+    # Seed 003: physics-informed CVAE on one survey's cutouts, latent tied to z, M*, sSFR
+    # (whatsreal.model.cvae). One latent (phys_* only), so like single_latent it stops at the embeddings.
+    "cvae": Method(
+        "cvae",
+        "whatsreal.train.cvae:CvaeModule",
+        spaces=("physics",),
+        rules=("train", "embed"),
+        settings=("method", "cvae"),
+        datamodule="whatsreal.data.cvae:CvaeDataModule",
+        data_files="whatsreal.data.cvae:training_files",
+        exporter="whatsreal.model.cvae_embed:export_cvae_embeddings",
+    ),
 }
-"""Registered methods by their ``method`` config value (flow matching is the callers' default path)."""
+"""Method name (config ``method``) -> what it is."""
 
 
-def registered_method(config: dict) -> Method | None:
-    """The registered method of a run config, or None for flow matching (the callers' own path)."""
+def method_of(config: Mapping[str, Any]) -> Method:
+    """The method of a run's (validated) config; a config without the key is flow matching."""
     name = config.get("method", DEFAULT_METHOD)
-    if name == DEFAULT_METHOD:
-        return None
-    if name not in METHODS:
-        raise ValueError(f"method '{name}' is not registered (known: {DEFAULT_METHOD}, {', '.join(METHODS)})")
-    return METHODS[name]
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"method: unknown method '{name}' (known: {', '.join(METHODS)})") from None
+
+
+def run_method(config: Mapping[str, Any], run: str) -> Method:
+    """The method of the named run of a workflow config: its overlay's ``method``, else the config's."""
+    overlay = config.get("runs", {}).get(run) or {}
+    return method_of({"method": overlay.get("method", config.get("method", DEFAULT_METHOD))})
+
+
+def _import(spec: str) -> Any:
+    modname, _, name = spec.partition(":")
+    return getattr(importlib.import_module(modname), name)
+
+
+def module_class(method: Method | str) -> type[L.LightningModule]:
+    """The LightningModule class of ``method`` (imported now)."""
+    return _import((METHODS[method] if isinstance(method, str) else method).module)
+
+
+def build_module(config: dict, provenance: dict | None = None) -> L.LightningModule:
+    """A fresh module for ``config``'s method, storing ``config`` and ``provenance`` as its hyper-parameters."""
+    return module_class(method_of(config))(config, provenance)
+
+
+def triplet_datamodule(config: dict, data: DatasetLayout | str | Path) -> L.LightningDataModule:
+    """The triplets of the run's split and neighbour mode, batched as ``train`` says."""
+    from whatsreal.data.triplets import TripletDataModule
+
+    train_cfg = config["train"]
+    return TripletDataModule(
+        data,
+        mode=config["neighbours"]["mode"],
+        batch_size=train_cfg["batch_size"],
+        num_workers=train_cfg["num_workers"],
+        seed=train_cfg["seed"],
+    )
+
+
+def triplet_files(config: dict, data: DatasetLayout) -> list[Path]:
+    """Images, metadata, split and the run's own neighbour graph (rebuilding the other retrains nothing)."""
+    return data.run_data_files(config["neighbours"]["mode"])
+
+
+def build_datamodule(config: dict, data: DatasetLayout | str | Path) -> L.LightningDataModule:
+    """The data module that feeds ``config``'s method."""
+    return _import(method_of(config).datamodule)(config, DatasetLayout.of(data))
 
 
 def training_data_files(config: dict, data: DatasetLayout | str | Path) -> list[Path]:
-    """Every file a run's training reads: the method's own list, or flow matching's triplets
-    (images, metadata, split and the run's neighbour graph)."""
-    data = DatasetLayout.of(data)
-    method = registered_method(config)
-    if method is None:
-        return data.run_data_files(config["neighbours"]["mode"])
-    return method.data_files(config, data)
+    """Every file a run's training reads: what the train rule declares and a checkpoint fingerprints."""
+    return list(_import(method_of(config).data_files)(config, DatasetLayout.of(data)))
 
 
-def method_settings(config: dict) -> tuple[str, ...]:
-    """The config prefixes a run's method adds to rule ``train``'s settings (none for flow matching)."""
-    method = registered_method(config)
-    return () if method is None else method.settings
-
-
-def checkpoint_method(path: str | Path) -> Method | None:
-    """The registered method that wrote a checkpoint (its stored config's ``method``), or None."""
+def checkpoint_method(path: str | Path) -> Method:
+    """The method that wrote a checkpoint (its stored config's ``method``)."""
     import torch
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return registered_method(ckpt.get("hyper_parameters", {}).get("config", {}))
+    return method_of(ckpt.get("hyper_parameters", {}).get("config", {}))
+
+
+def export_triplet_method(
+    checkpoint: str | Path,
+    data: DatasetLayout | str | Path,
+    out: str | Path,
+    tokens_out: str | Path,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """embeddings.parquet (and the token file) of a trained triplet method, with its latent spaces."""
+    from whatsreal.model.embed import export_embeddings
+    from whatsreal.train.run import load_model
+
+    module, saved = load_model(checkpoint)
+    return export_embeddings(module.model, data, out, tokens_out, batch_size, device, spaces=method_of(saved).spaces)
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    data: DatasetLayout | str | Path,
+    out: str | Path,
+    tokens_out: str | Path,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """The embed rule: a checkpoint's embeddings, exported the way its method exports them."""
+    method = checkpoint_method(checkpoint)
+    return _import(method.exporter)(Path(checkpoint), data, out, tokens_out, batch_size, device)

@@ -9,16 +9,15 @@ TSVs that ``rule_times`` gathers are exactly the benchmarked jobs that ``all`` r
 from __future__ import annotations
 
 from whatsreal.layout import FIGURES, TABLES
+from whatsreal.methods import run_method
 from whatsreal.rule_times import BENCHMARKED_RULES
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
-    "DEFAULT_METHOD",
     "ablated_runs",
     "benchmark_jobs",
     "generative_runs",
     "run_figures",
-    "run_method",
     "run_rules",
     "summary_tables",
 ]
@@ -49,44 +48,54 @@ DATASET_BENCHMARKS: tuple[str, ...] = ("random_init_embeddings", "cross_predict"
 """Benchmarked dataset-level rules besides simulate and preprocess."""
 
 
-DEFAULT_METHOD = "flow_matching"
-"""A run's method when its config has no ``method`` key: the paper's flow-matching model."""
-
-
-def run_method(run_config: dict) -> str:
-    """The method a run trains: its (overlay-applied) config's ``method``, flow matching without one."""
-    return str(run_config.get("method") or DEFAULT_METHOD)
-
-
 def synthetic(config: dict) -> bool:
     """True on the simulated sky, whose truth table adds the truth-metric rules."""
     return config["dataset"]["source"] == "synthetic"
 
 
 def generative_runs(config: dict) -> list[str]:
-    """Runs that get the sampling experiments (``experiments.generative_runs``; null = all)."""
-    runs = list(config["runs"])
+    """Runs that get the sampling experiments (``experiments.generative_runs``; null = all): only
+    runs whose method has the flow-matching decoder (whatsreal.methods) can sample."""
+    runs = [r for r in config["runs"] if run_method(config, r).generative]
     chosen = config["experiments"]["generative_runs"]
     return runs if chosen is None else [r for r in chosen if r in runs]
 
 
+def _probed(config: dict, run: str) -> bool:
+    return "probes" in _method_rules(config, run)
+
+
 def ablated_runs(config: dict) -> list[str]:
-    """The run compared with ``experiments.ablation.reference``, when both are configured."""
+    """The run compared with ``experiments.ablation.reference``, when both are configured and
+    both get the probe tables the comparison reads."""
     ablation = config["experiments"]["ablation"]
     runs = list(config["runs"])
-    return [ablation["ablated"]] if ablation["ablated"] in runs and ablation["reference"] in runs else []
+    ablated, reference = ablation["ablated"], ablation["reference"]
+    if ablated in runs and reference in runs and _probed(config, ablated) and _probed(config, reference):
+        return [ablated]
+    return []
+
+
+def _method_rules(config: dict, run: str) -> tuple[str, ...]:
+    """The rules the run's method supports (every rule for flow matching)."""
+    method = run_method(config, run)
+    return BASE_RULES if method.rules is None else method.rules
 
 
 def run_rules(config: dict, run: str) -> list[str]:
-    """The per-run rules ``all`` runs for ``run``, in pipeline order."""
-    rules = list(BASE_RULES)
+    """The per-run rules ``all`` runs for ``run``, in pipeline order.
+
+    A run whose method has no flow-matching decoder (whatsreal.methods) gets only the rules of
+    its method: no export, conditioning gain or sampling experiments; its truth metrics need
+    the probes and outliers tables."""
+    rules = [r for r in BASE_RULES if r in _method_rules(config, run)]
     if run in ablated_runs(config):
         rules.append("ablation")
     if run in generative_runs(config):
         rules += GENERATIVE_RULES
         if synthetic(config):
             rules.append("truth_counterfactuals")
-    if synthetic(config):
+    if synthetic(config) and {"probes", "outliers"} <= set(rules):
         rules.append("truth_metrics")
     return rules
 

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from whatsreal.config import config_value
-from whatsreal.methods import method_settings
+from whatsreal.methods import method_of
 
-__all__ = ["RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
+__all__ = ["METHOD_RULES", "RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
 
 WHOLE_CONFIG = "*"
 """The prefix of a rule that writes the whole config: every value, result-neutral ones too."""
@@ -97,6 +97,9 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
 """Rule name -> the dotted config prefixes its result depends on. ``neighbours`` has one
 entry per mode, since only the random graph reads the seed."""
 
+METHOD_RULES: frozenset[str] = frozenset({"train"})
+"""Rules whose settings also hold the config sections their run's method reads (whatsreal.methods)."""
+
 RESULT_NEUTRAL: frozenset[str] = frozenset(
     {
         "preprocess.chunk_size",
@@ -134,12 +137,15 @@ def settings_json(config: dict[str, Any], prefixes: Iterable[str]) -> str:
 
 
 def rule_settings(config: dict[str, Any], rule: str) -> str:
-    """The settings param of ``rule``: the config values its result depends on."""
+    """The settings param of ``rule``: the config values its result depends on.
+
+    Rule ``train`` also depends on what its method reads besides ``model`` and ``train``
+    (:attr:`whatsreal.methods.Method.settings`: ``method`` and ``contrastive`` for the
+    contrastive methods). Flow matching adds nothing, so a flow run's settings, and the
+    provenance its checkpoints carry, do not depend on keys it never reads."""
     if rule not in RULE_SETTINGS:
         raise KeyError(f"rule settings: no entry for rule '{rule}' in whatsreal.rule_settings.RULE_SETTINGS")
     prefixes = RULE_SETTINGS[rule]
-    if rule == "train":
-        # The run's method's own sections (whatsreal.methods; ``method`` and ``cvae`` for a cvae run).
-        # Flow matching adds none: its settings and checkpoint provenance are what they were.
-        prefixes = (*prefixes, *method_settings(config))
+    if rule in METHOD_RULES:
+        prefixes = (*prefixes, *method_of(config).settings)
     return settings_json(config, prefixes)

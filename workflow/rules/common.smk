@@ -1,9 +1,9 @@
 # Shared names, input functions and target lists for the rules (included first).
 
 from whatsreal.layout import DatasetLayout
-from whatsreal.methods import training_data_files
+from whatsreal.methods import method_of, training_data_files
 from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
-from whatsreal.plan import generative_runs, run_figures, run_method, run_rules, summary_tables
+from whatsreal.plan import generative_runs, run_figures, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
 from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem, ran_unmeasured
 from whatsreal.surveys import SURVEY_ORDER
@@ -142,7 +142,9 @@ def all_targets():
     targets += data_targets()
     targets += [DATA.triplet_figure(mode) for mode in MODES]
     for run in RUNS:
-        targets += [DATA.run(run).embeddings, DATA.run(run).export.root]
+        targets.append(DATA.run(run).embeddings)
+        if "export" in run_rules(config, run):  # only flow-matching runs have a model to export (whatsreal.methods)
+            targets.append(DATA.run(run).export.root)
         targets += experiment_targets(run)
     targets += [DATA.comparison, DATA.comparison_fewshot, DATA.comparison_figure]
     targets += [DATA.summary, DATA.effective_config]
@@ -197,7 +199,7 @@ def truth_metric_inputs(wildcards):
 
 def run_methods():
     """Each run's method (its config's `method`; flow matching without one), for the comparison."""
-    return {run: run_method(RUN_CONFIGS[run]) for run in RUNS}
+    return {run: method_of(RUN_CONFIGS[run]).name for run in RUNS}
 
 
 def comparison_benchmarks():

@@ -62,7 +62,7 @@ from whatsreal.experiments.probe_design import ProbeDesign, ProbeFolds, folds_fo
 from whatsreal.experiments.targets import Target, build_targets
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
-from whatsreal.plan import DEFAULT_METHOD
+from whatsreal.methods import DEFAULT_METHOD
 from whatsreal.rule_times import benchmark_stem, read_benchmark
 from whatsreal.surveys import SURVEY_ORDER
 

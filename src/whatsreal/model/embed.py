@@ -4,6 +4,12 @@ Each object is encoded on its own image: the physics encoder gives 4x16 tokens
 (flattened to 64), the instrument encoder 4x16 tokens (mean-pooled to 16). Rows:
 one per object and survey, in pair order, HSC first. The full token arrays go to
 a second file (the layout's ``embeddings_tokens.npz``), row-aligned per survey.
+
+Any model with a ``physics_encoder`` and an ``instrument_encoder`` (the flow-matching
+model, the contrastive dual encoder: whatsreal.methods) is exported the same way; a
+single-latent model has only a ``physics_encoder`` and is exported with
+``spaces=("physics",)``: ``phys_*`` columns and ``<survey>_physics`` tokens only, like the
+random-init baseline's file.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
@@ -22,12 +29,39 @@ from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["encode_images", "export_embeddings"]
+__all__ = ["ENCODERS", "encode_images", "encode_spaces", "export_embeddings"]
 
 log = logging.getLogger(__name__)
 
 
+ENCODERS: dict[str, str] = {"physics": "physics_encoder", "instrument": "instrument_encoder"}
+"""Latent space -> the model attribute that encodes it."""
+
+
 @torch.no_grad()
+def encode_spaces(
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    desc: str = "embed",
+    spaces: tuple[str, ...] = tuple(ENCODERS),
+) -> dict[str, np.ndarray]:
+    """(N, C, H, W) images -> {space: (N, T, D) float32 tokens} for each of ``spaces``."""
+    model.eval()
+    encoders = {space: getattr(model, ENCODERS[space]) for space in spaces}
+    out: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
+    with Progress(len(images), desc, "images", log=log) as shown:
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                for space, encoder in encoders.items():
+                    out[space].append(encoder(x).float().cpu().numpy())
+            shown.update(len(x))
+    return {space: np.concatenate(parts) for space, parts in out.items()}
+
+
 def encode_images(
     model: FlowMatchingModel,
     images: np.ndarray,
@@ -39,16 +73,8 @@ def encode_images(
     """(N, C, H, W) images -> physics tokens (N, T, D) and instrument tokens (N, T, D), float32.
 
     ``desc`` names the images in the progress shown per batch (whatsreal.progress)."""
-    model.eval()
-    phys, inst = [], []
-    with Progress(len(images), desc, "images", log=log) as shown:
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                phys.append(model.physics_encoder(x).float().cpu().numpy())
-                inst.append(model.instrument_encoder(x).float().cpu().numpy())
-            shown.update(len(x))
-    return np.concatenate(phys), np.concatenate(inst)
+    tokens = encode_spaces(model, images, batch_size, device, dtype, desc)
+    return tokens["physics"], tokens["instrument"]
 
 
 def export_embeddings(
@@ -58,9 +84,15 @@ def export_embeddings(
     tokens_out: str | Path,
     batch_size: int,
     device: torch.device | str = "cpu",
+    spaces: tuple[str, ...] = tuple(ENCODERS),
 ) -> pd.DataFrame:
     """Write ``out`` (one row per object and survey, mean-pooled latents) and ``tokens_out``
-    (every token, ``<survey>_physics``/``<survey>_instrument`` arrays) for the dataset ``data``."""
+    (every token, ``<survey>_physics``/``<survey>_instrument`` arrays) for the dataset ``data``.
+
+    ``spaces``: the latent spaces the model has (physics always; instrument unless it is a
+    single-latent model)."""
+    if "physics" not in spaces or not set(spaces) <= set(ENCODERS):
+        raise ValueError(f"spaces must include 'physics' and be among {tuple(ENCODERS)}, got {spaces}")
     data = DatasetLayout.of(data)
     device = torch.device(device)
     model = model.to(device)
@@ -71,12 +103,11 @@ def export_embeddings(
     for survey in SURVEY_ORDER:
         images = np.load(data.images(survey), mmap_mode="r")
         meta = pd.read_parquet(data.meta(survey), columns=["pair", "split", "object_id", "ra", "dec"])
-        phys, inst = encode_images(model, images, batch_size, device, dtype, desc=f"embed {survey}")
+        encoded = encode_spaces(model, images, batch_size, device, dtype, desc=f"embed {survey}", spaces=spaces)
         n_total += len(images)
-        tokens[f"{survey}_physics"] = phys
-        tokens[f"{survey}_instrument"] = inst
-        flat = phys.reshape(len(phys), -1)
-        pooled = inst.mean(axis=1)
+        for space, toks in encoded.items():
+            tokens[f"{survey}_{space}"] = toks
+        flat = encoded["physics"].reshape(len(images), -1)
         df = pd.DataFrame(
             {
                 "object_id": meta["object_id"].astype(str),
@@ -87,14 +118,11 @@ def export_embeddings(
                 "split": meta["split"],
             }
         )
-        df = pd.concat(
-            [
-                df,
-                pd.DataFrame(flat, columns=[f"phys_{i}" for i in range(flat.shape[1])]),
-                pd.DataFrame(pooled, columns=[f"inst_{i}" for i in range(pooled.shape[1])]),
-            ],
-            axis=1,
-        )
+        latents = [pd.DataFrame(flat, columns=[f"phys_{i}" for i in range(flat.shape[1])])]
+        if "instrument" in encoded:
+            pooled = encoded["instrument"].mean(axis=1)
+            latents.append(pd.DataFrame(pooled, columns=[f"inst_{i}" for i in range(pooled.shape[1])]))
+        df = pd.concat([df, *latents], axis=1)
         frames.append(df)
     elapsed = time.perf_counter() - t0
     table = pd.concat(frames, ignore_index=True)

@@ -1,4 +1,5 @@
-"""The LightningModule: counterfactual flow matching on triplets.
+"""The LightningModules: counterfactual flow matching on triplets, and the seed-001 contrastive
+methods on the same triplets (:class:`ContrastiveModule`; which one a run uses: whatsreal.methods).
 
 AdamW with an optional linear warm-up (``train.warmup_steps``, 0 in the paper) and a
 cosine schedule over the whole run *in steps* (the paper's code set
@@ -21,10 +22,11 @@ import lightning as L
 import torch
 
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
+from whatsreal.model.contrastive import build_contrastive_model
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["FlowMatchingModule", "NonFiniteLossError"]
+__all__ = ["ContrastiveModule", "FlowMatchingModule", "NonFiniteLossError", "adamw_cosine", "check_finite"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,12 +66,7 @@ class FlowMatchingModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            pairs = batch["pair"][:8].tolist()
-            raise NonFiniteLossError(
-                f"non-finite training loss at step {self.global_step} (batch {batch_idx}, pairs {pairs}...); "
-                "the last good checkpoint is kept"
-            )
+        check_finite(loss, batch, self.global_step, batch_idx)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["target"].shape[0])
         return loss
 
@@ -91,16 +88,87 @@ class FlowMatchingModule(L.LightningModule):
                     )
 
     def configure_optimizers(self):
-        tcfg = self.config["train"]
-        opt = torch.optim.AdamW(self.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-        total = tcfg["max_steps"]
-        warmup = min(int(tcfg["warmup_steps"]), total - 1)
+        return adamw_cosine(self.parameters(), self.config["train"])
 
-        def cosine(step: int) -> float:
-            # Linear warm-up (none in the paper), then cosine from the peak to 0 at max_steps.
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+def adamw_cosine(params, tcfg: dict) -> dict:
+    """AdamW with ``train.lr``/``weight_decay``, linear warm-up and a per-step cosine to 0 at
+    ``train.max_steps``: the optimiser of every method (whatsreal.methods), so a comparison of
+    methods differs in the objective only."""
+    opt = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    total = tcfg["max_steps"]
+    warmup = min(int(tcfg["warmup_steps"]), total - 1)
+
+    def cosine(step: int) -> float:
+        # Linear warm-up (none in the paper), then cosine from the peak to 0 at max_steps.
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+def check_finite(loss: torch.Tensor, batch: dict[str, torch.Tensor], step: int, batch_idx: int) -> None:
+    """Stop training on a NaN/inf loss, naming the step and the batch's pairs."""
+    if not torch.isfinite(loss):
+        pairs = batch["pair"][:8].tolist()
+        raise NonFiniteLossError(
+            f"non-finite training loss at step {step} (batch {batch_idx}, pairs {pairs}...); "
+            "the last good checkpoint is kept"
+        )
+
+
+class ContrastiveModule(L.LightningModule):
+    """Seed 001's structured contrastive training (``method: contrastive``) and its single-latent
+    baseline (``method: single_latent``), on the same triplet batches as flow matching.
+
+    Logged like :class:`FlowMatchingModule` (metrics.csv): ``{stage}/loss`` (eq. 10's total) and
+    ``{stage}/loss_{survey}`` per anchor survey, plus each term's mean, ``{stage}/loss_physics``,
+    ``{stage}/loss_instrument`` and ``{stage}/loss_reconstruction`` (those the model has). The
+    checkpoints hold the config and provenance as FlowMatchingModule's do, so train() resumes and
+    load_model() rebuilds either the same way.
+    """
+
+    def __init__(self, config: dict, provenance: dict | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config, "provenance": provenance})
+        self.config = config
+        self.model = build_contrastive_model(config)
+        c = config["contrastive"]
+        self.weights = {
+            "physics": float(c["lambda_physics"]),
+            "instrument": float(c["lambda_instrument"]),
+            "reconstruction": float(c["lambda_reconstruction"]),
+        }
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        losses = self.model.losses(batch)
+        parts = losses.total(self.weights)
+        bs = batch["target"].shape[0]
+        sync = stage == "val"
+        for name, value in parts.items():
+            key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
+            self.log(key, value, prog_bar=name == "loss", batch_size=bs, sync_dist=sync)
+        for a, survey in enumerate(SURVEY_ORDER):
+            sel = batch["anchor"] == a
+            if sel.any():
+                self.log(
+                    f"{stage}/loss_{survey}",
+                    losses.total(self.weights, sel)["loss"],
+                    batch_size=int(sel.sum()),
+                    sync_dist=sync,
+                )
+        return parts["loss"]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        check_finite(loss, batch, self.global_step, batch_idx)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["target"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return adamw_cosine(self.parameters(), self.config["train"])

@@ -26,16 +26,14 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from whatsreal.data.triplets import TripletDataModule
 from whatsreal.device import compute_device
 from whatsreal.io import atomic_path, write_csv
 from whatsreal.layout import DatasetLayout, RunLayout
-from whatsreal.methods import registered_method, training_data_files
+from whatsreal.methods import build_datamodule, build_module, method_of, module_class, training_data_files
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
 from whatsreal.train.interrupt import SignalCheckpoint
-from whatsreal.train.module import FlowMatchingModule
 from whatsreal.train.trace import RankTrace
 
 __all__ = [
@@ -232,18 +230,9 @@ def train(
     data = DatasetLayout.of(data_dir)
     provenance = training_fingerprint(rule_settings(config, "train"), training_data_files(config, data))
     resume = resume_point(run.root, provenance, move_stale=_is_primary_process())
-    method = registered_method(config)  # None: flow matching, below
-    if method is not None:
-        module, dm = method.module(config, provenance), method.datamodule(config, data)
-    else:
-        module = FlowMatchingModule(config, provenance)
-        dm = TripletDataModule(
-            data,
-            mode=config["neighbours"]["mode"],
-            batch_size=train_cfg["batch_size"],
-            num_workers=train_cfg["num_workers"],
-            seed=train_cfg["seed"],
-        )
+    # The run's method (whatsreal.methods) picks the module; every method reads the same triplets.
+    module = build_module(config, provenance)
+    dm = build_datamodule(config, data)
     trainer = _trainer(train_cfg, hardware, run, trace)
     # weights_only: resuming never unpickles arbitrary objects from the checkpoint file.
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
@@ -346,6 +335,8 @@ def check_checkpoint_config(path: str | Path, config: dict) -> int:
         for k in _flatten_keys({"model": config["model"], "preprocess": config["preprocess"]})
         if _get(saved, k) != _get(config, k)
     ]
+    if method_of(saved).name != method_of(config).name:
+        diffs.append("method")
     if diffs:
         raise TrainingSetupError(
             f"{path} was trained with a different config; mismatched keys: "
@@ -370,9 +361,12 @@ def _get(d: dict, dotted: str) -> object:
     return d
 
 
-def load_model(path: str | Path, config: dict | None = None) -> tuple[FlowMatchingModule, dict]:
+def load_model(path: str | Path, config: dict | None = None) -> tuple[L.LightningModule, dict]:
     """A trained module from a checkpoint, loaded with ``weights_only=True`` (no arbitrary
-    unpickling). With ``config``, refuse a checkpoint whose model/preprocess keys differ."""
+    unpickling). With ``config``, refuse a checkpoint whose method or model/preprocess keys differ.
+
+    The module is that of the method its stored config names (whatsreal.methods): a
+    :class:`FlowMatchingModule` for flow matching (and for checkpoints from before methods existed)."""
     if config is not None:
         check_checkpoint_config(path, config)
     try:
@@ -380,6 +374,6 @@ def load_model(path: str | Path, config: dict | None = None) -> tuple[FlowMatchi
     except Exception as err:
         raise TrainingSetupError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
     saved = ckpt["hyper_parameters"]["config"]
-    module = FlowMatchingModule(saved)
+    module = module_class(method_of(saved))(saved)
     module.load_state_dict(ckpt["state_dict"])
     return module, saved
