@@ -12,7 +12,7 @@ import torch
 from whatsreal.config import run_config, validate_config
 from whatsreal.experiments.embeddings import SPACES, latent_columns, paired_latents, read_embeddings
 from whatsreal.layout import DatasetLayout
-from whatsreal.methods import METHODS, build_module, export_embeddings, method_of, run_method
+from whatsreal.methods import METHODS, build_module, export_checkpoint, method_of, run_method
 from whatsreal.model.contrastive import (
     DualContrastiveModel,
     SingleLatentModel,
@@ -253,7 +253,7 @@ def test_tiny_training_writes_the_run_and_its_embeddings_pass_the_contract(metho
     module, saved = load_model(run_dir / "model.ckpt", cfg)
     assert isinstance(module, ContrastiveModule) and saved["method"] == method
     out, tokens = tmp_path / "embeddings.parquet", tmp_path / "tokens.npz"
-    export_embeddings(module, data, out, tokens, batch_size=16)
+    export_checkpoint(run_dir / "model.ckpt", data, out, tokens, batch_size=16)  # as the embed rule does
     spaces = METHODS[method].spaces
     emb = read_embeddings(out, spaces=spaces)
     n_pairs = len(np.load(data / "images_hsc.npy", mmap_mode="r"))
