@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,20 @@ def magzero_of(bunit: str) -> float | None:
     return float(-2.5 * np.log10(jy / AB_ZERO_FLUX.value))
 
 
+@dataclass(frozen=True)
+class _Objects:
+    """Checked inputs of :func:`write_image_fits`: m objects' images and their identities."""
+
+    stack: np.ndarray
+    """(m, B, H, W), or (m, n, B, H, W) with samples."""
+    several: bool
+    ids: list[str]
+    ras: np.ndarray
+    decs: np.ndarray
+    bands: list[str]
+    refs: np.ndarray | None
+
+
 def write_image_fits(
     path: str | Path,
     images: np.ndarray,
@@ -130,19 +145,50 @@ def write_image_fits(
 ) -> None:
     """Write images of one or several objects as FITS (layout in the module docstring).
 
-    ``references``: optionally, per object a real image (B, H, W) to compare with, written
-    after the object's HDUs as ``TARGET`` (one object) or ``<id>_TARGET``, same WCS.
-
     ``images``: (B, H, W) for one object, (m, B, H, W) for m objects; with
     ``sample_axis`` one more leading axis of samples per object, (n, B, H, W) or
     (m, n, B, H, W). ``ra``/``dec``/``object_id`` are scalars for one object, sequences
-    for several. Everything is checked and the HDUs built before anything touches
-    ``path``, and the file is written to a temporary sibling then renamed, so a failure
-    leaves any previous file at ``path`` as it was.
+    for several. ``references``: optionally, per object a real image (B, H, W) to compare
+    with, written after the object's HDUs as ``TARGET`` (one object) or ``<id>_TARGET``,
+    same WCS. Everything is checked and the HDUs built before anything touches ``path``,
+    and the file is written to a temporary sibling then renamed, so a failure leaves any
+    previous file at ``path`` as it was.
     """
-    images = np.asarray(images)
     if survey not in SURVEYS:
         raise ValueError(f"unknown survey '{survey}': use one of {', '.join(SURVEYS)}")
+    objects = _checked_objects(images, bands, ra, dec, object_id, sample_axis, references)
+    try:
+        u.Unit(bunit)
+    except ValueError as err:
+        raise ValueError(
+            f"BUNIT {bunit!r} does not parse as an astropy unit, so CCDData could not read it: {err}"
+        ) from None
+    common = _common_cards(survey, objects.bands, bunit, _checked_extra(header_extra))
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = []
+    if objects.several:
+        primary = fits.PrimaryHDU()
+        m = len(objects.ids)
+        primary.header.extend([*common[:4], ("NOBJECT", m, "objects in this file, one HDU each"), *common[4:]])
+        hdus.append(primary)
+    for k in range(len(objects.ids)):
+        hdus += _object_hdus(objects, k, pixel_scale_arcsec, common, sample_axis)
+    hdul = fits.HDUList(hdus)
+    hdul.verify("exception")
+    with atomic_path(path, ".fits") as tmp:
+        hdul.writeto(tmp, overwrite=True, checksum=True)
+
+
+def _checked_objects(
+    images: np.ndarray,
+    bands: Sequence[str],
+    ra: float | Sequence[float] | np.ndarray,
+    dec: float | Sequence[float] | np.ndarray,
+    object_id: str | int | Sequence[str | int] | np.ndarray,
+    sample_axis: bool,
+    references: np.ndarray | None,
+) -> _Objects:
+    """The images as a stack of objects, with every shape and identity checked."""
+    images = np.asarray(images)
     per_object = 4 if sample_axis else 3
     if images.ndim not in (per_object, per_object + 1):
         raise ValueError(
@@ -159,63 +205,51 @@ def write_image_fits(
         raise ValueError(f"{m} object(s) of images but {len(ids)} object_id, {len(ras)} ra, {len(decs)} dec")
     if several and len(set(ids)) != m:
         raise ValueError("object ids must be unique: each names an HDU (EXTNAME)")
-    bands = [str(b) for b in bands]
+    names = [str(b) for b in bands]
     nb, h, w = stack.shape[-3:]
-    if len(bands) != nb:
-        raise ValueError(f"{len(bands)} band names ({','.join(bands)}) for {nb} image planes")
+    if len(names) != nb:
+        raise ValueError(f"{len(names)} band names ({','.join(names)}) for {nb} image planes")
     if h != w:
         raise ValueError(f"images are {h}x{w} pixels; the WCS assumes square cutouts")
-    try:
-        u.Unit(bunit)
-    except ValueError as err:
-        raise ValueError(
-            f"BUNIT {bunit!r} does not parse as an astropy unit, so CCDData could not read it: {err}"
-        ) from None
-    extra = _checked_extra(header_extra)
     refs = None
     if references is not None:
         refs = np.asarray(references, dtype=np.float32)
         refs = refs if several else refs[None]
         if refs.shape != (m, nb, h, w):
             raise ValueError(f"references have shape {refs.shape}; expected {(m, nb, h, w)} (one image per object)")
+    return _Objects(stack, several, ids, ras, decs, names, refs)
 
-    common = _common_cards(survey, bands, bunit, extra)
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = []
+
+def _object_hdus(
+    objects: _Objects, k: int, pixel_scale_arcsec: float, common: list[tuple], sample_axis: bool
+) -> list[fits.PrimaryHDU | fits.ImageHDU]:
+    """Object k's HDUs: its image (or posterior mean), its samples, its reference image."""
+    oid, ra, dec, several = objects.ids[k], objects.ras[k], objects.decs[k], objects.several
+    cube = np.asarray(objects.stack[k], dtype=np.float32)
+    nb, size = cube.shape[-3], cube.shape[-1]
+    header = _object_header(oid, ra, dec, pixel_scale_arcsec, size, nb, common)
+    header["CONTENT"] = (f"mean of {cube.shape[0]} samples" if sample_axis else "image", "what the data array holds")
+    if sample_axis:
+        header["NSAMPLE"] = (cube.shape[0], "samples in the SAMPLES HDU")
+    mean = cube.mean(axis=0) if sample_axis else cube
     if several:
-        primary = fits.PrimaryHDU()
-        primary.header.extend([*common[:4], ("NOBJECT", m, "objects in this file, one HDU each"), *common[4:]])
-        hdus.append(primary)
-    for k in range(m):
-        cube = np.asarray(stack[k], dtype=np.float32)
-        mean = cube.mean(axis=0) if sample_axis else cube
-        header = _object_header(ids[k], ras[k], decs[k], pixel_scale_arcsec, h, nb, common)
-        content = f"mean of {cube.shape[0]} samples" if sample_axis else "image"
-        header["CONTENT"] = (content, "what the data array holds")
-        if sample_axis:
-            header["NSAMPLE"] = (cube.shape[0], "samples in the SAMPLES HDU")
-        if several:
-            # Set in the header, not via ``name=``, which would upper-case the id.
-            header["EXTNAME"] = (ids[k], "object id")
-            hdus.append(fits.ImageHDU(mean, header=header))
-        else:
-            hdus.append(fits.PrimaryHDU(mean, header=header))
-        if sample_axis:
-            sheader = _object_header(
-                ids[k], ras[k], decs[k], pixel_scale_arcsec, h, nb, common, n_samples=cube.shape[0]
-            )
-            sheader["CONTENT"] = ("posterior samples", "what the data array holds")
-            sheader["NSAMPLE"] = (cube.shape[0], "samples along axis 4 (the first numpy axis)")
-            sheader["EXTNAME"] = (f"{ids[k]}_SAMPLES" if several else "SAMPLES", "samples of OBJECTID")
-            hdus.append(fits.ImageHDU(cube, header=sheader))
-        if refs is not None:
-            rheader = _object_header(ids[k], ras[k], decs[k], pixel_scale_arcsec, h, nb, common)
-            rheader["CONTENT"] = ("real image", "what the data array holds: the observed target")
-            rheader["EXTNAME"] = (f"{ids[k]}_TARGET" if several else "TARGET", "real image of OBJECTID")
-            hdus.append(fits.ImageHDU(refs[k], header=rheader))
-    hdul = fits.HDUList(hdus)
-    hdul.verify("exception")
-    with atomic_path(path, ".fits") as tmp:
-        hdul.writeto(tmp, overwrite=True, checksum=True)
+        # Set in the header, not via ``name=``, which would upper-case the id.
+        header["EXTNAME"] = (oid, "object id")
+        out: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.ImageHDU(mean, header=header)]
+    else:
+        out = [fits.PrimaryHDU(mean, header=header)]
+    if sample_axis:
+        sheader = _object_header(oid, ra, dec, pixel_scale_arcsec, size, nb, common, n_samples=cube.shape[0])
+        sheader["CONTENT"] = ("posterior samples", "what the data array holds")
+        sheader["NSAMPLE"] = (cube.shape[0], "samples along axis 4 (the first numpy axis)")
+        sheader["EXTNAME"] = (f"{oid}_SAMPLES" if several else "SAMPLES", "samples of OBJECTID")
+        out.append(fits.ImageHDU(cube, header=sheader))
+    if objects.refs is not None:
+        rheader = _object_header(oid, ra, dec, pixel_scale_arcsec, size, nb, common)
+        rheader["CONTENT"] = ("real image", "what the data array holds: the observed target")
+        rheader["EXTNAME"] = (f"{oid}_TARGET" if several else "TARGET", "real image of OBJECTID")
+        out.append(fits.ImageHDU(objects.refs[k], header=rheader))
+    return out
 
 
 def _checked_extra(header_extra: Mapping[str, object]) -> list[tuple[str, Any]]:

@@ -33,6 +33,7 @@ from whatsreal.data.usable import usable_pairs
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.cvae import PhysicsCVAE, anomaly_scores
+from whatsreal.model.embed import identifier_columns
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.cvae import load_cvae
@@ -88,16 +89,7 @@ def export_cvae_embeddings(
         tokens[f"{survey}_free_logvar"] = logvar
         pairs = meta["pair"].to_numpy(dtype=np.int64)
         reference = (meta["split"].to_numpy() == "train") & usable[pairs]
-        df = pd.DataFrame(
-            {
-                "object_id": meta["object_id"].astype(str),
-                "pair": meta["pair"],
-                "survey": survey,
-                "ra": meta["ra"],
-                "dec": meta["dec"],
-                "split": meta["split"],
-            }
-        )
+        df = identifier_columns(meta, survey)
         predicted = module.destandardise(latent[:, : len(properties)].astype(np.float64))
         extra = {f"{PREDICTION_PREFIX}{p}": predicted[:, j] for j, p in enumerate(properties)}
         extra[ANOMALY_COLUMN] = anomaly_scores(latent, reference, config["cvae"]["anomaly_neighbours"])

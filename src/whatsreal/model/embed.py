@@ -29,7 +29,7 @@ from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["ENCODERS", "encode_images", "encode_spaces", "export_embeddings"]
+__all__ = ["ENCODERS", "encode_images", "encode_spaces", "export_embeddings", "identifier_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,20 @@ def encode_images(
     return tokens["physics"], tokens["instrument"]
 
 
+def identifier_columns(meta: pd.DataFrame, survey: str) -> pd.DataFrame:
+    """The identifier columns every embeddings.parquet starts with, from a survey's metadata rows."""
+    return pd.DataFrame(
+        {
+            "object_id": meta["object_id"].astype(str),
+            "pair": meta["pair"],
+            "survey": survey,
+            "ra": meta["ra"],
+            "dec": meta["dec"],
+            "split": meta["split"],
+        }
+    )
+
+
 def export_embeddings(
     model: FlowMatchingModel,
     data: DatasetLayout | str | Path,
@@ -108,16 +122,7 @@ def export_embeddings(
         for space, toks in encoded.items():
             tokens[f"{survey}_{space}"] = toks
         flat = encoded["physics"].reshape(len(images), -1)
-        df = pd.DataFrame(
-            {
-                "object_id": meta["object_id"].astype(str),
-                "pair": meta["pair"],
-                "survey": survey,
-                "ra": meta["ra"],
-                "dec": meta["dec"],
-                "split": meta["split"],
-            }
-        )
+        df = identifier_columns(meta, survey)
         latents = [pd.DataFrame(flat, columns=[f"phys_{i}" for i in range(flat.shape[1])])]
         if "instrument" in encoded:
             pooled = encoded["instrument"].mean(axis=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -106,6 +107,33 @@ def _images_for(root: Path, ids: list, catalog: pd.DataFrame) -> list[np.ndarray
     return out
 
 
+def _condition_maps(fig: plt.Figure, cell: Any, truth: pd.DataFrame) -> None:
+    """Middle row: seeing and depth of both surveys and the shared extinction across the footprint."""
+    maps = cell.subgridspec(1, 5, wspace=0.45)
+    panels = [
+        ("hsc", "hsc_psf_fwhm_r", 'HSC PSF FWHM r ["]'),
+        ("legacysurvey", "legacysurvey_psf_fwhm_r", 'Legacy PSF FWHM r ["]'),
+        ("hsc", "hsc_psfdepth_mag_r", "HSC 5σ PSF depth r [mag]"),
+        ("legacysurvey", "legacysurvey_psfdepth_mag_r", "Legacy 5σ PSF depth r [mag]"),
+        (None, "ebv", "E(B-V) (shared) [mag]"),
+    ]
+    for k, (survey, col, title) in enumerate(panels):
+        ax = fig.add_subplot(maps[0, k])
+        sel = truth[f"in_{survey}"] if survey else truth["in_hsc"] | truth["in_legacysurvey"]
+        ra_col = f"{survey}_ra" if survey else "ra"
+        dec_col = f"{survey}_dec" if survey else "dec"
+        sub = truth[sel]
+        sc = ax.scatter(sub[ra_col], sub[dec_col], c=sub[col], s=3, cmap="viridis", rasterized=True)
+        ax.invert_xaxis()
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("RA [deg]", fontsize=8)
+        if k == 0:
+            ax.set_ylabel("Dec [deg]", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_aspect(1 / np.cos(np.radians(truth["dec"].mean())))
+        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+
+
 def plot_sky(
     raw: Mapping[str, str | Path] | str | Path,
     truth_path: str | Path,
@@ -139,29 +167,7 @@ def plot_sky(
                 ax.set_title(f"{row['galaxy_class']}  r={row['mag_r']:.1f}\nz={row['redshift']:.2f}", fontsize=8)
             if j == 0:
                 ax.set_ylabel(f'{survey}\n{2 * half:.1f}" field', fontsize=9)
-    maps = grid[2].subgridspec(1, 5, wspace=0.45)
-    panels = [
-        ("hsc", "hsc_psf_fwhm_r", 'HSC PSF FWHM r ["]'),
-        ("legacysurvey", "legacysurvey_psf_fwhm_r", 'Legacy PSF FWHM r ["]'),
-        ("hsc", "hsc_psfdepth_mag_r", "HSC 5σ PSF depth r [mag]"),
-        ("legacysurvey", "legacysurvey_psfdepth_mag_r", "Legacy 5σ PSF depth r [mag]"),
-        (None, "ebv", "E(B-V) (shared) [mag]"),
-    ]
-    for k, (survey, col, title) in enumerate(panels):
-        ax = fig.add_subplot(maps[0, k])
-        sel = truth[f"in_{survey}"] if survey else truth["in_hsc"] | truth["in_legacysurvey"]
-        ra_col = f"{survey}_ra" if survey else "ra"
-        dec_col = f"{survey}_dec" if survey else "dec"
-        sub = truth[sel]
-        sc = ax.scatter(sub[ra_col], sub[dec_col], c=sub[col], s=3, cmap="viridis", rasterized=True)
-        ax.invert_xaxis()
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("RA [deg]", fontsize=8)
-        if k == 0:
-            ax.set_ylabel("Dec [deg]", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_aspect(1 / np.cos(np.radians(truth["dec"].mean())))
-        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    _condition_maps(fig, grid[2], truth)
     _condition_histograms(fig, grid[3], truth)
     counts = {s: int(truth[f"in_{s}"].sum()) for s in SURVEYS}
     both = int((truth["in_hsc"] & truth["in_legacysurvey"]).sum())
