@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,9 @@ def tiny_data(tiny_sky, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict,
 
 
 TINY_MODEL = {
-    "encoder": {"name": "resnet10t", "tokens": 4, "token_dim": 16},
+    # timm's own test ResNet (0.37 M parameters against resnet10t's 4.9 M): the same timm
+    # features/BatchNorm code path, checkpoints of a few MB and training steps several times faster.
+    "encoder": {"name": "test_resnet", "tokens": 4, "token_dim": 16},
     "unet": {
         "block_out_channels": [16, 32],
         "layers_per_block": 1,
@@ -196,17 +199,35 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.
 
 
 @pytest.fixture(scope="session")
-def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+def finished_tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``snakemake all`` run once on the tiny sky with the tiny model: (workdir, config file,
-    the completed process). Tests that change files in it must work on a copy."""
-    workdir = tmp_path_factory.mktemp("finished_tiny_run")
+    the completed process). Tests that change files in it must work on a copy.
+
+    Once per test session, not per xdist worker: the tests that use it are grouped on one
+    worker (:func:`pytest_collection_modifyitems`), and should a worker without the group ask
+    for it anyway, a file lock in the workers' common temporary directory makes it wait for
+    the first run and reuse it instead of running the workflow (minutes) again."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # popen-gw<N>/'s parent: shared by all workers
+    workdir, record = root / "finished_tiny_run", root / "finished_tiny_run.json"
     cfg = workdir / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, **TINY_WORKFLOW}))
-    res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
+    with FileLock(str(root / "finished_tiny_run.lock")):
+        if not record.exists():
+            workdir.mkdir(exist_ok=True)
+            cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, **TINY_WORKFLOW}))
+            res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
+            kept = {"args": res.args, "returncode": res.returncode, "stdout": res.stdout, "stderr": res.stderr}
+            record.write_text(json.dumps(kept))
+        res = subprocess.CompletedProcess(**json.loads(record.read_text()))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return workdir, cfg, res
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), every test that
     needs the finished tiny workflow goes to one worker, so that run (minutes) happens once;
