@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from whatsreal.experiments.comparison import (
+    CVAE_SCORE,
     FEWSHOT_COLUMNS,
+    FLOW_SCORE,
     RANDOM_INIT,
     RAW_PIXELS,
     TABLE_COLUMNS,
@@ -16,6 +18,7 @@ from whatsreal.experiments.comparison import (
     ComparisonSettings,
     Representation,
     RunFiles,
+    cost_rows,
     counterpart_ranks,
     downsampled_pixels,
     few_shot_table,
@@ -227,6 +230,80 @@ def test_run_comparison_writes_the_table_curves_and_figure(tmp_path):
     assert any(line.startswith("| Legacy counterpart top-10 |") for line in section)
     text = write_summary(tiny_config(), tmp_path, ["main"], tmp_path / "summary.md", comparison=out / "comparison.csv")
     assert text.index("## Methods compared") < text.index("## Run `main`")
+
+
+def test_each_method_s_own_outlier_score_is_ranked_beside_the_knn_ones(tmp_path):
+    """Fig 3's per-object flow scores of a run and a CVAE's anomaly column rank the same HSC objects at the
+    same fraction as the kNN rows; a planted score that puts the positives first has precision 1."""
+    n = 240
+    paths = write_fake_dataset(tmp_path / "data", n)
+    truth = pd.read_parquet(paths["truth"])
+    truth["galaxy_class"] = np.where(np.arange(len(truth)) % 40 == 0, "merger", "normal")
+    for p in ("saturated_star", "stripe", "high_noise"):
+        truth[f"hsc_{p}"] = np.arange(len(truth)) % 60 == 1
+    truth.to_parquet(paths["truth"], index=False)
+    by_pair = truth.set_index("truth_id").loc[1000 + np.arange(n)]
+    rare = (by_pair["galaxy_class"] == "merger").to_numpy()
+    pathological = by_pair["hsc_stripe"].to_numpy(bool)
+    rng = np.random.default_rng(5)
+    data = DatasetLayout(paths["truth"].parent.parent)
+    for name in ("main", "cv"):
+        data.run(name).root.mkdir(parents=True)
+    main, cv = data.run("main"), data.run("cv")
+    write_embeddings(main.embeddings, *[{s: rng.normal(size=(n, 3)) for s in SURVEY_ORDER} for _ in "pi"], n)
+    write_embeddings(cv.embeddings, {s: rng.normal(size=(n, 3)) for s in SURVEY_ORDER}, None, n)
+    emb = pd.read_parquet(cv.embeddings)
+    # The CVAE's own score: the planted mergers first among the HSC rows; the Legacy rows are noise.
+    emb["cvae_anomaly"] = np.r_[rare[emb["pair"].to_numpy()[:n]] * 10.0 + rng.uniform(size=n), rng.uniform(size=n)]
+    emb.to_parquet(cv.embeddings, index=False)
+    # Fig 3's flows (shuffled rows, as the file's order is not the pair order): pathologies first in the
+    # instrument space, the physics space noise.
+    order = rng.permutation(n)
+    flows = [
+        pd.DataFrame({"space": space, "pair": order, "object_id": "x", "nll": score[order]})
+        for space, score in (
+            ("instrument", pathological * 10.0 + rng.uniform(size=n)),
+            ("physics", rng.uniform(size=n)),
+        )
+    ]
+    main.table("outlier_scores.parquet").parent.mkdir(parents=True)
+    pd.concat(flows).to_parquet(main.table("outlier_scores.parquet"), index=False)
+    runs = [RunFiles.of_layout(data, "main", scored=True), RunFiles.of_layout(data, "cv", "cvae")]
+    inputs = load_comparison(
+        runs,
+        main.embeddings,  # as the random-init features: any embeddings file
+        images={s: data.images(s) for s in SURVEY_ORDER},
+        meta={s: data.meta(s) for s in SURVEY_ORDER},
+        truth=paths["truth"],
+        settings=_settings(),
+    )
+    assert set(inputs.reps[0].own_scores) == {FLOW_SCORE.format(space="physics"), FLOW_SCORE.format(space="instrument")}
+    assert set(inputs.reps[1].own_scores) == {CVAE_SCORE}
+    rows = outlier_rows(inputs, _settings())
+    cvae_rare = _one(rows, "cv", "precision_rare", CVAE_SCORE)
+    assert cvae_rare["value"] == 1.0 and cvae_rare["n"] == 3 and "CVAE latent anomaly score" in cvae_rare["note"]
+    flow_patho = _one(rows, "main", "precision_pathology", "instrument flow")
+    assert flow_patho["value"] == 1.0 and "instrument-flow -log p (Fig 3)" in flow_patho["note"]
+    assert _one(rows, "main", "precision_pathology", "physics flow")["value"] < 1.0  # the physics flow is noise
+    # The kNN rows of every latent are still there, with the same base rates.
+    knn = _one(rows, "cv", "precision_rare", "physics")
+    assert knn["reference"] == cvae_rare["reference"] == pytest.approx(rare.mean())
+    # The summary and the figure show the own scores beside the kNN ones.
+    table = pd.DataFrame(rows + cost_rows(inputs.reps), columns=list(TABLE_COLUMNS))
+    section = "\n".join(methods_compared_section(table, k=10))
+    assert "| rare classes in top outliers (CVAE anomaly score) |" in section
+    assert "| pathologies in top outliers (Fig 3 flow, instrument) |" in section
+    # A flow-score file that lacks a pair is named in the error.
+    pd.concat(flows)[lambda d: d["pair"] != 7].to_parquet(main.table("outlier_scores.parquet"), index=False)
+    with pytest.raises(ValueError, match=r"outlier_scores.parquet: no 'nll' for pair\(s\) \[7\]"):
+        load_comparison(
+            runs,
+            main.embeddings,
+            {s: data.images(s) for s in SURVEY_ORDER},
+            {s: data.meta(s) for s in SURVEY_ORDER},
+            paths["truth"],
+            _settings(),
+        )
 
 
 def test_real_data_uses_the_catalogue_targets_and_skips_the_outliers(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from whatsreal.data.mmu import create_shard
 from whatsreal.experiments.outliers import (
+    SCORE_COLUMNS,
     hsc_truth,
     outlier_scores,
     read_baseline,
@@ -125,6 +126,7 @@ def _run(tmp_path, truth=True, baseline="random_init_embeddings.parquet"):
         figure=tmp_path / "out" / "fig3.png",
         table=tmp_path / "out" / "outliers.csv",
         truth_table=tmp_path / "out" / "truth_outliers.csv",
+        scores=tmp_path / "out" / "outlier_scores.parquet",
     )
 
 
@@ -153,6 +155,13 @@ def test_run_outliers_writes_contract_files_and_finds_planted_objects(tmp_path, 
     assert set(inst["pair"].head(2)) == {30, 41}
     assert set(inst["pathology"].head(2)) == {"saturated_star", "stripe+high_noise"}
     assert (np.diff(phys["nll"]) <= 0).all()
+    # Every object's score in every space (the comparison ranks them); the top rows are the table's.
+    scores = pd.read_parquet(tmp_path / "out" / "outlier_scores.parquet")
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert scores.groupby("space").size().to_dict() == {"physics": 80, "instrument": 80, "random_init": 80}
+    top = scores[scores["space"] == "physics"].nlargest(3, "nll")
+    np.testing.assert_allclose(top["nll"].to_numpy(), phys["nll"].to_numpy(), rtol=1e-6)
+    assert list(top["pair"]) == list(phys["pair"])
     truth = pd.read_csv(tmp_path / "out" / "truth_outliers.csv")
     assert list(truth.columns) == ["metric", "value", "note"]
     m = dict(zip(truth["metric"], truth["value"], strict=True))

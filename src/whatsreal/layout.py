@@ -40,6 +40,8 @@ runs/<run>/model/                 export                  users: whatsreal.load,
 runs/<run>/samples/posterior_*    posterior_samples       counterfactuals, truth_counterfactuals,
                                                           zero_shot, spatial_structure, calibration
 runs/<run>/tables/, figures/      one rule per figure     summary, the report
+runs/<run>/tables/                outliers                comparison (Fig 3's flow ranking beside
+outlier_scores.parquet                                    the other methods')
 comparison/*                      comparison              summary, the report (every run, random init
                                                           and raw pixels side by side)
 logs/, benchmarks/                every rule              rule_times, summary
@@ -73,6 +75,7 @@ FIGURES: dict[str, str] = {
 TABLES: dict[str, str] = {
     "outliers.csv": "outliers",
     "truth_outliers.csv": "outliers",
+    "outlier_scores.parquet": "outliers",
     "table5_probes.csv": "probes",
     "table5_probes_alternative.csv": "probes",
     "truth_probes.csv": "probes",

@@ -202,6 +202,11 @@ def run_methods():
     return {run: method_of(RUN_CONFIGS[run]).name for run in RUNS}
 
 
+def outlier_scored_runs():
+    """Runs whose outliers rule scores every object (Fig 3's flows); the comparison ranks them too."""
+    return [run for run in RUNS if "outliers" in run_rules(config, run)]
+
+
 def comparison_benchmarks():
     """The benchmark TSVs the comparison reads its training costs from: every run's train job and the
     random-init features, except jobs that ran before benchmarks existed (declaring their missing

@@ -97,6 +97,7 @@ rule outliers:
         ),
         table=RUN.table("outliers.csv"),
         truth=RUN.table("truth_outliers.csv"),
+        scores=RUN.table("outlier_scores.parquet"),
     log:
         DATA.log("outliers_{run}"),
     benchmark:
@@ -459,12 +460,14 @@ rule conditioning_gain:
 
 rule comparison:
     # Every run (whatever its `method`), the random-init encoder and raw pixels on the same pairs:
-    # ridge truth probes (own and crossed latents), few-shot curves, kNN outlier precision,
-    # counterpart retrieval and training cost (whatsreal.experiments.comparison). The benchmark
-    # TSVs give the costs; the run's own files are found through the layout (data_dir).
+    # ridge truth probes (own and crossed latents), few-shot curves, outlier precision (kNN, Fig 3's
+    # flows, the CVAE's anomaly score), counterpart retrieval and training cost
+    # (whatsreal.experiments.comparison). The benchmark TSVs give the costs; the run's own files
+    # are found through the layout (data_dir).
     input:
         embeddings=[DATA.run(run).embeddings for run in RUNS],
         metrics=[DATA.run(run).metrics for run in RUNS],
+        outlier_scores=[DATA.run(run).table("outlier_scores.parquet") for run in outlier_scored_runs()],
         benchmarks=comparison_benchmarks(),
         random_init=DATA.random_init_embeddings,
         images=image_files(),
@@ -491,6 +494,7 @@ rule comparison:
         runs=RUNS,
         # Derived (it takes `input`): a run's method is in `runs`, which the settings already track.
         methods=lambda wildcards, input: run_methods(),
+        scored=lambda wildcards, input: outlier_scored_runs(),
         settings=settings("comparison"),
     threads: 2
     conda:

@@ -13,7 +13,7 @@ from whatsreal.surveys import SURVEY_ORDER
 
 data = DatasetLayout(sm.params.data_dir)
 # The rule lists the image and meta files in SURVEY_ORDER; the runs' files come from the layout.
-runs = [RunFiles.of_layout(data, run, sm.params.methods[run]) for run in sm.params.runs]
+runs = [RunFiles.of_layout(data, run, sm.params.methods[run], scored=run in sm.params.scored) for run in sm.params.runs]
 random_init_benchmark = data.benchmark(benchmark_stem("random_init_embeddings", {}))
 run_comparison(
     runs,

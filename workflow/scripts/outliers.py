@@ -19,4 +19,5 @@ run_outliers(
     figure=sm.output.figure,
     table=sm.output.table,
     truth_table=sm.output.truth,
+    scores=sm.output.scores,
 )

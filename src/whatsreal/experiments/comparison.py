@@ -28,7 +28,11 @@ module asks every one of them the same questions on the same pairs, so a row of
   the base rate (truth only). The score is the mean distance to the ``outlier_k`` nearest
   other HSC objects (features standardised): the normalising flows of Fig 3 cost a fit per
   space per representation, the kNN distance none, and it ranks the same low-density
-  objects first. Interval: Wilson's for the binomial fraction.
+  objects first. Interval: Wilson's for the binomial fraction. Beside the kNN rankings, each
+  method's own outlier score ranks the same objects at the same fraction: Fig 3's flow -log p
+  of a run that has the outliers rule (spaces ``physics flow``, ``instrument flow``, read from
+  its ``outlier_scores.parquet``) and the CVAE's latent anomaly score (``cvae anomaly``, the
+  ``cvae_anomaly`` column of its embeddings; seed 003's rare-object search).
 - *counterpart retrieval*: each held-out (``val``) HSC object queries the Legacy objects
   of every pair by L2 distance between physics latents; the rank of its own Legacy view
   gives top-1 and top-k rates (``experiments.retrieval.k``), with bootstrap intervals over
@@ -46,7 +50,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +64,17 @@ from whatsreal.experiments.embeddings import SPACES, paired_latents, read_embedd
 from whatsreal.experiments.outliers import hsc_truth
 from whatsreal.experiments.probe_design import ProbeDesign, ProbeFolds, folds_for, read_probe_sky, resolve_design
 from whatsreal.experiments.targets import Target, build_targets
-from whatsreal.io import write_csv
+from whatsreal.io import read_table, write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import DEFAULT_METHOD
+from whatsreal.model.cvae_embed import ANOMALY_COLUMN
 from whatsreal.rule_times import benchmark_stem, read_benchmark
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
+    "CVAE_SCORE",
     "FEWSHOT_COLUMNS",
+    "FLOW_SCORE",
     "RANDOM_INIT",
     "RAW_PIXELS",
     "TABLE_COLUMNS",
@@ -86,6 +93,7 @@ __all__ = [
     "knn_outlier_scores",
     "load_comparison",
     "outlier_rows",
+    "own_outlier_scores",
     "precision_at_top",
     "probe_rows",
     "read_training_cost",
@@ -98,6 +106,10 @@ log = logging.getLogger(__name__)
 
 RANDOM_INIT = "random_init"
 RAW_PIXELS = "raw_pixels"
+FLOW_SCORE = "{space} flow"
+"""``space`` of the outlier rows ranked by a run's Fig 3 flow (-log p in that latent space)."""
+CVAE_SCORE = "cvae anomaly"
+"""``space`` of the outlier rows ranked by a CVAE run's own latent anomaly score."""
 TABLE_COLUMNS = (
     "representation",
     "method",
@@ -215,6 +227,9 @@ class Representation:
     method: str
     spaces: dict[str, tuple[np.ndarray, np.ndarray]]
     cost: TrainingCost | None = None
+    own_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    """The method's own outlier scores of the HSC objects in pair order (large = unusual), by label:
+    :data:`FLOW_SCORE` per space for a run with Fig 3's flows, :data:`CVAE_SCORE` for a CVAE."""
 
     def pair_features(self, space: str) -> np.ndarray:
         """(n_pairs, 2d): both surveys' features side by side (HSC first), as Table 5's probes read a pair."""
@@ -231,25 +246,58 @@ class RunFiles:
     embeddings: Path
     metrics: Path | None
     benchmark: Path | None
+    outlier_scores: Path | None = None
+    """Fig 3's per-object flow scores (outlier_scores.parquet); None for a run without the outliers rule."""
 
     @classmethod
-    def of_layout(cls, data: DatasetLayout | str | Path, name: str, method: str = DEFAULT_METHOD) -> RunFiles:
-        """The files of run ``name`` in a dataset's layout (the benchmark only if it was written)."""
+    def of_layout(
+        cls, data: DatasetLayout | str | Path, name: str, method: str = DEFAULT_METHOD, scored: bool = False
+    ) -> RunFiles:
+        """The files of run ``name`` in a dataset's layout (the benchmark only if it was written; the
+        outlier scores when ``scored``, i.e. the run has the outliers rule)."""
         data = DatasetLayout.of(data)
         bench = data.benchmark(benchmark_stem("train", {"run": name}))
         run = data.run(name)
-        return cls(name, method, run.embeddings, run.metrics, bench if bench.exists() else None)
+        scores = run.table("outlier_scores.parquet") if scored else None
+        return cls(name, method, run.embeddings, run.metrics, bench if bench.exists() else None, scores)
 
 
-def _embedding_spaces(path: str | Path, n_pairs: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _embedding_spaces(
+    path: str | Path, n_pairs: int, emb: pd.DataFrame | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Physics (and, when the file has ``inst_*`` columns, instrument) features per survey in pair order."""
-    emb = read_embeddings(path, spaces=("physics",))
+    emb = read_embeddings(path, spaces=("physics",)) if emb is None else emb
     has_inst = any(c.startswith(SPACES["instrument"]) and c[len(SPACES["instrument"]) :].isdigit() for c in emb)
     pairs = np.arange(n_pairs)
     out = {}
     for space in ("physics", "instrument") if has_inst else ("physics",):
         both = paired_latents(emb, SPACES[space], pairs, path).astype(np.float64)
         out[space] = (both[:n_pairs], both[n_pairs:])
+    return out
+
+
+def _hsc_in_pair_order(table: pd.DataFrame, column: str, n_pairs: int, source: str | Path) -> np.ndarray:
+    """``column`` of the HSC rows of ``table`` (columns ``survey``/``space`` filtered by the caller) as
+    (n_pairs,) float64 in pair order; an error naming ``source`` if a pair is missing."""
+    values = table.set_index("pair")[column]
+    missing = np.setdiff1d(np.arange(n_pairs), values.index.to_numpy())
+    if missing.size:
+        raise ValueError(f"{source}: no '{column}' for pair(s) {missing[:5].tolist()}")
+    return values.loc[np.arange(n_pairs)].to_numpy(np.float64)
+
+
+def own_outlier_scores(run: RunFiles, emb: pd.DataFrame, n_pairs: int) -> dict[str, np.ndarray]:
+    """A run's own outlier scores of the HSC objects in pair order (:attr:`Representation.own_scores`)."""
+    out: dict[str, np.ndarray] = {}
+    if ANOMALY_COLUMN in emb:
+        hsc = emb[emb["survey"] == "hsc"]
+        out[CVAE_SCORE] = _hsc_in_pair_order(hsc, ANOMALY_COLUMN, n_pairs, run.embeddings)
+    if run.outlier_scores is not None:
+        scores = read_table(run.outlier_scores, ["space", "pair", "nll"])
+        for space in SPACES:
+            sub = scores[scores["space"] == space]
+            if not sub.empty:
+                out[FLOW_SCORE.format(space=space)] = _hsc_in_pair_order(sub, "nll", n_pairs, run.outlier_scores)
     return out
 
 
@@ -317,7 +365,9 @@ def load_comparison(
     n = len(y)
     reps = []
     for run in runs:
-        reps.append(Representation(run.name, run.method, _embedding_spaces(run.embeddings, n), _run_cost(run)))
+        emb = read_embeddings(run.embeddings, spaces=("physics",))
+        spaces, own = _embedding_spaces(run.embeddings, n, emb), own_outlier_scores(run, emb, n)
+        reps.append(Representation(run.name, run.method, spaces, _run_cost(run), own))
     rnd_cost = TrainingCost(read_training_cost(random_init_benchmark, None).seconds, 0)
     reps.append(Representation(RANDOM_INIT, RANDOM_INIT, _embedding_spaces(random_init, n), rnd_cost))
     pixels = {s: downsampled_pixels(np.load(images[s], mmap_mode="r"), settings.pixel_downsample) for s in SURVEY_ORDER}
@@ -552,8 +602,16 @@ def precision_at_top(
     return p, max(0.0, centre - half), min(1.0, centre + half), m
 
 
+def _own_score_note(label: str) -> str:
+    """What ranks the objects of an own-score row, for its ``note``."""
+    if label == CVAE_SCORE:
+        return "CVAE latent anomaly score"
+    return f"{label.removesuffix(' flow')}-flow -log p (Fig 3)"
+
+
 def outlier_rows(inputs: ComparisonInputs, settings: ComparisonSettings) -> list[dict]:
-    """Rare-class and pathology precision at the top of each space's kNN outlier score (truth only)."""
+    """Rare-class and pathology precision at the top of each space's kNN outlier score and of each
+    method's own score (:attr:`Representation.own_scores`), the same fraction of the same objects (truth only)."""
     if inputs.labels is None:
         return []
     conf = settings.bootstrap[2]
@@ -561,11 +619,14 @@ def outlier_rows(inputs: ComparisonInputs, settings: ComparisonSettings) -> list
     what = {"rare": "mergers/lenses", "pathology": "HSC pathologies"}
     rows = []
     for rep in inputs.reps:
-        for space, (hsc, _) in rep.spaces.items():
-            score = knn_outlier_scores(hsc, settings.outlier_k)
+        rankings = {space: knn_outlier_scores(hsc, settings.outlier_k) for space, (hsc, _) in rep.spaces.items()}
+        by = {space: f"{settings.outlier_k}-NN distance ({space})" for space in rankings}
+        rankings.update(rep.own_scores)
+        by.update({label: _own_score_note(label) for label in rep.own_scores})
+        for space, score in rankings.items():
             for kind, positive in truth.items():
                 p, lo, hi, m = precision_at_top(score, positive, settings.outlier_fraction, conf)
-                note = f"{what[kind]} among the {m} HSC objects of largest {settings.outlier_k}-NN distance"
+                note = f"{what[kind]} among the {m} HSC objects of largest {by[space]}"
                 extra = {"ci_lo": lo, "ci_hi": hi, "reference": float(positive.mean()), "n": m, "note": note}
                 rows.append(_row(rep, "outliers", f"precision_{kind}", space, p, **extra))
     return rows

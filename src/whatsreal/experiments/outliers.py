@@ -31,11 +31,12 @@ from whatsreal.data.preprocess import band_positions, read_cutouts
 from whatsreal.device import compute_device
 from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.truth_metrics import write_truth_table
-from whatsreal.io import read_table, write_csv
+from whatsreal.io import read_table, write_csv, write_parquet
 from whatsreal.truth import PATHOLOGIES, RARE_CLASSES
 
 __all__ = [
     "OUTLIER_COLUMNS",
+    "SCORE_COLUMNS",
     "OutlierFigure",
     "OutlierInputs",
     "OutlierPanel",
@@ -59,6 +60,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OUTLIER_COLUMNS = ("space", "rank", "pair", "object_id", "nll")
+SCORE_COLUMNS = ("space", "pair", "object_id", "nll")
+"""``outlier_scores.parquet``: every scored HSC object's -log p in every space (the comparison ranks them)."""
 NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "healpix"}
 """Identifier columns of an AION-style embeddings file; every other numeric column is a feature."""
 
@@ -415,6 +418,8 @@ class OutlierResult:
     """``metric, value, note`` rows of :func:`truth_precision_rows`; empty without truth."""
     dims: dict[str, int]
     """Space -> feature dimension."""
+    scores: pd.DataFrame
+    """Every scored object's -log p per space (:data:`SCORE_COLUMNS`)."""
 
     @property
     def metric(self) -> dict[str, float]:
@@ -427,7 +432,7 @@ def score_outliers(inputs: OutlierInputs, outliers_cfg: dict, device: torch.devi
     the rare-class and pathology precision of every space's -log p."""
     top = int(outliers_cfg["top"])
     labels = inputs.labels
-    frames, nll_of, rare_of, patho_of, dims = [], {}, {}, {}, {}
+    frames, scores, nll_of, rare_of, patho_of, dims = [], [], {}, {}, {}, {}
     for space, sp in inputs.spaces.items():
         nll, info = outlier_scores(sp.features, outliers_cfg, device)
         dims[space] = sp.features.shape[1]
@@ -443,12 +448,30 @@ def score_outliers(inputs: OutlierInputs, outliers_cfg: dict, device: torch.devi
             device,
         )
         frames.append(_top_outliers(inputs, space, nll, sp.rows, top))
+        scores.append(_object_scores(inputs, space, nll, sp.rows))
         if labels is not None:
             nll_of[space] = nll
             rare_of[space] = labels["rare"].to_numpy()[sp.rows]
             patho_of[space] = labels["pathological"].to_numpy()[sp.rows]
     truth_rows = truth_precision_rows(nll_of, rare_of, patho_of, top) if labels is not None else []
-    return OutlierResult(table=pd.concat(frames, ignore_index=True), truth_rows=truth_rows, dims=dims)
+    return OutlierResult(
+        table=pd.concat(frames, ignore_index=True),
+        truth_rows=truth_rows,
+        dims=dims,
+        scores=pd.concat(scores, ignore_index=True),
+    )
+
+
+def _object_scores(inputs: OutlierInputs, space: str, nll: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    """One space's -log p of every object it scored, in the order of the HSC embedding rows."""
+    return pd.DataFrame(
+        {
+            "space": space,
+            "pair": inputs.hsc["pair"].to_numpy()[rows],
+            "object_id": inputs.hsc["object_id"].to_numpy()[rows],
+            "nll": nll.astype(np.float64),
+        }
+    )
 
 
 def _top_outliers(inputs: OutlierInputs, space: str, nll: np.ndarray, rows: np.ndarray, top: int) -> pd.DataFrame:
@@ -470,9 +493,14 @@ def _top_outliers(inputs: OutlierInputs, space: str, nll: np.ndarray, rows: np.n
     return frame
 
 
-def write_outliers(result: OutlierResult, table: str | Path, truth_table: str | Path) -> None:
-    """tables/outliers.csv and truth_outliers.csv (empty, with its header, without truth); the truth rows logged."""
+def write_outliers(
+    result: OutlierResult, table: str | Path, truth_table: str | Path, scores: str | Path | None = None
+) -> None:
+    """tables/outliers.csv, truth_outliers.csv (empty, with its header, without truth) and, when given, the
+    per-object ``scores`` (outlier_scores.parquet); the truth rows logged."""
     write_csv(result.table, table)
+    if scores is not None:
+        write_parquet(result.scores, scores)
     write_truth_table(result.truth_rows, truth_table)
     for r in result.truth_rows:
         log.info("truth %s = %.3f (%s)", r["metric"], r["value"], r["note"])
@@ -555,8 +583,10 @@ def run_outliers(
     figure: str | Path,
     table: str | Path,
     truth_table: str | Path,
+    scores: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv and the truth metrics.
+    """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv, the truth metrics
+    and (when given) every object's score, which the methods comparison ranks beside the other methods'.
 
     ``outliers_cfg`` is ``experiments.outliers`` (the flow, its seed and ``top``).
     """
@@ -565,6 +595,6 @@ def run_outliers(
     device = compute_device()
     inputs = load_outliers(embeddings, baseline, catalog, meta, images, truth)
     result = score_outliers(inputs, outliers_cfg, device)
-    write_outliers(result, table, truth_table)
+    write_outliers(result, table, truth_table, scores)
     plot_outliers(outlier_figure(inputs, result, int(outliers_cfg["top"])), figure)
     return result.table

@@ -99,11 +99,30 @@ def _retrieval_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], co
     ax.set_title("(b) Legacy counterpart retrieval\n(dashed: chance)", fontsize=9)
 
 
+OWN_SCORES = {
+    "precision_rare": ("physics flow", "cvae anomaly"),
+    "precision_pathology": ("instrument flow", "cvae anomaly"),
+}
+"""Per outlier metric, the method's own score shown in the panel's "own score" group: Fig 3's flow in
+the latent that should hold the signal, or the CVAE's anomaly score (the comparison's space labels)."""
+
+
+def _own_score_rows(outliers: pd.DataFrame) -> pd.DataFrame:
+    """The outlier rows of each method's own score, relabelled to the one space ``own score``."""
+    keep = np.zeros(len(outliers), bool)
+    for metric, spaces in OWN_SCORES.items():
+        keep |= ((outliers["metric"] == metric) & outliers["space"].isin(spaces)).to_numpy()
+    return outliers[keep].assign(space="own score")
+
+
 def _outlier_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], colours: dict) -> None:
     outliers = table[table["section"] == "outliers"]
+    outliers = pd.concat([outliers, _own_score_rows(outliers)], ignore_index=True)
     groups = [
         ("physics", "precision_rare", "rare classes\nphysics"),
+        ("own score", "precision_rare", "rare classes\nown score"),
         ("instrument", "precision_pathology", "pathologies\ninstrument"),
+        ("own score", "precision_pathology", "pathologies\nown score"),
         ("physics", "precision_pathology", "pathologies\nphysics"),
     ]
     if outliers.empty:
@@ -113,8 +132,9 @@ def _outlier_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], colo
     _grouped_bars(ax, outliers, groups, names, colours)
     _reference_marks(ax, outliers, groups)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("precision in the top 1% (kNN distance)")
-    ax.set_title("(c) outlier precision (dashed: base rate)", fontsize=9)
+    ax.set_ylabel("precision in the top 1%")
+    title = "(c) outlier precision: kNN distance per latent;\nown score: Fig 3 flow, CVAE anomaly (dashed: base rate)"
+    ax.set_title(title, fontsize=9)
 
 
 def _cost_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], colours: dict) -> None:
