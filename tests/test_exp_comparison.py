@@ -187,14 +187,20 @@ def test_run_method_and_settings():
     assert rule_settings(cfg, "comparison") != rule_settings(moved, "comparison")  # the probe design
 
 
-def test_run_comparison_writes_the_table_curves_and_figure(tmp_path):
-    n = 240
-    paths = write_fake_dataset(tmp_path / "data", n)
-    truth = pd.read_parquet(paths["truth"])
+def _plant_rare_and_pathological(path) -> pd.DataFrame:
+    """Make every 40th truth row a merger and every 60th (offset 1) an HSC pathology; the table back."""
+    truth = pd.read_parquet(path)
     truth["galaxy_class"] = np.where(np.arange(len(truth)) % 40 == 0, "merger", "normal")
     for p in ("saturated_star", "stripe", "high_noise"):
         truth[f"hsc_{p}"] = np.arange(len(truth)) % 60 == 1
-    truth.to_parquet(paths["truth"], index=False)
+    truth.to_parquet(path, index=False)
+    return truth
+
+
+def test_run_comparison_writes_the_table_curves_and_figure(tmp_path):
+    n = 240
+    paths = write_fake_dataset(tmp_path / "data", n)
+    truth = _plant_rare_and_pathological(paths["truth"])
     rng = np.random.default_rng(3)
     z = truth.set_index("truth_id").loc[1000 + np.arange(n), "redshift"].to_numpy()
     phys = {s: np.c_[z, rng.normal(size=(n, 3))] for s in SURVEY_ORDER}
@@ -237,11 +243,7 @@ def test_each_method_s_own_outlier_score_is_ranked_beside_the_knn_ones(tmp_path)
     same fraction as the kNN rows; a planted score that puts the positives first has precision 1."""
     n = 240
     paths = write_fake_dataset(tmp_path / "data", n)
-    truth = pd.read_parquet(paths["truth"])
-    truth["galaxy_class"] = np.where(np.arange(len(truth)) % 40 == 0, "merger", "normal")
-    for p in ("saturated_star", "stripe", "high_noise"):
-        truth[f"hsc_{p}"] = np.arange(len(truth)) % 60 == 1
-    truth.to_parquet(paths["truth"], index=False)
+    truth = _plant_rare_and_pathological(paths["truth"])
     by_pair = truth.set_index("truth_id").loc[1000 + np.arange(n)]
     rare = (by_pair["galaxy_class"] == "merger").to_numpy()
     pathological = by_pair["hsc_stripe"].to_numpy(bool)

@@ -28,8 +28,9 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from whatsreal.data.lazy_memmap import LazyMemmapDataset
 from whatsreal.data.usable import usable_pairs
 from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
@@ -139,7 +140,7 @@ def property_labels(config: dict, data: DatasetLayout | str | Path) -> PropertyL
     return PropertyLabels(tuple(config["cvae"]["properties"]), values, mean, std)
 
 
-class CvaeDataset(Dataset):
+class CvaeDataset(LazyMemmapDataset):
     """Pairs' cutouts in one survey (``image``: (B, C, H, W)) with standardised labels (``labels``: (B, P))."""
 
     def __init__(self, data: DatasetLayout | str | Path, survey: str, pairs: np.ndarray, labels: np.ndarray) -> None:
@@ -149,24 +150,12 @@ class CvaeDataset(Dataset):
         self.survey = survey
         self.pairs = np.asarray(pairs, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.float32)
-        self._images: np.ndarray | None = None
 
-    @property
-    def images(self) -> np.ndarray:
-        if self._images is None:  # opened in the worker process, never pickled
-            self._images = np.load(self.layout.images(self.survey), mmap_mode="r")
-        return self._images
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_images"] = None
-        return state
+    def open_images(self) -> np.ndarray:
+        return np.load(self.layout.images(self.survey), mmap_mode="r")
 
     def __len__(self) -> int:
         return len(self.pairs)
-
-    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([j]).items()}
 
     def __getitems__(self, js: list[int]) -> dict[str, torch.Tensor]:
         pair = self.pairs[np.asarray(js, dtype=np.int64)]

@@ -25,8 +25,9 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from whatsreal.data.lazy_memmap import LazyMemmapDataset
 from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
 from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
@@ -42,7 +43,7 @@ def passthrough_collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 log = logging.getLogger(__name__)
 
 
-class TripletDataset(Dataset):
+class TripletDataset(LazyMemmapDataset):
     """Triplets over a dataset's preprocessed images and neighbour graphs (``DatasetLayout.images``/``.neighbours``).
 
     ``data`` is the dataset's layout or its root directory.
@@ -65,7 +66,6 @@ class TripletDataset(Dataset):
         self.pairs = np.asarray(pairs, dtype=np.int64)
         self.mode = mode
         self.surveys = surveys
-        self._images: dict[str, np.ndarray] | None = None
         self.usable = usable_pairs(self.layout, surveys)
         self.neighbours = {
             s: drop_unusable_neighbours(np.load(self.layout.neighbours(s, mode))["index"], self.usable) for s in surveys
@@ -84,23 +84,11 @@ class TripletDataset(Dataset):
         else:
             self._fixed = None
 
-    @property
-    def images(self) -> dict[str, np.ndarray]:
-        if self._images is None:  # opened here, in the worker process, never pickled
-            self._images = {s: np.load(self.layout.images(s), mmap_mode="r") for s in self.surveys}
-        return self._images
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_images"] = None
-        return state
+    def open_images(self) -> dict[str, np.ndarray]:
+        return {s: np.load(self.layout.images(s), mmap_mode="r") for s in self.surveys}
 
     def __len__(self) -> int:
         return len(self.pairs)
-
-    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
-        batch = self.__getitems__([j])
-        return {k: v[0] for k, v in batch.items()}
 
     def __getitems__(self, js: list[int]) -> dict[str, torch.Tensor]:
         js = np.asarray(js, dtype=np.int64)

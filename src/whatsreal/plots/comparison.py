@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from whatsreal.experiments.comparison import CVAE_SCORE, FLOW_SCORE
 from whatsreal.plots.latents import save_figure
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ def _retrieval_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], co
 
 
 OWN_SCORES = {
-    "precision_rare": ("physics flow", "cvae anomaly"),
-    "precision_pathology": ("instrument flow", "cvae anomaly"),
+    "precision_rare": (FLOW_SCORE.format(space="physics"), CVAE_SCORE),
+    "precision_pathology": (FLOW_SCORE.format(space="instrument"), CVAE_SCORE),
 }
 """Per outlier metric, the method's own score shown in the panel's "own score" group: Fig 3's flow in
 the latent that should hold the signal, or the CVAE's anomaly score (the comparison's space labels)."""

@@ -13,20 +13,18 @@ Logged: ``{train,val}/loss`` and its three unweighted terms ``/reconstruction``,
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
 from whatsreal.model.cvae import PhysicsCVAE, build_cvae, cvae_loss
-from whatsreal.train.module import NonFiniteLossError
+from whatsreal.train.module import MethodModule
 
 __all__ = ["CvaeModule", "load_cvae"]
 
 
-class CvaeModule(L.LightningModule):
+class CvaeModule(MethodModule):
     """Built as every method's module, ``CvaeModule(config, provenance)``.
 
     The labels' standardisation (training split's mean and standard deviation per property)
@@ -38,11 +36,10 @@ class CvaeModule(L.LightningModule):
     label_mean: torch.Tensor
     label_std: torch.Tensor
 
+    batch_key = "image"
+
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
-        super().__init__()
-        # Plain dicts and lists only: the checkpoint loads with weights_only=True.
-        self.save_hyperparameters({"config": config, "provenance": provenance})
-        self.config = config
+        super().__init__(config, provenance)
         self.model: PhysicsCVAE = build_cvae(config)
         n = len(config["cvae"]["properties"])
         self.register_buffer("label_mean", torch.zeros(n, dtype=torch.float64))
@@ -84,36 +81,6 @@ class CvaeModule(L.LightningModule):
                     err = (props[known, j].float() - labels[known, j]).pow(2).mean()
                     self.log(f"val/property_mse_{name}", err, batch_size=int(known.sum()), sync_dist=True)
         return terms.total
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            pairs = batch["pair"][:8].tolist()
-            raise NonFiniteLossError(
-                f"non-finite CVAE training loss at step {self.global_step} (batch {batch_idx}, pairs {pairs}...); "
-                "the last good checkpoint is kept"
-            )
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["image"].shape[0])
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self):
-        """AdamW and the same schedule as flow matching (``train.lr``, ``train.warmup_steps``,
-        cosine to 0 at ``train.max_steps``), so the methods differ in their model only."""
-        tcfg = self.config["train"]
-        opt = torch.optim.AdamW(self.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-        total = tcfg["max_steps"]
-        warmup = min(int(tcfg["warmup_steps"]), total - 1)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def destandardise(self, values: np.ndarray) -> np.ndarray:
         """(N, P) property latents -> the properties in their own units (redshift, dex)."""

@@ -26,14 +26,33 @@ from whatsreal.model.contrastive import build_contrastive_model
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["ContrastiveModule", "FlowMatchingModule", "NonFiniteLossError", "adamw_cosine", "check_finite"]
+__all__ = [
+    "ContrastiveModule",
+    "FlowMatchingModule",
+    "MethodModule",
+    "NonFiniteLossError",
+    "adamw_cosine",
+    "check_finite",
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf."""
 
 
-class FlowMatchingModule(L.LightningModule):
+class MethodModule(L.LightningModule):
+    """What every method's LightningModule shares (whatsreal.methods), so that a comparison of
+    methods differs in the model and its objective only: the config and provenance in each
+    checkpoint, one optimiser and schedule (:func:`adamw_cosine`), and a training step that
+    stops on a non-finite loss and logs the learning rate.
+
+    Subclasses implement ``_step(batch, stage)``, the loss of a batch with its logging
+    (``stage``: ``train`` or ``val``); ``batch_key`` names the batch entry whose length is the
+    batch size.
+    """
+
+    batch_key = "target"
+
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__()
         # The whole validated config is stored in every checkpoint (plain dicts and lists,
@@ -41,6 +60,27 @@ class FlowMatchingModule(L.LightningModule):
         # provenance (whatsreal.provenance) a restart can tell whether it may resume.
         self.save_hyperparameters({"config": config, "provenance": provenance})
         self.config = config
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        check_finite(loss, batch, self.global_step, batch_idx)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("lr", lr, batch_size=batch[self.batch_key].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return adamw_cosine(self.parameters(), self.config["train"])
+
+
+class FlowMatchingModule(MethodModule):
+    def __init__(self, config: dict, provenance: dict | None = None) -> None:
+        super().__init__(config, provenance)
         self.model: FlowMatchingModel = build_model(config)
 
     def condition(self, batch: dict[str, torch.Tensor]) -> Conditioning:
@@ -64,12 +104,6 @@ class FlowMatchingModule(L.LightningModule):
                 )
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        check_finite(loss, batch, self.global_step, batch_idx)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["target"].shape[0])
-        return loss
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         cond = self.condition(batch)
         self._step(batch, "val", cond)
@@ -86,9 +120,6 @@ class FlowMatchingModule(L.LightningModule):
                         batch_size=int(g.numel()),
                         sync_dist=True,
                     )
-
-    def configure_optimizers(self):
-        return adamw_cosine(self.parameters(), self.config["train"])
 
 
 def adamw_cosine(params, tcfg: dict) -> dict:
@@ -119,7 +150,7 @@ def check_finite(loss: torch.Tensor, batch: dict[str, torch.Tensor], step: int, 
         )
 
 
-class ContrastiveModule(L.LightningModule):
+class ContrastiveModule(MethodModule):
     """Seed 001's structured contrastive training (``method: contrastive``) and its single-latent
     baseline (``method: single_latent``), on the same triplet batches as flow matching.
 
@@ -131,9 +162,7 @@ class ContrastiveModule(L.LightningModule):
     """
 
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
-        super().__init__()
-        self.save_hyperparameters({"config": config, "provenance": provenance})
-        self.config = config
+        super().__init__(config, provenance)
         self.model = build_contrastive_model(config)
         c = config["contrastive"]
         self.weights = {
@@ -160,15 +189,3 @@ class ContrastiveModule(L.LightningModule):
                     sync_dist=sync,
                 )
         return parts["loss"]
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        check_finite(loss, batch, self.global_step, batch_idx)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch["target"].shape[0])
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self):
-        return adamw_cosine(self.parameters(), self.config["train"])
