@@ -17,6 +17,7 @@ from whatsreal.model.contrastive import (
     DualContrastiveModel,
     SingleLatentModel,
     build_contrastive_model,
+    contrastive_candidates,
     generalized_info_nce,
 )
 from whatsreal.plan import BASE_RULES, GENERATIVE_RULES, generative_runs, run_rules
@@ -293,3 +294,70 @@ def test_killed_contrastive_training_resumes_from_last_checkpoint(tiny_data, tmp
     steps = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["train/loss"])["step"]
     assert sorted(set(steps)) == [0, 1, 2, 3], "history from before the restart is kept"
     assert not (run_dir / "stale").exists(), "same settings and data: resumed, not restarted"
+
+
+# --------------------------------------------------------------------------- negatives across DDP ranks
+
+
+def _toy_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """8 anchors (16-D), 11 views owned unevenly (anchor 5 has none), as one process would see them."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = torch.randn(8, 16, generator=g)
+    owner = torch.tensor([0, 0, 1, 2, 3, 3, 3, 4, 6, 7, 7])
+    views = anchors[owner] + 0.5 * torch.randn(len(owner), 16, generator=g)
+    return anchors, views, owner
+
+
+def _rank_share(rank: int) -> tuple[slice, torch.Tensor]:
+    """Rank 0 holds anchors 0-3, rank 1 anchors 4-7; each holds its anchors' views (7 and 4 of them)."""
+    _, _, owner = _toy_batch()
+    rows = slice(0, 4) if rank == 0 else slice(4, 8)
+    return rows, (owner >= rows.start) & (owner < rows.stop)
+
+
+def _ranked_losses(rank: int, world: int, init_file: str, out: str) -> None:
+    """One gloo rank: InfoNCE over the gathered candidates, its loss per anchor and the gradients of its rows."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    anchors, views, owner = _toy_batch()
+    rows, mine = _rank_share(rank)
+    a = anchors[rows].clone().requires_grad_(True)
+    v = views[mine].clone().requires_grad_(True)
+    c, positive, valid = contrastive_candidates(a, v, owner[mine] - rows.start)
+    loss, has = generalized_info_nce(a, c, positive, valid, 0.2)
+    ((loss * has).sum() / has.sum()).backward()
+    torch.save({"loss": loss.detach(), "has": has, "grad_a": a.grad, "grad_v": v.grad}, out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # spawns two processes (a gloo group), each importing torch and the package
+def test_negatives_are_gathered_from_every_ddp_rank_with_their_gradients(tmp_path):
+    """Two CPU ranks (gloo) holding half a batch each score every anchor exactly as one process holding the
+    whole batch (same candidates: all anchors and views of both ranks), and each rank's rows get the
+    gradient of both ranks' losses (DDP then averages the parameters' gradients over the ranks)."""
+    import torch.multiprocessing as mp
+
+    outs = [str(tmp_path / f"rank{r}.pt") for r in range(2)]
+    mp.start_processes(
+        _ranked_losses_entry, args=(2, str(tmp_path / "init"), outs), nprocs=2, join=True, start_method="spawn"
+    )
+    anchors, views, owner = _toy_batch()
+    a, v = anchors.clone().requires_grad_(True), views.clone().requires_grad_(True)
+    c, positive, valid = contrastive_candidates(a, v, owner)  # one process: nothing is gathered
+    assert c.shape == (19, 16) and positive.shape == valid.shape == (8, 19)
+    loss, has = generalized_info_nce(a, c, positive, valid, 0.2)
+    assert has.tolist() == [True] * 5 + [False] + [True] * 2
+    # The ranks' objective: each rank's mean over its own anchors with a positive, summed over ranks.
+    (sum((loss[r] * has[r]).sum() / has[r].sum() for r in (slice(0, 4), slice(4, 8)))).backward()
+    ranks = [torch.load(o) for o in outs]
+    torch.testing.assert_close(torch.cat([r["loss"] for r in ranks]), loss.detach())
+    assert torch.equal(torch.cat([r["has"] for r in ranks]), has)
+    for rank, r in enumerate(ranks):
+        rows, mine = _rank_share(rank)
+        torch.testing.assert_close(r["grad_a"], a.grad[rows])
+        torch.testing.assert_close(r["grad_v"], v.grad[mine])
+
+
+def _ranked_losses_entry(rank: int, world: int, init_file: str, outs: list[str]) -> None:
+    _ranked_losses(rank, world, init_file, outs[rank])

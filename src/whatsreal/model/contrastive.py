@@ -30,10 +30,14 @@ instrument tokens, so the structure the loss builds is in the space the experime
 The single-latent baseline of the seed (``method: single_latent``) is one encoder trained
 with the physics-space loss only (same object, other survey): :class:`SingleLatentModel`.
 
-Negatives come from the batch of one device (no gathering across DDP ranks), as in SimCLR
-without its large-batch machinery. Two anchors of one batch whose neighbourhoods overlap
-are still each other's instrument negatives (the batch does not say which images are
-whose neighbours): a few false negatives, which contrastive learning tolerates.
+Under DDP the candidates are gathered from every rank (:func:`gather_across_ranks`, with
+the gradient flowing back to the rank that made them), so an anchor's negatives are the
+whole global batch, as in SimCLR's large-batch training, and a run on 4 GPUs at batch 64
+contrasts against 4 x 64 anchors (and their views), not 64; each rank's loss is still the
+mean over its own anchors, and DDP averages the gradients. In one process nothing is
+gathered. Two anchors whose neighbourhoods overlap are still each other's instrument
+negatives (the batch does not say which images are whose neighbours): a few false
+negatives, which contrastive learning tolerates.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import nn
 
@@ -53,6 +59,8 @@ __all__ = [
     "MultiplicativeDecoder",
     "SingleLatentModel",
     "build_contrastive_model",
+    "contrastive_candidates",
+    "gather_across_ranks",
     "generalized_info_nce",
     "projection_head",
 ]
@@ -170,15 +178,54 @@ def _with_views(
     return tokens[:b], tokens[b:], owner
 
 
-def _pair_masks(owner: torch.Tensor, n_anchors: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive and valid masks (B, B + n) of the candidates [anchors; views]: an anchor's
-    positives are its own views, every other candidate but itself a negative."""
-    device = owner.device
-    ids = torch.arange(n_anchors, device=device)
-    positive = torch.cat([torch.zeros(n_anchors, n_anchors, dtype=torch.bool, device=device), ids[:, None] == owner], 1)
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_across_ranks(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every rank's ``x`` (n_r, ...) concatenated in rank order, and the offset of this rank's rows.
+
+    Ranks may hold different numbers of rows (each encodes only its real views): the rows are
+    padded to the largest count for the collective and cut back after. A float tensor keeps its
+    gradient (torch.distributed.nn's all_gather sends each rank the gradient of its own rows);
+    an integer one (owners) is gathered as data. Without a process group of more than one rank:
+    ``(x, 0)``.
+    """
+    if not _distributed():
+        return x, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    count = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    padded = torch.cat([x, x.new_zeros((max(sizes) - x.shape[0], *x.shape[1:]))])
+    if x.is_floating_point():
+        parts = dist_fn.all_gather(padded)
+    else:
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)]), sum(sizes[:rank])
+
+
+def contrastive_candidates(
+    anchors: torch.Tensor, views: torch.Tensor, owner: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every rank's [anchors; views] as one candidate set, with this rank's anchors' positive and valid
+    masks (B, n_candidates): an anchor's positives are its own views, every other candidate but
+    itself a negative (:func:`generalized_info_nce`)."""
+    b = anchors.shape[0]
+    all_anchors, offset = gather_across_ranks(anchors)
+    all_views, _ = gather_across_ranks(views)
+    # A view's owner as an index into the gathered anchors: its rank's anchor offset + local index.
+    all_owner, _ = gather_across_ranks(owner + offset)
+    n_anchors = all_anchors.shape[0]
+    ids = torch.arange(offset, offset + b, device=anchors.device)
+    positive = torch.cat(
+        [torch.zeros(b, n_anchors, dtype=torch.bool, device=anchors.device), ids[:, None] == all_owner[None, :]], 1
+    )
     valid = torch.ones_like(positive)
-    valid[:, :n_anchors] = ~torch.eye(n_anchors, dtype=torch.bool, device=device)
-    return positive, valid
+    valid[:, :n_anchors] = ids[:, None] != torch.arange(n_anchors, device=anchors.device)[None, :]
+    return torch.cat([all_anchors, all_views]), positive, valid
 
 
 class DualContrastiveModel(nn.Module):
@@ -204,18 +251,15 @@ class DualContrastiveModel(nn.Module):
     def losses(self, batch: dict[str, torch.Tensor]) -> ContrastiveLosses:
         """The per-anchor terms of a triplet batch (whatsreal.data.triplets)."""
         x = batch["target"]
-        b = x.shape[0]
         # Physics space: anchors vs [anchors; physics views].
         z_phys, pv, p_owner = _with_views(self.physics_encoder, x, batch["physics"], batch["physics_mask"])
         a = self.physics_head(z_phys.flatten(1))
-        c = torch.cat([a, self.physics_head(pv.flatten(1))])
-        positive, valid = _pair_masks(p_owner, b)
+        c, positive, valid = contrastive_candidates(a, self.physics_head(pv.flatten(1)), p_owner)
         phys, phys_has = generalized_info_nce(a, c, positive, valid, self.temperature)
         # Instrument space: anchors vs [anchors; instrument views (the real neighbours)].
         z_inst, iv, i_owner = _with_views(self.instrument_encoder, x, batch["instrument"], batch["instrument_mask"])
         a = self.instrument_head(z_inst.mean(1))
-        c = torch.cat([a, self.instrument_head(iv.mean(1))])
-        positive, valid = _pair_masks(i_owner, b)
+        c, positive, valid = contrastive_candidates(a, self.instrument_head(iv.mean(1)), i_owner)
         inst, inst_has = generalized_info_nce(a, c, positive, valid, self.temperature)
         rec = None
         if self.decoder is not None:
@@ -238,8 +282,7 @@ class SingleLatentModel(nn.Module):
         x = batch["target"]
         z, pv, p_owner = _with_views(self.physics_encoder, x, batch["physics"], batch["physics_mask"])
         a = self.physics_head(z.flatten(1))
-        c = torch.cat([a, self.physics_head(pv.flatten(1))])
-        positive, valid = _pair_masks(p_owner, x.shape[0])
+        c, positive, valid = contrastive_candidates(a, self.physics_head(pv.flatten(1)), p_owner)
         phys, has = generalized_info_nce(a, c, positive, valid, self.temperature)
         return ContrastiveLosses(phys, has)
 
