@@ -11,7 +11,8 @@ out, because they record *when* or *how long* rather than *what*: logs, benchmar
 rule_times.csv, summary.md (it quotes the rule times), checkpoints (they carry wall-clock
 state), metrics.csv (it logs step times), figures and the effective config (it names
 the config files' paths). Parquet files are compared by content (their rows as CSV), since
-the file bytes carry the writer's version.
+the file bytes carry the writer's version; FITS files by their header cards and data, without
+the CHECKSUM/DATASUM cards, whose comment astropy stamps with the time of writing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SKIPPED_DIRS = {"logs", "benchmarks", "checkpoints", "figures", "lightning_logs"
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file's content; parquet by its rows, npz member by member."""
+    """sha256 of a file's content; parquet by its rows, npz member by member, FITS by its cards and data."""
     h = hashlib.sha256()
     if path.suffix == ".parquet":
         buf = io.StringIO()
@@ -42,9 +43,25 @@ def digest(path: Path) -> str:
             for name in sorted(z.files):
                 h.update(name.encode())
                 h.update(np.ascontiguousarray(z[name]).tobytes())
+    elif path.suffix == ".fits":
+        _fits_content(path, h)
     else:
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def _fits_content(path: Path, h) -> None:
+    """Every HDU's header cards and data into ``h``, but the CHECKSUM and DATASUM cards: astropy
+    stamps the CHECKSUM card's comment with the time of writing, so two identical runs differ there."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        for hdu in hdul:
+            for card in hdu.header.cards:
+                if card.keyword not in ("CHECKSUM", "DATASUM"):
+                    h.update(f"{card.keyword}={card.value!r}/{card.comment}".encode())
+            if hdu.data is not None:
+                h.update(np.ascontiguousarray(hdu.data).tobytes())
 
 
 def manifest(root: Path) -> dict[str, str]:

@@ -120,11 +120,11 @@ def _outlier_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], colo
     outliers = table[table["section"] == "outliers"]
     outliers = pd.concat([outliers, _own_score_rows(outliers)], ignore_index=True)
     groups = [
-        ("physics", "precision_rare", "rare classes\nphysics"),
-        ("own score", "precision_rare", "rare classes\nown score"),
-        ("instrument", "precision_pathology", "pathologies\ninstrument"),
-        ("own score", "precision_pathology", "pathologies\nown score"),
-        ("physics", "precision_pathology", "pathologies\nphysics"),
+        ("physics", "precision_rare", "rare\nkNN phys."),
+        ("own score", "precision_rare", "rare\nown score"),
+        ("instrument", "precision_pathology", "pathol.\nkNN inst."),
+        ("own score", "precision_pathology", "pathol.\nown score"),
+        ("physics", "precision_pathology", "pathol.\nkNN phys."),
     ]
     if outliers.empty:
         ax.text(0.5, 0.5, "no truth: outliers not scored", ha="center", va="center", transform=ax.transAxes)
@@ -133,6 +133,7 @@ def _outlier_panel(ax: plt.Axes, table: pd.DataFrame, names: Sequence[str], colo
     _grouped_bars(ax, outliers, groups, names, colours)
     _reference_marks(ax, outliers, groups)
     ax.set_ylim(0, 1.05)
+    ax.tick_params(axis="x", labelsize=6)  # five groups in one panel
     ax.set_ylabel("precision in the top 1%")
     title = "(c) outlier precision: kNN distance per latent;\nown score: Fig 3 flow, CVAE anomaly (dashed: base rate)"
     ax.set_title(title, fontsize=9)
