@@ -13,6 +13,7 @@ from whatsreal.experiments.bootstrap import (
     percentile_ci,
     r2_point,
     r2_replicates,
+    resampled_medians,
 )
 
 from .conftest import tiny_config
@@ -98,3 +99,12 @@ def test_columns_are_independent_and_config_is_read():
     assert both[1] == pytest.approx(alone.point["p1"][0])
     np.testing.assert_allclose(boot.replicates["p"][:, 1], alone.replicates["p1"][:, 0])
     assert bootstrap_config(tiny_config(experiments={"bootstrap": {"n_resamples": 10}})) == (10, 0, 0.95)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8])
+def test_resampled_medians_equal_the_median_of_each_drawn_sample(n):
+    values = np.round(np.random.default_rng(n).normal(size=n), 1)  # rounded: ties
+    counts = bootstrap_counts(n, 200, seed=3)
+    expected = [np.median(np.repeat(values, c)) for c in counts]
+    np.testing.assert_allclose(resampled_medians(values, counts), expected)
+    np.testing.assert_allclose(resampled_medians(values, counts.astype(np.float64)), expected)

@@ -130,6 +130,17 @@ def test_retrieval_finds_identical_latents_and_random_ones_at_chance():
     assert noise1["reference"] == pytest.approx(1 / 500) and noise10["reference"] == pytest.approx(10 / 500)
     assert noise1["value"] <= 0.03 and noise10["value"] <= 0.1
     assert noise10["ci_hi"] < 0.15 and _one(rows, "planted", "top10", "physics")["ci_lo"] == 1.0
+    # The median rank has a bootstrap interval too: [1, 1] for the planted latent, around chance for noise.
+    planted_rank, noise_rank = (
+        _one(rows, "planted", "median_rank", "physics"),
+        _one(rows, "noise", "median_rank", "physics"),
+    )
+    assert planted_rank["ci_lo"] == planted_rank["ci_hi"] == 1.0
+    assert noise_rank["ci_lo"] < noise_rank["value"] < noise_rank["ci_hi"]
+    assert (
+        noise_rank["ci_lo"] < noise_rank["reference"] < noise_rank["ci_hi"]
+        and noise_rank["ci_hi"] - noise_rank["ci_lo"] > 50
+    )
     # A latent that maps everything to one point ranks each counterpart in the middle, not first.
     same = np.zeros((50, 3))
     assert np.all(counterpart_ranks(same, same, np.arange(50)) == 25.5)

@@ -40,21 +40,26 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
 
 
 @pytest.mark.slow  # runs Snakemake in a subprocess
-def test_dry_run_with_contrastive_and_single_latent_runs_resolves(tmp_path):
-    """Runs of other methods (whatsreal.methods) beside the paper's: trained and embedded, no
-    export or sampling experiments (they have no flow-matching decoder)."""
-    overlay = tmp_path / "methods.yaml"
-    runs = {"main": {}, "contrastive": {"method": "contrastive"}, "single": {"method": "single_latent"}}
-    overlay.write_text(yaml.safe_dump({"runs": runs}))
-    res = _snakemake(
-        tmp_path, "all", "-n", "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(overlay)
-    )
+def test_dry_run_of_the_demo_s_method_runs_resolves(tmp_path):
+    """The demo lists a run of every method (whatsreal.methods) beside the paper's two: all trained and
+    embedded; no export or sampling experiments for those without a flow-matching decoder; the
+    experiments that read ``inst_*`` for the contrastive dual encoder only."""
+    res = _snakemake(tmp_path, "all", "-n", "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"))
     assert res.returncode == 0, res.stderr
     jobs = dry_run_jobs(res.stdout + res.stderr)
-    assert jobs["train"] == jobs["embed"] == 3, jobs
-    assert jobs["export"] == jobs["conditioning_gain"] == 1, jobs  # main only
-    assert jobs["probes"] == jobs["umap"] == jobs["retrieval"] == jobs["outliers"] == 2, jobs  # not single
+    runs = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["runs"]
+    assert sorted(r.get("method", "flow_matching") for r in runs.values()) == [
+        "contrastive",
+        "cvae",
+        "flow_matching",
+        "flow_matching",
+        "single_latent",
+    ]
+    assert jobs["train"] == jobs["embed"] == 5, jobs
+    assert jobs["export"] == jobs["conditioning_gain"] == 2, jobs  # the flow-matching runs
+    assert jobs["probes"] == jobs["umap"] == jobs["retrieval"] == jobs["outliers"] == 3, jobs  # and contrastive
     assert jobs["posterior_samples"] == 2, jobs  # main, both directions
+    assert jobs["comparison"] == 1, jobs
 
 
 @pytest.mark.slow  # runs Snakemake in a subprocess

@@ -36,6 +36,7 @@ __all__ = [
     "percentile_ci",
     "r2_point",
     "r2_replicates",
+    "resampled_medians",
 ]
 
 MIN_FINITE_FRACTION = 0.9
@@ -121,6 +122,23 @@ def r2_point(y: np.ndarray, pred: np.ndarray) -> np.ndarray | float:
     y2 = _as_columns(y)
     r2 = r2_replicates(y, pred, np.ones((1, y2.shape[0]), dtype=np.int32))
     return float(r2[0]) if one else r2[0]
+
+
+def resampled_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B,) the median of each resample of ``values`` (n,) that ``counts`` (B, n) describes
+    (:func:`bootstrap_counts`: each resample has n draws), as ``np.median`` of the drawn values.
+
+    Without materialising the resamples: in the sorted values, the middle draws (0-based
+    positions (n - 1) // 2 and n // 2 of a resample) fall on the first values whose cumulative
+    count exceeds those positions.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(np.asarray(counts)[:, order], axis=1)
+    n = len(v)
+    low = v[order][(cum > (n - 1) // 2).argmax(axis=1)]
+    high = v[order][(cum > n // 2).argmax(axis=1)]
+    return 0.5 * (low + high)
 
 
 def percentile_ci(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:

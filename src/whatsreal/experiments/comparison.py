@@ -59,7 +59,13 @@ from scipy import stats
 from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import NearestNeighbors
 
-from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_counts, percentile_ci, r2_point
+from whatsreal.experiments.bootstrap import (
+    BootstrapR2,
+    bootstrap_counts,
+    percentile_ci,
+    r2_point,
+    resampled_medians,
+)
 from whatsreal.experiments.embeddings import SPACES, paired_latents, read_embeddings
 from whatsreal.experiments.outliers import hsc_truth
 from whatsreal.experiments.probe_design import ProbeDesign, ProbeFolds, folds_for, read_probe_sky, resolve_design
@@ -670,7 +676,8 @@ def retrieval_rows(inputs: ComparisonInputs, settings: ComparisonSettings) -> li
             extra = {"ci_lo": lo[0], "ci_hi": hi[0], "reference": top / n_gallery, "n": len(held), "note": note}
             rows.append(_row(rep, "retrieval", metric, "physics", hits.mean(), **extra))
         note = f"median rank of the Legacy view among {n_gallery} (1 = nearest; chance {(n_gallery + 1) / 2:.0f})"
-        extra = {"reference": (n_gallery + 1) / 2, "n": len(held), "note": note}
+        lo, hi = percentile_ci(resampled_medians(ranks, counts)[:, None], conf)
+        extra = {"ci_lo": lo[0], "ci_hi": hi[0], "reference": (n_gallery + 1) / 2, "n": len(held), "note": note}
         rows.append(_row(rep, "retrieval", "median_rank", "physics", float(np.median(ranks)), **extra))
     return rows
 
