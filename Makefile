@@ -43,7 +43,8 @@ report: check-config
 	echo "report: $$out (summary: $$(dirname $$out)/summary.md)"
 
 # The README's figures (docs/figures/): small copies of the sky overview, Fig 4 and Fig 6 of
-# run main from the finished run under RESULTS (`make run` first). Commit what it rewrites.
+# run main and the methods comparison, from the finished run under RESULTS (`make run` first).
+# Commit what it rewrites.
 RESULTS ?= results/sim
 readme-figures: $(STAMP)
 	$(BIN)/python -m whatsreal.plots.readme_figures $(RESULTS) docs/figures

@@ -36,14 +36,14 @@ def fake_figure(path: Path, width_px: int, height_px: int) -> None:
 
 @pytest.fixture
 def finished_run(tmp_path: Path) -> Path:
-    """A results tree holding just the three figures the README shows."""
+    """A results tree holding just the four figures the README shows."""
     results = tmp_path / "results" / "sim"
     for fig in readme_sources(results):
         fake_figure(fig.source, 1200, 300)
     return results
 
 
-def test_writes_small_copies_of_the_three_figures(finished_run, tmp_path):
+def test_writes_small_copies_of_the_four_figures(finished_run, tmp_path):
     dest = tmp_path / "docs" / "figures"
     written = readme_figures(finished_run, dest, max_width=900)
     assert [p.name for p in written] == [f.source.name for f in readme_sources(finished_run)]
@@ -94,4 +94,4 @@ def test_missing_figure_is_named_with_the_command_that_makes_it(finished_run, tm
 def test_command_line_prints_what_it_wrote(finished_run, tmp_path, capsys):
     assert main([str(finished_run), str(tmp_path / "figures"), "--max-width", "600"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 3 and all("600x150" in line for line in out)
+    assert len(out) == len(readme_sources(finished_run)) == 4 and all("600x150" in line for line in out)

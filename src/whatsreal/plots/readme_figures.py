@@ -1,8 +1,8 @@
-"""The README's figures: small copies of three figures of a finished demo run.
+"""The README's figures: small copies of four figures of a finished demo run.
 
 A newcomer should see what ``make run`` produces before spending half an hour on it, so the
 README shows the synthetic sky, Fig 4 (the probes) and Fig 6 (the counterfactuals) of run
-``main``. The full-size PNGs are 0.2-1.3 MB each, too heavy to commit and to load inline, so
+``main``, and the methods comparison. The full-size PNGs are 0.2-1.3 MB each, too heavy to commit and to load inline, so
 this module downsizes them (at most ``max_width`` pixels wide) and stores each as a palette PNG
 under a byte budget. It reads the figures where :class:`~whatsreal.layout.DatasetLayout` puts
 them, so it never spells a results file name, and it names the missing ones (and the command
@@ -31,7 +31,7 @@ __all__ = ["MissingFigureError", "ReadmeFigure", "readme_figures", "readme_sourc
 MAX_WIDTH = 900
 """Pixels: about the width of GitHub's README column; wider would only cost bytes."""
 MAX_BYTES = 250_000
-"""Per figure: three of them keep the repository's history light and the README quick to load."""
+"""Per figure: four of them keep the repository's history light and the README quick to load."""
 PALETTES = (256, 128)
 """Colours tried in turn: the largest palette that fits the byte budget wins. Fewer posterise
 the cutouts' faint outskirts, so below 128 the width shrinks instead: the demo's cutouts are
@@ -63,6 +63,7 @@ def readme_sources(results: DatasetLayout | str | Path, run: str = "main") -> li
         ReadmeFigure(data.sky_figure, "the synthetic sky overview"),
         ReadmeFigure(figures.figure("fig4_probes"), f"Fig 4 (probes) of run '{run}'"),
         ReadmeFigure(figures.figure("fig6_counterfactuals"), f"Fig 6 (counterfactuals) of run '{run}'"),
+        ReadmeFigure(data.comparison_figure, "the methods comparison"),
     ]
 
 
