@@ -245,6 +245,7 @@ def test_run_comparison_writes_the_table_curves_and_figure(tmp_path):
     section = methods_compared_section(table, k=10)
     assert section[0] == "## Methods compared" and any("main (flow_matching)" in line for line in section)
     assert any(line.startswith("| Legacy counterpart top-10 |") for line in section)
+    assert not any("is supervised" in line for line in section)  # no cvae run: no caveat
     text = write_summary(tiny_config(), tmp_path, ["main"], tmp_path / "summary.md", comparison=out / "comparison.csv")
     assert text.index("## Methods compared") < text.index("## Run `main`")
 
@@ -306,6 +307,7 @@ def test_each_method_s_own_outlier_score_is_ranked_beside_the_knn_ones(tmp_path)
     section = "\n".join(methods_compared_section(table, k=10))
     assert "| rare classes in top outliers (CVAE anomaly score) |" in section
     assert "| pathologies in top outliers (Fig 3 flow, instrument) |" in section
+    assert "A `cvae` run is supervised" in section  # its physics rows are not a held-out measurement
     # A flow-score file that lacks a pair is named in the error.
     pd.concat(flows)[lambda d: d["pair"] != 7].to_parquet(main.table("outlier_scores.parquet"), index=False)
     with pytest.raises(ValueError, match=r"outlier_scores.parquet: no 'nll' for pair\(s\) \[7\]"):

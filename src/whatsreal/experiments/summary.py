@@ -581,6 +581,13 @@ def methods_compared_section(table: pd.DataFrame, k: int) -> list[str]:
         "`comparison/comparison_fewshot.csv`.",
         "",
     ]
+    if "cvae" in set(table["method"]):
+        lines += [
+            "A `cvae` run is supervised: its latent regresses `cvae.properties` on the labels of the `train` "
+            "split (on the synthetic sky, the truth), so its rows for those properties score pairs whose "
+            "labels it was fitted to; `experiments.probes.pairs: held_out` scores the held-out pairs only.",
+            "",
+        ]
     return [*lines, *_table(header, body), ""]
 
 
