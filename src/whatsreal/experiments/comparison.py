@@ -268,11 +268,9 @@ class RunFiles:
         return cls(name, method, run.embeddings, run.metrics, bench if bench.exists() else None, scores)
 
 
-def _embedding_spaces(
-    path: str | Path, n_pairs: int, emb: pd.DataFrame | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Physics (and, when the file has ``inst_*`` columns, instrument) features per survey in pair order."""
-    emb = read_embeddings(path, spaces=("physics",)) if emb is None else emb
+def _embedding_spaces(emb: pd.DataFrame, path: str | Path, n_pairs: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Physics (and, when the file has ``inst_*`` columns, instrument) features per survey in pair order,
+    from the embeddings ``emb`` read from ``path`` (named in errors)."""
     has_inst = any(c.startswith(SPACES["instrument"]) and c[len(SPACES["instrument"]) :].isdigit() for c in emb)
     pairs = np.arange(n_pairs)
     out = {}
@@ -372,10 +370,11 @@ def load_comparison(
     reps = []
     for run in runs:
         emb = read_embeddings(run.embeddings, spaces=("physics",))
-        spaces, own = _embedding_spaces(run.embeddings, n, emb), own_outlier_scores(run, emb, n)
+        spaces, own = _embedding_spaces(emb, run.embeddings, n), own_outlier_scores(run, emb, n)
         reps.append(Representation(run.name, run.method, spaces, _run_cost(run), own))
     rnd_cost = TrainingCost(read_training_cost(random_init_benchmark, None).seconds, 0)
-    reps.append(Representation(RANDOM_INIT, RANDOM_INIT, _embedding_spaces(random_init, n), rnd_cost))
+    rnd = read_embeddings(random_init, spaces=("physics",))
+    reps.append(Representation(RANDOM_INIT, RANDOM_INIT, _embedding_spaces(rnd, random_init, n), rnd_cost))
     pixels = {s: downsampled_pixels(np.load(images[s], mmap_mode="r"), settings.pixel_downsample) for s in SURVEY_ORDER}
     if any(len(p) != n for p in pixels.values()):
         raise ValueError(f"images have {[len(p) for p in pixels.values()]} rows but the meta files {n} pairs")
@@ -625,14 +624,16 @@ def outlier_rows(inputs: ComparisonInputs, settings: ComparisonSettings) -> list
     what = {"rare": "mergers/lenses", "pathology": "HSC pathologies"}
     rows = []
     for rep in inputs.reps:
-        rankings = {space: knn_outlier_scores(hsc, settings.outlier_k) for space, (hsc, _) in rep.spaces.items()}
-        by = {space: f"{settings.outlier_k}-NN distance ({space})" for space in rankings}
-        rankings.update(rep.own_scores)
-        by.update({label: _own_score_note(label) for label in rep.own_scores})
-        for space, score in rankings.items():
+        # Label -> (score, what ranks by it): the kNN distance in each latent, then the method's own scores.
+        rankings = {
+            space: (knn_outlier_scores(hsc, settings.outlier_k), f"{settings.outlier_k}-NN distance ({space})")
+            for space, (hsc, _) in rep.spaces.items()
+        }
+        rankings |= {label: (score, _own_score_note(label)) for label, score in rep.own_scores.items()}
+        for space, (score, by) in rankings.items():
             for kind, positive in truth.items():
                 p, lo, hi, m = precision_at_top(score, positive, settings.outlier_fraction, conf)
-                note = f"{what[kind]} among the {m} HSC objects of largest {by[space]}"
+                note = f"{what[kind]} among the {m} HSC objects of largest {by}"
                 extra = {"ci_lo": lo, "ci_hi": hi, "reference": float(positive.mean()), "n": m, "note": note}
                 rows.append(_row(rep, "outliers", f"precision_{kind}", space, p, **extra))
     return rows
