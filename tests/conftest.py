@@ -163,6 +163,12 @@ def save_untrained_checkpoint(cfg: dict, directory: Path) -> str:
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 TINY_WORKFLOW = {
+    # The ablated run also changes a model key, so every job that checks a checkpoint against
+    # its run's config (the conditioning gain) is exercised on a run overlay, not the top level.
+    "runs": {
+        "main": {},
+        "random_neighbours": {"neighbours": {"mode": "random"}, "model": {"unet": {"attention_head_dim": 4}}},
+    },
     "train": {
         "max_steps": 4,
         "batch_size": 8,

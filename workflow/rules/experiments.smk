@@ -2,6 +2,12 @@
 # each reading only what it needs, so any one reruns alone without retraining.
 # Outputs: results/{dataset}/runs/{run}/{figures,tables,samples,fits}/ and the
 # dataset-level baselines/ (the untrained and supervised ResNet references).
+#
+# Threads: rules whose work is one core's (probe MLPs pinned to one thread, UMAP with a
+# fixed seed, the outlier flows, table assembly; rule_times.csv's mean load <= ~100 %)
+# declare 1 so a 2-core laptop runs two of them at once; Snakemake sets OMP_NUM_THREADS
+# to it. Model evaluations and the ResNet baseline declare 2 (the SLURM profile's
+# set-threads raises the heavy ones on a cluster).
 
 ABLATION_REFERENCE = DATA.run(config["experiments"]["ablation"]["reference"])
 
@@ -24,7 +30,7 @@ rule random_init_embeddings:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("random_init_embeddings"),
-    threads: 2
+    threads: 1
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -71,7 +77,7 @@ rule umap:
         DATA.log("umap_{run}"),
     benchmark:
         benchmark_file("umap")
-    threads: 2
+    threads: 1
     params:
         settings=settings("umap"),
     conda:
@@ -102,7 +108,7 @@ rule outliers:
         DATA.log("outliers_{run}"),
     benchmark:
         benchmark_file("outliers")
-    threads: 2
+    threads: 1
     params:
         settings=settings("outliers"),
     conda:
@@ -148,7 +154,7 @@ rule probes:
         DATA.log("probes_{run}"),
     benchmark:
         benchmark_file("probes")
-    threads: 2
+    threads: 1
     params:
         settings=settings("probes"),
     conda:
@@ -193,7 +199,7 @@ rule ablation:
     params:
         surveys=list(SURVEY_ORDER),
         settings=settings("ablation"),
-    threads: 2
+    threads: 1
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -219,7 +225,7 @@ rule retrieval:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("retrieval"),
-    threads: 2
+    threads: 1
     conda:
         "../envs/whatsreal.yaml"
     script:
@@ -290,7 +296,7 @@ rule truth_counterfactuals:
         DATA.log("truth_counterfactuals_{run}"),
     benchmark:
         benchmark_file("truth_counterfactuals")
-    threads: 2
+    threads: 1
     params:
         settings=settings("truth_counterfactuals"),
     conda:
@@ -321,7 +327,7 @@ rule zero_shot:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("zero_shot"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
     conda:
@@ -496,7 +502,7 @@ rule comparison:
         methods=lambda wildcards, input: run_methods(),
         scored=lambda wildcards, input: outlier_scored_runs(),
         settings=settings("comparison"),
-    threads: 2
+    threads: 1
     conda:
         "../envs/whatsreal.yaml"
     script:

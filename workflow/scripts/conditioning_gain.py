@@ -6,11 +6,13 @@ from whatsreal.logs import log_to_file
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
+from whatsreal.config import SCHEMA_PATH, run_config
 from whatsreal.experiments.conditioning_gain import run_conditioning_gain
 
-# The whole config: the checkpoint is checked against its model and preprocess sections.
+# The run's config (its overlay on the rest): the checkpoint is checked against its model and
+# preprocess sections, which a run overlay may change (e.g. a smaller UNet).
 run_conditioning_gain(
-    sm.config,
+    run_config(sm.config, sm.wildcards.run, SCHEMA_PATH),
     model=sm.input.model,
     data=sm.params.data_dir,
     metrics=sm.input.metrics,
