@@ -22,10 +22,10 @@ import torch
 
 from whatsreal.config import SCHEMA_PATH, load_config
 from whatsreal.data.triplets import TripletDataset
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.embed import encode_images
 from whatsreal.model.flow import build_model
 from whatsreal.model.samplers import integrate
-from whatsreal.train.run import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,8 +68,8 @@ def main() -> None:
         f"({cfg['train']['batch_size'] / statistics.median(times):.0f} samples/s)"
     )
 
-    module, _ = load_model(args.checkpoint)
-    model = module.model.eval()
+    model, _ = load_trained_model(args.checkpoint)
+    model = model.eval()
     split = pd.read_parquet(data / "split.parquet")
     val = split.loc[split["split"] == "val", "pair"].to_numpy()[: args.n_galaxies]
     ds = TripletDataset(data, val, anchors=np.zeros(len(val), dtype=np.int64))  # HSC-anchored

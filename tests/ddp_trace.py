@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import yaml
 
-from whatsreal.train.run import load_model
+from whatsreal.methods import build_module
+from whatsreal.model.checkpoint import read_checkpoint
 from whatsreal.train.trace import parameter_digest
 
 from .conftest import SCHEMA, tiny_model_config
@@ -84,7 +85,9 @@ def check_ddp_trace(traces: dict[int, list[dict]], world: int, model: Path, firs
         assert (end["global_rank"], end["world_size"], end["step"]) == (rank, world, last_step), end
     digests = {end["weights"] for end in ends.values()}
     assert len(digests) == 1, "ranks ended with different weights: gradients were not synchronised"
-    module, _ = load_model(model)
+    ckpt = read_checkpoint(model)
+    module = build_module(ckpt["hyper_parameters"]["config"])  # the LightningModule the ranks digested
+    module.load_state_dict(ckpt["state_dict"])
     assert parameter_digest(module) == digests.pop(), f"{model} does not hold the weights the ranks ended with"
 
     writes = {r: {p for rec in recs if rec["event"] == "write" for p in rec["paths"]} for r, recs in traces.items()}

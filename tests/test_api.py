@@ -27,9 +27,9 @@ from whatsreal.cli import main
 from whatsreal.data.mmu import read_images
 from whatsreal.export import ModelFormatError, export_model
 from whatsreal.layout import DatasetLayout, ModelLayout
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.embed import export_embeddings
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
-from whatsreal.train.run import load_model
 
 from .conftest import REPO, save_untrained_checkpoint, tiny_model_config
 
@@ -70,16 +70,16 @@ def test_the_directory_holds_safetensors_json_and_a_diffusers_unet(exported):
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
-    module, _ = load_model(ckpt)
-    for (name, a), b in zip(unet.state_dict().items(), module.model.unet.state_dict().values(), strict=True):
+    net, _ = load_trained_model(ckpt)
+    for (name, a), b in zip(unet.state_dict().items(), net.unet.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
 def test_loaded_model_embeds_exactly_as_the_pipeline(exported, tmp_path):
     root, data, ckpt = exported
     model = whatsreal.load(root, device="cpu")
-    module, _ = load_model(ckpt)
-    pipeline = export_embeddings(module.model, data, tmp_path / "e.parquet", tmp_path / "t.npz", batch_size=16)
+    net, _ = load_trained_model(ckpt)
+    pipeline = export_embeddings(net, data, tmp_path / "e.parquet", tmp_path / "t.npz", batch_size=16)
     for survey in SURVEY_ORDER:
         images = np.load(data.images(survey), mmap_mode="r")[:12]
         ours = model.embed(images, survey).table(survey)
@@ -147,8 +147,8 @@ def _write_cutout_fits(path: Path, images: np.ndarray, meta: pd.DataFrame, surve
 
 def test_cli_embed_on_a_fits_file_matches_the_pipeline(exported, tmp_path):
     root, data, ckpt = exported
-    module, _ = load_model(ckpt)
-    pipeline = export_embeddings(module.model, data, tmp_path / "e.parquet", tmp_path / "t.npz", batch_size=16)
+    net, _ = load_trained_model(ckpt)
+    pipeline = export_embeddings(net, data, tmp_path / "e.parquet", tmp_path / "t.npz", batch_size=16)
     pairs = np.arange(3, 9)
     raw, _, meta = _raw(data, "hsc", pairs)
     src = tmp_path / "my_cutouts.fits"

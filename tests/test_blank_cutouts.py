@@ -16,10 +16,11 @@ import pytest
 from whatsreal.data import stages
 from whatsreal.data.catalog import band_letters
 from whatsreal.data.preprocess import BandTransform, crop_window
-from whatsreal.data.triplets import TripletDataModule, TripletDataset
+from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
 from whatsreal.experiments.conditioning_gain import val_pairs
 from whatsreal.experiments.posterior import heldout_pairs
+from whatsreal.train.datamodules import TripletDataModule
 
 SURVEYS = ("hsc", "legacysurvey")
 MODES = ("drop", "flag")

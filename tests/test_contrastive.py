@@ -13,6 +13,7 @@ from whatsreal.config import run_config, validate_config
 from whatsreal.experiments.embeddings import SPACES, latent_columns, paired_latents, read_embeddings
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import METHODS, build_module, export_checkpoint, method_of, run_method
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.contrastive import (
     DualContrastiveModel,
     SingleLatentModel,
@@ -24,7 +25,7 @@ from whatsreal.plan import BASE_RULES, GENERATIVE_RULES, generative_runs, run_ru
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.module import ContrastiveModule, FlowMatchingModule
-from whatsreal.train.run import load_model, train
+from whatsreal.train.run import train
 
 from .conftest import SCHEMA, TINY_MODEL, tiny_config, tiny_model_config
 
@@ -251,8 +252,9 @@ def test_tiny_training_writes_the_run_and_its_embeddings_pass_the_contract(metho
     reasons = describe_differences(saved_prov, training_fingerprint(rule_settings(hotter, "train"), files))
     assert any("temperature" in r for r in reasons), reasons  # a changed setting retrains, never resumes
 
-    module, saved = load_model(run_dir / "model.ckpt", cfg)
-    assert isinstance(module, ContrastiveModule) and saved["method"] == method
+    net, saved = load_trained_model(run_dir / "model.ckpt", cfg)
+    assert isinstance(net, DualContrastiveModel if method == "contrastive" else SingleLatentModel)
+    assert saved["method"] == method
     out, tokens = tmp_path / "embeddings.parquet", tmp_path / "tokens.npz"
     export_checkpoint(run_dir / "model.ckpt", data, out, tokens, batch_size=16)  # as the embed rule does
     spaces = METHODS[method].spaces

@@ -10,15 +10,16 @@ import pytest
 import torch
 
 from whatsreal.config import run_config, validate_config
-from whatsreal.data.cvae import CvaeDataModule, property_labels, training_files
+from whatsreal.data.cvae import property_labels, training_files
 from whatsreal.experiments.embeddings import paired_latents, read_embeddings
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import checkpoint_method, export_checkpoint, method_of, training_data_files
+from whatsreal.model.checkpoint import read_checkpoint
 from whatsreal.model.cvae import PhysicsCVAE, anomaly_scores, cvae_loss, gaussian_kl
 from whatsreal.model.cvae_embed import ANOMALY_COLUMN, PREDICTION_PREFIX
 from whatsreal.rule_settings import rule_settings
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.train.cvae import load_cvae
+from whatsreal.train.datamodules import CvaeDataModule
 from whatsreal.train.run import train
 
 from .conftest import SCHEMA, tiny_config
@@ -274,10 +275,10 @@ def test_a_tiny_training_writes_the_model_and_metrics_and_contract_embeddings(tm
     both = paired_latents(emb, "phys_", np.arange(40), out)
     assert both.shape == (80, 4) and np.isfinite(both).all()
 
-    module, saved = load_cvae(run / "model.ckpt")
-    assert saved["method"] == "cvae"
+    ckpt = read_checkpoint(run / "model.ckpt")
+    assert ckpt["hyper_parameters"]["config"]["method"] == "cvae"
     pred = emb[f"{PREDICTION_PREFIX}redshift"].to_numpy()
-    mean, std = module.label_mean.numpy(), module.label_std.numpy()
+    mean, std = ckpt["state_dict"]["label_mean"].numpy(), ckpt["state_dict"]["label_std"].numpy()
     assert np.allclose(pred, emb["phys_0"] * std[0] + mean[0], rtol=1e-5)
     # The standardisation in the checkpoint is the training split's (usable, labelled pairs).
     train_z = property_labels(cfg, data).values[:32, 0]

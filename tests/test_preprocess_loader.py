@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 from whatsreal.config import validate_config
 from whatsreal.data.preprocess import BandTransform, resample_centre
 from whatsreal.data.stages import read_normalisation
-from whatsreal.data.triplets import TripletDataModule, TripletDataset, passthrough_collate
+from whatsreal.data.triplets import TripletDataset, passthrough_collate
+from whatsreal.train.datamodules import TripletDataModule
 
 from .conftest import SCHEMA
 

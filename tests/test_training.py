@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from whatsreal.config import run_config
+from whatsreal.model.checkpoint import CheckpointError, load_trained_model
 from whatsreal.train.module import FlowMatchingModule, NonFiniteLossError
-from whatsreal.train.run import TrainingSetupError, load_model, resolve_hardware, train
+from whatsreal.train.run import TrainingSetupError, resolve_hardware, train
 
 from .conftest import SCHEMA, tiny_model_config
 
@@ -52,7 +53,7 @@ def test_killed_training_resumes_at_the_same_step_with_the_same_lr(tiny_data, tm
     for step in res_lr.index:
         assert res_lr[step] == pytest.approx(ref_lr[step]), f"LR at step {step}"
     assert ref_lr.iloc[-1] < ref_lr.iloc[0], "cosine decay over the run, in steps"
-    _, saved = load_model(interrupted / "model.ckpt", cfg)
+    _, saved = load_trained_model(interrupted / "model.ckpt", cfg)
     assert saved["model"] == cfg["model"]
 
 
@@ -72,8 +73,8 @@ def test_another_config_retrains_from_scratch_and_loading_refuses_it(tiny_data, 
         train(other, data, run_dir, run_dir / "model.ckpt")
     assert "training from step 0, not resuming" in caplog.text
     assert len(list((run_dir / "stale").glob("*/checkpoints/last.ckpt"))) == 1
-    with pytest.raises(TrainingSetupError, match=r"model\.encoder\.token_dim .*model\.unet\.layers_per_block"):
-        load_model(run_dir / "model.ckpt", cfg)
+    with pytest.raises(CheckpointError, match=r"model\.encoder\.token_dim .*model\.unet\.layers_per_block"):
+        load_trained_model(run_dir / "model.ckpt", cfg)
 
 
 @pytest.mark.slow  # trains the tiny model in-process

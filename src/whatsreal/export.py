@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import save_file
 
 import whatsreal
@@ -38,6 +37,7 @@ from whatsreal.data.stages import read_normalisation
 from whatsreal.fits_images import NATIVE_BUNIT
 from whatsreal.layout import ModelLayout
 from whatsreal.methods import method_of
+from whatsreal.model.checkpoint import read_checkpoint, trained_model
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS
 
 __all__ = [
@@ -109,19 +109,17 @@ def export_model(
 ) -> ModelLayout:
     """Write the model directory ``out_dir`` from a training checkpoint and each survey's
     metadata file (``{survey: path}``, where preprocessing stored the fitted standardisation)."""
-    from whatsreal.train.run import load_model
-
     missing = [s for s in SURVEY_ORDER if s not in meta]
     if missing:
         raise ValueError(f"export needs every survey's metadata file; missing: {missing}")
-    module, config = load_model(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
+    net, config = trained_model(ckpt)
     method = method_of(config)
     if not method.generative:
         raise ValueError(
             f"{checkpoint}: a '{method.name}' run has no flow-matching decoder to export; its embeddings.parquet "
             "is its product (whatsreal.methods)"
         )
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     trained = ckpt.get("hyper_parameters", {}).get("provenance") or {}
     provenance = {
         "run": run,
@@ -138,7 +136,7 @@ def export_model(
     out.root.parent.mkdir(parents=True, exist_ok=True)
     staging = ModelLayout(Path(tempfile.mkdtemp(prefix=f".{out.root.name}.", dir=out.root.parent)))
     try:
-        net = module.model.eval()
+        net = net.eval()
         weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
         save_file(weights, staging.weights, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
         net.unet.save_pretrained(staging.unet, safe_serialization=True)

@@ -1,12 +1,13 @@
 """The training methods a run can use (config ``method``), and what each one implies.
 
-The triplet methods train on the same triplets (:class:`whatsreal.data.triplets.TripletDataModule`);
+The triplet methods train on the same triplets (:class:`whatsreal.train.datamodules.TripletDataModule`);
 the CVAE (seed 003) on one survey's cutouts with their physical labels. All export the same
 ``embeddings.parquet`` contract (:mod:`whatsreal.model.embed`), so the experiments compare them
 on equal terms. What differs, and is decided here in one place:
 
-- the Lightning module that trains it (imported only when a run is built, so the workflow's
-  planning, which imports this module, never loads torch);
+- the Lightning module that trains it and the network that module trains (both imported only
+  when a run is built, so the workflow's planning, which imports this module, never loads
+  torch); inference rebuilds the network alone (:mod:`whatsreal.model.checkpoint`), without Lightning;
 - the files its training reads (the train rule's inputs and the checkpoint's fingerprint:
   :func:`training_data_files`), its data module and how a checkpoint exports embeddings;
 - the latent spaces it exports (``phys_*`` and ``inst_*``, or ``phys_*`` only for a single latent);
@@ -42,6 +43,7 @@ __all__ = [
     "Method",
     "build_datamodule",
     "build_module",
+    "build_network",
     "checkpoint_method",
     "export_checkpoint",
     "method_of",
@@ -63,6 +65,9 @@ class Method:
     name: str
     module: str
     """``package.module:Class`` of its LightningModule, built as ``Class(config, provenance)``."""
+    network: str
+    """``package.module:callable`` building the network its LightningModule trains (``self.model``) as
+    ``f(config)``: what a checkpoint's weights load into for inference (whatsreal.model.checkpoint)."""
     spaces: tuple[str, ...]
     """Latent spaces written to embeddings.parquet (whatsreal.experiments.embeddings.SPACES names)."""
     rules: tuple[str, ...] | None
@@ -87,6 +92,7 @@ METHODS: dict[str, Method] = {
     "flow_matching": Method(
         "flow_matching",
         "whatsreal.train.module:FlowMatchingModule",
+        "whatsreal.model.flow:build_model",
         spaces=("physics", "instrument"),
         rules=None,
     ),
@@ -94,6 +100,7 @@ METHODS: dict[str, Method] = {
     "contrastive": Method(
         "contrastive",
         "whatsreal.train.module:ContrastiveModule",
+        "whatsreal.model.contrastive:build_contrastive_model",
         spaces=("physics", "instrument"),
         rules=EMBEDDING_RULES,
         settings=("method", "contrastive"),
@@ -104,6 +111,7 @@ METHODS: dict[str, Method] = {
     "single_latent": Method(
         "single_latent",
         "whatsreal.train.module:ContrastiveModule",
+        "whatsreal.model.contrastive:build_contrastive_model",
         spaces=("physics",),
         rules=("train", "embed"),
         settings=("method", "contrastive.temperature", "contrastive.projection_dim", "contrastive.lambda_physics"),
@@ -113,10 +121,11 @@ METHODS: dict[str, Method] = {
     "cvae": Method(
         "cvae",
         "whatsreal.train.cvae:CvaeModule",
+        "whatsreal.model.cvae:build_cvae",
         spaces=("physics",),
         rules=("train", "embed"),
         settings=("method", "cvae"),
-        datamodule="whatsreal.data.cvae:CvaeDataModule",
+        datamodule="whatsreal.train.datamodules:CvaeDataModule",
         data_files="whatsreal.data.cvae:training_files",
         exporter="whatsreal.model.cvae_embed:export_cvae_embeddings",
     ),
@@ -154,9 +163,14 @@ def build_module(config: dict, provenance: dict | None = None) -> L.LightningMod
     return module_class(method_of(config))(config, provenance)
 
 
+def build_network(config: dict) -> torch.nn.Module:
+    """A fresh network of ``config``'s method: what its module trains, and inference loads."""
+    return _import(method_of(config).network)(config)
+
+
 def triplet_datamodule(config: dict, data: DatasetLayout | str | Path) -> L.LightningDataModule:
     """The triplets of the run's split and neighbour mode, batched as ``train`` says."""
-    from whatsreal.data.triplets import TripletDataModule
+    from whatsreal.train.datamodules import TripletDataModule
 
     train_cfg = config["train"]
     return TripletDataModule(
@@ -200,11 +214,11 @@ def export_triplet_method(
     device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """embeddings.parquet (and the token file) of a trained triplet method, with its latent spaces."""
+    from whatsreal.model.checkpoint import load_trained_model
     from whatsreal.model.embed import export_embeddings
-    from whatsreal.train.run import load_model
 
-    module, saved = load_model(checkpoint)
-    return export_embeddings(module.model, data, out, tokens_out, batch_size, device, spaces=method_of(saved).spaces)
+    net, saved = load_trained_model(checkpoint)
+    return export_embeddings(net, data, out, tokens_out, batch_size, device, spaces=method_of(saved).spaces)
 
 
 def export_checkpoint(

@@ -24,11 +24,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from whatsreal.data.lazy_memmap import LazyMemmapDataset
 from whatsreal.data.usable import usable_pairs
@@ -37,7 +35,6 @@ from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
     "PROPERTY_COLUMNS",
-    "CvaeDataModule",
     "CvaeDataset",
     "PropertyLabels",
     "label_file",
@@ -167,47 +164,3 @@ class CvaeDataset(LazyMemmapDataset):
             "labels": torch.from_numpy(self.labels[pair]),
             "pair": torch.from_numpy(pair),
         }
-
-
-def _collated(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return batch  # __getitems__ already returns a batch
-
-
-class CvaeDataModule(L.LightningDataModule):
-    """Train/val loaders of a run's CVAE: split.parquet, usable pairs only, labels standardised."""
-
-    def __init__(self, config: dict, data: DatasetLayout | str | Path) -> None:
-        super().__init__()
-        self.labels: PropertyLabels | None = None
-        self.config = config
-        self.layout = DatasetLayout.of(data)
-        self.batch_size = int(config["train"]["batch_size"])
-        self.num_workers = int(config["train"]["num_workers"])
-        self.seed = int(config["train"]["seed"])
-
-    def setup(self, stage: str | None = None) -> None:
-        split = pd.read_parquet(self.layout.split, columns=["pair", "split"])
-        split = split[usable_pairs(self.layout)[split["pair"].to_numpy(dtype=np.int64)]]
-        self.labels = property_labels(self.config, self.layout)  # the module copies its standardisation
-        labels = self.labels.standardised()
-        survey = self.config["cvae"]["survey"]
-        self.train_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "train", "pair"], labels)
-        self.val_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "val", "pair"], labels)
-
-    def _loader(self, ds: CvaeDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=_collated,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(ds) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

@@ -12,35 +12,28 @@ Batches are gathered with one vectorised read per survey (``__getitems__``), and
 memory maps are opened lazily in each worker, so ``num_workers > 0`` works.
 
 Pairs with a dropped blank cutout (:mod:`whatsreal.data.usable`) are never an instrument
-view of another pair here, and :class:`TripletDataModule` leaves them out of training
-and validation.
+view of another pair here, and the training's data module
+(:class:`whatsreal.train.datamodules.TripletDataModule`) leaves them out of training and validation.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import lightning as L
 import numpy as np
-import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from whatsreal.data.lazy_memmap import LazyMemmapDataset
 from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
 from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["TripletDataModule", "TripletDataset", "passthrough_collate"]
+__all__ = ["TripletDataset", "passthrough_collate"]
 
 
 def passthrough_collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``__getitems__`` already returns a collated batch."""
     return batch
-
-
-log = logging.getLogger(__name__)
 
 
 class TripletDataset(LazyMemmapDataset):
@@ -141,62 +134,3 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.empty((rows.size, *array.shape[1:]), dtype=np.float32)
     out[order] = array[rows[order]]
     return out
-
-
-class TripletDataModule(L.LightningDataModule):
-    """Train/val loaders over a preprocessed dataset (its layout or root directory) and its saved split.
-
-    Only usable pairs (:func:`whatsreal.data.usable.usable_pairs`) are trained and
-    validated on.
-    """
-
-    def __init__(
-        self,
-        data: DatasetLayout | str | Path,
-        mode: str = "spatial",
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.layout = DatasetLayout.of(data)
-        self.mode = mode
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-
-    def setup(self, stage: str | None = None) -> None:
-        split = pd.read_parquet(self.layout.split)
-        usable = usable_pairs(self.layout)
-        pairs = split["pair"].to_numpy(dtype=np.int64)
-        keep = usable[pairs]
-        if not keep.all():
-            log.warning(
-                "%d of %d pairs left out of training and validation: a blank cutout "
-                "(the surveys' meta files, blank_bands; preprocess.blank_cutouts: drop)",
-                int((~keep).sum()),
-                len(pairs),
-            )
-        split = split[keep]
-        self.train_set = TripletDataset(self.layout, split.loc[split["split"] == "train", "pair"], self.mode)
-        self.val_set = TripletDataset(
-            self.layout, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
-        )
-
-    def _loader(self, ds: TripletDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=passthrough_collate,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

@@ -26,10 +26,10 @@ from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, 
 from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.train.run import load_model
 
 __all__ = ["GAIN_COLUMNS", "gain_table", "run_conditioning_gain", "val_pairs"]
 
@@ -124,16 +124,16 @@ def run_conditioning_gain(
     """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run.
 
     The whole ``config``: the checkpoint is checked against its model and preprocess sections
-    (:func:`whatsreal.train.run.load_model`), and the interval uses ``experiments.bootstrap``.
+    (:func:`whatsreal.model.checkpoint.load_trained_model`), and the interval uses ``experiments.bootstrap``.
     ``data``: the dataset (its layout or root)."""
     layout = DatasetLayout.of(data)
     conditioning_gain_cfg = config["experiments"]["conditioning_gain"]
     draws = conditioning_gain_cfg["draws"]
-    module, _ = load_model(model, config)
-    module.eval().to(compute_device())
+    net, _ = load_trained_model(model, config)
+    net.eval().to(compute_device())
     pairs = val_pairs(layout.split, usable=usable_pairs(layout.root))
     per_pair, loss_true = measure_gains(
-        module.model, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"]
+        net, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"]
     )
     n_resamples, seed, confidence = bootstrap_config(config)
     df = gain_table(per_pair, loss_true, draws, n_resamples, seed, confidence)

@@ -70,9 +70,9 @@ from whatsreal.device import compute_device
 from whatsreal.experiments.posterior import galaxy_noise, sample_posterior, usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.plots.generative import plot_noise_model
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.train.run import load_model
 from whatsreal.truth import PATHOLOGIES
 
 __all__ = [
@@ -556,8 +556,8 @@ class _Decoder:
 
 def _load_decoder(model: str | Path, noise_model_cfg: dict, sample_cfg: dict) -> _Decoder:
     """The run's decoder, in eval mode on the compute device."""
-    module, saved = load_model(model)
-    net = module.model.eval()
+    net, saved = load_trained_model(model)
+    net = net.eval()
     device = compute_device()
     net.to(device)
     return _Decoder(

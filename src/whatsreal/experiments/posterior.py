@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,13 @@ from whatsreal.data.usable import usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.io import write_npz
 from whatsreal.layout import DatasetLayout
-from whatsreal.model.flow import FlowMatchingModel
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.samplers import sample
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.train.run import load_model
+
+if TYPE_CHECKING:
+    from whatsreal.model.flow import FlowMatchingModel
 
 __all__ = [
     "POSTERIOR_KEYS",
@@ -177,8 +180,7 @@ def run_posterior_samples(
     if direction not in SURVEY_ORDER:
         raise ValueError(f"direction must be one of {SURVEY_ORDER}, got '{direction}'")
     layout = DatasetLayout.of(data)
-    module, saved = load_model(model)
-    net = module.model
+    net, saved = load_trained_model(model)
     device = compute_device()
     net.to(device).eval()
     mode = saved["neighbours"]["mode"]

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
@@ -96,6 +95,8 @@ class ImageRegressor:
 
 def build_regressor(name: str, in_chans: int, n_out: int, seed: int) -> nn.Module:
     """A fresh timm network with ``n_out`` linear outputs, initialised from ``seed`` only."""
+    import timm  # here, not at the top: the experiments that import this module for its helpers do not load timm
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=n_out)

@@ -20,9 +20,12 @@ logged at every validation (``val/gain_{half}_{survey}`` in metrics.csv).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from whatsreal.model.flow import Conditioning, FlowMatchingModel
+if TYPE_CHECKING:
+    from whatsreal.model.flow import Conditioning, FlowMatchingModel
 
 __all__ = ["HALVES", "conditioning_gains", "derangement_within_groups"]
 

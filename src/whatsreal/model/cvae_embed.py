@@ -32,11 +32,11 @@ import torch
 from whatsreal.data.usable import usable_pairs
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
+from whatsreal.model.checkpoint import read_checkpoint, trained_model
 from whatsreal.model.cvae import PhysicsCVAE, anomaly_scores
 from whatsreal.model.embed import identifier_columns
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.train.cvae import load_cvae
 
 __all__ = ["ANOMALY_COLUMN", "PREDICTION_PREFIX", "encode_cvae", "export_cvae_embeddings"]
 
@@ -75,8 +75,11 @@ def export_cvae_embeddings(
     ``tokens_out`` for the CVAE checkpoint ``checkpoint`` on the dataset ``data``."""
     data = DatasetLayout.of(data)
     device = torch.device(device)
-    module, config = load_cvae(checkpoint)
-    model = module.model.to(device)
+    ckpt = read_checkpoint(checkpoint)
+    model, config = trained_model(ckpt)
+    model = model.to(device)
+    # The training split's label standardisation: the CVAE module's buffers (whatsreal.train.cvae).
+    label_mean, label_std = (ckpt["state_dict"][k].cpu().numpy() for k in ("label_mean", "label_std"))
     properties = list(config["cvae"]["properties"])
     usable = usable_pairs(data)
     frames, tokens = [], {}
@@ -90,7 +93,7 @@ def export_cvae_embeddings(
         pairs = meta["pair"].to_numpy(dtype=np.int64)
         reference = (meta["split"].to_numpy() == "train") & usable[pairs]
         df = identifier_columns(meta, survey)
-        predicted = module.destandardise(latent[:, : len(properties)].astype(np.float64))
+        predicted = latent[:, : len(properties)].astype(np.float64) * label_std + label_mean
         extra = {f"{PREDICTION_PREFIX}{p}": predicted[:, j] for j, p in enumerate(properties)}
         extra[ANOMALY_COLUMN] = anomaly_scores(latent, reference, config["cvae"]["anomaly_neighbours"])
         df = pd.concat(

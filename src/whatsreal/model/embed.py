@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,9 +26,11 @@ from torch import nn
 
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
-from whatsreal.model.flow import FlowMatchingModel
 from whatsreal.progress import Progress
 from whatsreal.surveys import SURVEY_ORDER
+
+if TYPE_CHECKING:
+    from whatsreal.model.flow import FlowMatchingModel
 
 __all__ = ["ENCODERS", "encode_images", "encode_spaces", "export_embeddings", "identifier_columns"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import timm
 import torch
 from torch import nn
 
@@ -21,6 +20,8 @@ class TokenEncoder(nn.Module):
         side = math.isqrt(tokens)
         if side * side != tokens:
             raise ValueError(f"model.encoder.tokens must be a square number, got {tokens}")
+        import timm  # here, not at the top: modules that only name this class do not load timm (seconds)
+
         self.backbone = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="")
         self.side = side
         self.project = nn.Conv2d(self.backbone.num_features, token_dim, kernel_size=1)

@@ -7,9 +7,12 @@ batched, from a seeded generator, so a fixed x0 can be reused across conditionin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from whatsreal.model.flow import Conditioning, FlowMatchingModel
+if TYPE_CHECKING:
+    from whatsreal.model.flow import Conditioning, FlowMatchingModel
 
 __all__ = ["METHODS", "integrate", "sample"]
 

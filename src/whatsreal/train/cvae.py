@@ -3,8 +3,9 @@
 Trained by the same ``train`` rule and :func:`whatsreal.train.run.train` as flow matching
 (resume, provenance, loggers, checkpoints); only the module and the data differ
 (registered in :mod:`whatsreal.methods`). The label standardisation fitted on the training
-split is stored in the checkpoint (two buffers), so the exported predictions are in the
-properties' own units without reading the training data again.
+split is stored in the checkpoint (two buffers, ``label_mean`` and ``label_std``), so the exported
+predictions (:mod:`whatsreal.model.cvae_embed`) are in the properties' own units without reading
+the training data again.
 
 Logged: ``{train,val}/loss`` and its three unweighted terms ``/reconstruction``, ``/kl``,
 ``/property`` (the last only for batches with a label), and per property
@@ -13,26 +14,24 @@ Logged: ``{train,val}/loss`` and its three unweighted terms ``/reconstruction``,
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from whatsreal.model.cvae import PhysicsCVAE, build_cvae, cvae_loss
+from whatsreal.model.cvae import PhysicsCVAE, cvae_loss
 from whatsreal.train.module import MethodModule
 
-__all__ = ["CvaeModule", "load_cvae"]
+__all__ = ["CvaeModule"]
 
 
 class CvaeModule(MethodModule):
     """Built as every method's module, ``CvaeModule(config, provenance)``.
 
     The labels' standardisation (training split's mean and standard deviation per property)
-    is a pair of buffers, filled in :meth:`setup` from the :class:`~whatsreal.data.cvae.CvaeDataModule`
-    that trains it, so it is saved in every checkpoint's state dict and a loaded model
-    turns its property dimensions back into redshift and dex without the training data.
+    is a pair of buffers, filled in :meth:`setup` from the :class:`~whatsreal.train.datamodules.CvaeDataModule`
+    that trains it, so it is saved in every checkpoint's state dict and the export turns a
+    trained model's property dimensions back into redshift and dex without the training data.
     """
 
+    model: PhysicsCVAE
     label_mean: torch.Tensor
     label_std: torch.Tensor
 
@@ -40,7 +39,6 @@ class CvaeModule(MethodModule):
 
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__(config, provenance)
-        self.model: PhysicsCVAE = build_cvae(config)
         n = len(config["cvae"]["properties"])
         self.register_buffer("label_mean", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("label_std", torch.ones(n, dtype=torch.float64))
@@ -81,16 +79,3 @@ class CvaeModule(MethodModule):
                     err = (props[known, j].float() - labels[known, j]).pow(2).mean()
                     self.log(f"val/property_mse_{name}", err, batch_size=int(known.sum()), sync_dist=True)
         return terms.total
-
-    def destandardise(self, values: np.ndarray) -> np.ndarray:
-        """(N, P) property latents -> the properties in their own units (redshift, dex)."""
-        return values * self.label_std.cpu().numpy() + self.label_mean.cpu().numpy()
-
-
-def load_cvae(path: str | Path) -> tuple[CvaeModule, dict]:
-    """A trained CVAE and its config from a checkpoint (``weights_only``: nothing is unpickled)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    hp = ckpt["hyper_parameters"]
-    module = CvaeModule(hp["config"], hp.get("provenance"))
-    module.load_state_dict(ckpt["state_dict"])  # the weights and the label standardisation
-    return module, hp["config"]

@@ -21,9 +21,10 @@ import math
 import lightning as L
 import torch
 
+from whatsreal.methods import build_network
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
-from whatsreal.model.contrastive import build_contrastive_model
-from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
+from whatsreal.model.contrastive import DualContrastiveModel, SingleLatentModel
+from whatsreal.model.flow import Conditioning, FlowMatchingModel
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -46,12 +47,16 @@ class MethodModule(L.LightningModule):
     checkpoint, one optimiser and schedule (:func:`adamw_cosine`), and a training step that
     stops on a non-finite loss and logs the learning rate.
 
+    The network is ``self.model``, built by the method's builder (:func:`whatsreal.methods.build_network`),
+    the same one that rebuilds it from a checkpoint for inference (:mod:`whatsreal.model.checkpoint`).
+
     Subclasses implement ``_step(batch, stage)``, the loss of a batch with its logging
     (``stage``: ``train`` or ``val``); ``batch_key`` names the batch entry whose length is the
     batch size.
     """
 
     batch_key = "target"
+    model: torch.nn.Module
 
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__()
@@ -60,6 +65,7 @@ class MethodModule(L.LightningModule):
         # provenance (whatsreal.provenance) a restart can tell whether it may resume.
         self.save_hyperparameters({"config": config, "provenance": provenance})
         self.config = config
+        self.model = build_network(config)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         raise NotImplementedError
@@ -79,9 +85,7 @@ class MethodModule(L.LightningModule):
 
 
 class FlowMatchingModule(MethodModule):
-    def __init__(self, config: dict, provenance: dict | None = None) -> None:
-        super().__init__(config, provenance)
-        self.model: FlowMatchingModel = build_model(config)
+    model: FlowMatchingModel
 
     def condition(self, batch: dict[str, torch.Tensor]) -> Conditioning:
         return self.model.condition(
@@ -158,12 +162,13 @@ class ContrastiveModule(MethodModule):
     ``{stage}/loss_{survey}`` per anchor survey, plus each term's mean, ``{stage}/loss_physics``,
     ``{stage}/loss_instrument`` and ``{stage}/loss_reconstruction`` (those the model has). The
     checkpoints hold the config and provenance as FlowMatchingModule's do, so train() resumes and
-    load_model() rebuilds either the same way.
+    load_trained_model() (whatsreal.model.checkpoint) rebuilds either network the same way.
     """
+
+    model: DualContrastiveModel | SingleLatentModel
 
     def __init__(self, config: dict, provenance: dict | None = None) -> None:
         super().__init__(config, provenance)
-        self.model = build_contrastive_model(config)
         c = config["contrastive"]
         self.weights = {
             "physics": float(c["lambda_physics"]),

@@ -7,6 +7,7 @@ writes ``last.ckpt`` at the current step and stops with ``TrainingInterrupted``
 (whatsreal.train.interrupt), so the retry loses nothing. DDP is used whenever more
 than one device is asked for; under ``srun`` (the SLURM profile starts one task per
 GPU) the ranks come from SLURM, checked against ``train.devices``/``train.num_nodes``.
+A finished run's model is loaded for inference by :mod:`whatsreal.model.checkpoint`, without Lightning.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from whatsreal.device import compute_device
 from whatsreal.io import atomic_path, write_csv
 from whatsreal.layout import DatasetLayout, RunLayout
-from whatsreal.methods import build_datamodule, build_module, method_of, module_class, training_data_files
+from whatsreal.methods import build_datamodule, build_module, training_data_files
 from whatsreal.provenance import describe_differences, training_fingerprint
 from whatsreal.rule_settings import rule_settings
 from whatsreal.train.cli import RANK_VARIABLES
@@ -38,10 +39,8 @@ from whatsreal.train.trace import RankTrace
 
 __all__ = [
     "TrainingSetupError",
-    "check_checkpoint_config",
     "check_loggers",
     "check_slurm_tasks",
-    "load_model",
     "merge_metrics",
     "resolve_hardware",
     "resume_point",
@@ -315,65 +314,3 @@ def merge_metrics(run: RunLayout) -> pd.DataFrame:
             frames = [f[f["step"] < first] for f in frames]
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def check_checkpoint_config(path: str | Path, config: dict) -> int:
-    """Refuse a checkpoint built from a different model/data config, listing the keys that differ.
-
-    Returns the checkpoint's step (what a resumed run continues from)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or not a checkpoint
-        raise TrainingSetupError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); delete it to start over"
-        ) from None
-    saved = ckpt.get("hyper_parameters", {}).get("config")
-    if saved is None:
-        raise TrainingSetupError(f"{path}: no whatsreal config stored in this checkpoint")
-    diffs = [
-        k
-        for k in _flatten_keys({"model": config["model"], "preprocess": config["preprocess"]})
-        if _get(saved, k) != _get(config, k)
-    ]
-    if method_of(saved).name != method_of(config).name:
-        diffs.append("method")
-    if diffs:
-        raise TrainingSetupError(
-            f"{path} was trained with a different config; mismatched keys: "
-            + ", ".join(f"{k} ({_get(saved, k)!r} vs {_get(config, k)!r})" for k in diffs)
-        )
-    return int(ckpt.get("global_step", 0))
-
-
-def _flatten_keys(d: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in d.items():
-        path = f"{prefix}{k}"
-        keys.extend(_flatten_keys(v, path + ".") if isinstance(v, dict) else [path])
-    return keys
-
-
-def _get(d: dict, dotted: str) -> object:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
-def load_model(path: str | Path, config: dict | None = None) -> tuple[L.LightningModule, dict]:
-    """A trained module from a checkpoint, loaded with ``weights_only=True`` (no arbitrary
-    unpickling). With ``config``, refuse a checkpoint whose method or model/preprocess keys differ.
-
-    The module is that of the method its stored config names (whatsreal.methods): a
-    :class:`FlowMatchingModule` for flow matching (and for checkpoints from before methods existed)."""
-    if config is not None:
-        check_checkpoint_config(path, config)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise TrainingSetupError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
-    saved = ckpt["hyper_parameters"]["config"]
-    module = module_class(method_of(saved))(saved)
-    module.load_state_dict(ckpt["state_dict"])
-    return module, saved

@@ -1,0 +1,126 @@
+"""The LightningDataModules that feed training: :class:`TripletDataModule` (the triplet
+methods) and :class:`CvaeDataModule` (``method: cvae``); which one a run uses: whatsreal.methods.
+
+They wrap the datasets of :mod:`whatsreal.data.triplets` and :mod:`whatsreal.data.cvae`,
+which stay free of Lightning, so that the jobs that only read triplets (sampling, the
+generative experiments, the triplet figure) do not import it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from whatsreal.data.cvae import CvaeDataset, PropertyLabels, property_labels
+from whatsreal.data.triplets import TripletDataset, passthrough_collate
+from whatsreal.data.usable import usable_pairs
+from whatsreal.layout import DatasetLayout
+
+__all__ = ["CvaeDataModule", "TripletDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class TripletDataModule(L.LightningDataModule):
+    """Train/val loaders over a preprocessed dataset (its layout or root directory) and its saved split.
+
+    Only usable pairs (:func:`whatsreal.data.usable.usable_pairs`) are trained and
+    validated on.
+    """
+
+    def __init__(
+        self,
+        data: DatasetLayout | str | Path,
+        mode: str = "spatial",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.layout = DatasetLayout.of(data)
+        self.mode = mode
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def setup(self, stage: str | None = None) -> None:
+        split = pd.read_parquet(self.layout.split)
+        usable = usable_pairs(self.layout)
+        pairs = split["pair"].to_numpy(dtype=np.int64)
+        keep = usable[pairs]
+        if not keep.all():
+            log.warning(
+                "%d of %d pairs left out of training and validation: a blank cutout "
+                "(the surveys' meta files, blank_bands; preprocess.blank_cutouts: drop)",
+                int((~keep).sum()),
+                len(pairs),
+            )
+        split = split[keep]
+        self.train_set = TripletDataset(self.layout, split.loc[split["split"] == "train", "pair"], self.mode)
+        self.val_set = TripletDataset(
+            self.layout, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
+        )
+
+    def _loader(self, ds: TripletDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+
+class CvaeDataModule(L.LightningDataModule):
+    """Train/val loaders of a run's CVAE: split.parquet, usable pairs only, labels standardised."""
+
+    def __init__(self, config: dict, data: DatasetLayout | str | Path) -> None:
+        super().__init__()
+        self.labels: PropertyLabels | None = None
+        self.config = config
+        self.layout = DatasetLayout.of(data)
+        self.batch_size = int(config["train"]["batch_size"])
+        self.num_workers = int(config["train"]["num_workers"])
+        self.seed = int(config["train"]["seed"])
+
+    def setup(self, stage: str | None = None) -> None:
+        split = pd.read_parquet(self.layout.split, columns=["pair", "split"])
+        split = split[usable_pairs(self.layout)[split["pair"].to_numpy(dtype=np.int64)]]
+        self.labels = property_labels(self.config, self.layout)  # the module copies its standardisation
+        labels = self.labels.standardised()
+        survey = self.config["cvae"]["survey"]
+        self.train_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "train", "pair"], labels)
+        self.val_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "val", "pair"], labels)
+
+    def _loader(self, ds: CvaeDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(ds) > self.batch_size,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
