@@ -123,7 +123,8 @@ def run_conditioning_gain(
 ) -> pd.DataFrame:
     """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run.
 
-    The whole ``config``: the checkpoint is checked against its model and preprocess sections
+    ``config``: the run's (its overlay on the rest, :func:`whatsreal.config.run_config`), since the
+    checkpoint is checked against its model and preprocess sections
     (:func:`whatsreal.model.checkpoint.load_trained_model`), and the interval uses ``experiments.bootstrap``.
     ``data``: the dataset (its layout or root)."""
     layout = DatasetLayout.of(data)

@@ -15,19 +15,55 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from whatsreal.data.cvae import CvaeDataset, PropertyLabels, property_labels
 from whatsreal.data.triplets import TripletDataset, passthrough_collate
 from whatsreal.data.usable import usable_pairs
 from whatsreal.layout import DatasetLayout
 
-__all__ = ["CvaeDataModule", "TripletDataModule"]
+__all__ = ["CvaeDataModule", "SplitLoaders", "TripletDataModule"]
 
 log = logging.getLogger(__name__)
 
 
-class TripletDataModule(L.LightningDataModule):
+class SplitLoaders(L.LightningDataModule):
+    """Train and val loaders over ``self.train_set`` / ``self.val_set`` (set by a subclass's
+    ``setup``): the batching, worker and shuffling rules every method's training shares.
+
+    The train loader shuffles with a generator seeded by ``seed`` (so a resumed run sees the
+    same order) and drops the last partial batch (see :meth:`drop_last`); val does neither."""
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def drop_last(self, ds: Dataset) -> bool:
+        """Whether the shuffled train loader drops its last partial batch."""
+        return True
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and self.drop_last(ds),
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+
+class TripletDataModule(SplitLoaders):
     """Train/val loaders over a preprocessed dataset (its layout or root directory) and its saved split.
 
     Only usable pairs (:func:`whatsreal.data.usable.usable_pairs`) are trained and
@@ -42,12 +78,9 @@ class TripletDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         self.layout = DatasetLayout.of(data)
         self.mode = mode
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
 
     def setup(self, stage: str | None = None) -> None:
         split = pd.read_parquet(self.layout.split)
@@ -67,36 +100,16 @@ class TripletDataModule(L.LightningDataModule):
             self.layout, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
         )
 
-    def _loader(self, ds: TripletDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=passthrough_collate,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-
-class CvaeDataModule(L.LightningDataModule):
+class CvaeDataModule(SplitLoaders):
     """Train/val loaders of a run's CVAE: split.parquet, usable pairs only, labels standardised."""
 
     def __init__(self, config: dict, data: DatasetLayout | str | Path) -> None:
-        super().__init__()
+        train = config["train"]
+        super().__init__(int(train["batch_size"]), int(train["num_workers"]), int(train["seed"]))
         self.labels: PropertyLabels | None = None
         self.config = config
         self.layout = DatasetLayout.of(data)
-        self.batch_size = int(config["train"]["batch_size"])
-        self.num_workers = int(config["train"]["num_workers"])
-        self.seed = int(config["train"]["seed"])
 
     def setup(self, stage: str | None = None) -> None:
         split = pd.read_parquet(self.layout.split, columns=["pair", "split"])
@@ -107,20 +120,6 @@ class CvaeDataModule(L.LightningDataModule):
         self.train_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "train", "pair"], labels)
         self.val_set = CvaeDataset(self.layout, survey, split.loc[split["split"] == "val", "pair"], labels)
 
-    def _loader(self, ds: CvaeDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=passthrough_collate,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(ds) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def drop_last(self, ds: Dataset) -> bool:
+        """A CVAE split smaller than one batch still trains (on its one partial batch)."""
+        return len(ds) > self.batch_size
