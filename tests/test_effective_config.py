@@ -26,6 +26,7 @@ PAPER_VALUES: dict[str, object] = {
     "model.encoder.name": "resnet18",
     "model.encoder.tokens": 4,  # 2 x 2 feature map = 4 tokens
     "model.encoder.token_dim": 16,  # = cross-attention dimension 16
+    "model.encoder.options": {},  # timm's ResNet-18 as defined, not the demo's half-width one
     "model.unet.block_out_channels": [128, 256, 512, 512],  # base 128, multipliers (1, 2, 4, 4)
     "model.unet.layers_per_block": 2,
     "model.unet.attention_head_dim": 8,

@@ -39,12 +39,13 @@ def test_regressor_learns_mean_brightness_from_images():
     images = (rng.normal(size=(n, 4, 16, 16)) * 0.3 + level[:, None, None, None]).astype(np.float32)
     y = np.stack([level, np.where(rng.random(n) < 0.5, np.nan, -level)], axis=1)
     train, test = np.arange(200), np.arange(200, n)
-    reg = train_image_regressor(images, y, train, _cfg()["experiments"]["baselines"], "resnet10t", ["b", "neg_b"])
+    arch = {"name": "resnet10t"}
+    reg = train_image_regressor(images, y, train, _cfg()["experiments"]["baselines"], arch, ["b", "neg_b"])
     pred = reg.predict(images[test])
     assert pred.shape == (40, 2)
     assert r2_or_nan(level[test], pred[:, 0]) > 0.8
     assert r2_or_nan(-level[test], pred[:, 1]) > 0.8  # learnt from the labelled half only
-    again = train_image_regressor(images, y, train, _cfg()["experiments"]["baselines"], "resnet10t", ["b", "neg_b"])
+    again = train_image_regressor(images, y, train, _cfg()["experiments"]["baselines"], arch, ["b", "neg_b"])
     np.testing.assert_allclose(again.predict(images[test]), pred, rtol=1e-4, atol=1e-4)  # seeded
 
 
@@ -105,7 +106,7 @@ def test_cross_predict_learns_a_shared_signal_and_names_table5_targets(tmp_path)
         experiments["baselines"],
         experiments["probes"],
         design=resolve_design(cfg),
-        encoder_name=cfg["model"]["encoder"]["name"],
+        encoder_cfg=cfg["model"]["encoder"],
         bands=cfg["preprocess"]["bands"],
         data=DatasetLayout(data),
         truth=paths["truth"],

@@ -41,7 +41,7 @@ def _run(cfg: dict, data, posterior, truth, figure, table):
         table,
         baselines_cfg=cfg["experiments"]["baselines"],
         bands=cfg["preprocess"]["bands"],
-        encoder=cfg["model"]["encoder"]["name"],
+        encoder=cfg["model"]["encoder"],
     )
 
 

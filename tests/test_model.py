@@ -39,6 +39,17 @@ def test_paper_encoder_gives_four_tokens_of_sixteen():
     assert sum(p.numel() for p in enc.backbone.parameters()) == pytest.approx(11.17e6, rel=0.01)
 
 
+def test_encoder_options_reach_timm_and_a_bad_one_names_the_key():
+    cfg = {"name": "resnet10t", "tokens": 4, "token_dim": 16}
+    full = TokenEncoder.from_config(cfg, 4)
+    half = TokenEncoder.from_config({**cfg, "options": {"channels": [32, 64, 128, 256], "stem_width": 16}}, 4)
+    assert half.backbone.num_features == 256 and full.backbone.num_features == 512
+    assert half(torch.zeros(2, 4, 48, 48)).shape == (2, 4, 16)  # same tokens, a quarter of the parameters
+    assert sum(p.numel() for p in half.parameters()) < 0.3 * sum(p.numel() for p in full.parameters())
+    with pytest.raises(ValueError, match=r"model\.encoder\.options"):
+        TokenEncoder.from_config({**cfg, "options": {"no_such_argument": 1}}, 4)
+
+
 def test_paper_config_parameter_count():
     model = build_model(validate_config({}, SCHEMA))  # the schema defaults are the paper's Table 1
     unet = sum(p.numel() for p in model.unet.parameters())

@@ -13,7 +13,7 @@ run_cross_predict(
     sm.config["experiments"]["baselines"],
     sm.config["experiments"]["probes"],
     design=resolve_design(sm.config),
-    encoder_name=sm.config["model"]["encoder"]["name"],
+    encoder_cfg=sm.config["model"]["encoder"],
     bands=sm.config["preprocess"]["bands"],
     data=sm.params.data_dir,
     truth=sm.input.truth[0] if sm.input.truth else None,

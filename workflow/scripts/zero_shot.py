@@ -17,5 +17,5 @@ run_zero_shot(
     table=sm.output.table,
     baselines_cfg=sm.config["experiments"]["baselines"],
     bands=sm.config["preprocess"]["bands"],
-    encoder=sm.config["model"]["encoder"]["name"],
+    encoder=sm.config["model"]["encoder"],
 )

@@ -69,9 +69,7 @@ def random_init_features(
         raise ValueError(f"surveys have different channel counts {sorted(in_chans)}; one encoder cannot embed both")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        enc = TokenEncoder(
-            encoder_cfg["name"], in_chans.pop(), int(encoder_cfg["tokens"]), int(encoder_cfg["token_dim"])
-        )
+        enc = TokenEncoder.from_config(encoder_cfg, in_chans.pop())
     dev = compute_device()
     enc = enc.to(dev).eval()
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
@@ -137,7 +135,7 @@ def _random_init_frame(meta_path: Path, survey: str, f: np.ndarray) -> pd.DataFr
 
 def _cross_predict_design(
     baselines_cfg: dict,
-    encoder_name: str,
+    encoder_cfg: dict,
     data: DatasetLayout,
     table: pd.DataFrame,
     specs: list,
@@ -174,7 +172,7 @@ def _cross_predict_design(
                 y[:, usable],
                 train_rows,
                 baselines_cfg,
-                encoder_name,
+                encoder_cfg,
                 [names[j] for j in usable],
                 tag=f"cross-predict {other}->{survey} ({folds.design.pairs}/{folds.design.split}, fold {k})",
             )
@@ -201,7 +199,7 @@ def run_cross_predict(
     baselines_cfg: dict,
     probes_cfg: dict,
     design: ProbeDesign,
-    encoder_name: str,
+    encoder_cfg: dict,
     bands: Sequence[str],
     data: DatasetLayout | str | Path,
     truth: str | Path | None,
@@ -217,15 +215,16 @@ def run_cross_predict(
     so it belongs in Table 5; ``alternative_out`` receives the same under the alternative design.
     With k folds a ResNet is trained per fold (``n_train``: mean over folds).
     ``baselines_cfg``: ``experiments.baselines`` (the ResNet's training); ``probes_cfg``:
-    ``experiments.probes`` (the folds' test fraction and seed); ``encoder_name``:
-    ``model.encoder.name``; ``bands``: ``preprocess.bands``; ``data``: the dataset's layout or root.
+    ``experiments.probes`` (the folds' test fraction and seed); ``encoder_cfg``:
+    ``model.encoder`` (the ResNet's architecture); ``bands``: ``preprocess.bands``; ``data``: the
+    dataset's layout or root.
     """
     data = DatasetLayout.of(data)
     table, specs = build_targets(data, truth, bands)
     sky = read_probe_sky(data)
     folds = folds_for(design, probes_cfg, sky)
-    result = _cross_predict_design(baselines_cfg, encoder_name, data, table, specs, folds, out)
+    result = _cross_predict_design(baselines_cfg, encoder_cfg, data, table, specs, folds, out)
     if alternative_out is not None:
         other = folds_for(design, probes_cfg, sky, alternative=True)
-        _cross_predict_design(baselines_cfg, encoder_name, data, table, specs, other, alternative_out)
+        _cross_predict_design(baselines_cfg, encoder_cfg, data, table, specs, other, alternative_out)
     return result

@@ -93,13 +93,21 @@ class ImageRegressor:
         return pred * self.std + self.mean
 
 
-def build_regressor(name: str, in_chans: int, n_out: int, seed: int) -> nn.Module:
-    """A fresh timm network with ``n_out`` linear outputs, initialised from ``seed`` only."""
+def build_regressor(encoder_cfg: dict, in_chans: int, n_out: int, seed: int) -> nn.Module:
+    """A fresh timm network of ``model.encoder``'s architecture (``name`` and ``options``, so the
+    baselines match the encoders they are compared with) with ``n_out`` linear outputs,
+    initialised from ``seed`` only."""
     import timm  # here, not at the top: the experiments that import this module for its helpers do not load timm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=n_out)
+        return timm.create_model(
+            encoder_cfg["name"],
+            pretrained=False,
+            in_chans=in_chans,
+            num_classes=n_out,
+            **dict(encoder_cfg.get("options") or {}),
+        )
 
 
 def train_image_regressor(
@@ -107,15 +115,15 @@ def train_image_regressor(
     targets: np.ndarray,
     train_rows: np.ndarray,
     bcfg: dict,
-    model_name: str,
+    encoder_cfg: dict,
     target_names: list[str],
     tag: str = "regressor",
 ) -> ImageRegressor:
     """Train on ``images[train_rows]`` -> ``targets[train_rows]`` (NaN = missing label).
 
-    ``bcfg`` is ``cfg['experiments']['baselines']`` (epochs, batch_size, lr,
-    weight_decay, seed). Targets are standardised with the training rows' mean
-    and std; batches are drawn from a seeded permutation each epoch.
+    ``bcfg`` is ``cfg['experiments']['baselines']`` (epochs, batch_size, lr, weight_decay,
+    seed); ``encoder_cfg`` is ``model.encoder`` (the architecture). Targets are standardised
+    with the training rows' mean and std; batches are drawn from a seeded permutation each epoch.
     """
     targets = np.asarray(targets, dtype=np.float64)
     if targets.ndim != 2 or targets.shape[0] != len(images):
@@ -133,7 +141,7 @@ def train_image_regressor(
 
     dev = compute_device()
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
-        net = _fit(images, ystd, ok, train_rows, bcfg, model_name, dev, tag)
+        net = _fit(images, ystd, ok, train_rows, bcfg, encoder_cfg, dev, tag)
     return ImageRegressor(net=net, mean=mean, std=std, targets=list(target_names))
 
 
@@ -143,13 +151,13 @@ def _fit(
     ok: np.ndarray,
     train_rows: np.ndarray,
     bcfg: dict,
-    model_name: str,
+    encoder_cfg: dict,
     dev: torch.device,
     tag: str,
 ) -> nn.Module:
     """The training loop of :func:`train_image_regressor` on standardised labels ``ystd`` (``ok`` = labelled)."""
     seed = int(bcfg["seed"])
-    net = build_regressor(model_name, images.shape[1], ystd.shape[1], seed).to(dev)
+    net = build_regressor(encoder_cfg, images.shape[1], ystd.shape[1], seed).to(dev)
     batch = int(bcfg["batch_size"])
     epochs = int(bcfg["epochs"])
     steps_per_epoch = max(1, math.ceil(len(train_rows) / batch))
@@ -162,7 +170,7 @@ def _fit(
     log.info(
         "%s: training %s on %d images, %d target(s), %d epochs on %s",
         tag,
-        model_name,
+        encoder_cfg["name"],
         len(train_rows),
         ystd.shape[1],
         epochs,

@@ -123,12 +123,12 @@ def load_zero_shot(
 
 
 def train_zero_shot_regressor(
-    inputs: ZeroShotInputs, n_train: int, baselines_cfg: dict, encoder: str
+    inputs: ZeroShotInputs, n_train: int, baselines_cfg: dict, encoder: dict
 ) -> tuple[ImageRegressor, np.ndarray]:
     """The HSC ellipticity network, trained on a seeded ``n_train`` real HSC training pairs outside the test set.
 
     Returns the network and its training rows. ``baselines_cfg`` is ``experiments.baselines``
-    (the recipe and its seed), ``encoder`` the model's encoder architecture.
+    (the recipe and its seed), ``encoder`` the model's encoder architecture (``model.encoder``).
     """
     train_pool = np.setdiff1d(np.flatnonzero(inputs.split == "train"), inputs.test_pairs)
     n_train = min(n_train, len(train_pool))
@@ -203,12 +203,12 @@ def run_zero_shot(
     *,
     baselines_cfg: dict,
     bands: list[str],
-    encoder: str,
+    encoder: dict,
 ) -> pd.DataFrame:
     """Train the HSC ellipticity ResNet, score it on real and generated HSC; write zero_shot.csv and the figure.
 
     ``zero_shot_cfg`` is ``experiments.zero_shot`` (``n_train``); the network follows
-    ``baselines_cfg`` (``experiments.baselines``) with the model's ``encoder`` architecture;
+    ``baselines_cfg`` (``experiments.baselines``) with the model's ``encoder`` architecture (``model.encoder``);
     ``bands`` (``preprocess.bands``) are the images' bands, which the catalogue targets need.
     """
     from whatsreal.plots.probes import plot_zero_shot

@@ -235,8 +235,8 @@ class DualContrastiveModel(nn.Module):
     def __init__(self, model_cfg: dict, contrastive_cfg: dict, channels: int, size: int) -> None:
         super().__init__()
         enc = model_cfg["encoder"]
-        self.physics_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
-        self.instrument_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
+        self.physics_encoder = TokenEncoder.from_config(enc, channels)
+        self.instrument_encoder = TokenEncoder.from_config(enc, channels)
         phys_dim, inst_dim = enc["tokens"] * enc["token_dim"], enc["token_dim"]
         proj = int(contrastive_cfg["projection_dim"])
         self.physics_head = projection_head(phys_dim, proj)
@@ -274,7 +274,7 @@ class SingleLatentModel(nn.Module):
     def __init__(self, model_cfg: dict, contrastive_cfg: dict, channels: int) -> None:
         super().__init__()
         enc = model_cfg["encoder"]
-        self.physics_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
+        self.physics_encoder = TokenEncoder.from_config(enc, channels)
         self.physics_head = projection_head(enc["tokens"] * enc["token_dim"], int(contrastive_cfg["projection_dim"]))
         self.temperature = float(contrastive_cfg["temperature"])
 

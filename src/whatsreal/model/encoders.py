@@ -15,18 +15,35 @@ __all__ = ["TokenEncoder"]
 class TokenEncoder(nn.Module):
     """(B, C, H, W) images -> (B, tokens, token_dim)."""
 
-    def __init__(self, name: str, in_chans: int, tokens: int, token_dim: int) -> None:
+    def __init__(self, name: str, in_chans: int, tokens: int, token_dim: int, options: dict | None = None) -> None:
         super().__init__()
         side = math.isqrt(tokens)
         if side * side != tokens:
             raise ValueError(f"model.encoder.tokens must be a square number, got {tokens}")
         import timm  # here, not at the top: modules that only name this class do not load timm (seconds)
 
-        self.backbone = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="")
+        try:
+            self.backbone = timm.create_model(
+                name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="", **(options or {})
+            )
+        except TypeError as err:  # an option the timm model's constructor does not take
+            raise ValueError(f"model.encoder.options {options} do not fit timm model {name!r}: {err}") from err
         self.side = side
         self.project = nn.Conv2d(self.backbone.num_features, token_dim, kernel_size=1)
         self.tokens = tokens
         self.token_dim = token_dim
+
+    @classmethod
+    def from_config(cls, encoder_cfg: dict, in_chans: int) -> TokenEncoder:
+        """The encoder ``model.encoder`` describes: one place reads the keys, so every
+        method (flow, contrastive, single latent, the random-init baseline) builds the same one."""
+        return cls(
+            encoder_cfg["name"],
+            in_chans,
+            int(encoder_cfg["tokens"]),
+            int(encoder_cfg["token_dim"]),
+            dict(encoder_cfg.get("options") or {}),
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         fmap = self.backbone.forward_features(images)

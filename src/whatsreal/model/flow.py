@@ -78,8 +78,8 @@ class FlowMatchingModel(nn.Module):
     def __init__(self, model_cfg: dict, channels: int, size: int) -> None:
         super().__init__()
         enc = model_cfg["encoder"]
-        self.physics_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
-        self.instrument_encoder = TokenEncoder(enc["name"], channels, enc["tokens"], enc["token_dim"])
+        self.physics_encoder = TokenEncoder.from_config(enc, channels)
+        self.instrument_encoder = TokenEncoder.from_config(enc, channels)
         u = model_cfg["unet"]
         self.global_conditioning = bool(u["global_conditioning"])
         extra = (
