@@ -4,10 +4,11 @@
 # dataset-level baselines/ (the untrained and supervised ResNet references).
 #
 # Threads: rules whose work is one core's (probe MLPs pinned to one thread, UMAP with a
-# fixed seed, the outlier flows, table assembly; rule_times.csv's mean load <= ~100 %)
-# declare 1 so a 2-core laptop runs two of them at once; Snakemake sets OMP_NUM_THREADS
-# to it. Model evaluations and the ResNet baseline declare 2 (the SLURM profile's
-# set-threads raises the heavy ones on a cluster).
+# fixed seed, the outlier flows, table assembly, and with the demo's small model the
+# posterior samples, the noise model and the cross-predict ResNets; rule_times.csv's mean
+# load <= ~100 % at 2 threads) declare 1 so a 2-core laptop runs two of them at once;
+# Snakemake sets OMP_NUM_THREADS to it. The conditioning gain declares 2 (the SLURM
+# profile's set-threads raises the heavy ones on a cluster).
 
 ABLATION_REFERENCE = DATA.run(config["experiments"]["ablation"]["reference"])
 
@@ -54,7 +55,7 @@ rule cross_predict:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("cross_predict"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
     conda:
@@ -247,7 +248,7 @@ rule posterior_samples:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=settings("posterior_samples"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
     conda:
@@ -362,7 +363,7 @@ rule noise_model:
         data_dir=lambda wildcards, input: str(DATA.root),
         surveys=list(SURVEY_ORDER),
         settings=settings("noise_model"),
-    threads: 2
+    threads: 1
     conda:
         "../envs/whatsreal.yaml"
     script:

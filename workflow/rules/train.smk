@@ -35,6 +35,10 @@ rule train:
         # checkpoint intervals do not (whatsreal.rule_settings).
         settings=run_settings("train"),
     threads: 4
+    # Trainings first: each takes every local core, and the experiments they unlock pack
+    # two to a 2-core machine afterwards instead of trickling out one at a time between
+    # trainings (make run: README, "Speed"). No effect on a cluster's queue.
+    priority: 10
     resources:
         mem_mb=16000,
         mpi="",
@@ -79,7 +83,7 @@ rule embed:
     params:
         data_dir=lambda wildcards, input: str(DATA.root),
         settings=run_settings("embed"),
-    threads: 2
+    threads: 1  # ~100 % load at 2 on the demo's model; the SLURM profile sets 8
     conda:
         "../envs/whatsreal.yaml"
     script:
