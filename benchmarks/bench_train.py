@@ -1,12 +1,16 @@
 """Benchmark training, sampling and embedding on this machine (CPU unless a GPU is present).
 
-- seconds per training step for a config's model (default: the CPU demo in config/config.yaml);
+- seconds per training step for a config's model (default: the CPU demo in config/config.yaml),
+  and its split: the encoders' forward pass (anchor's physics view + instrument set), the
+  UNet's loss forward pass, and the rest (backward + AdamW);
 - sampling throughput, Euler with 250 steps vs Heun/midpoint with fewer;
 - sampler accuracy: MSE between Euler-250 and Heun/midpoint at 10, 25, 50 steps, same x0,
   on a trained model (default: results/sim/runs/main/model.ckpt from `make run`);
 - embedding export throughput.
 
-Usage: python benchmarks/bench_train.py [--checkpoint PATH] [--data results/sim] [--repeats 3]
+Usage: python benchmarks/bench_train.py [--config FILE ...] [--checkpoint PATH] [--data results/sim]
+  --config takes one or more files, merged as `--configfile` merges them, e.g.
+  `--config config/config.yaml config/sim_science.yaml` (the demo's model before it was shrunk).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from whatsreal.config import SCHEMA_PATH, load_config
+from whatsreal.config import effective_config
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.embed import encode_images
@@ -30,42 +34,48 @@ from whatsreal.model.samplers import integrate
 REPO = Path(__file__).resolve().parents[1]
 
 
-def step_time(cfg: dict, data: Path, steps: int) -> list[float]:
+def step_time(cfg: dict, data: Path, steps: int) -> dict[str, list[float]]:
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ds = TripletDataset(data, np.arange(len(np.load(data / "images_hsc.npy", mmap_mode="r"))))
     rng = np.random.default_rng(0)
-    times = []
+    times: dict[str, list[float]] = {"step": [], "encoders": [], "unet": []}
     for i in range(steps + 2):
         batch = ds.__getitems__(list(rng.integers(0, len(ds), cfg["train"]["batch_size"])))
         t = time.perf_counter()
         cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        t_enc = time.perf_counter()
         loss, _ = model.loss(batch["target"], cond)
+        t_unet = time.perf_counter()
         opt.zero_grad()
         loss.backward()
         opt.step()
         if i >= 2:  # skip warm-up
-            times.append(time.perf_counter() - t)
+            times["step"].append(time.perf_counter() - t)
+            times["encoders"].append(t_enc - t)
+            times["unet"].append(t_unet - t_enc)
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--config", nargs="+", default=[str(REPO / "config" / "config.yaml")])
     parser.add_argument("--data", default=str(REPO / "results" / "sim"))
     parser.add_argument("--checkpoint", default=str(REPO / "results" / "sim" / "runs" / "main" / "model.ckpt"))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--n-galaxies", type=int, default=16)
     args = parser.parse_args()
     data = Path(args.data)
-    cfg = load_config(args.config, SCHEMA_PATH)
+    cfg = effective_config(args.config)
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads {torch.get_num_threads()}")
     times = step_time(cfg, data, args.steps)
+    med = {k: statistics.median(v) for k, v in times.items()}
     print(
-        f"training step, config {Path(args.config).name}, batch {cfg['train']['batch_size']}: "
-        f"median {statistics.median(times):.3f} s over {len(times)} steps "
-        f"({cfg['train']['batch_size'] / statistics.median(times):.0f} samples/s)"
+        f"training step, config {' + '.join(Path(c).name for c in args.config)}, batch {cfg['train']['batch_size']}: "
+        f"median {med['step']:.3f} s over {len(times['step'])} steps "
+        f"({cfg['train']['batch_size'] / med['step']:.0f} samples/s); forward: encoders {med['encoders']:.3f} s, "
+        f"UNet loss {med['unet']:.3f} s; backward + AdamW {med['step'] - med['encoders'] - med['unet']:.3f} s"
     )
 
     model, _ = load_trained_model(args.checkpoint)
