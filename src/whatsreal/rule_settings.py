@@ -68,7 +68,13 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "posterior_samples": ("experiments.posterior", "sample"),
     "counterfactuals": ("experiments.counterfactuals", "sample", "preprocess.bands"),
     "truth_counterfactuals": ("preprocess", "dataset.source"),
-    "zero_shot": ("experiments.zero_shot", "experiments.baselines", "model.encoder.name", "preprocess.bands"),
+    "zero_shot": (
+        "experiments.zero_shot",
+        "experiments.baselines",
+        "model.encoder.name",
+        "model.encoder.options",  # the ellipticity ResNet's architecture
+        "preprocess.bands",
+    ),
     "noise_model": ("experiments.noise_model", "sample", "preprocess.bands", "preprocess.crop"),
     "spatial_structure": (),
     "calibration": (),
