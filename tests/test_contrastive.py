@@ -11,6 +11,7 @@ import torch
 
 from whatsreal.config import run_config, validate_config
 from whatsreal.experiments.embeddings import SPACES, latent_columns, paired_latents, read_embeddings
+from whatsreal.export import export_model
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import METHODS, build_module, export_checkpoint, method_of, run_method
 from whatsreal.model.checkpoint import load_trained_model
@@ -270,6 +271,10 @@ def test_tiny_training_writes_the_run_and_its_embeddings_pass_the_contract(metho
     with np.load(tokens) as npz:
         assert {f"hsc_{s}" for s in spaces} <= set(npz.files)
         assert ("hsc_instrument" in npz.files) == (method == "contrastive")
+    meta = {s: data / f"meta_{s}.parquet" for s in ("hsc", "legacysurvey")}
+    with pytest.raises(ValueError, match="no flow-matching decoder to export"):
+        export_model(run_dir / "model.ckpt", meta, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow  # trains a tiny model in-process, twice

@@ -113,13 +113,13 @@ def export_model(
     if missing:
         raise ValueError(f"export needs every survey's metadata file; missing: {missing}")
     ckpt = read_checkpoint(checkpoint)
-    net, config = trained_model(ckpt)
-    method = method_of(config)
+    method = method_of(ckpt["hyper_parameters"]["config"])
     if not method.generative:
         raise ValueError(
             f"{checkpoint}: a '{method.name}' run has no flow-matching decoder to export; its embeddings.parquet "
             "is its product (whatsreal.methods)"
         )
+    net, config = trained_model(ckpt)
     trained = ckpt.get("hyper_parameters", {}).get("provenance") or {}
     provenance = {
         "run": run,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from whatsreal.device import compute_device
+from whatsreal.model.encoders import create_timm_model
 
 __all__ = ["ImageRegressor", "masked_smooth_l1", "one_cpu_thread", "train_image_regressor"]
 
@@ -97,17 +98,9 @@ def build_regressor(encoder_cfg: dict, in_chans: int, n_out: int, seed: int) -> 
     """A fresh timm network of ``model.encoder``'s architecture (``name`` and ``options``, so the
     baselines match the encoders they are compared with) with ``n_out`` linear outputs,
     initialised from ``seed`` only."""
-    import timm  # here, not at the top: the experiments that import this module for its helpers do not load timm
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return timm.create_model(
-            encoder_cfg["name"],
-            pretrained=False,
-            in_chans=in_chans,
-            num_classes=n_out,
-            **dict(encoder_cfg.get("options") or {}),
-        )
+        return create_timm_model(encoder_cfg["name"], in_chans, encoder_cfg.get("options"), num_classes=n_out)
 
 
 def train_image_regressor(

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from whatsreal.config import config_value
 from whatsreal.methods import build_network, method_of
 
 __all__ = ["NETWORK_PREFIX", "CheckpointError", "load_trained_model", "read_checkpoint", "trained_model"]
@@ -91,8 +92,8 @@ def _flatten_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def _get(d: dict, dotted: str) -> object:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
+    """The value at ``dotted``, or None where the config has no such key (an older checkpoint)."""
+    try:
+        return config_value(d, dotted)
+    except KeyError:
+        return None

@@ -5,11 +5,26 @@ read as a set of tokens (ResNet-18 on 48x48 inputs: a 2x2 map, so 4 tokens of 16
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TokenEncoder"]
+__all__ = ["TokenEncoder", "create_timm_model"]
+
+
+def create_timm_model(name: str, in_chans: int, options: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name)``, untrained, with ``model.encoder.options`` as extra keyword
+    arguments: the encoders and the image baselines (whatsreal.experiments.regressor) build
+    the same architecture here. An option the model's constructor does not take is a
+    ``ValueError`` that names the config key."""
+    import timm  # here, not at the top: modules that only name these do not load timm (seconds)
+
+    try:
+        return timm.create_model(name, pretrained=False, in_chans=in_chans, **kwargs, **dict(options or {}))
+    except TypeError as err:
+        raise ValueError(f"model.encoder.options {dict(options or {})} do not fit timm model {name!r}: {err}") from err
 
 
 class TokenEncoder(nn.Module):
@@ -20,14 +35,7 @@ class TokenEncoder(nn.Module):
         side = math.isqrt(tokens)
         if side * side != tokens:
             raise ValueError(f"model.encoder.tokens must be a square number, got {tokens}")
-        import timm  # here, not at the top: modules that only name this class do not load timm (seconds)
-
-        try:
-            self.backbone = timm.create_model(
-                name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="", **(options or {})
-            )
-        except TypeError as err:  # an option the timm model's constructor does not take
-            raise ValueError(f"model.encoder.options {options} do not fit timm model {name!r}: {err}") from err
+        self.backbone = create_timm_model(name, in_chans, options, num_classes=0, global_pool="")
         self.side = side
         self.project = nn.Conv2d(self.backbone.num_features, token_dim, kernel_size=1)
         self.tokens = tokens
