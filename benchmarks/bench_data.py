@@ -1,8 +1,8 @@
-"""Benchmark the data stages at scale: neighbour graph and crossmatch for 1M objects,
-preprocessing throughput from HDF5 on disk, and the triplet loader.
+"""Benchmark the data stages at scale: neighbour graph and crossmatch for 1M objects, the
+N-way grouping of three surveys, preprocessing throughput from HDF5 on disk, and the triplet loader.
 
 Prints medians over repeats. Usage:
-    python benchmarks/bench_data.py [--n 1000000] [--repeats 3] [--astropy-n 1000000]
+    python benchmarks/bench_data.py [--n 1000000] [--repeats 3] [--astropy-n 1000000] [--groups-n 500000]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from astropy.coordinates import SkyCoord, search_around_sky
 from whatsreal.config import SCHEMA_PATH, load_config
 from whatsreal.data import stages
 from whatsreal.data.crossmatch import crossmatch
+from whatsreal.data.groups import group_catalogues
 from whatsreal.data.neighbours import spatial_neighbours
 from whatsreal.data.triplets import TripletDataset
 from whatsreal.sim.sky import simulate_sky
@@ -70,6 +71,22 @@ def bench_crossmatch(n: int, repeats: int) -> None:
     b = pd.DataFrame({"object_id": np.arange(n), "ra": np.mod(ra + jitter[:, 0], 360), "dec": dec + jitter[:, 1]})
     t = _median_time(lambda: crossmatch(a, b, 1.0), repeats)
     print(f'crossmatch {n:,} x {n:,}, one-to-one within 1": {t:.2f} s (median of {repeats})')
+
+
+def bench_groups(n: int, repeats: int) -> None:
+    """Three surveys, each seeing a random 70 % of ``n`` galaxies with 0.1" astrometric scatter."""
+    rng = np.random.default_rng(2)
+    ra, dec = _sky(n, rng)
+    cats = {}
+    for name in ("a", "b", "c"):
+        idx = np.flatnonzero(rng.random(n) < 0.7)
+        jitter = rng.normal(0, 0.1 / 3600, (idx.size, 2))
+        cats[name] = pd.DataFrame(
+            {"object_id": idx, "ra": np.mod(ra[idx] + jitter[:, 0], 360), "dec": dec[idx] + jitter[:, 1]}
+        )
+    total = sum(len(c) for c in cats.values())
+    t = _median_time(lambda: group_catalogues(cats, 1.0), repeats)
+    print(f"N-way grouping, 3 surveys, {total:,} objects of {n:,} galaxies: {t:.2f} s (median of {repeats})")
 
 
 def bench_preprocess_and_loader(repeats: int, cutout: int) -> None:
@@ -135,10 +152,12 @@ def main() -> None:
     parser.add_argument("--astropy-n", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cutout", type=int, default=160)
+    parser.add_argument("--groups-n", type=int, default=500_000, help="galaxies of the N-way grouping benchmark")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; medians of {args.repeats} repeats")
     bench_neighbours(args.n, args.repeats, args.astropy_n)
     bench_crossmatch(args.n, args.repeats)
+    bench_groups(args.groups_n, args.repeats)
     bench_preprocess_and_loader(args.repeats, args.cutout)
 
 

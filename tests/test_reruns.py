@@ -32,6 +32,7 @@ ALL_JOBS = {
     "sky_figure": 1,
     "catalog": 2,
     "crossmatch": 1,
+    "groups": 1,
     "split": 1,
     "preprocess": 2,
     "neighbours": 4,
@@ -66,7 +67,7 @@ ALL_JOBS = {
 CONFIG_RECORD = {"effective_config": 1, "all": 1}
 """What any config change reruns at least: the results' copy of the config it was built with."""
 
-DATA_STAGES = {"simulate", "sky_figure", "catalog", "crossmatch", "split", "preprocess", "neighbours"}
+DATA_STAGES = {"simulate", "sky_figure", "catalog", "crossmatch", "groups", "split", "preprocess", "neighbours"}
 BASELINES = {"random_init_embeddings", "cross_predict"}
 # The per-run jobs downstream of one run's model (random_neighbours gets no sampling experiments).
 RN_MODEL_DOWNSTREAM = {

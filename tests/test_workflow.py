@@ -34,7 +34,7 @@ def test_dry_run_of_all_resolves_the_default_dag(tmp_path):
     res = _snakemake(tmp_path, "-n", "--cores", "2", "all")
     assert res.returncode == 0, res.stderr
     jobs = dry_run_jobs(res.stdout + res.stderr)
-    assert {"simulate", "sky_figure", "crossmatch", "split", "train", "embed", "all"} <= set(jobs), jobs
+    assert {"simulate", "sky_figure", "crossmatch", "groups", "split", "train", "embed", "all"} <= set(jobs), jobs
     assert jobs["catalog"] == jobs["preprocess"] == 2, jobs  # one per survey
     assert jobs["neighbours"] >= 2, jobs
 
@@ -94,6 +94,7 @@ def test_dry_run_for_real_mmu_data_and_crossmatched_parquet(tmp_path, tiny_sky):
     assert res.returncode == 0, res.stderr
     jobs = dry_run_jobs(res.stdout + res.stderr)
     assert "crossmatched_catalogs" in jobs and "crossmatch" not in jobs, jobs
+    assert "groups" in jobs, jobs  # from the pre-matched pairs
 
 
 @pytest.mark.slow  # runs Snakemake in a subprocess

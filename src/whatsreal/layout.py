@@ -21,6 +21,8 @@ raw/sky.png                       sky_figure              the report
 catalog_<survey>.parquet          catalog                 crossmatch, preprocess, neighbours,
                                                           outliers, noise_model, provabgs_targets
 pairs.parquet                     crossmatch              split, preprocess, neighbours
+groups.parquet                    groups                  users (one row per galaxy seen by 1..N
+                                                          surveys: the N-way match, issue 16)
 split.parquet                     split                   preprocess, training, every experiment
 images_<survey>.npy               preprocess              training, embed, experiments
 meta_<survey>.parquet             preprocess              training (normalisation), experiments
@@ -265,6 +267,11 @@ class DatasetLayout:
     def pairs(self) -> Path:
         """Cross-matched pairs: row i is pair i everywhere downstream."""
         return self.root / "pairs.parquet"
+
+    @property
+    def groups(self) -> Path:
+        """N-way matched galaxies: one row per galaxy, its row in every survey's catalogue (-1 where unseen)."""
+        return self.root / "groups.parquet"
 
     @property
     def split(self) -> Path:

@@ -34,6 +34,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "catalog": ("preprocess.crop",),
     "crossmatched_catalogs": (),
     "crossmatch": ("crossmatch",),
+    "groups": ("crossmatch",),
     "split": ("split",),
     "preprocess": ("preprocess", "dataset.source"),
     "neighbours_spatial": ("neighbours.k", "neighbours.radius_arcmin"),

@@ -121,8 +121,8 @@ def neighbours_inputs(wildcards):
 
 
 def data_targets():
-    """The preprocessed dataset every model run reads."""
-    return DATA.pair_files() + [DATA.neighbours(s, m) for s in SURVEY_ORDER for m in MODES]
+    """The preprocessed dataset every model run reads, and the N-way match (groups.parquet) for users."""
+    return DATA.pair_files() + [DATA.neighbours(s, m) for s in SURVEY_ORDER for m in MODES] + [DATA.groups]
 
 
 def experiment_targets(run):

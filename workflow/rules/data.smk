@@ -99,6 +99,28 @@ else:
             "../scripts/crossmatch.py"
 
 
+rule groups:
+    # N-way matching: every survey's catalogue merged into galaxies seen by 1..N surveys
+    # (whatsreal.data.groups). A pre-matched source's pairs are its two-survey groups.
+    input:
+        **(
+            {"pairs": DATA.pairs}
+            if SOURCE == "crossmatched_parquet"
+            else {s: DATA.catalog(s) for s in SURVEY_ORDER}
+        ),
+    output:
+        DATA.groups,
+    log:
+        DATA.log("groups"),
+    threads: 1
+    params:
+        settings=settings("groups"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/groups.py"
+
+
 if PROVABGS:
 
     rule provabgs_targets:

@@ -16,13 +16,33 @@ import pandas as pd
 
 from whatsreal.data.sky_index import angle_to_chord, chord_to_angle_deg, tree
 
-__all__ = ["CrossmatchError", "crossmatch"]
+__all__ = ["CrossmatchError", "crossmatch", "mutual_matches"]
 
 log = logging.getLogger(__name__)
 
 
 class CrossmatchError(ValueError):
     """The two catalogues cannot be matched (e.g. they do not overlap)."""
+
+
+def mutual_matches(
+    a: pd.DataFrame, b: pd.DataFrame, radius_arcsec: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Rows of ``a`` and ``b`` (each with ``ra, dec`` in degrees) that are each other's nearest
+    neighbour within ``radius_arcsec``: ``(rows_a, rows_b, sep_arcsec, n_not_mutual)``, sorted by
+    ``rows_a``. Empty arrays when nothing matches; :func:`crossmatch` and the N-way grouping
+    (:mod:`whatsreal.data.groups`) decide whether that is an error."""
+    tree_a, xyz_a = tree(a["ra"].to_numpy(), a["dec"].to_numpy())
+    tree_b, xyz_b = tree(b["ra"].to_numpy(), b["dec"].to_numpy())
+    limit = angle_to_chord(radius_arcsec / 3600.0)
+    d_ab, i_ab = tree_b.query(xyz_a, k=1, distance_upper_bound=limit, workers=-1)
+    _, i_ba = tree_a.query(xyz_b, k=1, distance_upper_bound=limit, workers=-1)
+    rows_a = np.flatnonzero(np.isfinite(d_ab))
+    rows_b = i_ab[rows_a]
+    mutual = i_ba[rows_b] == rows_a
+    rows_a, rows_b = rows_a[mutual], rows_b[mutual]
+    sep = chord_to_angle_deg(d_ab[rows_a]) * 3600.0
+    return rows_a.astype(np.int64), rows_b.astype(np.int64), sep, int((~mutual).sum())
 
 
 def crossmatch(
@@ -34,21 +54,12 @@ def crossmatch(
     ``ra``, ``dec`` (of ``a``), ``sep_arcsec``; sorted by the first catalogue's row.
     """
     na, nb = names
-    tree_a, xyz_a = tree(a["ra"].to_numpy(), a["dec"].to_numpy())
-    tree_b, xyz_b = tree(b["ra"].to_numpy(), b["dec"].to_numpy())
-    limit = angle_to_chord(radius_arcsec / 3600.0)
-    d_ab, i_ab = tree_b.query(xyz_a, k=1, distance_upper_bound=limit, workers=-1)
-    _, i_ba = tree_a.query(xyz_b, k=1, distance_upper_bound=limit, workers=-1)
-    rows_a = np.flatnonzero(np.isfinite(d_ab))
-    rows_b = i_ab[rows_a]
-    mutual = i_ba[rows_b] == rows_a
-    rows_a, rows_b = rows_a[mutual], rows_b[mutual]
+    rows_a, rows_b, sep, dropped = mutual_matches(a, b, radius_arcsec)
     if rows_a.size == 0:
         raise CrossmatchError(
             f'no {na} object has a {nb} counterpart within {radius_arcsec}" '
             f"({len(a)} {na} and {len(b)} {nb} objects): do the two catalogues cover the same sky?"
         )
-    sep = chord_to_angle_deg(d_ab[rows_a]) * 3600.0
     pairs = pd.DataFrame(
         {
             f"{na}_row": rows_a.astype(np.int64),
@@ -71,6 +82,6 @@ def crossmatch(
         nb,
         radius_arcsec,
         *q,
-        int((~mutual).sum()),
+        dropped,
     )
     return pairs

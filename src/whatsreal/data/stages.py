@@ -15,11 +15,12 @@ import pandas as pd
 from whatsreal.data.catalog import build_catalog
 from whatsreal.data.crossmatch import crossmatch
 from whatsreal.data.crossmatched import read_crossmatched_catalogs
+from whatsreal.data.groups import group_catalogues, groups_from_pairs
 from whatsreal.data.neighbours import count_histogram, random_neighbours, spatial_neighbours
 from whatsreal.data.preprocess import blank_band_labels, log_blank_cutouts, preprocess_survey
 from whatsreal.data.provabgs import match_to_pairs, read_provabgs
 from whatsreal.data.split import make_split
-from whatsreal.io import write_npz, write_parquet
+from whatsreal.io import read_table, write_npz, write_parquet
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "run_catalog",
     "run_crossmatch",
     "run_crossmatched_catalogs",
+    "run_groups",
+    "run_groups_from_pairs",
     "run_neighbours",
     "run_preprocess",
     "run_provabgs_targets",
@@ -70,6 +73,25 @@ def run_crossmatch(catalogs: dict[str, str | Path], radius_arcsec: float, out: s
     pairs = crossmatch(cats["hsc"], cats["legacysurvey"], radius_arcsec, SURVEY_ORDER)
     write_parquet(pairs, out)
     return pairs
+
+
+def run_groups(catalogs: dict[str, str | Path], radius_arcsec: float, out: str | Path) -> pd.DataFrame:
+    """``groups.parquet``: every survey's catalogue merged by N-way matching (:mod:`whatsreal.data.groups`),
+    pairwise mutual matches within ``crossmatch.radius_arcsec``; conflicts are logged."""
+    cats = {s: read_table(path, ["object_id", "ra", "dec"]) for s, path in catalogs.items()}
+    groups = group_catalogues(cats, radius_arcsec).groups
+    write_parquet(groups, out)
+    return groups
+
+
+def run_groups_from_pairs(pairs_path: str | Path, out: str | Path) -> pd.DataFrame:
+    """``groups.parquet`` of a pre-matched source (``crossmatched_parquet``): the pairs as two-survey groups."""
+    columns = [f"{s}_{c}" for s in SURVEY_ORDER for c in ("row", "object_id")] + ["ra", "dec", "sep_arcsec"]
+    pairs = read_table(pairs_path, columns)
+    groups = groups_from_pairs(pairs, SURVEY_ORDER)
+    write_parquet(groups, out)
+    log.info("groups: %d two-survey groups from %s", len(groups), pairs_path)
+    return groups
 
 
 def run_provabgs_targets(

@@ -1,0 +1,298 @@
+"""Paper-scale speed on one accelerator (issue 17): training, sampling and embedding throughput, with MFU.
+
+One command prints, for a config (default: the paper's, ``config/paper.yaml``) and a preprocessed
+dataset (default: ``results/sim``, the demo's sky, whose 48 x 48 x 4 images are the paper's shape):
+
+- **training samples/s and peak memory** at ``--batch`` (64, the paper's per-GPU batch) for each
+  case: eager fp32; bf16 autocast; bf16 + channels_last; bf16 + fused AdamW; bf16 +
+  ``torch.compile``. Batches come from the real ``TripletDataModule`` (memory-mapped files, its
+  DataLoader) and, for the same case, from batches already resident on the device: the difference
+  is the loader's share;
+- **the largest batch that fits** (doubling from ``--batch`` until out of memory; accelerator only);
+- **model FLOPs** per training sample and per UNet evaluation, counted with
+  ``torch.utils.flop_counter.FlopCounterMode``, and **MFU** against ``--peak-tflops`` (default: the
+  device's dense bf16 peak when it is an H100/H200, else none);
+- **sampling images/s** for Euler-250 and Heun/midpoint at fewer steps (same x0, same conditioning;
+  the MSE against Euler-250 is printed beside, the accuracy half of the sampler study);
+- **embedding galaxies/s** (both encoders over the HSC images).
+
+``--quick`` makes every case tiny (2 timed steps, batch 4, 8 images to sample, no batch search, no
+compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and it never
+rots; its numbers mean nothing. Numbers from a real run go to benchmarks/RESULTS.md with the device
+and the commit.
+
+Usage: python benchmarks/bench_gpu.py [--config config/paper.yaml ...] [--data results/sim]
+       [--batch 64] [--steps 20] [--quick] [--compile | --no-compile] [--peak-tflops 989]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from whatsreal.config import effective_config
+from whatsreal.model.embed import encode_images
+from whatsreal.model.flow import FlowMatchingModel, build_model
+from whatsreal.model.samplers import integrate
+from whatsreal.train.datamodules import TripletDataModule
+
+REPO = Path(__file__).resolve().parents[1]
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+"""Dense bf16 tensor-core peaks (vendor data sheets, SXM parts), matched against the device name."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One way of running a training step."""
+
+    name: str
+    bf16: bool = False
+    channels_last: bool = False
+    fused_adamw: bool = False
+    compile: bool = False
+
+
+CASES = (
+    Case("eager fp32"),
+    Case("bf16 autocast", bf16=True),
+    Case("bf16 + channels_last", bf16=True, channels_last=True),
+    Case("bf16 + fused AdamW", bf16=True, fused_adamw=True),
+    Case("bf16 + torch.compile", bf16=True, compile=True),
+)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
+    """A batch on ``device``; image tensors in channels_last when asked (4-d targets only: the
+    (B, V, C, H, W) views are flattened to 4-d inside the encoders)."""
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if channels_last and value.ndim == 4 and value.is_floating_point():
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def train_step_fn(model: FlowMatchingModel, case: Case, lr: float) -> Callable[[dict[str, torch.Tensor]], None]:
+    """One optimiser step of the flow-matching loss, run the way ``case`` says."""
+    device = next(model.parameters()).device
+    fused = case.fused_adamw and device.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused or None)
+
+    def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        return model.loss(batch["target"], cond)[0]
+
+    compute = torch.compile(loss_of) if case.compile else loss_of
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=case.bf16)
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        with autocast:
+            loss = compute(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def loader_batches(data: Path, batch: int, workers: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Training batches from the real data module (memory-mapped images, its DataLoader), epoch
+    after epoch. Not ``itertools.cycle``, which would keep every batch of the first epoch in memory
+    and replay them instead of loading."""
+    dm = TripletDataModule(data, batch_size=batch, num_workers=workers, seed=0)
+    dm.setup("fit")
+    if len(dm.train_set) < batch:
+        raise SystemExit(f"{data}: {len(dm.train_set)} training pairs, fewer than one batch of {batch}")
+    loader = dm.train_dataloader()
+    while True:
+        yield from loader
+
+
+def repeated(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """A batch of ``n`` samples made by repeating ``batch``'s (for sizes larger than the dataset)."""
+    index = torch.arange(n, device=batch["target"].device) % batch["target"].shape[0]
+    return {k: v[index] for k, v in batch.items()}
+
+
+def time_steps(step: Callable, batches: Iterator, device: torch.device, steps: int, channels_last: bool) -> list[float]:
+    """Seconds per step (2 warm-up steps, which include compilation, left out)."""
+    times = []
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        step(to_device(next(batches), device, channels_last))
+        synchronize(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def flops_per_sample(model: FlowMatchingModel, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(training FLOPs per sample: forward + backward of encoders and UNet; FLOPs of one UNet
+    evaluation per image), counted by torch's FLOP counter on one batch."""
+    n = batch["target"].shape[0]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        loss = model.loss(batch["target"], cond)[0]
+        loss.backward()
+    train = counter.get_total_flops() / n
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.velocity(batch["target"], torch.full((n,), 0.5, device=batch["target"].device), cond)
+    return train, counter.get_total_flops() / n
+
+
+def peak_memory_gib(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "n/a (CPU)"
+    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+
+
+def largest_batch(cfg: dict, sample: dict[str, torch.Tensor], start: int, device: torch.device) -> int:
+    """The largest power-of-two multiple of ``start`` whose bf16 step fits in memory (batches made by
+    repeating ``sample``, so the search is not limited by the dataset's size)."""
+    best, batch = 0, start
+    while batch <= 65536:
+        model = build_model(cfg).to(device)
+        try:
+            step = train_step_fn(model, Case("probe", bf16=True), 1e-4)
+            step(repeated(sample, batch))
+            synchronize(device)
+            best = batch
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            del model
+            torch.cuda.empty_cache()
+        batch *= 2
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", nargs="+", default=[str(REPO / "config" / "paper.yaml")])
+    ap.add_argument("--data", type=Path, default=REPO / "results" / "sim")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=4, help="DataLoader workers for the loader-fed cases")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, so the test suite runs it on a CPU")
+    ap.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the torch.compile case (default: on an accelerator, off with --quick)",
+    )
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU")
+    args = ap.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.quick:
+        args.batch, args.steps, args.workers = 4, 2, 0
+    do_compile = args.compile if args.compile is not None else (device.type == "cuda" and not args.quick)
+    cfg = effective_config(args.config)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(
+        f"device {name}; torch {torch.__version__}; config {' + '.join(Path(c).name for c in args.config)}; "
+        f"data {args.data}; batch {args.batch}; {args.steps} timed steps per case"
+    )
+
+    probe_model = build_model(cfg).to(device)
+    n_params = sum(p.numel() for p in probe_model.parameters())
+    feed = loader_batches(args.data, args.batch, 0)
+    resident = [to_device(next(feed), device, False) for _ in range(2)]  # the device-resident cases' data
+    first = resident[0]
+    train_flops, unet_flops = flops_per_sample(probe_model, first)
+    del probe_model
+    print(
+        f"model: {n_params / 1e6:.1f} M parameters; {train_flops / 1e9:.1f} GFLOP per training sample "
+        f"(forward + backward, encoders and UNet); {unet_flops / 1e9:.2f} GFLOP per UNet evaluation per image"
+    )
+
+    for case in CASES:
+        if case.compile and not do_compile:
+            print(f"  {case.name:24s} skipped (--compile to run it)")
+            continue
+        for source in ("loader", "resident"):
+            torch.manual_seed(0)
+            model = build_model(cfg).to(device)
+            if case.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            step = train_step_fn(model, case, float(cfg["train"]["lr"]))
+            batches = (
+                loader_batches(args.data, args.batch, args.workers) if source == "loader" else itertools.cycle(resident)
+            )
+            times = time_steps(step, batches, device, args.steps, case.channels_last)
+            med = statistics.median(times)
+            rate = args.batch / med
+            mfu = f", MFU {rate * train_flops / (peak * 1e12):.1%}" if peak else ""
+            print(
+                f"  {case.name:24s} {source:8s} {rate:9.1f} samples/s (median step {med * 1e3:.1f} ms), "
+                f"peak memory {peak_memory_gib(device)}{mfu}"
+            )
+            del model, step
+    if device.type == "cuda" and not args.quick:
+        print(f"largest bf16 batch that fits: {largest_batch(cfg, first, args.batch, device)}")
+
+    model = build_model(cfg).to(device).eval()
+    n_img = 8 if args.quick else 64
+    batch = repeated(first, n_img)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with torch.no_grad(), autocast:
+        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        x0 = torch.randn(batch["target"].shape, generator=torch.Generator().manual_seed(0)).to(device)
+        runs = [("euler", 250 if not args.quick else 4)] + [
+            (m, s) for m in ("heun", "midpoint") for s in ((2,) if args.quick else (10, 25))
+        ]
+        ref = None
+        for method, steps in runs:
+            synchronize(device)
+            t = time.perf_counter()
+            out = integrate(model, x0, cond, steps, method).float()
+            synchronize(device)
+            dt = time.perf_counter() - t
+            ref = out if ref is None else ref
+            evals = steps * (1 if method == "euler" else 2)
+            mfu = f", MFU {n_img * evals * unet_flops / dt / (peak * 1e12):.1%}" if peak else ""
+            print(
+                f"sampling {method:8s} {steps:3d} steps ({evals:3d} evaluations): {n_img / dt:8.2f} images/s, "
+                f"MSE vs Euler-{runs[0][1]} {float(((out - ref) ** 2).mean()):.2e}{mfu}"
+            )
+    images = np.load(args.data / "images_hsc.npy", mmap_mode="r")
+    images = images[: 64 if args.quick else len(images)]
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    encode_images(model, images[:256], 256, device, dtype)  # warm-up
+    synchronize(device)
+    t = time.perf_counter()
+    encode_images(model, images, 1024 if device.type == "cuda" else 256, device, dtype)
+    synchronize(device)
+    print(f"embedding: {len(images) / (time.perf_counter() - t):.0f} galaxies/s (both encoders, {len(images)} images)")
+
+
+if __name__ == "__main__":
+    main()

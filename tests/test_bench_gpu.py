@@ -1,0 +1,50 @@
+"""benchmarks/bench_gpu.py --quick runs end to end on a CPU, so the one-call GPU check never rots."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import REPO, TINY, TINY_MODEL
+
+
+@pytest.mark.slow  # a subprocess that trains a few steps per case
+def test_bench_gpu_quick_prints_every_measurement(tiny_data, tmp_path):
+    _, data = tiny_data
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL}))
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_gpu.py"),
+            "--quick",
+            "--config",
+            str(cfg),
+            "--data",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    flops = re.search(r"([\d.]+) GFLOP per training sample.*?([\d.]+) GFLOP per UNet evaluation", out)
+    assert flops and float(flops.group(1)) > float(flops.group(2)) > 0, out
+    for case in ("eager fp32", "bf16 autocast", "bf16 + channels_last", "bf16 + fused AdamW"):
+        for source in ("loader", "resident"):
+            line = re.search(rf"{re.escape(case)}\s+{source}\s+([\d.]+) samples/s", out)
+            assert line and float(line.group(1)) > 0, (case, source, out)
+    assert re.search(r"bf16 \+ torch\.compile\s+skipped", out), out
+    euler = re.search(r"sampling euler .*MSE vs Euler-4 ([\d.e+-]+)", out)
+    assert euler and float(euler.group(1)) == 0.0, out  # the reference against itself
+    for method in ("heun", "midpoint"):
+        line = re.search(
+            rf"sampling {method}\s+2 steps \(\s*4 evaluations\):\s+([\d.]+) images/s, MSE vs Euler-4 ([\d.e+-]+)", out
+        )
+        assert line and float(line.group(1)) > 0 and 0 < float(line.group(2)) < 1, (method, out)
+    assert re.search(r"embedding: \d+ galaxies/s", out), out
