@@ -173,16 +173,19 @@ def largest_batch(cfg: dict, sample: dict[str, torch.Tensor], start: int, device
     best, batch = 0, start
     while batch <= 65536:
         model = build_model(cfg).to(device)
+        step = train_step_fn(model, Case("probe", bf16=True), 1e-4)
         try:
-            step = train_step_fn(model, Case("probe", bf16=True), 1e-4)
             step(repeated(sample, batch))
             synchronize(device)
             best = batch
         except torch.OutOfMemoryError:
             break
         finally:
-            del model
-            torch.cuda.empty_cache()
+            # Free this size's model, optimiser state and activations before the next size is
+            # built, or the search would stop early with two models in memory.
+            del model, step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         batch *= 2
     return best
 

@@ -48,3 +48,39 @@ def test_bench_gpu_quick_prints_every_measurement(tiny_data, tmp_path):
         )
         assert line and float(line.group(1)) > 0 and 0 < float(line.group(2)) < 1, (method, out)
     assert re.search(r"embedding: \d+ galaxies/s", out), out
+
+
+def test_largest_batch_stops_at_the_first_out_of_memory(monkeypatch):
+    """The batch search (accelerator only, so --quick skips it) on a CPU with an out-of-memory
+    error faked above 16 samples: it doubles from the start and returns the last size that fit."""
+    import importlib.util
+
+    import torch
+
+    from .conftest import tiny_config
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "benchmarks" / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gpu", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    tried = []
+
+    def fake_step_fn(model, case, lr):
+        def step(batch):
+            n = batch["target"].shape[0]
+            tried.append(n)
+            if n > 16:
+                raise torch.OutOfMemoryError("fake")
+
+        return step
+
+    monkeypatch.setattr(bench, "train_step_fn", fake_step_fn)
+    cfg = tiny_config(model=TINY_MODEL)
+    sample = {
+        "target": torch.zeros(3, 4, 48, 48),
+        "physics": torch.zeros(3, 1, 4, 48, 48),
+        "physics_mask": torch.ones(3, 1, dtype=torch.bool),
+    }
+    assert bench.largest_batch(cfg, sample, 4, torch.device("cpu")) == 16
+    assert tried == [4, 8, 16, 32]
+    assert bench.repeated(sample, 7)["physics"].shape == (7, 1, 4, 48, 48)
