@@ -16,6 +16,8 @@ dataset (default: ``results/sim``, the demo's sky, whose 48 x 48 x 4 images are 
   the MSE against Euler-250 is printed beside, the accuracy half of the sampler study);
 - **embedding galaxies/s** (both encoders over the HSC images).
 
+Fused AdamW exists only on CUDA: on a CPU that case runs the default AdamW.
+
 ``--quick`` makes every case tiny (2 timed steps, batch 4, 8 images to sample, no batch search, no
 compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and it never
 rots; its numbers mean nothing. Numbers from a real run go to benchmarks/RESULTS.md with the device
