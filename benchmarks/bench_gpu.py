@@ -97,7 +97,7 @@ def train_step_fn(model: FlowMatchingModel, case: Case, lr: float) -> Callable[[
     opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused or None)
 
     def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
         return model.loss(batch["target"], cond)[0]
 
     compute = torch.compile(loss_of) if case.compile else loss_of
@@ -150,13 +150,13 @@ def flops_per_sample(model: FlowMatchingModel, batch: dict[str, torch.Tensor]) -
     n = batch["target"].shape[0]
     counter = FlopCounterMode(display=False)
     with counter:
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
         loss = model.loss(batch["target"], cond)[0]
         loss.backward()
     train = counter.get_total_flops() / n
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
         counter = FlopCounterMode(display=False)
         with counter:
             model.velocity(batch["target"], torch.full((n,), 0.5, device=batch["target"].device), cond)
@@ -269,7 +269,7 @@ def main() -> None:
     batch = repeated(first, n_img)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with torch.no_grad(), autocast:
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
         x0 = torch.randn(batch["target"].shape, generator=torch.Generator().manual_seed(0)).to(device)
         runs = [("euler", 250 if not args.quick else 4)] + [
             (m, s) for m in ("heun", "midpoint") for s in ((2,) if args.quick else (10, 25))

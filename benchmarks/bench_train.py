@@ -44,7 +44,7 @@ def step_time(cfg: dict, data: Path, steps: int) -> dict[str, list[float]]:
     for i in range(steps + 2):
         batch = ds.__getitems__(list(rng.integers(0, len(ds), cfg["train"]["batch_size"])))
         t = time.perf_counter()
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
         t_enc = time.perf_counter()
         loss, _ = model.loss(batch["target"], cond)
         t_unet = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
     ds = TripletDataset(data, val, anchors=np.zeros(len(val), dtype=np.int64))  # HSC-anchored
     batch = ds.__getitems__(list(range(len(ds))))
     with torch.no_grad():
-        cond = model.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
+        cond = model.condition_batch(batch)
     x0 = torch.randn(len(val), 4, 48, 48, generator=torch.Generator().manual_seed(0))
     t = time.perf_counter()
     ref = integrate(model, x0, cond, 250, "euler")

@@ -34,6 +34,7 @@ import numpy as np
 
 from whatsreal.config import effective_config
 from whatsreal.experiments.bootstrap import bootstrap_counts, percentile_ci, r2_point, r2_replicates
+from whatsreal.experiments.neighbour_probe import neighbour_mean
 from whatsreal.experiments.regressor import train_image_regressor
 from whatsreal.experiments.targets import build_targets, truth_instrument_targets
 from whatsreal.layout import DatasetLayout
@@ -48,14 +49,6 @@ def interval(y: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> str:
     point = float(r2_point(y[ok], pred[ok]))
     lo, hi = percentile_ci(r2_replicates(y[ok], pred[ok], counts[:, ok]), 0.95)
     return f"{point:6.3f} [{float(lo):.3f}, {float(hi):.3f}]"
-
-
-def neighbour_mean(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(N, T) mean of ``values`` over each row's neighbours (``index`` -1 padded); NaN without any."""
-    valid = index >= 0
-    gathered = np.where(valid[:, :, None], values[np.maximum(index, 0)], np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(gathered, axis=1) if valid.any() else np.full((len(index), values.shape[1]), np.nan)
 
 
 def main() -> None:

@@ -62,8 +62,8 @@ def crossmatch(
         )
     pairs = pd.DataFrame(
         {
-            f"{na}_row": rows_a.astype(np.int64),
-            f"{nb}_row": rows_b.astype(np.int64),
+            f"{na}_row": rows_a,
+            f"{nb}_row": rows_b,
             f"{na}_object_id": a["object_id"].to_numpy()[rows_a],
             f"{nb}_object_id": b["object_id"].to_numpy()[rows_b],
             "ra": a["ra"].to_numpy()[rows_a],

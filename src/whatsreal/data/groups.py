@@ -101,7 +101,9 @@ def group_catalogues(catalogues: Mapping[str, pd.DataFrame], radius_arcsec: floa
     _check_overlap(names, edges, catalogues, radius_arcsec)
 
     nodes = DisjointSet((i, r) for i, n in enumerate(names) for r in range(len(catalogues[n])))
-    surveys_in: dict[tuple[int, int], frozenset[int]] = {(i, r): frozenset([i]) for (i, r) in nodes}
+    # Kept for merged groups only (keyed by their root): a root not in these is a single object,
+    # whose surveys are its own and whose largest separation is 0.
+    surveys_in: dict[tuple[int, int], frozenset[int]] = {}
     max_sep: dict[tuple[int, int], float] = {}
     conflicts = []
     for sep, ia, ra_, ib, rb in edges[["sep_arcsec", "survey_a", "row_a", "survey_b", "row_b"]].itertuples(index=False):
@@ -109,13 +111,17 @@ def group_catalogues(catalogues: Mapping[str, pd.DataFrame], radius_arcsec: floa
         root_u, root_v = nodes[u], nodes[v]
         if root_u == root_v:
             continue  # a triangle closing consistently: already one group
-        clash = surveys_in[root_u] & surveys_in[root_v]
+        in_u = surveys_in.get(root_u, frozenset([root_u[0]]))
+        in_v = surveys_in.get(root_v, frozenset([root_v[0]]))
+        clash = in_u & in_v
         if clash:
             conflicts.append(
                 (names[u[0]], u[1], names[v[0]], v[1], float(sep), ",".join(names[c] for c in sorted(clash)))
             )
             continue
-        merged = surveys_in.pop(root_u) | surveys_in.pop(root_v)
+        surveys_in.pop(root_u, None)
+        surveys_in.pop(root_v, None)
+        merged = in_u | in_v
         worst = max(max_sep.pop(root_u, 0.0), max_sep.pop(root_v, 0.0), float(sep))
         nodes.merge(u, v)
         surveys_in[nodes[u]] = merged

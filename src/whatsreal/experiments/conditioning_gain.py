@@ -100,9 +100,7 @@ def measure_gains(
         base_sum = 0.0
         for rows in chunks:
             batch = {k: v.to(device) for k, v in ds.__getitems__(rows.tolist()).items()}
-            cond = model.condition(
-                batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"]
-            )
+            cond = model.condition_batch(batch)
             gains = conditioning_gains(model, batch["target"], cond, batch["anchor"], gen, draws=draws)
             for half in HALVES:
                 out[half][rows] = gains[half].numpy()

@@ -27,6 +27,7 @@ the paper's configuration:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -120,6 +121,12 @@ class FlowMatchingModel(nn.Module):
         pt, pm = self._encode(self.physics_encoder, physics, physics_mask)
         it, im = self._encode(self.instrument_encoder, instrument, instrument_mask)
         return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
+
+    def condition_batch(self, batch: Mapping[str, torch.Tensor]) -> Conditioning:
+        """:meth:`condition` on a triplet batch (``TripletDataset``'s ``physics``, ``instrument`` and
+        their masks, already on the model's device), as training, the conditioning gain and the
+        benchmarks call it."""
+        return self.condition(batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"])
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         t = t.reshape(-1).expand(x_t.shape[0]) * self.time_scale

@@ -88,9 +88,7 @@ class FlowMatchingModule(MethodModule):
     model: FlowMatchingModel
 
     def condition(self, batch: dict[str, torch.Tensor]) -> Conditioning:
-        return self.model.condition(
-            batch["physics"], batch["physics_mask"], batch["instrument"], batch["instrument_mask"]
-        )
+        return self.model.condition_batch(batch)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str, cond: Conditioning | None = None) -> torch.Tensor:
         cond = self.condition(batch) if cond is None else cond
