@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import whatsreal.sim.sky as sky
+from whatsreal.config import ConfigError
 from whatsreal.data.mmu import read_catalog
 from whatsreal.sim.sky import SimulationError, SparseSkyWarning, simulate_sky
 
@@ -69,8 +70,15 @@ def test_zero_galaxies_after_cuts_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_selection_band_must_belong_to_the_survey(tmp_path):
-    cfg = tiny_config(simulation={"surveys": {"legacysurvey": {"selection": {"band": "y", "mag_max": 21.0}}}})
-    with pytest.raises(SimulationError, match=r"legacysurvey\.selection\.band: 'y' is not a legacysurvey band"):
+    """The config check names it against the registry's bands; the simulator, given an unchecked
+    config, names it too."""
+    bad = {"simulation": {"surveys": {"legacysurvey": {"selection": {"band": "y", "mag_max": 21.0}}}}}
+    message = r"legacysurvey\.selection\.band: 'y' is not a legacysurvey band"
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(**bad)
+    cfg = tiny_config()
+    cfg["simulation"]["surveys"]["legacysurvey"]["selection"]["band"] = "y"
+    with pytest.raises(SimulationError, match=message):
         simulate_sky(cfg, tmp_path / "raw", tmp_path / "raw" / "truth.parquet")
 
 
@@ -98,10 +106,10 @@ def test_failed_render_leaves_previous_output_untouched(tmp_path, tiny_sky, monk
     before = _digest(out)
     render = sky._render_chunk
 
-    def legacy_fails(survey_name, *args):
-        if survey_name == "legacysurvey":
+    def legacy_fails(survey, *args):
+        if survey.name == "legacysurvey":
             raise RuntimeError("disk on fire")
-        return render(survey_name, *args)
+        return render(survey, *args)
 
     # A different sky whose HSC part renders fine but whose Legacy part fails.
     monkeypatch.setattr(sky, "_render_chunk", legacy_fails)

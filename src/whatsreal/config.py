@@ -90,11 +90,32 @@ def _yaml_problem(path: str | Path, err: yaml.YAMLError) -> str:
     return f"{text}\n{snippet}" if snippet else text
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated within one mapping: PyYAML (and
+    Snakemake) silently keep the last one, so two registry surveys with the same name, or any
+    key written twice, would quietly lose a value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while constructing a mapping (first at line {seen[key].line + 1})",
+                    node.start_mark,
+                    f"duplicate key '{key}'",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse the YAML file at ``path``.
 
-    A syntax error raises ``ConfigError`` naming the file, the line and column where the
-    parser gave up (1-based), its problem and the offending line. A missing file raises
+    A syntax error, or a key repeated within one mapping, raises ``ConfigError`` naming the
+    file, the line and column where the parser gave up (1-based), its problem and the
+    offending line. A missing file raises
     ``FileNotFoundError`` as ``open`` does.
     """
     try:
@@ -102,7 +123,7 @@ def read_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: as safe as safe_load
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_problem(path, err)) from None
 
@@ -173,26 +194,31 @@ def validate_config(config: dict[str, Any], schema_path: str | Path, *, check_pa
 
 def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
     """Cross-key checks: values each valid alone but impossible together."""
+    yield from _registry_problems(cfg)
     ds = cfg["dataset"]
+    registry = list(cfg["surveys"])
     if ds["source"] == "mmu":
-        for survey in ("hsc", "legacysurvey"):
+        for survey in registry:
             if not ds["mmu"].get(survey):
                 yield f"dataset.mmu.{survey}: required when dataset.source is 'mmu' (a directory of healpix=*/*.hdf5)"
     if ds["source"] == "crossmatched_parquet" and not ds.get("crossmatched_parquet"):
         yield "dataset.crossmatched_parquet: required when dataset.source is 'crossmatched_parquet'"
 
     pre = cfg["preprocess"]
-    for survey in ("hsc", "legacysurvey"):
-        if len(pre["clamp"][survey]) != len(pre["bands"]):
+    for survey, clamp in pre["clamp"].items():
+        if len(clamp) != len(pre["bands"]):
             yield (
-                f"preprocess.clamp.{survey}: {len(pre['clamp'][survey])} values for "
+                f"preprocess.clamp.{survey}: {len(clamp)} values for "
                 f"{len(pre['bands'])} bands ({', '.join(pre['bands'])})"
             )
+    for survey in registry:
+        if survey not in pre["crop"]:
+            yield f"preprocess.crop.{survey}: required for every registry survey (surveys.{survey})"
     if ds["source"] == "synthetic":
         size = cfg["simulation"]["cutout_size"]
-        for survey in ("hsc", "legacysurvey"):
-            if pre["crop"][survey] > size:
-                yield f"preprocess.crop.{survey}: {pre['crop'][survey]} exceeds simulation.cutout_size {size}"
+        for survey, crop in pre["crop"].items():
+            if crop > size:
+                yield f"preprocess.crop.{survey}: {crop} exceeds simulation.cutout_size {size}"
 
     unet = cfg["model"]["unet"]
     n_blocks = len(unet["block_out_channels"])
@@ -221,12 +247,76 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
                     f"{axis}_max ({fp[f'{axis}_min']} >= {fp[f'{axis}_max']})"
                 )
         boxes[survey] = fp
-    if len(boxes) == 2:
-        a, b = boxes["hsc"], boxes["legacysurvey"]
-        overlap_ra = min(a["ra_max"], b["ra_max"]) - max(a["ra_min"], b["ra_min"])
-        overlap_dec = min(a["dec_max"], b["dec_max"]) - max(a["dec_min"], b["dec_min"])
-        if overlap_ra <= 0 or overlap_dec <= 0:
-            yield "simulation.surveys: the hsc and legacysurvey footprints do not overlap"
+    if not _overlap(boxes["hsc"], boxes["legacysurvey"]):
+        yield "simulation.surveys: the hsc and legacysurvey footprints do not overlap"
+    for survey, box in boxes.items():
+        if survey not in ("hsc", "legacysurvey") and not any(
+            _overlap(box, other) for name, other in boxes.items() if name != survey
+        ):
+            yield (
+                f"simulation.surveys.{survey}.footprint: overlaps no other survey's footprint, "
+                "so none of its galaxies could be matched"
+            )
+
+
+def _overlap(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    """Whether two footprint boxes (fractions of the patch) share an area."""
+    overlap_ra = min(a["ra_max"], b["ra_max"]) - max(a["ra_min"], b["ra_min"])
+    overlap_dec = min(a["dec_max"], b["dec_max"]) - max(a["dec_min"], b["dec_min"])
+    return overlap_ra > 0 and overlap_dec > 0
+
+
+SURVEY_SECTIONS = ("dataset.mmu", "simulation.surveys", "preprocess.crop", "preprocess.clamp")
+"""The per-survey sections: each is keyed by registry names (``surveys``)."""
+PER_BAND_SIMULATION_KEYS = ("psf_fwhm_arcsec", "depth_mag", "nexp")
+CATALOGUE_BANDS = {"hsc": "i", "legacysurvey": "z"}
+"""The band each catalogue format takes its shape noise from (whatsreal.sim.catalog)."""
+
+
+def _registry_problems(cfg: dict[str, Any]) -> Iterator[str]:
+    """The survey registry against itself and against every per-survey section."""
+    registry = cfg["surveys"]
+    for name, entry in registry.items():
+        for key in ("band_strings", "extinction_coeff"):
+            if len(entry[key]) != len(entry["bands"]):
+                yield (
+                    f"surveys.{name}.{key}: {len(entry[key])} entries for the {len(entry['bands'])} bands "
+                    f"({', '.join(entry['bands'])})"
+                )
+        needed = CATALOGUE_BANDS[entry["format"]]
+        if needed not in entry["bands"]:
+            yield (
+                f"surveys.{name}.bands: the {entry['format']} catalogue format measures shapes in band "
+                f"'{needed}', which is not one of {', '.join(entry['bands'])}"
+            )
+    known = ", ".join(registry)
+    for dotted in SURVEY_SECTIONS:
+        section, key = dotted.split(".")
+        for survey in cfg[section][key]:
+            if survey not in registry:
+                yield f"{dotted}.{survey}: no survey '{survey}' in the registry (surveys: {known})"
+    sim_surveys = cfg["simulation"]["surveys"]
+    if cfg["dataset"]["source"] == "synthetic":
+        for survey in registry:
+            if survey not in sim_surveys:
+                yield f"simulation.surveys.{survey}: required to simulate registry survey '{survey}' (surveys.{survey})"
+    for survey, scfg in sim_surveys.items():
+        if survey not in registry:
+            continue
+        bands = list(registry[survey]["bands"])
+        for key in PER_BAND_SIMULATION_KEYS:
+            missing = [b for b in bands if b not in scfg[key]]
+            extra = [b for b in scfg[key] if b not in bands]
+            if missing or extra:
+                yield (
+                    f"simulation.surveys.{survey}.{key}: bands {sorted(scfg[key])} do not match "
+                    f"surveys.{survey}.bands ({', '.join(bands)})"
+                )
+        if scfg["selection"]["band"] not in bands:
+            yield (
+                f"simulation.surveys.{survey}.selection.band: '{scfg['selection']['band']}' is not a "
+                f"{survey} band ({', '.join(bands)})"
+            )
 
 
 def path_problems(cfg: dict[str, Any]) -> Iterator[str]:
@@ -237,7 +327,7 @@ def path_problems(cfg: dict[str, Any]) -> Iterator[str]:
     """
     ds = cfg["dataset"]
     if ds["source"] == "mmu":
-        for survey in ("hsc", "legacysurvey"):
+        for survey in cfg["surveys"]:
             path = ds["mmu"].get(survey)
             if path and not Path(path).is_dir():
                 yield f"dataset.mmu.{survey}: directory '{path}' does not exist"

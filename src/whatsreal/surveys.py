@@ -1,27 +1,48 @@
-"""Fixed facts about the two surveys, as the Multimodal Universe (MMU) stores them.
+"""The survey registry: each instrument's file format and photometric facts.
 
-These are properties of the instruments and of the MMU file format, not tunable
-settings: pixel scales, photometric zero-points, band names and the extinction
-coefficients that turn E(B-V) into per-band extinction. Observing *conditions*
-(seeing, depth, exposure counts) are configuration and live in the config.
+Every survey the pipeline reads or simulates is an entry of the config's ``surveys``
+registry (config/README.md, "surveys"): its MMU file layout (``format``), band names and
+the strings its files write, pixel scale, zero point, the extinction coefficients that turn
+E(B-V) into per-band extinction, and how it stores masks. Observing *conditions* (seeing,
+depth, exposure counts) are simulation settings and live under ``simulation.surveys``.
+
+:data:`SURVEYS` is the registry of the schema defaults, HSC and Legacy; training and the
+experiments pair those two (:data:`SURVEY_ORDER`). The simulator, the catalogue stage and
+the N-way matching (``groups.parquet``) take every survey of a config's registry
+(:func:`survey_registry`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import yaml
 from numpy.typing import ArrayLike
 
-__all__ = ["HEALPIX_NSIDE", "SURVEYS", "SURVEY_ORDER", "Survey", "depth_ivar_to_mag", "mag_to_depth_ivar"]
+__all__ = [
+    "FORMATS",
+    "HEALPIX_NSIDE",
+    "SURVEYS",
+    "SURVEY_ORDER",
+    "Survey",
+    "depth_ivar_to_mag",
+    "mag_to_depth_ivar",
+    "survey_registry",
+]
 
 HEALPIX_NSIDE = 16
 """MMU shards every dataset by nested healpix at this nside."""
 
+FORMATS = ("hsc", "legacysurvey")
+"""The MMU layouts a registry entry can follow (``surveys.<name>.format``)."""
+
 
 @dataclass(frozen=True)
 class Survey:
-    """One survey's MMU conventions."""
+    """One survey's registry entry."""
 
     name: str
     bands: tuple[str, ...]
@@ -36,32 +57,45 @@ class Survey:
     """R_b = A_b / E(B-V) per band (Schlafly & Finkbeiner 2011 style coefficients)."""
     mask_per_band: bool
     """HSC stores one mask per band; Legacy one mask shared by all bands."""
+    format: str = "hsc"
+    """Which MMU layout its files and catalogue columns follow (one of :data:`FORMATS`)."""
 
     def band_index(self, band: str) -> int:
         """Position of a short band name in this survey's arrays."""
         return self.bands.index(band)
 
+    @classmethod
+    def from_entry(cls, name: str, entry: Mapping[str, Any]) -> Survey:
+        """The survey a registry entry (``surveys.<name>``, schema-validated) describes; a
+        band list whose companions differ in length is a ``ValueError`` naming the key."""
+        bands = tuple(entry["bands"])
+        for key in ("band_strings", "extinction_coeff"):
+            if len(entry[key]) != len(bands):
+                raise ValueError(
+                    f"surveys.{name}.{key}: {len(entry[key])} entries for the {len(bands)} bands ({', '.join(bands)})"
+                )
+        if entry["format"] not in FORMATS:
+            raise ValueError(f"surveys.{name}.format: '{entry['format']}' is not one of {', '.join(FORMATS)}")
+        return cls(
+            name=name,
+            bands=bands,
+            band_strings=tuple(entry["band_strings"]),
+            pixel_scale=float(entry["pixel_scale"]),
+            zero_point=float(entry["zero_point"]),
+            extinction_coeff=tuple(float(c) for c in entry["extinction_coeff"]),
+            mask_per_band=bool(entry["mask_per_band"]),
+            format=str(entry["format"]),
+        )
 
-SURVEYS: dict[str, Survey] = {
-    "hsc": Survey(
-        name="hsc",
-        bands=("g", "r", "i", "z", "y"),
-        band_strings=("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"),
-        pixel_scale=0.168,
-        zero_point=27.0,
-        extinction_coeff=(3.240, 2.276, 1.633, 1.263, 1.075),
-        mask_per_band=True,
-    ),
-    "legacysurvey": Survey(
-        name="legacysurvey",
-        bands=("g", "r", "i", "z"),
-        band_strings=("des-g", "des-r", "des-i", "des-z"),
-        pixel_scale=0.262,
-        zero_point=22.5,
-        extinction_coeff=(3.214, 2.165, 1.592, 1.211),
-        mask_per_band=False,
-    ),
-}
+
+def survey_registry(cfg: Mapping[str, Any]) -> dict[str, Survey]:
+    """The registry of a validated config (its ``surveys`` section): the paired surveys
+    (:data:`SURVEY_ORDER`) first, then the others in configured order. The order fixes each
+    survey's random streams in the simulator, so adding a survey changes no other survey's sky."""
+    entries = cfg["surveys"]
+    names = [s for s in SURVEY_ORDER if s in entries] + [s for s in entries if s not in SURVEY_ORDER]
+    return {name: Survey.from_entry(name, entries[name]) for name in names}
+
 
 HSC_CATALOG_ZERO_POINT = 31.4
 """HSC PDR3 catalogue fluxes (``*_cmodel_flux``) are in nJy, i.e. zero-point 31.4."""
@@ -79,5 +113,18 @@ def depth_ivar_to_mag(ivar: ArrayLike, zero_point: float = 22.5) -> np.ndarray:
     return zero_point - 2.5 * np.log10(5.0 / np.sqrt(np.asarray(ivar, dtype=float)))
 
 
-SURVEY_ORDER: tuple[str, ...] = tuple(SURVEYS)
-"""Survey order wherever surveys are indexed (anchor codes, file lists): HSC = 0, Legacy = 1."""
+SURVEY_ORDER: tuple[str, ...] = ("hsc", "legacysurvey")
+"""The two surveys that training and the experiments pair, in the order wherever they are indexed
+(anchor codes, file lists): HSC = 0, Legacy = 1. Always the first two entries of a registry."""
+
+
+def _schema_registry() -> dict[str, Survey]:
+    """The registry's schema defaults: the one place HSC's and Legacy's facts are written."""
+    from whatsreal.config import SCHEMA_PATH  # here: the config module loads jsonschema, which this one needs only now
+
+    entries = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["surveys"]["properties"]
+    return survey_registry({"surveys": {name: sub["default"] for name, sub in entries.items()}})
+
+
+SURVEYS: dict[str, Survey] = _schema_registry()
+"""HSC and Legacy as the schema's registry defaults describe them."""

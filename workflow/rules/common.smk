@@ -6,7 +6,7 @@ from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
 from whatsreal.plan import generative_runs, run_figures, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
 from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem, ran_unmeasured
-from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.surveys import SURVEY_ORDER, survey_registry
 from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
 MODES = ["spatial", "random"]
@@ -18,6 +18,9 @@ RESULTS = f"results/{DATASET}"
 DATA = DatasetLayout(RESULTS)
 RUN = DATA.run("{run}")
 DIRECTIONS = SURVEY_ORDER  # a direction is named by its anchor (target) survey
+# Every survey of the registry (config `surveys`): simulated, catalogued and N-way matched
+# (groups.parquet). Training and the experiments pair the first two (SURVEY_ORDER).
+REGISTRY = tuple(survey_registry(config))
 PROVABGS = config["aux"]["provabgs"]["path"]  # MMU's PROVABGS directory, or None: no spectroscopic targets
 RUNS = list(config["runs"])
 SCHEMA = str(SCHEMA_PATH)  # the package's schema (whatsreal/schemas), imported by the Snakefile

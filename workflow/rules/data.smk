@@ -4,8 +4,7 @@
 
 rule simulate:
     output:
-        hsc=directory(DATA.raw("hsc")),
-        legacysurvey=directory(DATA.raw("legacysurvey")),
+        **{s: directory(DATA.raw(s)) for s in REGISTRY},
         truth=DATA.truth,
         stars=DATA.stars,
     log:
@@ -73,7 +72,7 @@ else:
         log:
             DATA.log("catalog_{survey}"),
         wildcard_constraints:
-            survey="hsc|legacysurvey",
+            survey="|".join(REGISTRY),
         params:
             settings=settings("catalog"),
         conda:
@@ -106,7 +105,7 @@ rule groups:
         **(
             {"pairs": DATA.pairs}
             if SOURCE == "crossmatched_parquet"
-            else {s: DATA.catalog(s) for s in SURVEY_ORDER}
+            else {s: DATA.catalog(s) for s in REGISTRY}
         ),
     output:
         DATA.groups,

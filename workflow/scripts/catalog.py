@@ -7,5 +7,6 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 log_to_file(sm.log[0])
 
 from whatsreal.data.stages import run_catalog
+from whatsreal.surveys import survey_registry
 
-run_catalog(sm.input.root, sm.wildcards.survey, sm.config["preprocess"], sm.output[0])
+run_catalog(sm.input.root, sm.wildcards.survey, sm.config["preprocess"], sm.output[0], survey_registry(sm.config))

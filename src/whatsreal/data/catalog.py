@@ -8,6 +8,7 @@ what later stages rely on, naming the file, row or column at fault.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -15,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.data.mmu import IMAGE_DATASETS, MMUFormatError, list_shards, read_catalog
-from whatsreal.surveys import SURVEYS
+from whatsreal.surveys import SURVEY_ORDER, SURVEYS, Survey
 
 __all__ = ["REQUIRED_BANDS", "band_letters", "build_catalog", "check_shard"]
 
 REQUIRED_BANDS = ("g", "r", "i", "z")
-"""The bands every stage after this one uses (HSC's y is dropped)."""
+"""The bands every stage after this one uses for the paired surveys (HSC's y is dropped)."""
 
 
 def band_letters(band_strings: np.ndarray) -> list[str]:
@@ -32,13 +33,16 @@ def band_letters(band_strings: np.ndarray) -> list[str]:
     return out
 
 
-def check_shard(path: Path, survey: str, min_size: int) -> int:
+def check_shard(path: Path, survey: str | Survey, min_size: int) -> int:
     """Check one shard's structure; return its number of objects.
 
     Raises :class:`MMUFormatError` naming the file and dataset for: unreadable or
     truncated files, missing datasets, image arrays of the wrong rank or size,
-    columns whose length differs from ``object_id``, and missing bands.
+    columns whose length differs from ``object_id``, and missing bands: those every later
+    stage reads and, for a registry entry (``survey`` a :class:`Survey`), every band it lists.
     """
+    spec = survey if isinstance(survey, Survey) else SURVEYS.get(survey)
+    survey_name = spec.name if spec is not None else str(survey)
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -60,9 +64,16 @@ def check_shard(path: Path, survey: str, min_size: int) -> int:
                 raise MMUFormatError(f"{path}: dataset '{name}' has {f[name].shape[0]} rows, object_id has {n}")
         if n:
             bands = band_letters(f["image_band"][0])
-            missing = [b for b in REQUIRED_BANDS if b not in bands]
+            required = REQUIRED_BANDS if survey_name in SURVEY_ORDER else ()
+            missing = [b for b in required if b not in bands]
             if missing:
-                raise MMUFormatError(f"{path}: bands {missing} missing from 'image_band' ({bands}) of {survey}")
+                raise MMUFormatError(f"{path}: bands {missing} missing from 'image_band' ({bands}) of {survey_name}")
+            missing = [b for b in (spec.bands if spec is not None else ()) if b not in bands]
+            if missing:
+                raise MMUFormatError(
+                    f"{path}: bands {missing} of surveys.{survey_name}.bands ({', '.join(spec.bands)}) missing "
+                    f"from 'image_band' ({bands})"
+                )
         return n
 
 
@@ -70,17 +81,19 @@ def _min_cutout(survey: str, preprocess_cfg: dict) -> int:
     return int(preprocess_cfg["crop"][survey])
 
 
-def build_catalog(root: str | Path, survey: str, preprocess_cfg: dict) -> pd.DataFrame:
-    """The catalogue of every shard under ``root`` for ``survey``, checked.
+def build_catalog(
+    root: str | Path, survey: str, preprocess_cfg: dict, registry: Mapping[str, Survey] = SURVEYS
+) -> pd.DataFrame:
+    """The catalogue of every shard under ``root`` for ``survey`` (a ``registry`` entry), checked.
 
     ``file`` holds the path of each object's shard (``root`` joined with the shard's
     relative path, as configured), ``row`` its index there.
     """
-    if survey not in SURVEYS:
-        raise ValueError(f"unknown survey '{survey}' (known: {', '.join(SURVEYS)})")
+    if survey not in registry:
+        raise ValueError(f"surveys.{survey}: unknown survey (the registry has: {', '.join(registry)})")
     root = Path(root)
     for _, path in list_shards(root):
-        check_shard(path, survey, _min_cutout(survey, preprocess_cfg))
+        check_shard(path, registry[survey], _min_cutout(survey, preprocess_cfg))
     try:
         cat = read_catalog(root)
     except OSError as err:

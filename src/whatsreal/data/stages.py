@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from whatsreal.data.preprocess import blank_band_labels, log_blank_cutouts, prep
 from whatsreal.data.provabgs import match_to_pairs, read_provabgs
 from whatsreal.data.split import make_split
 from whatsreal.io import read_table, write_npz, write_parquet
-from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.surveys import SURVEY_ORDER, SURVEYS, Survey
 
 __all__ = [
     "read_normalisation",
@@ -48,10 +49,13 @@ def _to_arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def run_catalog(root: str | Path, survey: str, preprocess_cfg: dict, out: str | Path) -> pd.DataFrame:
+def run_catalog(
+    root: str | Path, survey: str, preprocess_cfg: dict, out: str | Path, registry: Mapping[str, Survey] = SURVEYS
+) -> pd.DataFrame:
     """``catalog_<survey>.parquet`` from one survey's MMU shards (``preprocess_cfg``: the crop and
-    bands every cutout must allow)."""
-    cat = _to_arrow_safe(build_catalog(root, survey, preprocess_cfg))
+    bands every cutout must allow; ``registry``: the config's survey registry, whose bands the files
+    must hold)."""
+    cat = _to_arrow_safe(build_catalog(root, survey, preprocess_cfg, registry))
     write_parquet(cat, out)
     log.info("%s: %d objects in %d shards under %s", survey, len(cat), cat["file"].nunique(), root)
     return cat

@@ -28,7 +28,7 @@ import numpy as np
 
 from whatsreal.sim.render import ObjectSpec, Stamp, anchor_only, render_stamp
 from whatsreal.sim.sky import Sky
-from whatsreal.surveys import SURVEY_ORDER, SURVEYS
+from whatsreal.surveys import SURVEY_ORDER, Survey, survey_registry
 
 __all__ = ["render_anchor", "render_object", "sky_specs"]
 
@@ -42,7 +42,9 @@ def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, d
     are cached per configuration within a process (several experiments ask for the
     same sky).
     """
-    key = {"simulation": cfg["simulation"], "crop": cfg["preprocess"]["crop"]}
+    # The registry as a list: its order keys the random streams, the rest is order-free.
+    registry = [[name, cfg["surveys"][name]] for name in survey_registry(cfg)]
+    key = {"simulation": cfg["simulation"], "crop": cfg["preprocess"]["crop"], "surveys": registry}
     return _cached_specs(json.dumps(key, sort_keys=True), tuple(surveys))
 
 
@@ -50,7 +52,8 @@ def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, d
 def _cached_specs(key_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str, ObjectSpec]]:
     key = json.loads(key_json)
     out: dict[str, dict[str, ObjectSpec]] = {}
-    for name, plan in Sky.build(key["simulation"], key["crop"], surveys).plans():
+    registry = survey_registry({"surveys": dict(key["surveys"])})
+    for name, plan in Sky.build(key["simulation"], key["crop"], registry, surveys).plans():
         ids = plan.cat["object_id"].to_numpy()
         keys = ids.astype(str) if ids.dtype.kind in "SU" else ids.astype(np.int64).astype(str)
         out[name] = dict(zip(keys, plan.specs, strict=True))
@@ -61,7 +64,8 @@ def render_object(spec: ObjectSpec, survey: str, cfg: dict) -> Stamp:
     """The object's stamp exactly as the simulator rendered it (``.model`` is the noiseless,
     artefact-free scene; ``.image`` the stored noisy cutout)."""
     sim = cfg["simulation"]
-    return render_stamp(spec, SURVEYS[survey], sim["cutout_size"], sim["surveys"][survey]["psf_beta"])
+    registry: dict[str, Survey] = survey_registry(cfg)
+    return render_stamp(spec, registry[survey], sim["cutout_size"], sim["surveys"][survey]["psf_beta"])
 
 
 def render_anchor(spec: ObjectSpec, survey: str, cfg: dict) -> np.ndarray:

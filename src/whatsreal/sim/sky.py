@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +39,7 @@ from whatsreal.sim.instrument import SurveyConditions
 from whatsreal.sim.population import COMPANION_COLUMNS, LENS_GEOMETRY_COLUMNS, draw_population
 from whatsreal.sim.render import ObjectSpec, band_fluxes, lensed_source_image, render_stamp
 from whatsreal.sim.scene import STREAM_FAINT, STREAM_STARS, Background, stamp_contents
-from whatsreal.surveys import SURVEY_ORDER, SURVEYS, Survey
+from whatsreal.surveys import SURVEYS, Survey, survey_registry
 from whatsreal.truth import PATHOLOGIES, pathology_column
 
 __all__ = [
@@ -76,7 +76,6 @@ STREAMS = {
     "stars": STREAM_STARS,
     "faint": STREAM_FAINT,
 }
-SURVEY_CODE = {"hsc": 0, "legacysurvey": 1}
 LENS_MAGNIFICATION_FIELD_ARCSEC = 12.0
 LENS_MAGNIFICATION_PIXEL_ARCSEC = 0.03
 """Grid on which a lens's total magnification is measured for the catalogue fluxes: wide
@@ -155,12 +154,13 @@ def _observe(
     pop: pd.DataFrame,
     ebv: np.ndarray,
     cond_obj: SurveyConditions,
+    code: int,
 ) -> Observation:
     """Measure the population through one survey and apply its footprint and cut.
 
-    Returns (truth columns for selected objects, catalogue, conditions)."""
+    ``code`` keys the survey's random streams (its registry position). Returns (truth columns
+    for selected objects, catalogue, conditions)."""
     seed = sim["seed"]
-    code = SURVEY_CODE[survey.name]
     rng = _rng(seed, STREAMS["catalog"], code)
     n = len(pop)
     jitter = rng.normal(0.0, sim["astrometric_jitter_arcsec"], size=(n, 2))
@@ -189,7 +189,7 @@ def _observe(
     sub = pop.iloc[idx]
     cond = {key: v[idx] for key, v in cond.items()}
     ra, dec = patch.to_radec(x_obs[idx], y_obs[idx])
-    if survey.name == "hsc":
+    if survey.format == "hsc":
         cat = hsc_catalog(survey, sub, cond, ebv[idx], flux[idx], err[idx], rng)
     else:
         cat = legacysurvey_catalog(survey, sub, cond, ebv[idx], flux[idx], err[idx], ra, dec, rng)
@@ -237,10 +237,10 @@ def _specs(
     cond: dict,
     flags: pd.DataFrame,
     background: Background,
+    code: int,
 ) -> tuple[list[ObjectSpec], pd.DataFrame]:
     """Render specs of the selected objects (in ``obs`` order), with their stamps' other sources."""
     seed = sim["seed"]
-    code = SURVEY_CODE[survey.name]
     rows = pop.loc[obs.index]
     all_src_mags = _source_mags(pop, survey)
     src_mags = all_src_mags[pop.index.get_indexer(obs.index)]
@@ -286,8 +286,7 @@ def _specs(
     return specs, contents.counts.set_axis(obs.index)
 
 
-def _render_chunk(survey_name: str, specs: list[ObjectSpec], size: int, beta: float) -> tuple[np.ndarray, ...]:
-    survey = SURVEYS[survey_name]
+def _render_chunk(survey: Survey, specs: list[ObjectSpec], size: int, beta: float) -> tuple[np.ndarray, ...]:
     stamps = [render_stamp(s, survey, size, beta) for s in specs]
     image = np.stack([s.image for s in stamps])
     ivar = np.stack([s.ivar for s in stamps])
@@ -324,7 +323,7 @@ def _write_survey(
             files[hp] = create_shard(shard_path(out_dir, hp), survey, columns, size)
             local_row[sel] = np.arange(sel.size)
         starts = range(0, len(cat), chunk)
-        jobs = ((survey.name, specs[start : start + chunk], size, beta) for start in starts)
+        jobs = ((survey, specs[start : start + chunk], size, beta) for start in starts)
         n_bands = len(survey.bands)
         # Counted as chunks come back in order: the workers and their random draws are untouched.
         with Progress(len(cat) * n_bands, f"simulate {survey.name}", "stamps", log=log) as shown:
@@ -344,8 +343,8 @@ def _write_survey(
 
 
 def _assign_ids(survey: Survey, cat: pd.DataFrame, survey_cfg: dict, rng: np.random.Generator) -> np.ndarray:
-    """Survey-specific object ids: HSC int64 with the configured base, Legacy '<brick>-<objid>'."""
-    if survey.name == "hsc":
+    """Ids in the survey's format: hsc int64 with the configured base, legacysurvey '<brick>-<objid>'."""
+    if survey.format == "hsc":
         return survey_cfg["object_id_base"] + np.sort(rng.choice(10**11, size=len(cat), replace=False)).astype(np.int64)
     ids = np.char.add(np.char.add(cat["BRICKNAME"].to_numpy().astype("S8"), b"-"), cat["OBJID"].to_numpy().astype("S7"))
     return ids.astype("S16")
@@ -409,32 +408,42 @@ def _footprint_region(patch: Patch, fp: dict) -> tuple[float, float, float, floa
     return (fp["ra_min"] - 0.5) * w, (fp["ra_max"] - 0.5) * w, (fp["dec_min"] - 0.5) * h, (fp["dec_max"] - 0.5) * h
 
 
-def survey_conditions(sim: dict, patch: Patch, name: str) -> SurveyConditions:
+def stream_code(registry: Mapping[str, Survey], name: str) -> int:
+    """The number that keys a survey's random streams: its registry position (HSC 0, Legacy 1,
+    added surveys after them), so a survey's sky does not change when another is added."""
+    if name not in registry:
+        raise SimulationError(f"surveys.{name}: not in the survey registry ({', '.join(registry)})")
+    return list(registry).index(name)
+
+
+def survey_conditions(sim: dict, patch: Patch, name: str, registry: Mapping[str, Survey] = SURVEYS) -> SurveyConditions:
     """One survey's observing conditions over the patch, drawn from their seeded stream."""
     survey_cfg = sim["surveys"][name]
     try:
         return SurveyConditions(
-            SURVEYS[name],
+            registry[name],
             survey_cfg,
             patch.width_arcmin,
             patch.height_arcmin,
             sim["fields"],
-            _rng(sim["seed"], STREAMS["conditions"], SURVEY_CODE[name]),
+            _rng(sim["seed"], STREAMS["conditions"], stream_code(registry, name)),
             region=_footprint_region(patch, survey_cfg["footprint"]),
         )
     except ValueError as err:
         raise SimulationError(str(err)) from None
 
 
-def observe_survey(sim: dict, patch: Patch, pop: pd.DataFrame, name: str) -> Observation:
+def observe_survey(
+    sim: dict, patch: Patch, pop: pd.DataFrame, name: str, registry: Mapping[str, Survey] = SURVEYS
+) -> Observation:
     """One survey's observing conditions drawn from its seeded stream, then its selection.
 
     A step of :meth:`Sky.build`, so :func:`simulate_sky` and :mod:`whatsreal.sim.noiseless` see
     the same objects under the same conditions.
     """
-    survey = SURVEYS[name]
-    conditions = survey_conditions(sim, patch, name)
-    return _observe(survey, sim["surveys"][name], sim, patch, pop, pop["ebv"].to_numpy(), conditions)
+    conditions = survey_conditions(sim, patch, name, registry)
+    code = stream_code(registry, name)
+    return _observe(registry[name], sim["surveys"][name], sim, patch, pop, pop["ebv"].to_numpy(), conditions, code)
 
 
 def plan_survey(
@@ -444,6 +453,7 @@ def plan_survey(
     background: Background,
     name: str,
     observed: Observation,
+    registry: Mapping[str, Survey] = SURVEYS,
 ) -> SurveyPlan:
     """Artefact flags, object ids, file order and render specs of one survey's selected objects.
 
@@ -451,8 +461,8 @@ def plan_survey(
     are placed inside it. A step of :meth:`Sky.plans`.
     """
     seed = sim["seed"]
-    survey = SURVEYS[name]
-    code = SURVEY_CODE[name]
+    survey = registry[name]
+    code = stream_code(registry, name)
     obs, cat, cond = observed
     cat = cat.copy()
     prng = _rng(seed, STREAMS["pathologies"], code)
@@ -462,12 +472,12 @@ def plan_survey(
         index=obs.index,
     )
     cat["object_id"] = _assign_ids(survey, cat, sim["surveys"][name], _rng(seed, STREAMS["ids"], code))
-    if survey.name == "legacysurvey":
+    if survey.format == "legacysurvey":
         cat["MASKBITS"] = np.where(flags["saturated_star"].to_numpy(), 2, 0).astype(np.int16)  # BRIGHT
     order = np.lexsort((cat["ra"].to_numpy(), cat["healpix"].to_numpy()))
     obs, cat, flags = obs.iloc[order], cat.iloc[order], flags.iloc[order]
     cond = {k: v[order] for k, v in cond.items()}
-    specs, contents = _specs(survey, sim, crop, pop, obs, cond, flags, background)
+    specs, contents = _specs(survey, sim, crop, pop, obs, cond, flags, background, code)
     return SurveyPlan(obs, cat, cond, flags, specs, contents)
 
 
@@ -507,28 +517,38 @@ class Sky:
     background: Background
     observed: dict[str, Observation]
     """Per survey, in survey order: its selected objects (never empty), catalogue and conditions."""
+    registry: dict[str, Survey]
+    """The whole survey registry (whose order keys each survey's random streams)."""
 
     @classmethod
-    def build(cls, sim: dict, crops: dict[str, int], surveys: tuple[str, ...] = SURVEY_ORDER) -> Sky:
-        """Population, background and each survey's observation; raises :class:`SimulationError`
-        when a survey selects no galaxy (the message says which keys to change)."""
+    def build(
+        cls,
+        sim: dict,
+        crops: dict[str, int],
+        registry: Mapping[str, Survey] = SURVEYS,
+        surveys: tuple[str, ...] | None = None,
+    ) -> Sky:
+        """Population, background and the observation of each of ``surveys`` (default: every
+        registry survey); raises :class:`SimulationError` when a survey selects no galaxy (the
+        message says which keys to change)."""
         patch, pop = build_population(sim)
         background = build_background(sim, patch)
         observed = {}
-        for name in surveys:
-            observed[name] = observe_survey(sim, patch, pop, name)
+        for name in tuple(registry) if surveys is None else surveys:
+            observed[name] = observe_survey(sim, patch, pop, name, registry)
             if len(observed[name].cat) == 0:
                 sel = sim["surveys"][name]["selection"]
                 raise SimulationError(
                     f"simulation.surveys.{name}.selection: no galaxy passes {sel['band']} < {sel['mag_max']} "
                     f"inside the {name} footprint (of {len(pop)} simulated); raise mag_max, density or the footprint"
                 )
-        return cls(sim, dict(crops), patch, pop, background, observed)
+        return cls(sim, dict(crops), patch, pop, background, observed, dict(registry))
 
     def plans(self) -> Iterator[tuple[str, SurveyPlan]]:
         """(survey, plan) in survey order, one at a time (a plan holds every stamp's spec)."""
         for name, observed in self.observed.items():
-            yield name, plan_survey(self.sim, self.crops[name], self.pop, self.background, name, observed)
+            crop = self.crops[name]
+            yield name, plan_survey(self.sim, crop, self.pop, self.background, name, observed, self.registry)
 
 
 @dataclass
@@ -555,7 +575,7 @@ def simulate_sky(
     objects have 5 same-survey neighbours within 3 arcmin.
     """
     raw_dir = Path(raw_dir)
-    sky = Sky.build(cfg["simulation"], cfg["preprocess"]["crop"])
+    sky = Sky.build(cfg["simulation"], cfg["preprocess"]["crop"], survey_registry(cfg))
     in_both = _overlap(sky)
     fractions = _neighbour_fractions(sky)
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -563,7 +583,7 @@ def simulate_sky(
     _publish(rendered, raw_dir, Path(truth_path), Path(stars) if stars is not None else stars_path(truth_path))
     report = SkyReport(
         len(sky.pop),
-        {s: len(sky.observed[s].cat) for s in SURVEYS},
+        {s: len(obs.cat) for s, obs in sky.observed.items()},
         len(in_both),
         fractions,
         rendered.stamps,
@@ -574,13 +594,23 @@ def simulate_sky(
 
 
 def _overlap(sky: Sky) -> pd.Index:
-    """The galaxies both surveys select (the pairs to be); raises when there is none."""
+    """The galaxies both paired surveys select (the pairs to be); raises when there is none, or
+    when a further survey shares no galaxy with any other (it could never be matched)."""
     in_both = sky.observed["hsc"].truth.index.intersection(sky.observed["legacysurvey"].truth.index)
     if len(in_both) == 0:
         raise SimulationError(
             "simulation.surveys: no galaxy is selected by both surveys; "
             "widen the footprints' overlap or the selection cuts"
         )
+    for name, obs in sky.observed.items():
+        if name in ("hsc", "legacysurvey"):
+            continue
+        others = [o.truth.index for n, o in sky.observed.items() if n != name]
+        if not any(len(obs.truth.index.intersection(other)) for other in others):
+            raise SimulationError(
+                f"simulation.surveys.{name}: no galaxy it selects is selected by any other survey; "
+                "widen its footprint's overlap with the others or its selection cut"
+            )
     return in_both
 
 
@@ -614,7 +644,7 @@ def _render_sky(sky: Sky, raw_dir: Path, threads: int) -> _RenderedSky:
     t0 = time.perf_counter()
     try:
         for name, plan in sky.plans():
-            survey = SURVEYS[name]
+            survey = sky.registry[name]
             staged[name] = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw_dir))
             _write_survey(
                 survey,
@@ -628,9 +658,9 @@ def _render_sky(sky: Sky, raw_dir: Path, threads: int) -> _RenderedSky:
                 threads,
             )
             stamps += len(plan.specs) * len(survey.bands)
-            _add_truth(truth, name, survey, plan)
+            truth = _add_truth(truth, name, survey, plan)
         render_seconds = time.perf_counter() - t0
-        detected = truth[[f"in_{s}" for s in SURVEYS]].any(axis=1)
+        detected = truth[[f"in_{s}" for s in sky.observed]].any(axis=1)
         truth = truth[detected].drop(columns=["x_arcmin", "y_arcmin"]).reset_index(drop=True)
         stars = _stars_table(sky.background, sky.patch)
     except BaseException:
@@ -656,33 +686,34 @@ def _publish(rendered: _RenderedSky, raw_dir: Path, truth_path: Path, stars: Pat
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _add_truth(truth: pd.DataFrame, name: str, survey: Survey, plan: SurveyPlan) -> None:
-    """Per-survey truth columns: membership, id, position, conditions, artefact flags, stamp contents."""
+def _add_truth(truth: pd.DataFrame, name: str, survey: Survey, plan: SurveyPlan) -> pd.DataFrame:
+    """``truth`` with one survey's columns appended (built apart and joined once, so a registry
+    of many surveys does not fragment the frame): membership, id, position, conditions,
+    artefact flags, stamp contents."""
     obs, cat, cond, flags = plan.obs, plan.cat, plan.cond, plan.flags
     idx = obs.index
-    truth[f"in_{name}"] = False
-    truth.loc[idx, f"in_{name}"] = True
+    cols: dict[str, pd.Series] = {}
+
+    def column(values: np.ndarray, fill: object, dtype: object = None) -> pd.Series:
+        col = pd.Series(fill, index=truth.index, dtype=dtype)
+        col.loc[idx] = values
+        return col
+
+    cols[f"in_{name}"] = column(True, False)
     ids = cat["object_id"].to_numpy()
     if ids.dtype.kind == "S":
-        col = pd.Series(pd.NA, index=truth.index, dtype="string")
-        col.loc[idx] = ids.astype(str)
+        cols[f"{name}_object_id"] = column(ids.astype(str), pd.NA, "string")
     else:
-        col = pd.Series(pd.NA, index=truth.index, dtype="Int64")
-        col.loc[idx] = ids
-    truth[f"{name}_object_id"] = col
+        cols[f"{name}_object_id"] = column(ids, pd.NA, "Int64")
     for c in ("ra", "dec", "healpix"):
-        truth[f"{name}_{c}"] = np.nan
-        truth.loc[idx, f"{name}_{c}"] = cat[c].to_numpy()
+        cols[f"{name}_{c}"] = column(cat[c].to_numpy(), np.nan)
     for k, b in enumerate(survey.bands):
         for q in ("psf_fwhm", "sky_sigma", "psfdepth_mag", "galdepth_mag", "nobs"):
-            truth[f"{name}_{q}_{b}"] = np.nan
-            truth.loc[idx, f"{name}_{q}_{b}"] = cond[q][:, k]
+            cols[f"{name}_{q}_{b}"] = column(cond[q][:, k], np.nan)
     for q in ("psf_g1", "psf_g2"):
-        truth[f"{name}_{q}"] = np.nan
-        truth.loc[idx, f"{name}_{q}"] = cond[q]
+        cols[f"{name}_{q}"] = column(cond[q], np.nan)
     for q in PATHOLOGIES:
-        truth[pathology_column(name, q)] = False
-        truth.loc[idx, pathology_column(name, q)] = flags[q].to_numpy()
+        cols[pathology_column(name, q)] = column(flags[q].to_numpy(), False)
     for q in plan.contents.columns:
-        truth[f"{name}_{q}"] = np.nan
-        truth.loc[idx, f"{name}_{q}"] = plan.contents[q].to_numpy()
+        cols[f"{name}_{q}"] = column(plan.contents[q].to_numpy(), np.nan)
+    return pd.concat([truth, pd.DataFrame(cols)], axis=1)
