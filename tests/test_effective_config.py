@@ -145,6 +145,7 @@ CASES = {
     "paper": [PAPER, "MMU"],
     "sim_large": [REPO / "config" / "sim_large.yaml"],
     "sim_science": [DEMO_CONFIG, REPO / "config" / "sim_science.yaml"],
+    "sim_three": [DEMO_CONFIG, REPO / "config" / "sim_three.yaml"],
 }
 
 

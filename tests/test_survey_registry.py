@@ -211,6 +211,14 @@ def _crop_of_unknown_survey(overlay: dict) -> None:
     overlay["preprocess"]["crop"]["euclid"] = 40
 
 
+def _hsc_changed(overlay: dict) -> None:
+    overlay["surveys"]["hsc"] = {**SURVEYS["hsc"].__dict__, "pixel_scale": 0.17}
+    del overlay["surveys"]["hsc"]["name"]
+    overlay["surveys"]["hsc"]["bands"] = list(SURVEYS["hsc"].bands)
+    for key in ("band_strings", "extinction_coeff"):
+        overlay["surveys"]["hsc"][key] = list(overlay["surveys"]["hsc"][key])
+
+
 def _des_without_z(overlay: dict) -> None:
     overlay["surveys"]["des"].update(bands=["g", "r", "i", "y"], band_strings=["a", "b", "c", "d"])
     overlay["surveys"]["des"]["extinction_coeff"] = [1.0, 1.0, 1.0, 1.0]
@@ -224,6 +232,7 @@ def _des_without_z(overlay: dict) -> None:
         (_des_depth_without_y, r"simulation\.surveys\.des\.depth_mag: bands \['g', 'i', 'r', 'z'\] do not match"),
         (_crop_of_unknown_survey, r"preprocess\.crop\.euclid: no survey 'euclid' in the registry"),
         (_des_without_z, r"surveys\.des\.bands: the legacysurvey catalogue format measures shapes in band 'z'"),
+        (_hsc_changed, r"surveys\.hsc: the paired surveys' entries keep their defaults"),
     ],
 )
 def test_a_bad_registry_is_refused_naming_the_key(change, message):

@@ -289,6 +289,16 @@ def _registry_problems(cfg: dict[str, Any]) -> Iterator[str]:
                 f"surveys.{name}.bands: the {entry['format']} catalogue format measures shapes in band "
                 f"'{needed}', which is not one of {', '.join(entry['bands'])}"
             )
+    from whatsreal.surveys import SURVEYS, Survey  # here: that module reads this one's SCHEMA_PATH
+
+    for name, fixed in SURVEYS.items():
+        entry = registry[name]
+        if len(entry["band_strings"]) == len(entry["extinction_coeff"]) == len(entry["bands"]):
+            if Survey.from_entry(name, entry) != fixed:
+                yield (
+                    f"surveys.{name}: the paired surveys' entries keep their defaults until preprocessing and "
+                    "training read the registry (issue 16); add a survey under a new name instead"
+                )
     known = ", ".join(registry)
     for dotted in SURVEY_SECTIONS:
         section, key = dotted.split(".")
