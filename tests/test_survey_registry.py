@@ -4,6 +4,7 @@ registry is refused naming its key."""
 
 from __future__ import annotations
 
+import copy
 import filecmp
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, merge_into, tiny_config
+from tests.conftest import REPO, merge_into, tiny_config, tiny_model_config
 from whatsreal.config import SCHEMA_PATH, ConfigError, check_config_files, read_yaml, validate_config
 from whatsreal.data import stages
 from whatsreal.data.mmu import MMUFormatError
+from whatsreal.layout import DatasetLayout
 from whatsreal.sim.sky import simulate_sky
 from whatsreal.surveys import SURVEY_ORDER, SURVEYS, Survey, survey_registry
 
@@ -47,11 +49,11 @@ SPACE = {
     "surveys": {
         "space": {
             "format": "hsc",
-            "bands": ["r", "i", "z"],
-            "band_strings": ["sp-r", "sp-i", "sp-z"],
+            "bands": ["g", "r", "i", "z"],
+            "band_strings": ["sp-g", "sp-r", "sp-i", "sp-z"],
             "pixel_scale": 0.1,
             "zero_point": 25.0,
-            "extinction_coeff": [2.2, 1.6, 1.2],
+            "extinction_coeff": [3.2, 2.2, 1.6, 1.2],
             "mask_per_band": True,
         }
     },
@@ -59,15 +61,15 @@ SPACE = {
         "surveys": {
             "space": {
                 "footprint": {"ra_min": 0.3, "ra_max": 0.7},
-                "psf_fwhm_arcsec": {"r": 0.35, "i": 0.36, "z": 0.38},  # >= 2.2 pixels: the PSF model's range
+                "psf_fwhm_arcsec": {"g": 0.34, "r": 0.35, "i": 0.36, "z": 0.38},  # >= 2.2 pixels: the PSF model's range
                 "psf_fwhm_scatter_dex": 0.03,
-                "depth_mag": {"r": 26.0, "i": 25.8, "z": 25.5},
-                "nexp": {"r": 4, "i": 4, "z": 4},
+                "depth_mag": {"g": 26.0, "r": 26.0, "i": 25.8, "z": 25.5},
+                "nexp": {"g": 4, "r": 4, "i": 4, "z": 4},
                 "selection": {"band": "i", "mag_max": 23.0},
             }
         }
     },
-    "preprocess": {"crop": {"space": 48}},
+    "preprocess": {"crop": {"space": 48}, "clamp": {"space": [300, 400, 700, 1200]}},
 }
 
 
@@ -115,6 +117,90 @@ def four_survey_sky(tmp_path_factory: pytest.TempPathFactory, tiny_sky) -> tuple
     return cfg, raw, out
 
 
+@pytest.fixture(scope="module")
+def four_survey_nway(four_survey_sky) -> tuple[dict, Path, DatasetLayout]:
+    """The N-way training data of the four-survey sky (the nway_* rules' stages): (config, raw
+    directory, the dataset layout whose ``nway`` holds it)."""
+    cfg, raw, out = four_survey_sky
+    data = DatasetLayout(out)
+    registry = survey_registry(cfg)
+    stages.run_crossmatch({s: data.catalog(s) for s in SURVEY_ORDER}, cfg["crossmatch"]["radius_arcsec"], data.pairs)
+    stages.run_split(data.pairs, cfg["split"], data.split)
+    data.nway.root.mkdir()
+    stages.run_nway_rows(data.groups, data.pairs, data.split, cfg["split"], data.nway.pairs, data.nway.split)
+    for s, survey in registry.items():
+        stages.run_preprocess(
+            s,
+            data.catalog(s),
+            data.nway.pairs,
+            data.nway.split,
+            cfg["preprocess"],
+            data.nway.images(s),
+            data.nway.meta(s),
+            truth_path=raw / "truth.parquet",
+            zero_point=survey.zero_point,
+        )
+        stages.run_neighbours(
+            s, data.nway.pairs, data.catalog(s), cfg["neighbours"], "spatial", data.nway.neighbours(s, "spatial")
+        )
+    return cfg, raw, data
+
+
+def test_nway_rows_are_the_galaxies_two_or_more_surveys_saw(four_survey_nway):
+    """Every group seen by 2+ surveys, in order; a galaxy that is an HSC x Legacy pair keeps the
+    pair's split, so what the two-survey experiments hold out is never trained on."""
+    _, _, data = four_survey_nway
+    groups = pd.read_parquet(data.groups)
+    rows = pd.read_parquet(data.nway.pairs)
+    pd.testing.assert_frame_equal(rows, groups[groups["n_surveys"] >= 2].reset_index(drop=True))
+    split = pd.read_parquet(data.nway.split)
+    pairs = pd.read_parquet(data.pairs).assign(split=pd.read_parquet(data.split)["split"])
+    both = rows.reset_index().merge(pairs, on=["hsc_row", "legacysurvey_row"])
+    assert len(both) > 0
+    np.testing.assert_array_equal(split["split"].to_numpy()[both["index"]], both["split"])
+    assert set(split["split"]) == {"train", "val"}
+
+
+def test_nway_images_are_zero_and_unseen_where_a_survey_missed_the_galaxy(four_survey_nway):
+    """Row i of every survey's images is the same galaxy (one truth id), zeros where unseen, and
+    no survey's neighbours point at a galaxy it did not see."""
+    cfg, _, data = four_survey_nway
+    rows = pd.read_parquet(data.nway.pairs)
+    truth_ids = []
+    for s in survey_registry(cfg):
+        seen = rows[f"{s}_row"].to_numpy() >= 0
+        meta = pd.read_parquet(data.nway.meta(s))
+        images = np.load(data.nway.images(s))
+        np.testing.assert_array_equal(meta["seen"].to_numpy(), seen)
+        assert not seen.all() and seen.any()
+        assert (images[~seen] == 0).all() and (np.abs(images[seen]).reshape(seen.sum(), -1).max(axis=1) > 0).all()
+        truth_ids.append(np.where(seen, meta["truth_id"].astype("Float64").to_numpy(float, na_value=np.nan), np.nan))
+        index = np.load(data.nway.neighbours(s, "spatial"))["index"]
+        assert (index[~seen] == -1).all()
+        assert seen[index[index >= 0]].all()
+    ids = np.array(truth_ids)
+    first = np.nanmax(ids, axis=0)
+    assert np.isfinite(first).all()
+    assert ((ids == first) | np.isnan(ids)).all(), "a row is one galaxy in every survey that saw it"
+
+
+def test_one_training_step_on_the_four_surveys(four_survey_nway, tmp_path):
+    """train.data: groups trains the flow on all four surveys' galaxies from config alone, logging
+    each anchor survey's loss and conditioning gains."""
+    from whatsreal.train.run import train
+
+    cfg, _, data = four_survey_nway
+    run_cfg = tiny_model_config(max_steps=2, val_every_steps=2, checkpoint_every_steps=2, data="groups")
+    for section in ("surveys", "simulation", "preprocess"):
+        run_cfg[section] = cfg[section]
+    train(run_cfg, data, tmp_path / "run", tmp_path / "run" / "model.ckpt")
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    for s in survey_registry(cfg):
+        assert f"train/loss_{s}" in metrics.columns or f"val/loss_{s}" in metrics.columns, s
+    assert "val/gain_instrument_space" in metrics.columns or "val/loss_space" in metrics.columns
+    assert np.isfinite(metrics["val/loss"].dropna()).all()
+
+
 def test_adding_surveys_leaves_hsc_and_legacy_untouched(four_survey_sky, tiny_sky):
     """Each survey's random streams are keyed by its registry position: the paired surveys'
     files and truth columns are byte for byte those of the two-survey sky."""
@@ -138,7 +224,7 @@ def test_each_added_survey_writes_its_own_format(four_survey_sky):
     assert {"FLUX_G", "FLUX_Y", "PSFSIZE_Z", "BRICKNAME"} <= set(des.columns)  # legacysurvey layout
     assert des["object_id"].str.contains("-").all()
     assert {"r_cmodel_flux", "z_cmodel_flux"} <= set(space.columns)  # hsc layout
-    assert "g_cmodel_flux" not in space.columns
+    assert "y_cmodel_flux" not in space.columns
     truth = pd.read_parquet(raw / "truth.parquet")
     assert truth["in_des"].sum() == len(des) and truth["in_space"].sum() == len(space)
     # des sees the north of the patch only (dec_min 0.4): its galaxies are all north of hsc's southernmost.
@@ -257,4 +343,30 @@ def test_sim_three_is_the_demo_plus_one_survey():
     assert three["dataset"]["name"] == "sim_three"
     three["dataset"]["name"] = demo["dataset"]["name"]
     del three["surveys"]["des"], three["simulation"]["surveys"]["des"], three["preprocess"]["crop"]["des"]
+    del three["preprocess"]["clamp"]["des"]
+    assert {run: overlay.get("train") for run, overlay in three["runs"].items()} == {
+        run: {"data": "groups"} if run in ("main", "random_neighbours") else None for run in demo["runs"]
+    }
+    for run in ("main", "random_neighbours"):
+        del three["runs"][run]["train"]
     assert three == demo
+
+
+def test_training_on_groups_is_checked():
+    """train.data: groups needs the flow, a clamp for every registry survey and the model's bands in each."""
+    overlay = _three_survey_overlay()
+    base = {"dataset": {"name": "t"}, **overlay, "train": {"data": "groups"}}
+    validate_config(copy.deepcopy(base), SCHEMA_PATH)
+    with pytest.raises(ConfigError, match=r"train\.data: 'groups' trains the flow only; method 'contrastive'"):
+        validate_config({**copy.deepcopy(base), "method": "contrastive"}, SCHEMA_PATH)
+    no_clamp = copy.deepcopy(base)
+    del no_clamp["preprocess"]["clamp"]
+    with pytest.raises(ConfigError, match=r"preprocess\.clamp\.des: required to preprocess every registry survey"):
+        validate_config(no_clamp, SCHEMA_PATH)
+    no_g = copy.deepcopy(base)
+    no_g["surveys"]["des"].update(bands=["r", "i", "z", "y"], band_strings=["a", "b", "c", "d"])
+    no_g["surveys"]["des"]["extinction_coeff"] = [1.0] * 4
+    for key in ("psf_fwhm_arcsec", "depth_mag", "nexp"):
+        del no_g["simulation"]["surveys"]["des"][key]["g"]
+    with pytest.raises(ConfigError, match=r"surveys\.des\.bands: lacks preprocess\.bands \['g'\]"):
+        validate_config(no_g, SCHEMA_PATH)

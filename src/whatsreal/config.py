@@ -220,6 +220,18 @@ def _semantic_problems(cfg: dict[str, Any]) -> Iterator[str]:
             if crop > size:
                 yield f"preprocess.crop.{survey}: {crop} exceeds simulation.cutout_size {size}"
 
+    if cfg["train"]["data"] == "groups":
+        if cfg["method"] != "flow_matching":
+            yield f"train.data: 'groups' trains the flow only; method '{cfg['method']}' trains on pairs"
+        for survey in registry:
+            if survey not in pre["clamp"]:
+                yield f"preprocess.clamp.{survey}: required to preprocess every registry survey (train.data: groups)"
+            lacking = [b for b in pre["bands"] if b not in cfg["surveys"][survey]["bands"]]
+            if lacking:
+                yield (
+                    f"surveys.{survey}.bands: lacks preprocess.bands {lacking}, the model's channels, so it "
+                    "cannot be trained on (train.data: groups)"
+                )
     unet = cfg["model"]["unet"]
     n_blocks = len(unet["block_out_channels"])
     for key in ("down_block_types", "up_block_types"):

@@ -21,6 +21,9 @@ raw/sky.png                       sky_figure              the report
 catalog_<survey>.parquet          catalog                 crossmatch, preprocess, neighbours,
                                                           outliers, noise_model, provabgs_targets
 pairs.parquet                     crossmatch              split, preprocess, neighbours
+nway/pairs.parquet, split.parquet nway_rows               nway_preprocess, nway_neighbours, training
+nway/images_, meta_<survey>,      nway_preprocess,        training of runs with train.data: groups
+neighbours_<survey>_<mode>        nway_neighbours         (every registry survey, -1/zeros = unseen)
 groups.parquet                    groups                  users (one row per galaxy seen by 1..N
                                                           surveys: the N-way match, issue 16)
 split.parquet                     split                   preprocess, training, every experiment
@@ -238,6 +241,13 @@ class DatasetLayout:
     def of(cls, where: DatasetLayout | str | Path) -> DatasetLayout:
         """A layout from itself or from its root directory (what library callers may pass)."""
         return where if isinstance(where, DatasetLayout) else cls(Path(where))
+
+    @property
+    def nway(self) -> DatasetLayout:
+        """The N-way training data (``nway/``): the same file names (``pairs.parquet``: the
+        galaxies of ``groups.parquet`` seen by two or more surveys; ``split``, ``images``,
+        ``meta``, ``neighbours`` per registry survey), read by runs with ``train.data: groups``."""
+        return DatasetLayout(self.root / "nway")
 
     # Simulated sky (synthetic source only).
     def raw(self, survey: str) -> Path:

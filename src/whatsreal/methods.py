@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whatsreal.layout import DatasetLayout
+from whatsreal.surveys import training_surveys
 
 if TYPE_CHECKING:
     import lightning as L
@@ -174,17 +175,24 @@ def triplet_datamodule(config: dict, data: DatasetLayout | str | Path) -> L.Ligh
 
     train_cfg = config["train"]
     return TripletDataModule(
-        data,
+        triplet_data(config, DatasetLayout.of(data)),
         mode=config["neighbours"]["mode"],
         batch_size=train_cfg["batch_size"],
         num_workers=train_cfg["num_workers"],
         seed=train_cfg["seed"],
+        surveys=training_surveys(config),
     )
 
 
+def triplet_data(config: dict, data: DatasetLayout) -> DatasetLayout:
+    """Where the run's triplets are: the pairs, or with ``train.data: groups`` the N-way rows (``nway/``)."""
+    return data.nway if config["train"]["data"] == "groups" else data
+
+
 def triplet_files(config: dict, data: DatasetLayout) -> list[Path]:
-    """Images, metadata, split and the run's own neighbour graph (rebuilding the other retrains nothing)."""
-    return data.run_data_files(config["neighbours"]["mode"])
+    """Images, metadata, split and the run's own neighbour graph (rebuilding the other retrains
+    nothing), of every survey the run trains on."""
+    return triplet_data(config, data).run_data_files(config["neighbours"]["mode"], training_surveys(config))
 
 
 def build_datamodule(config: dict, data: DatasetLayout | str | Path) -> L.LightningDataModule:

@@ -29,9 +29,9 @@ WHOLE_CONFIG = "*"
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     # data stages
-    "simulate": ("simulation", "preprocess.crop"),
+    "simulate": ("simulation", "preprocess.crop", "surveys"),
     "sky_figure": ("simulation",),
-    "catalog": ("preprocess.crop",),
+    "catalog": ("preprocess.crop", "surveys"),
     "crossmatched_catalogs": (),
     "crossmatch": ("crossmatch",),
     "groups": ("crossmatch",),
@@ -42,6 +42,8 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "lens_catalog": ("aux.lens_catalog",),
     "provabgs_targets": ("aux.provabgs", "crossmatch.radius_arcsec"),
     "triplet_figure": ("split.seed",),
+    "nway_rows": ("split",),
+    "nway_preprocess": ("preprocess", "dataset.source", "surveys"),
     # training (per run: common.smk passes the run's own config, its overlay applied)
     "train": ("model", "train", "neighbours.mode", "preprocess"),
     "embed": (),

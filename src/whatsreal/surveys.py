@@ -31,6 +31,7 @@ __all__ = [
     "depth_ivar_to_mag",
     "mag_to_depth_ivar",
     "survey_registry",
+    "training_surveys",
 ]
 
 HEALPIX_NSIDE = 16
@@ -116,6 +117,14 @@ def depth_ivar_to_mag(ivar: ArrayLike, zero_point: float = 22.5) -> np.ndarray:
 SURVEY_ORDER: tuple[str, ...] = ("hsc", "legacysurvey")
 """The two surveys that training and the experiments pair, in the order wherever they are indexed
 (anchor codes, file lists): HSC = 0, Legacy = 1. Always the first two entries of a registry."""
+
+
+def training_surveys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """The surveys a run trains on: every registry survey with ``train.data: groups``, else the
+    paired two. Their order indexes the batches' ``anchor``."""
+    if cfg["train"].get("data", "pairs") == "groups":  # a checkpoint from before N-way data has none
+        return tuple(survey_registry(cfg))
+    return SURVEY_ORDER
 
 
 def _schema_registry() -> dict[str, Survey]:

@@ -113,6 +113,26 @@ def preprocess_inputs(wildcards):
     return inputs
 
 
+def nway_preprocess_inputs(wildcards):
+    """``preprocess_inputs`` for the N-way rows (nway/)."""
+    inputs = {
+        "catalog": DATA.catalog(wildcards.survey),
+        "pairs": DATA.nway.pairs,
+        "split": DATA.nway.split,
+    }
+    if SOURCE == "synthetic":
+        inputs["truth"] = DATA.truth
+    return inputs
+
+
+def nway_neighbours_inputs(wildcards):
+    """``neighbours_inputs`` for the N-way rows (nway/)."""
+    inputs = {"pairs": DATA.nway.pairs, "catalog": DATA.catalog(wildcards.survey)}
+    if wildcards.mode == "random":
+        inputs["spatial"] = DATA.nway.neighbours(wildcards.survey, "spatial")
+    return inputs
+
+
 def neighbours_inputs(wildcards):
     inputs = {
         "pairs": DATA.pairs,

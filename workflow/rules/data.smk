@@ -234,3 +234,64 @@ rule triplet_figure:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/plot_triplets.py"
+
+
+# N-way training data (runs with train.data: groups): the galaxies of groups.parquet seen by
+# two or more registry surveys, every survey's images (zeros where unseen) and neighbour
+# graphs, under nway/ with the pair files' names (whatsreal.layout, DatasetLayout.nway).
+rule nway_rows:
+    input:
+        groups=DATA.groups,
+        pairs=DATA.pairs,
+        split=DATA.split,
+    output:
+        rows=DATA.nway.pairs,
+        split=DATA.nway.split,
+    log:
+        DATA.log("nway_rows"),
+    params:
+        settings=settings("nway_rows"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/nway_rows.py"
+
+
+rule nway_preprocess:
+    input:
+        unpack(nway_preprocess_inputs),
+    output:
+        images=DATA.nway.images("{survey}"),
+        meta=DATA.nway.meta("{survey}"),
+    log:
+        DATA.log("nway_preprocess_{survey}"),
+    wildcard_constraints:
+        survey="|".join(REGISTRY),
+    threads: 4
+    resources:
+        mem_mb=4000,
+    params:
+        settings=settings("nway_preprocess"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/preprocess.py"
+
+
+rule nway_neighbours:
+    input:
+        unpack(nway_neighbours_inputs),
+    output:
+        DATA.nway.neighbours("{survey}", "{mode}"),
+    log:
+        DATA.log("nway_neighbours_{survey}_{mode}"),
+    wildcard_constraints:
+        survey="|".join(REGISTRY),
+        mode="spatial|random",
+    threads: 2
+    params:
+        settings=lambda wildcards: settings(f"neighbours_{wildcards.mode}"),
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/neighbours.py"

@@ -133,10 +133,13 @@ class BandTransform:
     softening: float
     scale: float
     reference_zero_point: float
+    zero_point: float | None = None
+    """The survey's zero point (its registry entry); None: the paired surveys' (``SURVEYS``)."""
 
     @property
     def flux_scale(self) -> float:
-        return 10 ** ((SURVEYS[self.survey].zero_point - self.reference_zero_point) / 2.5)
+        zero_point = SURVEYS[self.survey].zero_point if self.zero_point is None else self.zero_point
+        return 10 ** ((zero_point - self.reference_zero_point) / 2.5)
 
     def __call__(self, image: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, int]:
         """(n, B, S, S) raw cutouts and ivar -> (n, 4, size, size) float32, and the number of zeroed pixels."""
@@ -205,9 +208,12 @@ class PreprocessStats:
         return float(np.sqrt(max(self.total_sq / self.n - self.mean**2, 0.0)))
 
 
-def band_transform(survey: str, preprocess_cfg: dict, band_index: list[int] | None = None) -> BandTransform:
+def band_transform(
+    survey: str, preprocess_cfg: dict, band_index: list[int] | None = None, zero_point: float | None = None
+) -> BandTransform:
     """Steps 1-5 for ``survey`` as ``preprocess_cfg`` sets them; ``band_index``: where g, r, i, z
-    sit in the input's band axis (default: already in that order)."""
+    sit in the input's band axis (default: already in that order); ``zero_point``: the survey's
+    registry zero point (default: the paired surveys')."""
     bands = preprocess_cfg["bands"]
     return BandTransform(
         survey,
@@ -218,6 +224,7 @@ def band_transform(survey: str, preprocess_cfg: dict, band_index: list[int] | No
         float(preprocess_cfg["arcsinh_softening"]),
         float(preprocess_cfg["arcsinh_scale"]),
         float(preprocess_cfg["reference_zero_point"]),
+        zero_point,
     )
 
 
@@ -294,8 +301,10 @@ def preprocess_survey(
     preprocess_cfg: dict,
     out_npy: str | Path,
     workers: int = 1,
+    zero_point: float | None = None,
 ) -> dict[str, Any]:
-    """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``.
+    """Preprocess the catalogue rows ``rows`` (row i = pair i) into ``out_npy``; a row of -1 (a
+    galaxy this survey did not see, N-way data) stays all zeros and is neither read nor fitted.
 
     ``train`` marks the pairs whose pixels fit the standardisation (less their blank
     cutouts when ``preprocess_cfg["blank_cutouts"]`` is ``drop``: they are never trained on);
@@ -305,22 +314,27 @@ def preprocess_survey(
     only when complete.
     """
     n_bands = len(preprocess_cfg["bands"])
-    n = len(rows)
+    rows = np.asarray(rows)
+    seen = np.flatnonzero(rows >= 0)
+    n = len(seen)
     size = int(preprocess_cfg["size"])
     chunk_size = int(preprocess_cfg["chunk_size"])
     drop_blank = preprocess_cfg["blank_cutouts"] == "drop"
-    files = catalog["file"].to_numpy()[rows]
-    shard_rows = catalog["row"].to_numpy()[rows]
-    chunks = list(iter_rows_by_file(files, shard_rows, chunk_size))
-    transforms = _band_transforms(survey, preprocess_cfg, [path for path, _, _ in chunks])
+    files = catalog["file"].to_numpy()[rows[seen]]
+    shard_rows = catalog["row"].to_numpy()[rows[seen]]
+    chunks = [(path, r, seen[pos]) for path, r, pos in iter_rows_by_file(files, shard_rows, chunk_size)]
+    transforms = _band_transforms(survey, preprocess_cfg, [path for path, _, _ in chunks], zero_point)
     with atomic_path(out_npy, ".npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, n_bands, size, size))
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), n_bands, size, size))
         t0 = time.perf_counter()
         with Progress(n, f"preprocess {survey}", "cutouts", log=log) as shown:
             stats, blank = _transform_chunks(out, chunks, transforms, train, drop_blank, workers, shown)
         elapsed = time.perf_counter() - t0
         mean, std = _fitted_standardisation(survey, stats, drop_blank and blank.any())
         _standardise(out, mean, std, chunk_size)
+        unseen = np.flatnonzero(rows < 0)
+        for start in range(0, unseen.size, chunk_size):  # absent views stay exact zeros
+            out[unseen[start : start + chunk_size]] = 0.0
         out.flush()
         del out
     info = {
@@ -353,11 +367,13 @@ def _standardise(out: np.ndarray, mean: float, std: float, chunk_size: int) -> N
         block /= std
 
 
-def _band_transforms(survey: str, preprocess_cfg: dict, paths: Sequence[str]) -> dict[str, BandTransform]:
+def _band_transforms(
+    survey: str, preprocess_cfg: dict, paths: Sequence[str], zero_point: float | None = None
+) -> dict[str, BandTransform]:
     """One :class:`BandTransform` per shard: shards of one survey may order their bands differently."""
     bands = list(preprocess_cfg["bands"])
     return {
-        path: band_transform(survey, preprocess_cfg, band_positions(path, survey, bands))
+        path: band_transform(survey, preprocess_cfg, band_positions(path, survey, bands), zero_point)
         for path in dict.fromkeys(paths)
     }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -125,6 +126,45 @@ def run_split(pairs_path: str | Path, split_cfg: dict, out: str | Path) -> pd.Da
     return split
 
 
+def run_nway_rows(
+    groups_path: str | Path,
+    pairs_path: str | Path,
+    split_path: str | Path,
+    split_cfg: dict,
+    out_rows: str | Path,
+    out_split: str | Path,
+) -> pd.DataFrame:
+    """The N-way training rows (``nway/pairs.parquet``) and their split (``nway/split.parquet``).
+
+    The rows are the galaxies of ``groups.parquet`` seen by two or more surveys, with their
+    ``{survey}_row`` (-1 where unseen). A galaxy whose HSC and Legacy objects form a pair of
+    ``pairs.parquet`` keeps that pair's split, so a galaxy held out of the two-survey
+    experiments is held out of N-way training too; the others are split afresh with
+    ``split.val_fraction`` (seed ``split.seed`` + 1).
+    """
+    groups = read_table(groups_path, ["n_surveys", "hsc_row", "legacysurvey_row"])
+    rows = groups[groups["n_surveys"] >= 2].reset_index(drop=True)
+    if len(rows) < 2:
+        raise ValueError(f"{groups_path}: {len(rows)} galaxies seen by two or more surveys; at least 2 are needed")
+    pairs = read_table(pairs_path, ["hsc_row", "legacysurvey_row"])[["hsc_row", "legacysurvey_row"]]
+    pair_split = read_table(split_path, ["split"])["split"].to_numpy()
+    keys = ["hsc_row", "legacysurvey_row"]
+    pair = rows[keys].merge(pairs.assign(pair=np.arange(len(pairs))), on=keys, how="left")["pair"].to_numpy(float)
+    fresh = make_split(len(rows), split_cfg["val_fraction"], split_cfg["seed"] + 1)["split"].to_numpy()
+    split = np.where(np.isfinite(pair), pair_split[np.nan_to_num(pair, nan=0).astype(np.int64)], fresh)
+    out = pd.DataFrame({"pair": np.arange(len(rows), dtype=np.int64), "split": split})
+    write_parquet(rows, out_rows)
+    write_parquet(out, out_split)
+    log.info(
+        "N-way rows: %d galaxies seen by 2+ surveys (%d as a pair of pairs.parquet); %d train, %d val",
+        len(rows),
+        int(np.isfinite(pair).sum()),
+        int((split == "train").sum()),
+        int((split == "val").sum()),
+    )
+    return rows
+
+
 def run_preprocess(
     survey: str,
     catalog_path: str | Path,
@@ -135,6 +175,7 @@ def run_preprocess(
     out_meta: str | Path,
     truth_path: str | Path | None = None,
     workers: int = 1,
+    zero_point: float | None = None,
 ) -> dict[str, float]:
     """Preprocess one survey's cutouts of every pair into ``out_npy`` and write ``out_meta``.
 
@@ -142,6 +183,11 @@ def run_preprocess(
     synthetic sky, and ``blank_bands`` (the bands with no valid pixel inside the crop, ""
     when fine) and ``blank_dropped`` (blank and ``preprocess.blank_cutouts`` is ``drop``:
     the pair is left out, see :func:`whatsreal.data.usable.usable_pairs`).
+
+    N-way rows (``nway/pairs.parquet``, :func:`run_nway_rows`) hold -1 where this survey did not
+    see the galaxy: its image row stays zeros and ``out_meta`` gets ``seen`` (False there, with
+    an empty ``object_id``), which the triplet loader masks. ``zero_point``: the survey's
+    registry zero point (default: the paired surveys').
     """
     catalog = pd.read_parquet(catalog_path)
     pairs = pd.read_parquet(pairs_path)
@@ -150,10 +196,17 @@ def run_preprocess(
         raise ValueError(f"{split_path}: {len(split)} rows but {pairs_path} has {len(pairs)} pairs")
     rows = pairs[f"{survey}_row"].to_numpy()
     train = (split["split"] == "train").to_numpy()
-    info = preprocess_survey(survey, catalog, rows, train, preprocess_cfg, out_npy, workers)
-    meta = catalog.iloc[rows].drop(columns=["file", "row"]).reset_index(drop=True)
+    info = preprocess_survey(survey, catalog, rows, train, preprocess_cfg, out_npy, workers, zero_point)
+    seen = rows >= 0
+    meta = catalog.iloc[np.where(seen, rows, 0)].drop(columns=["file", "row"]).reset_index(drop=True)
+    if not seen.all():
+        meta = meta[["object_id", "ra", "dec"]].copy()
+        meta["object_id"] = np.where(seen, meta["object_id"].astype(str), "")
+        meta.loc[~seen, ["ra", "dec"]] = np.nan
     meta.insert(0, "pair", np.arange(len(pairs), dtype=np.int64))
     meta.insert(1, "split", split["split"].to_numpy())
+    if not seen.all():
+        meta.insert(2, "seen", seen)
     if truth_path is not None:  # synthetic sky: link each object to its truth row
         truth = pd.read_parquet(truth_path, columns=["truth_id", f"{survey}_object_id"])
         key = truth.dropna().astype({f"{survey}_object_id": str}).set_index(f"{survey}_object_id")["truth_id"]
@@ -193,23 +246,34 @@ def run_neighbours(
     out: str | Path,
     spatial_path: str | Path | None = None,
 ) -> np.ndarray:
-    """Neighbour graph over the paired objects of ``survey`` (indices are pair/image rows)."""
+    """Neighbour graph over the paired objects of ``survey`` (indices are pair/image rows).
+
+    N-way rows of -1 (galaxies this survey did not see) have no neighbours and are nobody's."""
     pairs = pd.read_parquet(pairs_path, columns=[f"{survey}_row"])
     cat = pd.read_parquet(catalog_path, columns=["ra", "dec"])
-    rows = pairs[f"{survey}_row"].to_numpy()
+    all_rows = pairs[f"{survey}_row"].to_numpy()
+    seen = np.flatnonzero(all_rows >= 0)
+    rows = all_rows[seen]
     ra, dec = cat["ra"].to_numpy()[rows], cat["dec"].to_numpy()[rows]
     if mode == "spatial":
         index, sep = spatial_neighbours(ra, dec, neighbours_cfg["k"], neighbours_cfg["radius_arcmin"])
     elif mode == "random":
         if spatial_path is None:
             raise ValueError("random neighbours need the spatial graph's per-object counts")
-        counts = (np.load(spatial_path)["index"] >= 0).sum(axis=1)
-        rng = np.random.default_rng([neighbours_cfg["random_seed"], 0 if survey == "hsc" else 1])
+        counts = (np.load(spatial_path)["index"] >= 0).sum(axis=1)[seen]
+        stream = SURVEY_ORDER.index(survey) if survey in SURVEY_ORDER else zlib.crc32(survey.encode())
+        rng = np.random.default_rng([neighbours_cfg["random_seed"], stream])
         index, sep = random_neighbours(ra, dec, counts, neighbours_cfg["k"], rng)
     else:
         raise ValueError(f"unknown neighbour mode '{mode}' (spatial or random)")
+    hist = count_histogram(index)  # over the objects this survey saw
+    if seen.size < all_rows.size:  # back to N-way rows
+        full = np.full((all_rows.size, index.shape[1]), -1, dtype=index.dtype)
+        full[seen] = np.where(index >= 0, seen[np.maximum(index, 0)], -1)
+        full_sep = np.full((all_rows.size, sep.shape[1]), np.nan, dtype=sep.dtype)
+        full_sep[seen] = sep
+        index, sep = full, full_sep
     write_npz(out, index=index, sep_arcmin=sep)
-    hist = count_histogram(index)
     log.info(
         "%s %s neighbours: objects with 0..%d neighbours: %s; median separation %.2f'",
         survey,

@@ -21,6 +21,7 @@ from whatsreal.data.cvae import CvaeDataset, PropertyLabels, property_labels
 from whatsreal.data.triplets import TripletDataset, passthrough_collate
 from whatsreal.data.usable import usable_pairs
 from whatsreal.layout import DatasetLayout
+from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = ["CvaeDataModule", "SplitLoaders", "TripletDataModule"]
 
@@ -77,14 +78,16 @@ class TripletDataModule(SplitLoaders):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        surveys: tuple[str, ...] = SURVEY_ORDER,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
         self.layout = DatasetLayout.of(data)
         self.mode = mode
+        self.surveys = tuple(surveys)
 
     def setup(self, stage: str | None = None) -> None:
         split = pd.read_parquet(self.layout.split)
-        usable = usable_pairs(self.layout)
+        usable = usable_pairs(self.layout, self.surveys)
         pairs = split["pair"].to_numpy(dtype=np.int64)
         keep = usable[pairs]
         if not keep.all():
@@ -95,10 +98,9 @@ class TripletDataModule(SplitLoaders):
                 len(pairs),
             )
         split = split[keep]
-        self.train_set = TripletDataset(self.layout, split.loc[split["split"] == "train", "pair"], self.mode)
-        self.val_set = TripletDataset(
-            self.layout, split.loc[split["split"] == "val", "pair"], self.mode, anchor_seed=self.seed
-        )
+        train, val = split.loc[split["split"] == "train", "pair"], split.loc[split["split"] == "val", "pair"]
+        self.train_set = TripletDataset(self.layout, train, self.mode, surveys=self.surveys)
+        self.val_set = TripletDataset(self.layout, val, self.mode, anchor_seed=self.seed, surveys=self.surveys)
 
 
 class CvaeDataModule(SplitLoaders):

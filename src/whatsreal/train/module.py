@@ -25,7 +25,7 @@ from whatsreal.methods import build_network
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.model.contrastive import DualContrastiveModel, SingleLatentModel
 from whatsreal.model.flow import Conditioning, FlowMatchingModel
-from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.surveys import training_surveys
 
 __all__ = [
     "ContrastiveModule",
@@ -95,7 +95,7 @@ class FlowMatchingModule(MethodModule):
         loss, per_sample = self.model.loss(batch["target"], cond)
         bs = batch["target"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
-        for a, survey in enumerate(SURVEY_ORDER):
+        for a, survey in enumerate(training_surveys(self.config)):
             sel = batch["anchor"] == a
             if sel.any():
                 self.log(
@@ -111,7 +111,7 @@ class FlowMatchingModule(MethodModule):
         self._step(batch, "val", cond)
         gen = torch.Generator().manual_seed(int(self.config["train"]["seed"]) * 1_000_003 + batch_idx)
         gains = conditioning_gains(self.model, batch["target"], cond, batch["anchor"], gen)
-        for a, survey in enumerate(SURVEY_ORDER):
+        for a, survey in enumerate(training_surveys(self.config)):
             for half in HALVES:
                 g = gains[half][(batch["anchor"] == a).cpu()]
                 g = g[torch.isfinite(g)]
@@ -182,7 +182,7 @@ class ContrastiveModule(MethodModule):
         for name, value in parts.items():
             key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
             self.log(key, value, prog_bar=name == "loss", batch_size=bs, sync_dist=sync)
-        for a, survey in enumerate(SURVEY_ORDER):
+        for a, survey in enumerate(training_surveys(self.config)):
             sel = batch["anchor"] == a
             if sel.any():
                 self.log(
