@@ -335,6 +335,7 @@ def test_every_rule_declares_its_settings():
     assert len(rules) > 25
     for name, block in rules.items():
         assert "settings=" in block, f"rule {name} passes no settings param"
-        if name != "neighbours":
+        if name not in ("neighbours", "nway_neighbours"):  # one entry per mode
             assert name in RULE_SETTINGS, name
     assert {"neighbours_spatial", "neighbours_random"} <= set(RULE_SETTINGS)
+    assert {"nway_neighbours_spatial", "nway_neighbours_random"} <= set(RULE_SETTINGS)

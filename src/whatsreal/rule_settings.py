@@ -44,6 +44,8 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "triplet_figure": ("split.seed",),
     "nway_rows": ("split",),
     "nway_preprocess": ("preprocess", "dataset.source", "surveys"),
+    "nway_neighbours_spatial": ("neighbours.k", "neighbours.radius_arcmin"),
+    "nway_neighbours_random": ("neighbours.k", "neighbours.radius_arcmin", "neighbours.random_seed"),
     # training (per run: common.smk passes the run's own config, its overlay applied)
     "train": ("model", "train", "neighbours.mode", "preprocess"),
     "embed": (),
@@ -103,8 +105,8 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "rule_times": (),
     "effective_config": (WHOLE_CONFIG,),
 }
-"""Rule name -> the dotted config prefixes its result depends on. ``neighbours`` has one
-entry per mode, since only the random graph reads the seed."""
+"""Rule name -> the dotted config prefixes its result depends on. ``neighbours`` and
+``nway_neighbours`` have one entry per mode, since only the random graph reads the seed."""
 
 METHOD_RULES: frozenset[str] = frozenset({"train"})
 """Rules whose settings also hold the config sections their run's method reads (whatsreal.methods)."""

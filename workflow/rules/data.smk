@@ -290,7 +290,7 @@ rule nway_neighbours:
         mode="spatial|random",
     threads: 2
     params:
-        settings=lambda wildcards: settings(f"neighbours_{wildcards.mode}"),
+        settings=lambda wildcards: settings(f"nway_neighbours_{wildcards.mode}"),
     conda:
         "../envs/whatsreal.yaml"
     script:
