@@ -308,8 +308,8 @@ def _registry_problems(cfg: dict[str, Any]) -> Iterator[str]:
         if len(entry["band_strings"]) == len(entry["extinction_coeff"]) == len(entry["bands"]):
             if Survey.from_entry(name, entry) != fixed:
                 yield (
-                    f"surveys.{name}: the paired surveys' entries keep their defaults until preprocessing and "
-                    "training read the registry (issue 16); add a survey under a new name instead"
+                    f"surveys.{name}: the paired surveys' entries keep their defaults until the model's pixel "
+                    "grid, the export and the API read the registry (issue 16); add a survey under a new name instead"
                 )
     known = ", ".join(registry)
     for dotted in SURVEY_SECTIONS:
