@@ -281,36 +281,21 @@ def _overlap(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
 SURVEY_SECTIONS = ("dataset.mmu", "simulation.surveys", "preprocess.crop", "preprocess.clamp")
 """The per-survey sections: each is keyed by registry names (``surveys``)."""
 PER_BAND_SIMULATION_KEYS = ("psf_fwhm_arcsec", "depth_mag", "nexp")
-CATALOGUE_BANDS = {"hsc": "i", "legacysurvey": "z"}
-"""The band each catalogue format takes its shape noise from (whatsreal.sim.catalog)."""
 
 
 def _registry_problems(cfg: dict[str, Any]) -> Iterator[str]:
     """The survey registry against itself and against every per-survey section."""
+    from whatsreal.surveys import SURVEYS, Survey, entry_problems  # here: that module reads this one's SCHEMA_PATH
+
     registry = cfg["surveys"]
     for name, entry in registry.items():
-        for key in ("band_strings", "extinction_coeff"):
-            if len(entry[key]) != len(entry["bands"]):
-                yield (
-                    f"surveys.{name}.{key}: {len(entry[key])} entries for the {len(entry['bands'])} bands "
-                    f"({', '.join(entry['bands'])})"
-                )
-        needed = CATALOGUE_BANDS[entry["format"]]
-        if needed not in entry["bands"]:
+        problems = entry_problems(name, entry)
+        yield from problems
+        if name in SURVEYS and not problems and Survey.from_entry(name, entry) != SURVEYS[name]:
             yield (
-                f"surveys.{name}.bands: the {entry['format']} catalogue format measures shapes in band "
-                f"'{needed}', which is not one of {', '.join(entry['bands'])}"
+                f"surveys.{name}: the paired surveys' entries keep their defaults until the model's pixel "
+                "grid, the export and the API read the registry (issue 16); add a survey under a new name instead"
             )
-    from whatsreal.surveys import SURVEYS, Survey  # here: that module reads this one's SCHEMA_PATH
-
-    for name, fixed in SURVEYS.items():
-        entry = registry[name]
-        if len(entry["band_strings"]) == len(entry["extinction_coeff"]) == len(entry["bands"]):
-            if Survey.from_entry(name, entry) != fixed:
-                yield (
-                    f"surveys.{name}: the paired surveys' entries keep their defaults until the model's pixel "
-                    "grid, the export and the API read the registry (issue 16); add a survey under a new name instead"
-                )
     known = ", ".join(registry)
     for dotted in SURVEY_SECTIONS:
         section, key = dotted.split(".")

@@ -23,12 +23,14 @@ import yaml
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "CATALOGUE_BANDS",
     "FORMATS",
     "HEALPIX_NSIDE",
     "SURVEYS",
     "SURVEY_ORDER",
     "Survey",
     "depth_ivar_to_mag",
+    "entry_problems",
     "mag_to_depth_ivar",
     "survey_registry",
     "training_surveys",
@@ -39,6 +41,28 @@ HEALPIX_NSIDE = 16
 
 FORMATS = ("hsc", "legacysurvey")
 """The MMU layouts a registry entry can follow (``surveys.<name>.format``)."""
+CATALOGUE_BANDS = {"hsc": "i", "legacysurvey": "z"}
+"""The band each catalogue format takes its shape noise from (whatsreal.sim.catalog)."""
+
+
+def entry_problems(name: str, entry: Mapping[str, Any]) -> list[str]:
+    """What makes a registry entry (``surveys.<name>``) inconsistent in itself, one line per
+    problem naming its key: the config check lists them all, :meth:`Survey.from_entry` raises
+    the first."""
+    bands = list(entry["bands"])
+    problems = [
+        f"surveys.{name}.{key}: {len(entry[key])} entries for the {len(bands)} bands ({', '.join(bands)})"
+        for key in ("band_strings", "extinction_coeff")
+        if len(entry[key]) != len(bands)
+    ]
+    if entry["format"] not in FORMATS:
+        problems.append(f"surveys.{name}.format: '{entry['format']}' is not one of {', '.join(FORMATS)}")
+    elif CATALOGUE_BANDS[entry["format"]] not in bands:
+        problems.append(
+            f"surveys.{name}.bands: the {entry['format']} catalogue format measures shapes in band "
+            f"'{CATALOGUE_BANDS[entry['format']]}', which is not one of {', '.join(bands)}"
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -67,19 +91,14 @@ class Survey:
 
     @classmethod
     def from_entry(cls, name: str, entry: Mapping[str, Any]) -> Survey:
-        """The survey a registry entry (``surveys.<name>``, schema-validated) describes; a
-        band list whose companions differ in length is a ``ValueError`` naming the key."""
-        bands = tuple(entry["bands"])
-        for key in ("band_strings", "extinction_coeff"):
-            if len(entry[key]) != len(bands):
-                raise ValueError(
-                    f"surveys.{name}.{key}: {len(entry[key])} entries for the {len(bands)} bands ({', '.join(bands)})"
-                )
-        if entry["format"] not in FORMATS:
-            raise ValueError(f"surveys.{name}.format: '{entry['format']}' is not one of {', '.join(FORMATS)}")
+        """The survey a registry entry (``surveys.<name>``, schema-validated) describes; an
+        inconsistent entry (:func:`entry_problems`) is a ``ValueError`` naming the key."""
+        problems = entry_problems(name, entry)
+        if problems:
+            raise ValueError(problems[0])
         return cls(
             name=name,
-            bands=bands,
+            bands=tuple(entry["bands"]),
             band_strings=tuple(entry["band_strings"]),
             pixel_scale=float(entry["pixel_scale"]),
             zero_point=float(entry["zero_point"]),

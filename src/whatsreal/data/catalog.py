@@ -33,16 +33,15 @@ def band_letters(band_strings: np.ndarray) -> list[str]:
     return out
 
 
-def check_shard(path: Path, survey: str | Survey, min_size: int) -> int:
+def check_shard(path: Path, survey: Survey, min_size: int) -> int:
     """Check one shard's structure; return its number of objects.
 
     Raises :class:`MMUFormatError` naming the file and dataset for: unreadable or
     truncated files, missing datasets, image arrays of the wrong rank or size,
     columns whose length differs from ``object_id``, and missing bands: those every later
-    stage reads and, for a registry entry (``survey`` a :class:`Survey`), every band it lists.
+    stage reads, and every band of the survey's registry entry.
     """
-    spec = survey if isinstance(survey, Survey) else SURVEYS.get(survey)
-    survey_name = spec.name if spec is not None else str(survey)
+    survey_name = survey.name
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -68,10 +67,10 @@ def check_shard(path: Path, survey: str | Survey, min_size: int) -> int:
             missing = [b for b in required if b not in bands]
             if missing:
                 raise MMUFormatError(f"{path}: bands {missing} missing from 'image_band' ({bands}) of {survey_name}")
-            missing = [b for b in (spec.bands if spec is not None else ()) if b not in bands]
+            missing = [b for b in survey.bands if b not in bands]
             if missing:
                 raise MMUFormatError(
-                    f"{path}: bands {missing} of surveys.{survey_name}.bands ({', '.join(spec.bands)}) missing "
+                    f"{path}: bands {missing} of surveys.{survey_name}.bands ({', '.join(survey.bands)}) missing "
                     f"from 'image_band' ({bands})"
                 )
         return n

@@ -169,9 +169,7 @@ class TripletDataset(LazyMemmapDataset):
             for p, (j, o) in enumerate(others):
                 has = self.seen[rows, j]
                 phys_mask[sel, p] = has
-                if has.all():
-                    physics[sel, p] = _take(imgs[o], rows)
-                elif has.any():
+                if has.any():
                     physics[sel[has], p] = _take(imgs[o], rows[has])
             nbr = self.neighbours[s][rows]  # (m, k)
             valid = nbr >= 0

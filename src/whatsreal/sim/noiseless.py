@@ -64,8 +64,8 @@ def render_object(spec: ObjectSpec, survey: str, cfg: dict) -> Stamp:
     """The object's stamp exactly as the simulator rendered it (``.model`` is the noiseless,
     artefact-free scene; ``.image`` the stored noisy cutout)."""
     sim = cfg["simulation"]
-    registry: dict[str, Survey] = survey_registry(cfg)
-    return render_stamp(spec, registry[survey], sim["cutout_size"], sim["surveys"][survey]["psf_beta"])
+    survey_spec = Survey.from_entry(survey, cfg["surveys"][survey])
+    return render_stamp(spec, survey_spec, sim["cutout_size"], sim["surveys"][survey]["psf_beta"])
 
 
 def render_anchor(spec: ObjectSpec, survey: str, cfg: dict) -> np.ndarray:
