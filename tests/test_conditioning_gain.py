@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from whatsreal.config import run_config
-from whatsreal.experiments.conditioning_gain import gain_table, run_conditioning_gain
+from whatsreal.experiments.conditioning_gain import gain_table, partner_batches, run_conditioning_gain
 from whatsreal.model.conditioning_gain import conditioning_gains, derangement_within_groups
 from whatsreal.model.flow import Conditioning, build_model
 from whatsreal.train.run import train
@@ -129,6 +129,15 @@ def test_logit_normal_time_sampling_moves_mass_towards_the_data():
     t = build_model(cfg).sample_time(20000, torch.Generator().manual_seed(0))
     assert 0 < t.min() and t.max() < 1
     assert t.median() == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.01)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(5, 4), (9, 4), (8, 4), (3, 8), (2, 1)])
+def test_partner_batches_hold_every_row_once_and_none_alone(n, batch_size):
+    """A lone last row joins the batch before it, whatever the number of batches (it used to
+    overwrite another batch, or fail, when there were two)."""
+    chunks = partner_batches(n, batch_size, seed=3)
+    np.testing.assert_array_equal(np.sort(np.concatenate(chunks)), np.arange(n))
+    assert all(len(c) >= 2 for c in chunks)
 
 
 def test_gain_table_interval_covers_the_mean():

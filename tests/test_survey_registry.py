@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import filecmp
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, merge_into, tiny_config, tiny_model_config
+from tests.conftest import REPO, merge_into, save_untrained_checkpoint, tiny_config, tiny_model_config
 from whatsreal.config import SCHEMA_PATH, ConfigError, check_config_files, read_yaml, validate_config
 from whatsreal.data import stages
 from whatsreal.data.mmu import MMUFormatError
@@ -199,6 +200,72 @@ def test_one_training_step_on_the_four_surveys(four_survey_nway, tmp_path):
         assert f"train/loss_{s}" in metrics.columns or f"val/loss_{s}" in metrics.columns, s
     assert "val/gain_instrument_space" in metrics.columns or "val/loss_space" in metrics.columns
     assert np.isfinite(metrics["val/loss"].dropna()).all()
+
+
+def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nway, tmp_path):
+    """A groups-trained model's per-survey probes, retrieval, counterfactual matrix and conditioning
+    gains, from config alone: rows for all four surveys and every ordered pair that shares a
+    held-out galaxy, and summary.md lists them."""
+    from whatsreal.experiments.conditioning_gain import run_conditioning_gain
+    from whatsreal.experiments.summary import write_summary
+    from whatsreal.experiments.survey_directions import run_survey_directions
+    from whatsreal.experiments.survey_probes import run_survey_probes
+
+    cfg, raw, data = four_survey_nway
+    run_cfg = tiny_model_config(data="groups")
+    for section in ("surveys", "simulation", "preprocess"):
+        run_cfg[section] = cfg[section]
+    run_cfg["sample"]["steps"] = 2
+    merge_into(
+        run_cfg["experiments"],
+        {
+            "survey_probes": {"n_folds": 3},
+            "survey_directions": {"n_galaxies": 2, "n_samples": 3, "batch_size": 2},
+            "conditioning_gain": {"draws": 1, "batch_size": 8},
+            "bootstrap": {"n_resamples": 50},
+        },
+    )
+    model = save_untrained_checkpoint(run_cfg, tmp_path)
+    surveys = list(survey_registry(cfg))
+    run = DatasetLayout(tmp_path / "results").run("main")
+    probes, retrieval = run_survey_probes(
+        run_cfg,
+        model,
+        data.nway,
+        surveys,
+        raw / "truth.parquet",
+        run.table("survey_probes.csv"),
+        run.table("survey_retrieval.csv"),
+        run.figure("survey_probes"),
+    )
+    assert set(probes["survey"]) == set(surveys)
+    assert probes[["r2_physics", "r2_instrument", "diff_ci_lo"]].notna().all().all()
+    assert {(r.query, r.pool) for r in retrieval.itertuples()} <= set(itertools.permutations(surveys, 2))
+    directions = run_survey_directions(
+        run_cfg, model, data.nway, surveys, run.table("survey_directions.csv"), run.figure("survey_directions")
+    )
+    seen = {s: pd.read_parquet(data.nway.meta(s))["seen"].to_numpy(bool) for s in surveys}
+    held = pd.read_parquet(data.nway.split)["split"].to_numpy() == "val"
+    shared = {(a, b) for a, b in itertools.permutations(surveys, 2) if (held & seen[a] & seen[b]).any()}
+    assert {(r.source, r.target) for r in directions.itertuples()} == shared
+    assert len(shared) >= 6
+    assert (directions["n_galaxies"] <= 2).all() and (directions["mse_samples"] > 0).all()
+    pd.DataFrame({"step": [1], "val/loss": [1.0]}).to_csv(run.metrics, index=False)
+    gains = run_conditioning_gain(
+        run_cfg, model, data, run.metrics, run.figure("conditioning_gain"), run.table("conditioning_gain.csv")
+    )
+    assert set(gains["survey"]) == set(surveys)
+    assert (gains["n_pairs"] <= [int((held & seen[s]).sum()) for s in gains["survey"]]).all()
+    for path in (run.figure("survey_probes"), run.figure("survey_directions"), run.figure("conditioning_gain")):
+        assert path.stat().st_size > 0
+    summary_cfg = copy.deepcopy(run_cfg)
+    summary_cfg["runs"] = {"main": {"train": {"data": "groups"}}}
+    summary_cfg["experiments"]["generative_runs"] = ["main"]
+    text = write_summary(summary_cfg, tmp_path / "results", ["main"], tmp_path / "summary.md")
+    for s in surveys:
+        assert f"| {s} | psf_fwhm (instrument)" in text
+    for a, b in shared:
+        assert f"| {a} -> {b} |" in text
 
 
 def test_adding_surveys_leaves_hsc_and_legacy_untouched(four_survey_sky, tiny_sky):

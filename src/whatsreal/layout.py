@@ -74,6 +74,8 @@ FIGURES: dict[str, str] = {
     "fig9_zero_shot": "zero_shot",
     "ablation_neighbours": "ablation",
     "conditioning_gain": "conditioning_gain",
+    "survey_probes": "survey_probes",
+    "survey_directions": "survey_directions",
 }
 """A run's figures (``figures/<name>.png``) -> the rule that draws it."""
 
@@ -99,6 +101,9 @@ TABLES: dict[str, str] = {
     "calibration.csv": "calibration",
     "conditioning_gain.csv": "conditioning_gain",
     "truth_metrics.csv": "truth_metrics",
+    "survey_probes.csv": "survey_probes",
+    "survey_retrieval.csv": "survey_probes",
+    "survey_directions.csv": "survey_directions",
 }
 """A run's tables (``tables/<file>``) -> the rule that writes it."""
 

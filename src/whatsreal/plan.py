@@ -17,6 +17,7 @@ __all__ = [
     "ablated_runs",
     "benchmark_jobs",
     "generative_runs",
+    "nway_trained",
     "run_figures",
     "run_rules",
     "summary_tables",
@@ -44,6 +45,12 @@ GENERATIVE_RULES: tuple[str, ...] = (
 )
 """The sampling experiments, for ``experiments.generative_runs`` only (they cost the most)."""
 
+NWAY_RULES: tuple[str, ...] = ("survey_probes",)
+"""Runs trained on N-way groups (``train.data: groups``): per-survey probes and retrieval across surveys."""
+
+NWAY_GENERATIVE_RULES: tuple[str, ...] = ("survey_directions",)
+"""N-way runs that get the sampling experiments: counterfactuals for every ordered pair of surveys."""
+
 DATASET_BENCHMARKS: tuple[str, ...] = ("random_init_embeddings", "cross_predict", "comparison")
 """Benchmarked dataset-level rules besides simulate and preprocess."""
 
@@ -59,6 +66,12 @@ def generative_runs(config: dict) -> list[str]:
     runs = [r for r in config["runs"] if run_method(config, r).generative]
     chosen = config["experiments"]["generative_runs"]
     return runs if chosen is None else [r for r in chosen if r in runs]
+
+
+def nway_trained(config: dict, run: str) -> bool:
+    """True when ``run`` trains on the N-way groups (its overlay's ``train.data``, else the config's)."""
+    overlay = (config.get("runs", {}).get(run) or {}).get("train", {})
+    return overlay.get("data", config.get("train", {}).get("data", "pairs")) == "groups"
 
 
 def _probed(config: dict, run: str) -> bool:
@@ -91,10 +104,15 @@ def run_rules(config: dict, run: str) -> list[str]:
     rules = [r for r in BASE_RULES if r in _method_rules(config, run)]
     if run in ablated_runs(config):
         rules.append("ablation")
+    nway = nway_trained(config, run)
+    if nway:
+        rules += NWAY_RULES
     if run in generative_runs(config):
         rules += GENERATIVE_RULES
         if synthetic(config):
             rules.append("truth_counterfactuals")
+        if nway:
+            rules += NWAY_GENERATIVE_RULES
     if synthetic(config) and {"probes", "outliers"} <= set(rules):
         rules.append("truth_metrics")
     return rules

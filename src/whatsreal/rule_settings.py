@@ -85,6 +85,14 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "calibration": (),
     "truth_metrics": (),
     "conditioning_gain": ("experiments.conditioning_gain", "experiments.bootstrap"),
+    "survey_probes": (
+        "experiments.survey_probes",
+        "experiments.retrieval.k",
+        "experiments.bootstrap",
+        "preprocess.bands",
+        "dataset.source",
+    ),
+    "survey_directions": ("experiments.survey_directions", "sample", "experiments.bootstrap", "preprocess.bands"),
     # every run, random init and raw pixels side by side; of the probe settings only the design (which
     # pairs, which folds): its probe is ridge, not Table 5's MLP, so the MLP's schedule reruns nothing here
     "comparison": (

@@ -65,6 +65,8 @@ BENCHMARKED_RULES: dict[str, tuple[str, ...]] = {
     "outliers": ("run",),
     "probes": ("run",),
     "conditioning_gain": ("run",),
+    "survey_probes": ("run",),
+    "survey_directions": ("run",),
     "ablation": ("run",),
     "posterior_samples": ("run", "direction"),
     "counterfactuals": ("run",),

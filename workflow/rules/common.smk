@@ -1,12 +1,12 @@
 # Shared names, input functions and target lists for the rules (included first).
 
 from whatsreal.layout import DatasetLayout
-from whatsreal.methods import method_of, training_data_files
+from whatsreal.methods import method_of, training_data_files, triplet_data
 from whatsreal.plan import benchmark_jobs as plan_benchmark_jobs
 from whatsreal.plan import generative_runs, run_figures, run_rules, summary_tables
 from whatsreal.rule_settings import rule_settings
 from whatsreal.rule_times import BENCHMARKED_RULES, benchmark_stem, ran_unmeasured
-from whatsreal.surveys import SURVEY_ORDER, survey_registry
+from whatsreal.surveys import SURVEY_ORDER, survey_registry, training_surveys
 from whatsreal.train.layout import LAYOUT_RESOURCES, check_train_layout
 
 MODES = ["spatial", "random"]
@@ -93,6 +93,19 @@ def pair_data():
 def spatial_data():
     """``pair_data`` plus the spatial neighbour graphs (the noise-model and gain experiments)."""
     return DATA.run_data_files("spatial")
+
+
+def run_surveys(wildcards):
+    """The surveys a run trains on, in its model's order (whatsreal.surveys.training_surveys)."""
+    return list(training_surveys(RUN_CONFIGS[wildcards.run]))
+
+
+def run_spatial_data(wildcards):
+    """The images, metadata, split and spatial neighbour graphs of the data a run trained on (the
+    pairs, or nway/ with train.data: groups), of its training surveys: what the experiments that
+    condition the decoder on real neighbour sets read."""
+    run_cfg = RUN_CONFIGS[wildcards.run]
+    return triplet_data(run_cfg, DATA).run_data_files("spatial", training_surveys(run_cfg))
 
 
 def mmu_root(wildcards):

@@ -439,10 +439,11 @@ rule truth_metrics:
 rule conditioning_gain:
     # Does the decoder use both halves of its conditioning? Loss with the instrument (or
     # physics) half swapped for another held-out pair's, minus the true loss, with CIs.
+    # A run trained on N-way groups is scored on nway/, every registry survey as an anchor.
     input:
         model=RUN.model,
         metrics=RUN.metrics,
-        data=spatial_data(),
+        data=run_spatial_data,
     output:
         figure=report(
             RUN.figure("conditioning_gain"),
@@ -463,6 +464,70 @@ rule conditioning_gain:
         "../envs/whatsreal.yaml"
     script:
         "../scripts/conditioning_gain.py"
+
+
+rule survey_probes:
+    # Runs trained on N-way groups: each survey's truth probed from both latents of the images it
+    # saw (out-of-fold ridge, bootstrap CIs; synthetic sky only), and each galaxy's counterpart
+    # retrieved across every ordered pair of surveys.
+    input:
+        model=RUN.model,
+        data=run_spatial_data,
+        truth=truth_file(),
+    output:
+        figure=report(
+            RUN.figure("survey_probes"),
+            caption="../report/survey_probes.rst",
+            category="More than two surveys",
+            subcategory="{run}",
+        ),
+        table=RUN.table("survey_probes.csv"),
+        retrieval=RUN.table("survey_retrieval.csv"),
+    log:
+        DATA.log("survey_probes_{run}"),
+    benchmark:
+        benchmark_file("survey_probes")
+    params:
+        data_dir=lambda wildcards, input: str(DATA.nway.root),
+        surveys=run_surveys,
+        settings=run_settings("survey_probes"),
+    threads: 1
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/survey_probes.py"
+
+
+rule survey_directions:
+    # Runs trained on N-way groups: counterfactuals for every ordered pair of surveys (the
+    # galaxy seen through the source survey only, drawn as the target survey sees it), their
+    # MSE matrix and calibration per direction.
+    input:
+        model=RUN.model,
+        data=run_spatial_data,
+    output:
+        figure=report(
+            RUN.figure("survey_directions"),
+            caption="../report/survey_directions.rst",
+            category="More than two surveys",
+            subcategory="{run}",
+        ),
+        table=RUN.table("survey_directions.csv"),
+    log:
+        DATA.log("survey_directions_{run}"),
+    benchmark:
+        benchmark_file("survey_directions")
+    params:
+        data_dir=lambda wildcards, input: str(DATA.nway.root),
+        surveys=run_surveys,
+        settings=run_settings("survey_directions"),
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/survey_directions.py"
 
 
 rule comparison:

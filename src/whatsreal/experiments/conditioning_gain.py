@@ -26,12 +26,13 @@ from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, 
 from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
+from whatsreal.methods import triplet_data
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
-from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.surveys import SURVEY_ORDER, training_surveys
 
-__all__ = ["GAIN_COLUMNS", "gain_table", "run_conditioning_gain", "val_pairs"]
+__all__ = ["GAIN_COLUMNS", "gain_table", "measure_gains", "partner_batches", "run_conditioning_gain", "val_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +79,60 @@ def gain_table(
     return pd.DataFrame(rows, columns=list(GAIN_COLUMNS))
 
 
+def partner_batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """``0..n-1`` in one seeded order, cut into batches of ``batch_size``; a lone last row (no
+    partner to swap with) joins the batch before it. Every row is in exactly one batch."""
+    order = np.random.default_rng(seed).permutation(n)
+    chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
+        last = chunks.pop()
+        chunks[-1] = np.concatenate([chunks[-1], last])
+    return chunks
+
+
 @torch.no_grad()
 def measure_gains(
-    model, data: DatasetLayout | str | Path, pairs: np.ndarray, draws: int, seed: int, batch_size: int
+    model,
+    data: DatasetLayout | str | Path,
+    pairs: np.ndarray,
+    draws: int,
+    seed: int,
+    batch_size: int,
+    surveys: tuple[str, ...] = SURVEY_ORDER,
 ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
     """Per-pair gains for each anchor survey and half, and the mean true-conditioning loss.
 
-    Pairs are shuffled (seeded) into batches of ``batch_size``; a pair's partners are
-    drawn from its batch, i.e. from a random subset of the other held-out pairs."""
+    Each survey is scored as the anchor of the held-out rows it saw (every pair; with N-way
+    data, ``seen`` in its metadata), with the physics views of the other surveys that saw the
+    galaxy: its own views, as in training. A row's gains are NaN for a survey that missed it.
+    Rows are shuffled (seeded) into batches of ``batch_size``; a row's partners are drawn from
+    its batch, i.e. from a random subset of the other held-out rows anchored in that survey."""
     device = next(model.parameters()).device
+    root = DatasetLayout.of(data).root
+    seen = TripletDataset(root, pairs, "spatial", surveys=surveys).seen
     per_pair: dict[tuple[str, str], np.ndarray] = {}
     loss_true: dict[str, float] = {}
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if len(chunks) > 1 and len(chunks[-1]) < 2:  # a lone pair has no partner: fold it in
-        chunks[-2] = np.concatenate([chunks[-2], chunks.pop()])
-    for a, survey in enumerate(SURVEY_ORDER):
-        ds = TripletDataset(DatasetLayout.of(data).root, pairs, "spatial", anchors=np.full(len(pairs), a))
-        gen = torch.Generator().manual_seed(int(seed) * 7919 + a)
+    for a, survey in enumerate(surveys):
+        mine = np.flatnonzero(seen[pairs, a])  # positions in `pairs`
         out = {half: np.full(len(pairs), np.nan) for half in HALVES}
+        if mine.size < 2:
+            log.warning("%s anchors %d held-out row(s): no partner to swap, no gain", survey, mine.size)
+            loss_true[survey] = np.nan
+            for half in HALVES:
+                per_pair[(survey, half)] = out[half]
+            continue
+        chunks = partner_batches(mine.size, batch_size, seed)
+        ds = TripletDataset(root, pairs[mine], "spatial", surveys=surveys, anchors=np.full(mine.size, a))
+        gen = torch.Generator().manual_seed(int(seed) * 7919 + a)
         base_sum = 0.0
         for rows in chunks:
             batch = {k: v.to(device) for k, v in ds.__getitems__(rows.tolist()).items()}
             cond = model.condition_batch(batch)
             gains = conditioning_gains(model, batch["target"], cond, batch["anchor"], gen, draws=draws)
             for half in HALVES:
-                out[half][rows] = gains[half].numpy()
+                out[half][mine[rows]] = gains[half].numpy()
             base_sum += float(gains["loss"].sum())
-        loss_true[survey] = base_sum / len(pairs)
+        loss_true[survey] = base_sum / mine.size
         for half in HALVES:
             per_pair[(survey, half)] = out[half]
     return per_pair, loss_true
@@ -124,15 +151,17 @@ def run_conditioning_gain(
     ``config``: the run's (its overlay on the rest, :func:`whatsreal.config.run_config`), since the
     checkpoint is checked against its model and preprocess sections
     (:func:`whatsreal.model.checkpoint.load_trained_model`), and the interval uses ``experiments.bootstrap``.
-    ``data``: the dataset (its layout or root)."""
-    layout = DatasetLayout.of(data)
+    ``data``: the dataset (its layout or root); a run trained on N-way groups (``train.data: groups``)
+    is scored on the N-way rows (``nway/``), every registry survey as the anchor of the galaxies it saw."""
+    layout = triplet_data(config, DatasetLayout.of(data))
+    surveys = training_surveys(config)
     conditioning_gain_cfg = config["experiments"]["conditioning_gain"]
     draws = conditioning_gain_cfg["draws"]
     net, _ = load_trained_model(model, config)
     net.eval().to(compute_device())
-    pairs = val_pairs(layout.split, usable=usable_pairs(layout.root))
+    pairs = val_pairs(layout.split, usable=usable_pairs(layout.root, surveys))
     per_pair, loss_true = measure_gains(
-        net, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"]
+        net, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"], surveys
     )
     n_resamples, seed, confidence = bootstrap_config(config)
     df = gain_table(per_pair, loss_true, draws, n_resamples, seed, confidence)

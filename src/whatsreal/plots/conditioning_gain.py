@@ -19,11 +19,13 @@ HALF_COLOURS = {"instrument": "tab:orange", "physics": "tab:blue"}
 
 
 def plot_conditioning_gain(history: pd.DataFrame, final: pd.DataFrame, out: str | Path) -> None:
-    """One panel per anchor survey: ``val/gain_{half}_{survey}`` against step from the
-    training log, and the final model's gain with its bootstrap interval at the last step."""
-    fig, axes = plt.subplots(1, len(SURVEY_ORDER), figsize=(5.2 * len(SURVEY_ORDER), 3.8), sharey=False)
+    """One panel per anchor survey of ``final`` (the paired two when it is empty):
+    ``val/gain_{half}_{survey}`` against step from the training log, and the final model's gain
+    with its bootstrap interval at the last step."""
+    surveys = list(dict.fromkeys(final["survey"])) or list(SURVEY_ORDER)
+    fig, axes = plt.subplots(1, len(surveys), figsize=(5.2 * len(surveys), 3.8), sharey=False, squeeze=False)
     last_step = int(history["step"].max()) if "step" in history and len(history) else 0
-    for ax, survey in zip(axes, SURVEY_ORDER, strict=True):
+    for ax, survey in zip(axes[0], surveys, strict=True):
         for half, colour in HALF_COLOURS.items():
             col = f"val/gain_{half}_{survey}"
             if col in history:
