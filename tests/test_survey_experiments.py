@@ -87,7 +87,7 @@ def test_probes_credit_the_latent_that_carries_each_target(swap):
     rng = np.random.default_rng(2)
     truth = _truth(300, ["hsc", "des"], rng)
     latents = {s: _latents(truth, s, np.arange(300), rng, swap) for s in ("hsc", "des")}
-    table = probe_table(latents, truth, BANDS, PROBES, BOOTSTRAP)
+    table, _ = probe_table(latents, truth, BANDS, PROBES, BOOTSTRAP)
     assert set(table["survey"]) == {"hsc", "des"}
     assert set(table.loc[table["group"] == "instrument", "target"]) == {"psf_fwhm", "sky_sigma", "psfdepth_mag"}
     assert (table["diff_ci_lo"] <= table["diff"]).all() and (table["diff"] <= table["diff_ci_hi"]).all()
@@ -171,3 +171,54 @@ def test_a_far_out_latent_cannot_predict_beyond_the_labels_seen_in_training():
     others = np.delete(np.arange(300), 7)
     assert y[others].min() <= pred[7] <= y[others].max()
     assert np.isfinite(pred).all() and np.corrcoef(pred[others], y[others])[0, 1] > 0.8
+
+
+def _predictions(path, rng, noise: dict[str, float]) -> None:
+    """A survey_probe_predictions.npz of two surveys whose instrument-latent predictions of the
+    first instrument target carry ``noise[survey]`` of extra scatter; everything else exact-ish."""
+    from whatsreal.io import write_npz
+
+    arrays = {}
+    for s, extra in noise.items():
+        y = np.random.default_rng(11).normal(size=(400, 2))
+        arrays |= {f"{s}_rows": np.arange(400), f"{s}_targets": np.array(["instrument:sky_sigma", "physics:e1"])}
+        arrays[f"{s}_y"] = y
+        arrays[f"{s}_physics"] = y + 0.3 * rng.normal(size=y.shape)
+        inst = y + 0.3 * rng.normal(size=y.shape)
+        inst[:, 0] += extra * rng.normal(size=400)
+        arrays[f"{s}_instrument"] = inst
+    write_npz(path, **arrays)
+
+
+def test_the_survey_ablation_finds_the_survey_whose_instrument_latent_collapsed(tmp_path):
+    """A planted collapse in one survey's instrument latent is a drop with a CI above 0 there, and
+    no drop in the survey whose latent did not change; the two files must describe the same galaxies."""
+    from whatsreal.experiments.survey_ablation import survey_ablation_table
+
+    rng = np.random.default_rng(12)
+    _predictions(tmp_path / "ref.npz", rng, {"hsc": 0.0, "des": 0.0})
+    _predictions(tmp_path / "abl.npz", rng, {"hsc": 1.0, "des": 0.0})
+    table = survey_ablation_table(tmp_path / "ref.npz", tmp_path / "abl.npz", BOOTSTRAP, tmp_path / "out.csv")
+    key = table.set_index(["survey", "target", "latent"])
+    assert key.loc[("hsc", "sky_sigma", "instrument"), "drop_ci_lo"] > 0.3
+    unchanged = key.loc[("des", "sky_sigma", "instrument")]
+    assert unchanged["drop_ci_lo"] < 0 < unchanged["drop_ci_hi"]
+    assert pd.read_csv(tmp_path / "out.csv").shape == table.shape
+    with np.load(tmp_path / "abl.npz") as f:
+        changed = dict(f)
+    changed["des_rows"] = changed["des_rows"][::-1].copy()
+    np.savez(tmp_path / "bad.npz", **changed)
+    with pytest.raises(ValueError, match="des's galaxies or targets differ"):
+        survey_ablation_table(tmp_path / "ref.npz", tmp_path / "bad.npz", BOOTSTRAP, tmp_path / "bad.csv")
+    assert not (tmp_path / "bad.csv").exists()
+
+
+def test_the_survey_ablation_runs_only_when_both_runs_train_on_groups():
+    cfg = tiny_config(
+        runs={"main": {"train": {"data": "groups"}}, "random_neighbours": {"neighbours": {"mode": "random"}}},
+    )
+    assert "ablation" in run_rules(cfg, "random_neighbours")
+    assert "survey_ablation" not in run_rules(cfg, "random_neighbours")
+    cfg["runs"]["random_neighbours"]["train"] = {"data": "groups"}
+    assert "survey_ablation" in run_rules(cfg, "random_neighbours")
+    assert "survey_ablation.csv" in summary_tables(cfg, "random_neighbours")

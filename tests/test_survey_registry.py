@@ -208,6 +208,7 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
     held-out galaxy, and summary.md lists them."""
     from whatsreal.experiments.conditioning_gain import run_conditioning_gain
     from whatsreal.experiments.summary import write_summary
+    from whatsreal.experiments.survey_ablation import survey_ablation_table
     from whatsreal.experiments.survey_directions import run_survey_directions
     from whatsreal.experiments.survey_probes import run_survey_probes
 
@@ -237,12 +238,19 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
         run.table("survey_probes.csv"),
         run.table("survey_retrieval.csv"),
         run.figure("survey_probes"),
+        predictions_out=run.table("survey_probe_predictions.npz"),
     )
     assert set(probes["survey"]) == set(surveys)
     assert probes[["r2_physics", "r2_instrument", "diff_ci_lo"]].notna().all().all()
     assert {(r.query, r.pool) for r in retrieval.itertuples()} <= set(itertools.permutations(surveys, 2))
     directions = run_survey_directions(
-        run_cfg, model, data.nway, surveys, run.table("survey_directions.csv"), run.figure("survey_directions")
+        run_cfg,
+        model,
+        data.nway,
+        surveys,
+        run.table("survey_directions.csv"),
+        run.figure("survey_directions"),
+        truth=raw / "truth.parquet",
     )
     seen = {s: pd.read_parquet(data.nway.meta(s))["seen"].to_numpy(bool) for s in surveys}
     held = pd.read_parquet(data.nway.split)["split"].to_numpy() == "val"
@@ -250,6 +258,8 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
     assert {(r.source, r.target) for r in directions.itertuples()} == shared
     assert len(shared) >= 6
     assert (directions["n_galaxies"] <= 2).all() and (directions["mse_samples"] > 0).all()
+    # every target survey's noiseless truth, the added ones included, is rendered and preprocessed
+    assert (directions[["mse_posterior_mean_vs_noiseless", "mse_observed_vs_noiseless"]] > 0).all().all()
     pd.DataFrame({"step": [1], "val/loss": [1.0]}).to_csv(run.metrics, index=False)
     gains = run_conditioning_gain(
         run_cfg, model, data, run.metrics, run.figure("conditioning_gain"), run.table("conditioning_gain.csv")
@@ -258,10 +268,20 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
     assert (gains["n_pairs"] <= [int((held & seen[s]).sum()) for s in gains["survey"]]).all()
     for path in (run.figure("survey_probes"), run.figure("survey_directions"), run.figure("conditioning_gain")):
         assert path.stat().st_size > 0
+    ablated = DatasetLayout(tmp_path / "results").run("random_neighbours")
+    predictions = run.table("survey_probe_predictions.npz")
+    ablation = survey_ablation_table(predictions, predictions, (50, 0, 0.95), ablated.table("survey_ablation.csv"))
+    assert set(ablation["survey"]) == set(surveys) and (ablation["drop"] == 0).all()
     summary_cfg = copy.deepcopy(run_cfg)
-    summary_cfg["runs"] = {"main": {"train": {"data": "groups"}}}
+    summary_cfg["runs"] = {
+        "main": {"train": {"data": "groups"}},
+        "random_neighbours": {"train": {"data": "groups"}, "neighbours": {"mode": "random"}},
+    }
     summary_cfg["experiments"]["generative_runs"] = ["main"]
-    text = write_summary(summary_cfg, tmp_path / "results", ["main"], tmp_path / "summary.md")
+    text = write_summary(summary_cfg, tmp_path / "results", ["main", "random_neighbours"], tmp_path / "summary.md")
+    assert "spatial-neighbour ablation, `main` -> `random_neighbours`" in text
+    for s in surveys:
+        assert f"| {s} | sky_sigma | instrument |" in text
     for s in surveys:
         assert f"| {s} | psf_fwhm (instrument)" in text
     for a, b in shared:

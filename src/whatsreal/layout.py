@@ -103,6 +103,8 @@ TABLES: dict[str, str] = {
     "truth_metrics.csv": "truth_metrics",
     "survey_probes.csv": "survey_probes",
     "survey_retrieval.csv": "survey_probes",
+    "survey_probe_predictions.npz": "survey_probes",
+    "survey_ablation.csv": "survey_ablation",
     "survey_directions.csv": "survey_directions",
 }
 """A run's tables (``tables/<file>``) -> the rule that writes it."""

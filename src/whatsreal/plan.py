@@ -102,9 +102,11 @@ def run_rules(config: dict, run: str) -> list[str]:
     its method: no export, conditioning gain or sampling experiments; its truth metrics need
     the probes and outliers tables."""
     rules = [r for r in BASE_RULES if r in _method_rules(config, run)]
+    nway = nway_trained(config, run)
     if run in ablated_runs(config):
         rules.append("ablation")
-    nway = nway_trained(config, run)
+        if nway and synthetic(config) and nway_trained(config, config["experiments"]["ablation"]["reference"]):
+            rules.append("survey_ablation")
     if nway:
         rules += NWAY_RULES
     if run in generative_runs(config):

@@ -92,6 +92,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
         "preprocess.bands",
         "dataset.source",
     ),
+    "survey_ablation": ("experiments.bootstrap",),
     "survey_directions": ("experiments.survey_directions", "sample", "experiments.bootstrap", "preprocess.bands"),
     # every run, random init and raw pixels side by side; of the probe settings only the design (which
     # pairs, which folds): its probe is ridge, not Table 5's MLP, so the MLP's schedule reruns nothing here

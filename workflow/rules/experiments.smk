@@ -483,6 +483,7 @@ rule survey_probes:
         ),
         table=RUN.table("survey_probes.csv"),
         retrieval=RUN.table("survey_retrieval.csv"),
+        predictions=RUN.table("survey_probe_predictions.npz"),
     log:
         DATA.log("survey_probes_{run}"),
     benchmark:
@@ -498,13 +499,33 @@ rule survey_probes:
         "../scripts/survey_probes.py"
 
 
+rule survey_ablation:
+    # The spatial-neighbour ablation per survey (runs trained on N-way groups): each survey's
+    # probe R^2 in this run beside the reference run's, the drop with a paired bootstrap interval.
+    input:
+        reference=ABLATION_REFERENCE.table("survey_probe_predictions.npz"),
+        ablated=RUN.table("survey_probe_predictions.npz"),
+    output:
+        RUN.table("survey_ablation.csv"),
+    log:
+        DATA.log("survey_ablation_{run}"),
+    params:
+        settings=settings("survey_ablation"),
+    threads: 1
+    conda:
+        "../envs/whatsreal.yaml"
+    script:
+        "../scripts/survey_ablation.py"
+
+
 rule survey_directions:
     # Runs trained on N-way groups: counterfactuals for every ordered pair of surveys (the
     # galaxy seen through the source survey only, drawn as the target survey sees it), their
-    # MSE matrix and calibration per direction.
+    # MSE matrix and calibration per direction; on the synthetic sky also against the noiseless truth.
     input:
         model=RUN.model,
         data=run_spatial_data,
+        truth=truth_file(),
     output:
         figure=report(
             RUN.figure("survey_directions"),

@@ -18,4 +18,5 @@ run_survey_directions(
     table=sm.output.table,
     figure=sm.output.figure,
     device=compute_device(),
+    truth=sm.input.truth[0] if sm.input.truth else None,
 )

@@ -20,4 +20,5 @@ run_survey_probes(
     retrieval_out=sm.output.retrieval,
     figure=sm.output.figure,
     device=compute_device(),
+    predictions_out=sm.output.predictions,
 )

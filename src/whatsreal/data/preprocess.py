@@ -48,7 +48,7 @@ from whatsreal.data.mmu import MMUFormatError, read_images
 from whatsreal.io import atomic_path
 from whatsreal.parallel import ordered_map
 from whatsreal.progress import Progress
-from whatsreal.surveys import SURVEYS
+from whatsreal.surveys import SURVEYS, Survey
 
 __all__ = [
     "BandTransform",
@@ -228,14 +228,17 @@ def band_transform(
     )
 
 
-def native_band_transform(survey: str, preprocess_cfg: dict) -> BandTransform:
+def native_band_transform(survey: str, preprocess_cfg: dict, entry: Survey | None = None) -> BandTransform:
     """:func:`band_transform` for cutouts whose bands are in the survey's own order (MMU's,
-    the simulator's): every band of ``preprocess.bands`` must be one of the survey's."""
-    bands = list(SURVEYS[survey].bands)
+    the simulator's): every band of ``preprocess.bands`` must be one of the survey's.
+    ``entry``: the survey's registry entry (bands, zero point); default the paired surveys'."""
+    entry = SURVEYS[survey] if entry is None else entry
+    bands = list(entry.bands)
     missing = [b for b in preprocess_cfg["bands"] if b not in bands]
     if missing:
         raise ValueError(f"preprocess.bands {missing} are not {survey} bands ({bands})")
-    return band_transform(survey, preprocess_cfg, [bands.index(b) for b in preprocess_cfg["bands"]])
+    index = [bands.index(b) for b in preprocess_cfg["bands"]]
+    return band_transform(survey, preprocess_cfg, index, entry.zero_point)
 
 
 def model_pixel_scale(survey: str, preprocess_cfg: dict) -> float:

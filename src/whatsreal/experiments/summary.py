@@ -484,6 +484,35 @@ def _survey_probe_section(tables: RunTables, run: str) -> list[str]:
     return [*lines, *_table(header, rows), ""]
 
 
+def _survey_ablation_section(tables: RunTables, run: str, reference: str) -> list[str]:
+    """The spatial-neighbour ablation per survey (survey_ablation.csv): instrument targets, both latents."""
+    table = tables.read("survey_ablation.csv")
+    if table is None or table.empty:
+        return []
+    sel = table[table["group"] == "instrument"]
+    lines = [
+        f"### Per survey: spatial-neighbour ablation, `{reference}` -> `{run}`",
+        "",
+        "Each survey's conditions probed from its own images in both runs (the same galaxies and folds); "
+        "drop = R^2 in the reference minus R^2 here, paired bootstrap interval.",
+        "",
+    ]
+    rows = [
+        [
+            str(r.survey),
+            str(r.target),
+            str(r.latent),
+            _fmt(r.r2_reference),
+            _fmt(r.r2_ablated),
+            _fmt_ci(r, "drop"),
+            _excludes_zero(_get(r, "drop_ci_lo"), _get(r, "drop_ci_hi"), 1),
+        ]
+        for r in sel.itertuples()
+    ]
+    header = ["survey", "target", "latent", f"R^2 `{reference}`", f"R^2 `{run}`", "drop", "drop > 0 (CI excl. 0)"]
+    return [*lines, *_table(header, rows), ""]
+
+
 def _survey_retrieval_section(tables: RunTables, run: str) -> list[str]:
     """Counterpart retrieval across every ordered pair of surveys (survey_retrieval.csv)."""
     table = tables.read("survey_retrieval.csv")
@@ -519,6 +548,7 @@ def _survey_direction_section(tables: RunTables, run: str) -> list[str]:
             _fmt(r.mse_posterior_mean, 4),
             f"{_fmt(r.z_std)} ({_fmt(r.z_std_ideal)})",
             _fmt(r.z_mean),
+            f"{_fmt(_get(r, 'mse_posterior_mean_vs_noiseless'), 4)} ({_fmt(_get(r, 'mse_observed_vs_noiseless'), 4)})",
             f"{int(r.n_galaxies)} x {int(r.n_samples)}",
         ]
         for r in table.itertuples()
@@ -529,6 +559,7 @@ def _survey_direction_section(tables: RunTables, run: str) -> list[str]:
         "MSE of posterior mean",
         "std Z (calibrated)",
         "mean Z",
+        "posterior mean vs noiseless truth (real target's)",
         "galaxies x samples",
     ]
     return [*lines, *_table(header, rows), ""]
@@ -726,6 +757,7 @@ def write_summary(
         lines += _metric_section(tables, "retrieval.csv", f"### Retrieval (Fig 5), run `{run}`")
         lines += _truth_metric_section(tables, run)
         lines += _survey_probe_section(tables, run)
+        lines += _survey_ablation_section(tables, run, reference)
         lines += _survey_retrieval_section(tables, run)
         lines += _survey_direction_section(tables, run)
     lines += _extra_sections(extra_sections or {})

@@ -17,7 +17,10 @@ Per direction (``survey_directions.csv``): the mean per-sample MSE against the r
 image in preprocessed units (the paper's Fig 6 number) with a percentile-bootstrap interval
 over galaxies, the posterior mean's MSE, and the calibration of Fig 9 left: Z = (real -
 sample mean) / sample std per pixel, its mean and std beside the std an exactly calibrated
-posterior gives with that many samples (whatsreal.experiments.calibration).
+posterior gives with that many samples (whatsreal.experiments.calibration). On the synthetic
+sky, also against the noiseless truth rendered through the target survey and preprocessed like
+its images (whatsreal.experiments.truth_images): the posterior mean's MSE, and the real target's
+(the noise floor a copy of the data could not beat); NaN on real data.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, 
 from whatsreal.experiments.calibration import ideal_z_std, pixel_z
 from whatsreal.experiments.counterfactuals import counterfactual_mse
 from whatsreal.experiments.posterior import sample_posterior
+from whatsreal.experiments.truth_images import noiseless_targets
 from whatsreal.io import read_table, write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
@@ -60,6 +64,8 @@ DIRECTION_COLUMNS = (
     "z_std",
     "z_std_ideal",
     "n_pixels",
+    "mse_posterior_mean_vs_noiseless",
+    "mse_observed_vs_noiseless",
 )
 
 
@@ -124,9 +130,14 @@ def sample_direction(
 
 
 def _direction_row(
-    source: str, target: str, drawn: dict[str, np.ndarray], bootstrap: tuple[int, int, float]
+    source: str,
+    target: str,
+    drawn: dict[str, np.ndarray],
+    bootstrap: tuple[int, int, float],
+    clean: np.ndarray | None = None,
 ) -> dict[str, object]:
-    """One row of :data:`DIRECTION_COLUMNS` from a direction's samples."""
+    """One row of :data:`DIRECTION_COLUMNS` from a direction's samples; ``clean``: the noiseless
+    truth of its galaxies (synthetic sky), else the truth columns are NaN."""
     n_resamples, seed, confidence = bootstrap
     samples, real = drawn["samples"].astype(np.float64), drawn["target"].astype(np.float64)
     per_galaxy = ((samples - real[:, None]) ** 2).mean(axis=(1, 2, 3, 4))
@@ -154,7 +165,21 @@ def _direction_row(
         "z_std": float(z.std()),
         "z_std_ideal": ideal_z_std(s),
         "n_pixels": int(z.size),
+        "mse_posterior_mean_vs_noiseless": np.nan if clean is None else _mse(samples.mean(axis=1), clean),
+        "mse_observed_vs_noiseless": np.nan if clean is None else _mse(real, clean),
     }
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
+
+
+def _noiseless(config: dict, layout: DatasetLayout, target: str, rows: np.ndarray, truth: pd.DataFrame) -> np.ndarray:
+    """The noiseless truth of nway ``rows`` as the target survey would have recorded them."""
+    meta = read_table(layout.meta(target), ["pair", "object_id", "truth_id"]).set_index("pair").loc[rows]
+    return noiseless_targets(
+        config, target, meta["object_id"].to_numpy(), meta["truth_id"].to_numpy(), truth, layout.meta(target)
+    )
 
 
 def run_survey_directions(
@@ -165,13 +190,15 @@ def run_survey_directions(
     table: str | Path,
     figure: str | Path,
     device: torch.device | str = "cpu",
+    truth: str | Path | None = None,
 ) -> pd.DataFrame:
     """Write ``survey_directions.csv`` and its figure (MSE and calibration matrices, one example per
     direction) for one run trained on N-way groups.
 
     ``config``: the run's (overlay applied; ``experiments.survey_directions``, ``sample`` and
     ``experiments.bootstrap``); ``data``: the N-way dataset (``DatasetLayout.nway``) or its root;
-    ``surveys``: the run's training surveys in the model's order."""
+    ``surveys``: the run's training surveys in the model's order; ``truth``: truth.parquet on the
+    synthetic sky (the noiseless-truth columns), None on real data."""
     layout = DatasetLayout.of(data)
     cfg = config["experiments"]["survey_directions"]
     net, _ = load_trained_model(model, config)
@@ -182,6 +209,7 @@ def run_survey_directions(
     if len(split) != len(seen):
         raise ValueError(f"{layout.split}: {len(split)} rows, the metadata {len(seen)}")
     usable = usable_pairs(layout, tuple(surveys))
+    truth_table = read_table(truth, ["truth_id"]) if truth is not None else None
     rows, examples = [], {}
     for source, target in itertools.permutations(surveys, 2):
         chosen = direction_rows(
@@ -191,7 +219,8 @@ def run_survey_directions(
             log.warning("%s -> %s: no held-out galaxy seen by both surveys; direction left out", source, target)
             continue
         drawn = sample_direction(net, layout, surveys, source, target, chosen, cfg, config["sample"], device)
-        rows.append(_direction_row(source, target, drawn, bootstrap_config(config)))
+        clean = None if truth_table is None else _noiseless(config, layout, target, chosen, truth_table)
+        rows.append(_direction_row(source, target, drawn, bootstrap_config(config), clean))
         examples[(source, target)] = {k: v[0] for k, v in drawn.items()}
     df = pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
     if df.empty:

@@ -51,7 +51,7 @@ from sklearn.preprocessing import StandardScaler
 
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config
 from whatsreal.experiments.targets import TRUTH_INSTRUMENT, TRUTH_MAGNITUDE, TRUTH_PHYSICS
-from whatsreal.io import read_table, write_csv
+from whatsreal.io import read_table, write_csv, write_npz
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.embed import encode_spaces
@@ -185,13 +185,21 @@ def probe_table(
     bands: Sequence[str],
     probe_cfg: dict,
     bootstrap: tuple[int, int, float],
-) -> pd.DataFrame:
-    """``survey_probes.csv``: one row per survey and target (:data:`PROBE_COLUMNS`)."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """``survey_probes.csv`` (one row per survey and target, :data:`PROBE_COLUMNS`) and the
+    out-of-fold predictions behind it, which the per-survey ablation pairs across runs:
+    ``<survey>_rows``, ``_targets``, ``_y``, ``_physics``, ``_instrument`` (survey names have
+    no underscore)."""
     n_resamples, seed, confidence = bootstrap
     rows = []
+    arrays: dict[str, np.ndarray] = {}
     for survey, lat in latents.items():
         targets = survey_targets(truth, lat.truth_id, survey, bands)
         boot = BootstrapR2.for_rows(len(lat.rows), n_resamples, seed, confidence)
+        arrays |= {f"{survey}_rows": lat.rows, f"{survey}_targets": np.array(targets.columns, dtype=str)}
+        arrays[f"{survey}_y"] = targets.to_numpy(np.float64)
+        arrays[f"{survey}_physics"] = np.full(targets.shape, np.nan)
+        arrays[f"{survey}_instrument"] = np.full(targets.shape, np.nan)
         for name in targets.columns:
             group, target = name.split(":", 1)
             y = targets[name].to_numpy()
@@ -201,6 +209,7 @@ def probe_table(
             }
             for space, pred in preds.items():
                 boot.add(f"{name}/{space}", y, pred)
+                arrays[f"{survey}_{space}"][:, list(targets.columns).index(name)] = pred
             other = "instrument" if group == "physics" else "physics"
             d, lo, hi = boot.diff(f"{name}/{group}", f"{name}/{other}")
             row = {"survey": survey, "group": group, "target": target, "n": int(np.isfinite(y).sum())}
@@ -223,7 +232,7 @@ def probe_table(
                 "%s %s: R^2 physics %.3f, instrument %.3f; %s latent ahead by %.3f [%.3f, %.3f]",
                 *(survey, target, row["r2_physics"], row["r2_instrument"], group, d[0], lo[0], hi[0]),
             )
-    return pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(PROBE_COLUMNS)), arrays
 
 
 def counterpart_ranks(queries: np.ndarray, pool: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -286,23 +295,27 @@ def run_survey_probes(
     retrieval_out: str | Path,
     figure: str | Path,
     device: torch.device | str = "cpu",
+    predictions_out: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write ``survey_probes.csv``, ``survey_retrieval.csv`` and their figure for one groups-trained run.
 
     ``config``: the run's (its overlay applied; the checkpoint is checked against it);
     ``data``: the N-way dataset (``DatasetLayout.nway``) or its root; ``surveys``: the
     run's training surveys, in the model's order; ``truth``: truth.parquet, None on real data
-    (no truth to probe: the probes table has its header only, retrieval is scored)."""
+    (no truth to probe: the probes table has its header only, retrieval is scored).
+    ``predictions_out``: where the out-of-fold predictions go (``survey_probe_predictions.npz``:
+    per survey ``<survey>_rows``, ``_targets``, ``_y`` and one (n, targets) array per latent)."""
     layout = DatasetLayout.of(data)
     net, _ = load_trained_model(model, config)
     device = torch.device(device)
     net.eval().to(device)
     latents = encode_surveys(net, layout, surveys, int(config["embed"]["batch_size"]), device)
+    arrays: dict[str, np.ndarray] = {}
     if truth is None:
         log.info("no truth table (real data): the per-survey probes need the synthetic sky's truth")
         probes = pd.DataFrame(columns=list(PROBE_COLUMNS))
     else:
-        probes = probe_table(
+        probes, arrays = probe_table(
             latents,
             read_table(truth, ["truth_id"]),
             list(config["preprocess"]["bands"]),
@@ -312,5 +325,7 @@ def run_survey_probes(
     retrieval = retrieval_table(latents, int(config["experiments"]["retrieval"]["k"]))
     write_csv(probes, probes_out)
     write_csv(retrieval, retrieval_out)
+    if predictions_out is not None:
+        write_npz(predictions_out, **arrays)
     plot_survey_probes(probes, retrieval, figure)
     return probes, retrieval

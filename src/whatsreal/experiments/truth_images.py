@@ -31,25 +31,28 @@ from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
 from whatsreal.layout import DatasetLayout
 from whatsreal.sim.noiseless import render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
-from whatsreal.surveys import SURVEYS
+from whatsreal.surveys import Survey, survey_registry
 
 __all__ = ["TRUTH_COLUMNS", "noiseless_targets", "run_truth_counterfactuals"]
 
 log = logging.getLogger(__name__)
 
 
-def preprocess_noiseless(models: np.ndarray, survey: str, preprocess_cfg: dict, norm: dict[str, float]) -> np.ndarray:
-    """(n, B, S, S) noiseless renders -> (n, C, H, W) in the data's standardised units."""
-    x, _ = native_band_transform(survey, preprocess_cfg)(models, np.ones_like(models))
+def preprocess_noiseless(
+    models: np.ndarray, survey: str, preprocess_cfg: dict, norm: dict[str, float], entry: Survey | None = None
+) -> np.ndarray:
+    """(n, B, S, S) noiseless renders -> (n, C, H, W) in the data's standardised units;
+    ``entry``: the survey's registry entry (default: the paired surveys')."""
+    x, _ = native_band_transform(survey, preprocess_cfg, entry)(models, np.ones_like(models))
     return ((x - norm["norm_mean"]) / norm["norm_std"]).astype(np.float32)
 
 
-def _check_spec(spec: ObjectSpec, row: pd.Series, survey: str, object_id: str) -> None:
+def _check_spec(spec: ObjectSpec, row: pd.Series, survey: Survey, object_id: str) -> None:
     """The rebuilt spec must describe the object truth.parquet records (same sky, same config)."""
-    want = np.array([row[f"{survey}_psf_fwhm_{b}"] for b in SURVEYS[survey].bands], dtype=float)
+    want = np.array([row[f"{survey.name}_psf_fwhm_{b}"] for b in survey.bands], dtype=float)
     if not np.allclose(spec.psf_fwhm, want, rtol=1e-6, atol=1e-9):
         raise ValueError(
-            f"{survey} object {object_id}: the simulation config rebuilds PSF FWHM {spec.psf_fwhm}, but "
+            f"{survey.name} object {object_id}: the simulation config rebuilds PSF FWHM {spec.psf_fwhm}, but "
             f"truth.parquet records {tuple(want)}; is cfg['simulation'] the one that simulated this sky?"
         )
 
@@ -57,8 +60,10 @@ def _check_spec(spec: ObjectSpec, row: pd.Series, survey: str, object_id: str) -
 def noiseless_targets(
     cfg: dict, survey: str, object_ids: np.ndarray, truth_ids: np.ndarray, truth: pd.DataFrame, meta_path: str | Path
 ) -> np.ndarray:
-    """(n, C, H, W) noiseless truth of ``object_ids`` in ``survey``, preprocessed like the survey's images."""
-    specs = sky_specs(cfg)[survey]  # every survey at once: cached, so the other direction reuses it
+    """(n, C, H, W) noiseless truth of ``object_ids`` in ``survey`` (any registry survey),
+    preprocessed like the survey's images."""
+    registry = survey_registry(cfg)
+    specs = sky_specs(cfg, tuple(registry))[survey]  # every survey at once: cached, the other directions reuse it
     by_id = truth.set_index("truth_id")
     models = []
     for oid, tid in zip(object_ids, truth_ids, strict=True):
@@ -74,9 +79,10 @@ def noiseless_targets(
                 raise ValueError(
                     f"truth.parquet: truth_id {tid} has {survey}_object_id {row[f'{survey}_object_id']}, not {key}"
                 )
-            _check_spec(specs[key], row, survey, key)
+            _check_spec(specs[key], row, registry[survey], key)
         models.append(render_object(specs[key], survey, cfg).model)
-    return preprocess_noiseless(np.stack(models), survey, cfg["preprocess"], read_normalisation(meta_path))
+    norm = read_normalisation(meta_path)
+    return preprocess_noiseless(np.stack(models), survey, cfg["preprocess"], norm, registry[survey])
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
