@@ -103,6 +103,12 @@ def test_counterpart_ranks_count_ties_against_the_query():
     pool = np.array([[0.0], [1.0], [1.0], [5.0]])
     queries = np.array([[0.1], [1.0], [4.0]])
     np.testing.assert_array_equal(counterpart_ranks(queries, pool, np.array([0, 1, 3])), [1, 2, 1])
+    rng = np.random.default_rng(6)
+    pool, own = rng.normal(size=(300, 16)), rng.permutation(300)[:70]
+    queries = pool[own] + 0.5 * rng.normal(size=(70, 16))
+    dist = ((queries[:, None, :] - pool[None, :, :]) ** 2).sum(axis=-1)
+    brute = (dist <= dist[np.arange(70), own][:, None]).sum(axis=1)
+    np.testing.assert_array_equal(counterpart_ranks(queries, pool, own, chunk=16), brute)
 
 
 def test_retrieval_finds_counterparts_in_the_latent_that_encodes_the_galaxy():

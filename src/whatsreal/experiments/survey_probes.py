@@ -112,6 +112,20 @@ def _seen_meta(layout: DatasetLayout, survey: str) -> pd.DataFrame:
     return meta.assign(truth_id=meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64))
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The ``rows`` of a memory-mapped image array, read a slice at a time (never all at once)."""
+
+    images: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        return np.asarray(self.images[self.rows[where]])
+
+
 @torch.no_grad()
 def encode_surveys(
     model: torch.nn.Module, layout: DatasetLayout, surveys: Sequence[str], batch_size: int, device: torch.device
@@ -121,13 +135,12 @@ def encode_surveys(
     for survey in surveys:
         meta = _seen_meta(layout, survey)
         rows = meta["pair"].to_numpy(np.int64)
-        images = np.load(layout.images(survey), mmap_mode="r")
-        tokens = encode_spaces(model, images[np.sort(rows)], batch_size, device, desc=f"embed {survey}")
-        order = np.argsort(np.argsort(rows))  # images were read in sorted row order
+        images = _Rows(np.load(layout.images(survey), mmap_mode="r"), rows)
+        tokens = encode_spaces(model, images, batch_size, device, desc=f"embed {survey}")
         out[survey] = SurveyLatents(
             rows=rows,
-            physics=tokens["physics"].reshape(len(rows), -1)[order],
-            instrument=tokens["instrument"].mean(axis=1)[order],
+            physics=tokens["physics"].reshape(len(rows), -1),
+            instrument=tokens["instrument"].mean(axis=1),
             truth_id=meta["truth_id"].to_numpy(np.int64),
             split=meta["split"].astype(str).to_numpy(),
         )
@@ -235,12 +248,24 @@ def probe_table(
     return pd.DataFrame(rows, columns=list(PROBE_COLUMNS)), arrays
 
 
-def counterpart_ranks(queries: np.ndarray, pool: np.ndarray, own: np.ndarray) -> np.ndarray:
+def counterpart_ranks(queries: np.ndarray, pool: np.ndarray, own: np.ndarray, chunk: int = 256) -> np.ndarray:
     """(q,) 1-based rank of each query's own pool row (``own``) among all pool rows by L2 distance;
-    ties count against the query (the counterpart ranks after every row at the same distance)."""
-    d = ((queries[:, None, :] - pool[None, :, :]) ** 2).sum(axis=-1)
-    mine = d[np.arange(len(queries)), own]
-    return (d <= mine[:, None]).sum(axis=1)
+    ties count against the query (the counterpart ranks after every row at the same distance).
+
+    ``chunk`` queries at a time against the whole pool, so memory stays chunk x pool at any size."""
+    pool = np.asarray(pool, np.float64)
+    ranks = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        q = np.asarray(queries[start : start + chunk], np.float64)
+        d = _sq_dist(q, pool)
+        mine = d[np.arange(len(q)), own[start : start + chunk]]
+        ranks[start : start + len(q)] = (d <= mine[:, None]).sum(axis=1)
+    return ranks
+
+
+def _sq_dist(q: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Squared L2 distances (q, pool) without the (q, pool, d) difference tensor."""
+    return np.maximum((q**2).sum(axis=1)[:, None] + (pool**2).sum(axis=1)[None, :] - 2.0 * q @ pool.T, 0.0)
 
 
 def retrieval_table(latents: dict[str, SurveyLatents], k: int) -> pd.DataFrame:
