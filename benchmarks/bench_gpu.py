@@ -18,7 +18,7 @@ dataset (default: ``results/sim``, the demo's sky, whose 48 x 48 x 4 images are 
 
 Fused AdamW exists only on CUDA: on a CPU that case runs the default AdamW.
 
-``--quick`` makes every case tiny (2 timed steps, batch 4, 8 images to sample, no batch search, no
+``--quick`` makes every case tiny (1 warm-up and 1 timed step, batch 4, 8 images to sample, no batch search, no
 compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and it never
 rots; its numbers mean nothing. Numbers from a real run go to benchmarks/RESULTS.md with the device
 and the commit.
@@ -132,14 +132,16 @@ def repeated(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return {k: v[index] for k, v in batch.items()}
 
 
-def time_steps(step: Callable, batches: Iterator, device: torch.device, steps: int, channels_last: bool) -> list[float]:
-    """Seconds per step (2 warm-up steps, which include compilation, left out)."""
+def time_steps(
+    step: Callable, batches: Iterator, device: torch.device, steps: int, channels_last: bool, warmup: int = 2
+) -> list[float]:
+    """Seconds per step (``warmup`` steps, which include compilation, left out)."""
     times = []
-    for i in range(steps + 2):
+    for i in range(steps + warmup):
         t = time.perf_counter()
         step(to_device(next(batches), device, channels_last))
         synchronize(device)
-        if i >= 2:
+        if i >= warmup:
             times.append(time.perf_counter() - t)
     return times
 
@@ -211,7 +213,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.quick:
-        args.batch, args.steps, args.workers = 4, 2, 0
+        args.batch, args.steps, args.workers = 4, 1, 0
     do_compile = args.compile if args.compile is not None else (device.type == "cuda" and not args.quick)
     cfg = effective_config(args.config)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -252,7 +254,7 @@ def main() -> None:
             batches = (
                 loader_batches(args.data, args.batch, args.workers) if source == "loader" else itertools.cycle(resident)
             )
-            times = time_steps(step, batches, device, args.steps, case.channels_last)
+            times = time_steps(step, batches, device, args.steps, case.channels_last, 1 if args.quick else 2)
             med = statistics.median(times)
             rate = args.batch / med
             mfu = f", MFU {rate * train_flops / (peak * 1e12):.1%}" if peak else ""
