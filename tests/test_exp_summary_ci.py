@@ -117,6 +117,7 @@ def test_optional_tables_are_shown_when_present_and_skipped_when_absent(tmp_path
         extra_tables=(*EXTRA_TABLES, slopes),
         extra_sections={"Timing": ["make run took 12 min"], "Frame": pd.DataFrame({"a": [1.23456]})},
     )
-    assert "0.012 [0.010, 0.015] | 64 | yes |" in text and "0.002 [-0.001, 0.004] | 64 | no |" in text
+    # gains are printed to 4 decimals (they are ~1e-4 on the demo), other extra tables to 3
+    assert "0.0123 [0.0100, 0.0150] | 64 | yes |" in text and "0.0020 [-0.0010, 0.0040] | 64 | no |" in text
     assert "| hsc | 0.800 [0.600, 1.000] | yes |" in text
     assert "## Timing" in text and "make run took 12 min" in text and "1.235" in text

@@ -81,6 +81,7 @@ class ExtraTable:
     ``value``: a column whose interval is in ``ci_lo``/``ci_hi`` (or ``<value>_ci_lo``/``_ci_hi``):
     printed as ``value [lo, hi]``. ``verdict``: header of a yes/no column, *yes* when the
     interval's lower end is above ``threshold`` (for a positive effect that must be real).
+    ``digits``: decimals of ``value`` and its interval (conditioning gains are ~1e-4).
     """
 
     filename: str
@@ -89,6 +90,7 @@ class ExtraTable:
     value: str | None = None
     verdict: str | None = None
     threshold: float = 0.0
+    digits: int = 3
 
 
 EXTRA_TABLES: tuple[ExtraTable, ...] = (
@@ -98,6 +100,7 @@ EXTRA_TABLES: tuple[ExtraTable, ...] = (
         columns=("survey", "half", "gain", "n_pairs"),
         value="gain",
         verdict="gain > 0 (CI excl. 0)",
+        digits=4,
     ),
     ExtraTable(
         "noise_model_slopes.csv",
@@ -593,7 +596,7 @@ def extra_table_section(table: pd.DataFrame, spec: ExtraTable, run: str) -> list
     header = [*shown, *([spec.verdict] if spec.verdict and ci else [])]
     rows = []
     for r in table.to_dict("records"):  # records keep each column's type (counts print as integers)
-        cells = [_fmt_ci(r, c, *ci) if ci and c == spec.value else _fmt(r[c]) for c in shown]
+        cells = [_fmt_ci(r, c, *ci, digits=spec.digits) if ci and c == spec.value else _fmt(r[c]) for c in shown]
         if spec.verdict and ci:
             lo = _get(r, ci[0])
             cells.append("-" if math.isnan(lo) else ("yes" if lo > spec.threshold else "no"))
