@@ -29,12 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import torch
 
 from whatsreal.data.lazy_memmap import LazyMemmapDataset
-from whatsreal.data.usable import drop_unusable_neighbours, usable_pairs
+from whatsreal.data.usable import drop_unusable_neighbours, seen_rows, usable_pairs
 from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
@@ -114,12 +112,7 @@ class TripletDataset(LazyMemmapDataset):
             if seen.shape != (n, len(self.surveys)):
                 raise ValueError(f"seen has shape {seen.shape}, expected ({n}, {len(self.surveys)})")
             return seen
-        columns = []
-        for s in self.surveys:
-            path = self.layout.meta(s)
-            has = "seen" in pq.read_schema(path).names
-            columns.append(pd.read_parquet(path, columns=["seen"])["seen"].to_numpy(bool) if has else np.ones(n, bool))
-        return np.column_stack(columns)
+        return seen_rows(self.layout, self.surveys)
 
     def _among_seen(self, drawn: np.ndarray, rows: np.ndarray, uniform: Callable[[int], np.ndarray]) -> np.ndarray:
         """``drawn`` anchors (uniform over the surveys), each one that did not see its row redrawn

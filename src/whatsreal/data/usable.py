@@ -4,8 +4,9 @@ Preprocessing marks a cutout whose band has no valid pixel inside the crop, per 
 in each survey's metadata (``DatasetLayout.meta``: ``blank_bands``; ``blank_dropped`` when
 ``preprocess.blank_cutouts`` is ``drop``). A dropped pair is treated as if it were not
 in the dataset: it is neither a target nor a physics view, and never an instrument view
-of another pair, whichever of its two cutouts is blank. Consumers ask here rather than
-reading the column themselves, so the rule is the same everywhere.
+of another pair, whichever of its two cutouts is blank. Likewise which survey saw a row of
+the N-way data (``seen``; a survey that missed a galaxy has zeros there). Consumers ask here
+rather than reading the columns themselves, so the rule is the same everywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,22 @@ import pyarrow.parquet as pq
 from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["drop_unusable_neighbours", "usable_pairs"]
+__all__ = ["drop_unusable_neighbours", "seen_rows", "usable_pairs"]
+
+
+def seen_rows(data: DatasetLayout | str | Path, surveys: tuple[str, ...] = SURVEY_ORDER) -> np.ndarray:
+    """(n, surveys) bool: which survey saw each row: its metadata column ``seen`` (the N-way rows
+    of ``nway/``, where a survey may have missed a galaxy), else every row (the pairs, which both
+    surveys saw). ``data`` is the dataset's layout or its root directory."""
+    layout = DatasetLayout.of(data)
+    columns = []
+    for survey in surveys:
+        path = layout.meta(survey)
+        if "seen" in pq.read_schema(path).names:
+            columns.append(pd.read_parquet(path, columns=["seen"])["seen"].to_numpy(bool))
+        else:
+            columns.append(np.ones(pq.read_metadata(path).num_rows, dtype=bool))
+    return np.column_stack(columns)
 
 
 def usable_pairs(data: DatasetLayout | str | Path, surveys: tuple[str, ...] = SURVEY_ORDER) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.triplets import TripletDataset
-from whatsreal.data.usable import usable_pairs
+from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
 from whatsreal.experiments.posterior import usable_val_pairs
@@ -109,7 +109,7 @@ def measure_gains(
     its batch, i.e. from a random subset of the other held-out rows anchored in that survey."""
     device = next(model.parameters()).device
     root = DatasetLayout.of(data).root
-    seen = TripletDataset(root, pairs, "spatial", surveys=surveys).seen
+    seen = seen_rows(root, surveys)
     per_pair: dict[tuple[str, str], np.ndarray] = {}
     loss_true: dict[str, float] = {}
     for a, survey in enumerate(surveys):

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.triplets import TripletDataset
-from whatsreal.data.usable import usable_pairs
+from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
 from whatsreal.experiments.calibration import ideal_z_std, pixel_z
 from whatsreal.experiments.counterfactuals import counterfactual_mse
@@ -204,7 +204,7 @@ def run_survey_directions(
     net, _ = load_trained_model(model, config)
     device = torch.device(device)
     net.eval().to(device)
-    seen = np.column_stack([read_table(layout.meta(s), ["seen"])["seen"].to_numpy(bool) for s in surveys])
+    seen = seen_rows(layout, tuple(surveys))
     split = read_table(layout.split, ["pair", "split"]).sort_values("pair")["split"].astype(str).to_numpy()
     if len(split) != len(seen):
         raise ValueError(f"{layout.split}: {len(split)} rows, the metadata {len(seen)}")
