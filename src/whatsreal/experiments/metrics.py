@@ -1,8 +1,10 @@
-"""Two measurements several experiments share, so each is computed one way everywhere.
+"""Measurements several experiments share, so each is computed one way everywhere.
 
 - :func:`r2_or_nan`: the R^2 of the probes, the cross-predict baseline and the
   zero-shot test, over the finite labels only (real catalogues have gaps), NaN
   where R^2 is undefined rather than a misleading number.
+- :func:`mse`: the mean squared difference of two image stacks in float64, as the
+  counterfactual-against-truth numbers compare samples, means and targets;
 - :func:`neighbours_excluding`: exact L2 k nearest neighbours with the query's own
   row removed, as the UMAP figure's kNN numbers and the retrieval figure both
   need; planted exact duplicates may sort before the row itself, so "drop the
@@ -15,7 +17,7 @@ import numpy as np
 from sklearn.metrics import r2_score
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["neighbours_excluding", "r2_or_nan"]
+__all__ = ["mse", "neighbours_excluding", "r2_or_nan"]
 
 
 def r2_or_nan(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -25,6 +27,11 @@ def r2_or_nan(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if ok.sum() < 2 or np.ptp(y_true[ok]) == 0:
         return float("nan")
     return float(r2_score(y_true[ok], y_pred[ok]))
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean of (a - b)^2 over every element, accumulated in float64 (images are float32)."""
+    return float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
 
 
 def neighbours_excluding(index: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -38,7 +38,7 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
 from whatsreal.experiments.calibration import ideal_z_std, pixel_z
-from whatsreal.experiments.counterfactuals import counterfactual_mse
+from whatsreal.experiments.metrics import mse
 from whatsreal.experiments.posterior import sample_posterior
 from whatsreal.experiments.truth_images import noiseless_targets
 from whatsreal.io import read_table, write_csv
@@ -143,7 +143,8 @@ def _direction_row(
     per_galaxy = ((samples - real[:, None]) ** 2).mean(axis=(1, 2, 3, 4))
     counts = bootstrap_counts(len(per_galaxy), n_resamples, seed)
     lo, hi = percentile_ci(counts @ per_galaxy / len(per_galaxy), confidence)
-    mse_s, mse_m = counterfactual_mse(drawn["samples"], drawn["target"])
+    mean = samples.mean(axis=1)  # the posterior mean
+    mse_s, mse_m = float(per_galaxy.mean()), mse(mean, real)
     z, dropped = pixel_z(drawn["samples"], drawn["target"])
     s = samples.shape[1]
     log.info(
@@ -165,13 +166,9 @@ def _direction_row(
         "z_std": float(z.std()),
         "z_std_ideal": ideal_z_std(s),
         "n_pixels": int(z.size),
-        "mse_posterior_mean_vs_noiseless": np.nan if clean is None else _mse(samples.mean(axis=1), clean),
-        "mse_observed_vs_noiseless": np.nan if clean is None else _mse(real, clean),
+        "mse_posterior_mean_vs_noiseless": np.nan if clean is None else mse(mean, clean),
+        "mse_observed_vs_noiseless": np.nan if clean is None else mse(real, clean),
     }
-
-
-def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
 
 
 def _noiseless(config: dict, layout: DatasetLayout, target: str, rows: np.ndarray, truth: pd.DataFrame) -> np.ndarray:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from whatsreal.data.preprocess import native_band_transform
 from whatsreal.data.stages import read_normalisation
+from whatsreal.experiments.metrics import mse
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.targets import meta_paths_by_survey
 from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
@@ -85,10 +86,6 @@ def noiseless_targets(
     return preprocess_noiseless(np.stack(models), survey, cfg["preprocess"], norm, registry[survey])
 
 
-def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-
-
 def run_truth_counterfactuals(
     cfg: dict,
     posterior: list[str | Path],
@@ -118,9 +115,9 @@ def run_truth_counterfactuals(
                 f"{n} held-out galaxies, {s} samples each; preprocessed units; "
                 f"noiseless truth rendered through {survey}"
             )
-            mse_mean = _mse(samples.mean(axis=1), clean)
-            mse_obs = _mse(post["target"], clean)
-            mse_samp = float(np.mean([_mse(samples[:, j], clean) for j in range(s)]))
+            mse_mean = mse(samples.mean(axis=1), clean)
+            mse_obs = mse(post["target"], clean)
+            mse_samp = float(np.mean([mse(samples[:, j], clean) for j in range(s)]))
             rows += [
                 {"metric": f"{survey}_anchored_posterior_mean_mse_vs_noiseless", "value": mse_mean, "note": note},
                 {
