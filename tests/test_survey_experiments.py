@@ -19,7 +19,7 @@ from whatsreal.experiments.survey_probes import (
     retrieval_table,
     survey_targets,
 )
-from whatsreal.plan import nway_trained, run_figures, run_rules, summary_tables
+from whatsreal.plan import nway_trained, run_figures, run_rules, summary_tables, survey_probed
 
 BANDS = ["g", "r", "i", "z"]
 PROBES = {"n_folds": 5, "alphas": [0.1, 1.0, 10.0], "seed": 0}
@@ -152,18 +152,22 @@ def test_only_the_source_view_is_left_unmasked():
     assert batch["physics"][:, 1].eq(1).all() and batch["physics"][:, [0, 2]].eq(0).all()
 
 
-def test_groups_runs_get_the_per_survey_experiments_and_pair_runs_do_not():
+def test_groups_runs_get_every_per_survey_experiment_and_pair_runs_the_probes_on_the_synthetic_sky():
     cfg = tiny_config(
-        runs={"main": {"train": {"data": "groups"}}, "pairs": {}},
+        runs={"main": {"train": {"data": "groups"}}, "pairs": {}, "cvae": {"method": "cvae"}},
         experiments={"generative_runs": ["main", "pairs"]},
     )
     assert nway_trained(cfg, "main") and not nway_trained(cfg, "pairs")
     assert {"survey_probes", "survey_directions"} <= set(run_rules(cfg, "main"))
-    assert not {"survey_probes", "survey_directions"} & set(run_rules(cfg, "pairs"))
     assert {"survey_probes", "survey_directions"} <= set(run_figures(cfg, "main"))
     assert {"survey_probes.csv", "survey_retrieval.csv", "survey_directions.csv"} <= set(summary_tables(cfg, "main"))
+    # A pair run: the probes on all pairs, never the directions (the pair counterfactuals are Fig 6).
+    assert "survey_probes" in run_rules(cfg, "pairs") and "survey_directions" not in run_rules(cfg, "pairs")
+    assert not survey_probed(cfg, "cvae") and "survey_probes" not in run_rules(cfg, "cvae")
     cfg["experiments"]["generative_runs"] = ["pairs"]
     assert "survey_directions" not in run_rules(cfg, "main") and "survey_probes" in run_rules(cfg, "main")
+    cfg["dataset"]["source"] = "mmu"  # real data: no truth; the groups run keeps its retrieval
+    assert survey_probed(cfg, "main") and not survey_probed(cfg, "pairs")
 
 
 def test_a_far_out_latent_cannot_predict_beyond_the_labels_seen_in_training():
@@ -219,12 +223,15 @@ def test_the_survey_ablation_finds_the_survey_whose_instrument_latent_collapsed(
     assert not (tmp_path / "bad.csv").exists()
 
 
-def test_the_survey_ablation_runs_only_when_both_runs_train_on_groups():
-    cfg = tiny_config(
-        runs={"main": {"train": {"data": "groups"}}, "random_neighbours": {"neighbours": {"mode": "random"}}},
-    )
+def test_the_survey_ablation_runs_when_both_runs_get_the_probes_on_the_same_data():
+    cfg = tiny_config(runs={"main": {}, "random_neighbours": {"neighbours": {"mode": "random"}}})
+    assert {"ablation", "survey_ablation"} <= set(run_rules(cfg, "random_neighbours"))
+    assert "survey_ablation.csv" in summary_tables(cfg, "random_neighbours")
+    assert "survey_ablation" not in run_rules(cfg, "main")
+    cfg["runs"]["main"] = {"train": {"data": "groups"}}  # different galaxies: nothing to pair
     assert "ablation" in run_rules(cfg, "random_neighbours")
     assert "survey_ablation" not in run_rules(cfg, "random_neighbours")
     cfg["runs"]["random_neighbours"]["train"] = {"data": "groups"}
     assert "survey_ablation" in run_rules(cfg, "random_neighbours")
-    assert "survey_ablation.csv" in summary_tables(cfg, "random_neighbours")
+    cfg["dataset"]["source"] = "mmu"  # no truth to probe
+    assert "survey_ablation" not in run_rules(cfg, "random_neighbours")

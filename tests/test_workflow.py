@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from whatsreal.data.usable import usable_pairs
 from whatsreal.rule_times import read_rule_times
 
 from .conftest import REPO, SNAKEMAKE
@@ -161,6 +162,11 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
         assert (main / "figures" / name).read_bytes()[:4] == b"\x89PNG", name
     assert (out / "runs" / "random_neighbours" / "figures" / "ablation_neighbours.png").exists()
     assert not (out / "runs" / "random_neighbours" / "figures" / "fig6_counterfactuals.png").exists()
+    # The pair runs' linear probes over every pair, and the ablation read from them.
+    probes = pd.read_csv(main / "tables" / "survey_probes.csv")
+    assert set(probes["survey"]) == {"hsc", "legacysurvey"} and (probes["n"] == usable_pairs(out).sum()).all()
+    drops = pd.read_csv(out / "runs" / "random_neighbours" / "tables" / "survey_ablation.csv")
+    assert set(drops["survey"]) == {"hsc", "legacysurvey"} and drops["drop"].notna().all()
     truth = pd.read_csv(main / "tables" / "truth_metrics.csv")
     assert {"probes", "outliers", "counterfactuals"} <= set(truth["experiment"])
     assert list((main / "fits").glob("counterfactuals_*.fits"))

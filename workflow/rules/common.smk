@@ -100,6 +100,11 @@ def run_surveys(wildcards):
     return list(training_surveys(RUN_CONFIGS[wildcards.run]))
 
 
+def run_data_root(wildcards):
+    """The root of the data a run trained on: the pairs' dataset, or nway/ with train.data: groups."""
+    return str(triplet_data(RUN_CONFIGS[wildcards.run], DATA).root)
+
+
 def run_spatial_data(wildcards):
     """The images, metadata, split and spatial neighbour graphs of the data a run trained on (the
     pairs, or nway/ with train.data: groups), of its training surveys: what the experiments that

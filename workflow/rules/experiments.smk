@@ -467,8 +467,9 @@ rule conditioning_gain:
 
 
 rule survey_probes:
-    # Runs trained on N-way groups: each survey's truth probed from both latents of the images it
-    # saw (out-of-fold ridge, bootstrap CIs; synthetic sky only), and each galaxy's counterpart
+    # Runs trained on N-way groups, and flow-matching runs on the synthetic sky (whatsreal.plan.
+    # survey_probed): each survey's truth probed from both latents of every image it saw
+    # (out-of-fold ridge, bootstrap CIs; synthetic sky only), and each galaxy's counterpart
     # retrieved across every ordered pair of surveys.
     input:
         model=RUN.model,
@@ -478,7 +479,7 @@ rule survey_probes:
         figure=report(
             RUN.figure("survey_probes"),
             caption="../report/survey_probes.rst",
-            category="More than two surveys",
+            category="Per survey and direction",
             subcategory="{run}",
         ),
         table=RUN.table("survey_probes.csv"),
@@ -489,7 +490,7 @@ rule survey_probes:
     benchmark:
         benchmark_file("survey_probes")
     params:
-        data_dir=lambda wildcards, input: str(DATA.nway.root),
+        data_dir=run_data_root,
         surveys=run_surveys,
         settings=run_settings("survey_probes"),
     threads: 1
@@ -500,8 +501,8 @@ rule survey_probes:
 
 
 rule survey_ablation:
-    # The spatial-neighbour ablation per survey (runs trained on N-way groups): each survey's
-    # probe R^2 in this run beside the reference run's, the drop with a paired bootstrap interval.
+    # The spatial-neighbour ablation per survey, on every galaxy it saw (synthetic sky): each
+    # survey's probe R^2 in this run beside the reference run's, the drop with a paired bootstrap interval.
     input:
         reference=ABLATION_REFERENCE.table("survey_probe_predictions.npz"),
         ablated=RUN.table("survey_probe_predictions.npz"),
@@ -530,7 +531,7 @@ rule survey_directions:
         figure=report(
             RUN.figure("survey_directions"),
             caption="../report/survey_directions.rst",
-            category="More than two surveys",
+            category="Per survey and direction",
             subcategory="{run}",
         ),
         table=RUN.table("survey_directions.csv"),

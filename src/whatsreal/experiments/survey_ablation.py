@@ -1,9 +1,12 @@
-"""The spatial-neighbour ablation per survey, for runs trained on N-way groups.
+"""The spatial-neighbour ablation per survey, on every galaxy each survey saw.
 
 The paper's ablation (appendix A.5) trains the instrument encoder on random same-survey galaxies
 instead of spatial neighbours and shows the instrument latent's R^2 on the survey's conditions
-collapse. With N surveys the question is asked of each: does survey s's instrument latent lose
-its conditions when s's instrument views are random?
+collapse. The question is asked of each survey: does survey s's instrument latent lose its
+conditions when s's instrument views are random? For runs trained on N-way groups this is the
+only ablation that scores a third survey; for runs trained on pairs it asks Table 5's question
+(whatsreal.experiments.ablation) of all pairs with a linear probe instead of a tenth of them
+with an MLP, so the interval of a drop is a few hundredths wide rather than about 0.2.
 
 Both runs' ``survey_probe_predictions.npz`` (whatsreal.experiments.survey_probes) hold
 out-of-fold predictions of the same targets for the same galaxies (every galaxy the survey saw,

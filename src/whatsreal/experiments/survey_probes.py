@@ -1,4 +1,4 @@
-"""Per-survey probes and retrieval across every two surveys, for runs trained on N-way groups.
+"""Per-survey probes and retrieval across every two surveys, on every galaxy each survey saw.
 
 A run trained with ``train.data: groups`` has seen every registry survey as an anchor, so its
 two latents should split the truth the same way in each of them: the physics latent of a DES
@@ -6,9 +6,16 @@ image should know the galaxy's redshift, its instrument latent DES's seeing and 
 pair experiments (Table 5, Fig 5) only score HSC x Legacy; this module scores each survey on
 its own galaxies and each pair of surveys on the galaxies both saw.
 
-Embeddings: every image a survey has in ``nway/`` (rows with ``seen``) is encoded by the run's
-two encoders on its own pixels, as the pair export does (physics tokens flattened, instrument
-tokens mean-pooled; whatsreal.model.embed).
+A flow-matching run trained on the pairs gets the same probes on the synthetic sky (the plan:
+whatsreal.plan.survey_probed): Table 5's MLP scores a tenth of the pairs, so its ablation
+intervals are about 0.2 wide; the same question asked of all pairs with a linear probe has
+intervals a few hundredths wide, and the spatial-neighbour ablation (whatsreal.experiments.
+survey_ablation) is read from these predictions.
+
+Embeddings: every image a survey saw in the run's training data (the pairs, or ``nway/``'s rows
+with ``seen``: whatsreal.data.usable.seen_rows), but not a pair that preprocessing dropped for a
+blank cutout, is encoded by the run's two encoders on its own pixels, as the pair export does
+(physics tokens flattened, instrument tokens mean-pooled; whatsreal.model.embed).
 
 Probes (``survey_probes.csv``): for each survey, target and latent, out-of-fold ridge
 predictions (``experiments.survey_probes.n_folds`` folds over the survey's galaxies, features
@@ -49,6 +56,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from whatsreal.data.usable import seen_rows
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config
 from whatsreal.experiments.targets import TRUTH_INSTRUMENT, TRUTH_MAGNITUDE, TRUTH_PHYSICS
 from whatsreal.io import read_table, write_csv, write_npz
@@ -94,7 +102,7 @@ RETRIEVAL_COLUMNS = ("query", "pool", "space", "n_queries", "n_pool", "top1", "t
 
 @dataclass(frozen=True)
 class SurveyLatents:
-    """One survey's encoded nway images: the nway rows it saw and their two latents, row-aligned."""
+    """One survey's encoded images: the data rows it saw and their two latents, row-aligned."""
 
     rows: np.ndarray
     physics: np.ndarray
@@ -104,9 +112,13 @@ class SurveyLatents:
 
 
 def _seen_meta(layout: DatasetLayout, survey: str) -> pd.DataFrame:
-    """The survey's nway metadata rows it saw (``seen``); ``truth_id`` -1 where there is none (real data)."""
-    meta = read_table(layout.meta(survey), ["pair", "seen", "split"])
-    meta = meta[meta["seen"].to_numpy(bool)]
+    """The survey's metadata rows it saw and preprocessing kept; ``truth_id`` -1 where there is
+    none (real data)."""
+    meta = read_table(layout.meta(survey), ["pair", "split"])
+    keep = seen_rows(layout, (survey,))[:, 0]
+    if "blank_dropped" in meta.columns:
+        keep &= ~meta["blank_dropped"].to_numpy(bool)
+    meta = meta[keep]
     if "truth_id" not in meta.columns:  # real data: nothing to join the truth on
         return meta.assign(truth_id=-1)
     return meta.assign(truth_id=meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64))
@@ -130,7 +142,7 @@ class _Rows:
 def encode_surveys(
     model: torch.nn.Module, layout: DatasetLayout, surveys: Sequence[str], batch_size: int, device: torch.device
 ) -> dict[str, SurveyLatents]:
-    """Every seen nway image of each survey through both encoders (physics flattened, instrument pooled)."""
+    """Every image each survey saw through both encoders (physics flattened, instrument pooled)."""
     out = {}
     for survey in surveys:
         meta = _seen_meta(layout, survey)
@@ -157,7 +169,7 @@ def survey_targets(truth: pd.DataFrame, truth_id: np.ndarray, survey: str, bands
     table = truth.set_index("truth_id")
     missing_ids = np.setdiff1d(truth_id, table.index.to_numpy())
     if missing_ids.size:
-        raise ValueError(f"truth.parquet: truth_id(s) {missing_ids[:5].tolist()} of {survey}'s nway rows are missing")
+        raise ValueError(f"truth.parquet: truth_id(s) {missing_ids[:5].tolist()} of {survey}'s rows are missing")
     rows = table.loc[truth_id]
 
     def column(name: str) -> np.ndarray:
@@ -322,10 +334,11 @@ def run_survey_probes(
     device: torch.device | str = "cpu",
     predictions_out: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write ``survey_probes.csv``, ``survey_retrieval.csv`` and their figure for one groups-trained run.
+    """Write ``survey_probes.csv``, ``survey_retrieval.csv`` and their figure for one run.
 
     ``config``: the run's (its overlay applied; the checkpoint is checked against it);
-    ``data``: the N-way dataset (``DatasetLayout.nway``) or its root; ``surveys``: the
+    ``data``: the data the run trained on (the pairs' dataset, or ``DatasetLayout.nway``), or
+    its root; ``surveys``: the
     run's training surveys, in the model's order; ``truth``: truth.parquet, None on real data
     (no truth to probe: the probes table has its header only, retrieval is scored).
     ``predictions_out``: where the out-of-fold predictions go (``survey_probe_predictions.npz``:
