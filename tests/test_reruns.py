@@ -56,6 +56,8 @@ ALL_JOBS = {
     "zero_shot": 1,
     "noise_model": 1,
     "ablation": 1,
+    "survey_probes": 2,
+    "survey_ablation": 1,
     "comparison": 1,
     "rule_times": 1,
     "summary": 1,
@@ -81,6 +83,8 @@ RN_MODEL_DOWNSTREAM = {
     "conditioning_gain": 1,
     "truth_metrics": 1,
     "ablation": 1,
+    "survey_probes": 1,
+    "survey_ablation": 1,  # pairs both runs' per-survey predictions
     "comparison": 1,  # every run's embeddings side by side
     "rule_times": 1,  # the reruns' benchmark TSVs are rewritten
     "summary": 1,
@@ -131,7 +135,16 @@ RERUNS = [
     ),
     pytest.param(
         {"experiments": {"retrieval": {"k": 3}}},
-        {"retrieval": 2, "umap": 2, "comparison": 1, "rule_times": 1, "summary": 1, **CONFIG_RECORD},
+        {
+            "retrieval": 2,
+            "umap": 2,
+            "survey_probes": 2,  # its retrieval across surveys counts the top k too
+            "survey_ablation": 1,
+            "comparison": 1,
+            "rule_times": 1,
+            "summary": 1,
+            **CONFIG_RECORD,
+        },
         id="experiments.retrieval.k",
     ),
     pytest.param(

@@ -73,14 +73,15 @@ def plot_survey_probes(probes: pd.DataFrame, retrieval: pd.DataFrame, out: str |
     axes = axes[0]
     for ax, survey in zip(axes, surveys, strict=False):
         _probe_panel(ax, probes[probes["survey"] == survey].reset_index(drop=True), survey)
-    if surveys:
-        axes[0].legend(fontsize=7, loc="lower right")
     if len(retrieval):
         _retrieval_panel(axes[-1], retrieval)
     else:
         axes[-1].set_axis_off()
     fig.suptitle("Per-survey truth probes (* = expected latent ahead, CI excl. 0) and cross-survey retrieval")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    if surveys:  # below the probe panels: inside one, it hides whichever bars reach its corner
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.02, 0.0), ncol=2, fontsize=8)
     save(fig, out)
 
 
