@@ -338,8 +338,8 @@ def run_survey_probes(
 
     ``config``: the run's (its overlay applied; the checkpoint is checked against it);
     ``data``: the data the run trained on (the pairs' dataset, or ``DatasetLayout.nway``), or
-    its root; ``surveys``: the
-    run's training surveys, in the model's order; ``truth``: truth.parquet, None on real data
+    its root; ``surveys``: the run's training surveys, in the model's order; ``truth``:
+    truth.parquet, None on real data
     (no truth to probe: the probes table has its header only, retrieval is scored).
     ``predictions_out``: where the out-of-fold predictions go (``survey_probe_predictions.npz``:
     per survey ``<survey>_rows``, ``_targets``, ``_y`` and one (n, targets) array per latent)."""
