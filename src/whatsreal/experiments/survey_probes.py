@@ -13,9 +13,10 @@ intervals a few hundredths wide, and the spatial-neighbour ablation (whatsreal.e
 survey_ablation) is read from these predictions.
 
 Embeddings: every image a survey saw in the run's training data (the pairs, or ``nway/``'s rows
-with ``seen``: whatsreal.data.usable.seen_rows), but not a pair that preprocessing dropped for a
-blank cutout, is encoded by the run's two encoders on its own pixels, as the pair export does
-(physics tokens flattened, instrument tokens mean-pooled; whatsreal.model.embed).
+with ``seen``), but no row that training leaves out for a blank cutout in any survey (the rule of
+whatsreal.data.usable, as the gain and the directions apply it), is encoded by the run's two
+encoders on its own pixels, as the pair export does (physics tokens flattened, instrument tokens
+mean-pooled; whatsreal.model.embed).
 
 Probes (``survey_probes.csv``): for each survey, target and latent, out-of-fold ridge
 predictions (``experiments.survey_probes.n_folds`` folds over the survey's galaxies, features
@@ -56,7 +57,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from whatsreal.data.usable import seen_rows
+from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config
 from whatsreal.experiments.targets import TRUTH_INSTRUMENT, TRUTH_MAGNITUDE, TRUTH_PHYSICS
 from whatsreal.io import read_table, write_csv, write_npz
@@ -111,13 +112,9 @@ class SurveyLatents:
     split: np.ndarray
 
 
-def _seen_meta(layout: DatasetLayout, survey: str) -> pd.DataFrame:
-    """The survey's metadata rows it saw and preprocessing kept; ``truth_id`` -1 where there is
-    none (real data)."""
+def _kept_meta(layout: DatasetLayout, survey: str, keep: np.ndarray) -> pd.DataFrame:
+    """The survey's metadata rows where ``keep``; ``truth_id`` -1 where there is none (real data)."""
     meta = read_table(layout.meta(survey), ["pair", "split"])
-    keep = seen_rows(layout, (survey,))[:, 0]
-    if "blank_dropped" in meta.columns:
-        keep &= ~meta["blank_dropped"].to_numpy(bool)
     meta = meta[keep]
     if "truth_id" not in meta.columns:  # real data: nothing to join the truth on
         return meta.assign(truth_id=-1)
@@ -143,9 +140,10 @@ def encode_surveys(
     model: torch.nn.Module, layout: DatasetLayout, surveys: Sequence[str], batch_size: int, device: torch.device
 ) -> dict[str, SurveyLatents]:
     """Every image each survey saw through both encoders (physics flattened, instrument pooled)."""
+    keep = seen_rows(layout, tuple(surveys)) & usable_pairs(layout, tuple(surveys))[:, None]
     out = {}
-    for survey in surveys:
-        meta = _seen_meta(layout, survey)
+    for i, survey in enumerate(surveys):
+        meta = _kept_meta(layout, survey, keep[:, i])
         rows = meta["pair"].to_numpy(np.int64)
         images = _Rows(np.load(layout.images(survey), mmap_mode="r"), rows)
         tokens = encode_spaces(model, images, batch_size, device, desc=f"embed {survey}")
