@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 from collections import Counter
 
@@ -122,10 +123,12 @@ def test_bad_config_stops_the_workflow_naming_the_key(tmp_path, config, named):
 
 
 @pytest.mark.slow
-def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
-    """The same `all` target as `make run`, on the tiny sky: MMU shards, truth and the figure."""
-    tmp_path, cfg, _ = finished_tiny_run
-    out = tmp_path / "results" / "tiny"
+def test_demo_pipeline_runs_end_to_end(finished_tiny_run, tmp_path):
+    """The same `all` target as `make run`, on the tiny sky: MMU shards, truth and the figure.
+    The reruns at the end work on a copy: the finished run is shared with test_reruns, whose
+    dry runs must see it as `snakemake all` left it, whichever file runs first."""
+    workdir, cfg, _ = finished_tiny_run
+    out = workdir / "results" / "tiny"
     assert list((out / "raw" / "hsc").glob("healpix=*/001-of-001.hdf5"))
     assert list((out / "raw" / "legacysurvey").glob("healpix=*/001-of-001.hdf5"))
     png = out / "raw" / "sky.png"
@@ -174,7 +177,7 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
     assert "Table 5 probes" in summary and "counterfactual MSE" in summary
     # Every benchmark TSV the heavy jobs wrote is collected, each job measured.
     times = read_rule_times(out / "rule_times.csv")
-    written = sorted(str(p.relative_to(tmp_path)) for p in (out / "benchmarks").glob("*.tsv"))
+    written = sorted(str(p.relative_to(workdir)) for p in (out / "benchmarks").glob("*.tsv"))
     assert sorted(times["benchmark"]) == written
     assert {"simulate", "preprocess", "train", "embed", "posterior_samples", "probes", "noise_model"} <= set(
         times["rule"]
@@ -184,22 +187,26 @@ def test_demo_pipeline_runs_end_to_end(finished_tiny_run):
     assert times["seconds"].is_monotonic_decreasing
     assert "## Rule times (Snakemake benchmarks)" in summary and "| train | 2 |" in summary
     # Rerunning one figure reuses the checkpoint and samples: nothing is retrained or re-sampled.
+    work = tmp_path / "copy"
+    shutil.copytree(workdir, work, symlinks=True)  # copy2: the mtimes Snakemake compares are kept
+    out, png, cfg = work / "results" / "tiny", work / png.relative_to(workdir), work / cfg.relative_to(workdir)
+    main = out / "runs" / "main"
     fig6 = main / "figures" / "fig6_counterfactuals.png"
     fig6.unlink()
-    res = _snakemake(tmp_path, str(fig6.relative_to(tmp_path)), "--cores", "1", "--configfile", str(cfg))
+    res = _snakemake(work, str(fig6.relative_to(work)), "--cores", "1", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rule train" not in res.stdout + res.stderr and "rule posterior_samples" not in res.stdout + res.stderr
     assert fig6.exists()
     # The HTML report of everything built.
     report = out / "report.html"
-    res = _snakemake(tmp_path, "all", "--cores", "1", "--configfile", str(cfg), "--report", str(report))
+    res = _snakemake(work, "all", "--cores", "1", "--configfile", str(cfg), "--report", str(report))
     assert res.returncode == 0, res.stderr[-3000:]
     assert report.stat().st_size > 100_000
     log = (out / "logs" / "simulate.log").read_text()
     assert "stamps rendered" in log and "neighbours within 3'" in log
     # Rerunning one figure does not re-simulate.
     png.unlink()
-    res = _snakemake(tmp_path, str(png.relative_to(tmp_path)), "--cores", "1", "--configfile", str(cfg))
+    res = _snakemake(work, str(png.relative_to(work)), "--cores", "1", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rule simulate" not in res.stdout + res.stderr
     assert png.exists()
