@@ -4,19 +4,24 @@ One command prints, for a config (default: the paper's, ``config/paper.yaml``) a
 dataset (default: ``results/sim``, the demo's sky, whose 48 x 48 x 4 images are the paper's shape):
 
 - **training samples/s and peak memory** at ``--batch`` (64, the paper's per-GPU batch) for each
-  case: eager fp32; bf16 autocast; bf16 + channels_last; bf16 + fused AdamW; bf16 +
-  ``torch.compile``. Batches come from the real ``TripletDataModule`` (memory-mapped files, its
-  DataLoader) and, for the same case, from batches already resident on the device: the difference
-  is the loader's share;
-- **the largest batch that fits** (doubling from ``--batch`` until out of memory; accelerator only);
+  case: eager fp32; bf16 autocast; bf16 + channels_last; bf16 + fused AdamW; bf16 with PyTorch's
+  reference (math) attention instead of its flash/memory-efficient choice (the attention-backend
+  switch, off); bf16 + ``torch.compile``. Batches come from the real ``TripletDataModule``
+  (memory-mapped files, its DataLoader) and, for the same case, from batches already resident on
+  the device: the difference is the loader's share (the compiled case runs on resident batches
+  only);
 - **model FLOPs** per training sample and per UNet evaluation, counted with
   ``torch.utils.flop_counter.FlopCounterMode``, and **MFU** against ``--peak-tflops`` (default: the
   device's dense bf16 peak when it is an H100/H200, else none);
 - **sampling images/s** for Euler-250 and Heun/midpoint at fewer steps (same x0, same conditioning;
-  the MSE against Euler-250 is printed beside, the accuracy half of the sampler study);
-- **embedding galaxies/s** (both encoders over the HSC images).
+  the MSE against Euler-250 is printed beside), and on an accelerator Euler-250 again with the UNet
+  compiled in ``reduce-overhead`` mode (CUDA graphs);
+- **embedding galaxies/s** (both encoders over the HSC images, repeated to 16,384 on an accelerator);
+- **the largest batch that fits** (doubling from ``--batch`` until out of memory; accelerator only)
+  and the bf16 rate at half of it, for batch-size and learning-rate scaling.
 
-Fused AdamW exists only on CUDA: on a CPU that case runs the default AdamW.
+The order is cheapest first, so a time limit that cuts a run short loses the compiled case and
+the batch search, not the eager table. Fused AdamW exists only on CUDA: on a CPU that case runs the default AdamW.
 
 ``--quick`` makes every case tiny (1 warm-up and 1 timed step, batch 4, 8 images to sample, no batch search, no
 compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and it never
@@ -30,6 +35,7 @@ Usage: python benchmarks/bench_gpu.py [--config config/paper.yaml ...] [--data r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import statistics
 import time
@@ -39,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from whatsreal.config import effective_config
@@ -62,6 +69,7 @@ class Case:
     channels_last: bool = False
     fused_adamw: bool = False
     compile: bool = False
+    math_attention: bool = False
 
 
 CASES = (
@@ -69,8 +77,15 @@ CASES = (
     Case("bf16 autocast", bf16=True),
     Case("bf16 + channels_last", bf16=True, channels_last=True),
     Case("bf16 + fused AdamW", bf16=True, fused_adamw=True),
+    Case("bf16 + math attention", bf16=True, math_attention=True),
     Case("bf16 + torch.compile", bf16=True, compile=True),
 )
+
+
+def attention_backend(math: bool) -> contextlib.AbstractContextManager:
+    """PyTorch's reference (math) attention kernel when ``math``, else its own choice (flash or
+    memory-efficient where they apply): the attention-backend switch, measured on and off."""
+    return sdpa_kernel(SDPBackend.MATH) if math else contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:
@@ -194,6 +209,84 @@ def largest_batch(cfg: dict, sample: dict[str, torch.Tensor], start: int, device
     return best
 
 
+def train_case(
+    cfg: dict, case: Case, source: str, args: argparse.Namespace, resident: list, device: torch.device, flops: float
+) -> None:
+    """Print one training case's samples/s, peak memory and MFU."""
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    if case.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = train_step_fn(model, case, float(cfg["train"]["lr"]))
+    batches = loader_batches(args.data, args.batch, args.workers) if source == "loader" else itertools.cycle(resident)
+    with attention_backend(case.math_attention):
+        times = time_steps(step, batches, device, args.steps, case.channels_last, 1 if args.quick else 2)
+    med = statistics.median(times)
+    rate = args.batch / med
+    mfu = f", MFU {rate * flops / (args.peak * 1e12):.1%}" if args.peak else ""
+    print(
+        f"  {case.name:24s} {source:8s} {rate:9.1f} samples/s (median step {med * 1e3:.1f} ms), "
+        f"peak memory {peak_memory_gib(device)}{mfu}",
+        flush=True,
+    )
+
+
+def sampling(cfg: dict, first: dict, args: argparse.Namespace, device: torch.device, unet_flops: float) -> None:
+    """Sampling images/s of Euler-250 and the fast samplers from the same x0, with their MSE to
+    Euler-250; on an accelerator also Euler-250 with the UNet compiled in ``reduce-overhead``
+    mode (CUDA graphs), the switch that removes the launch gaps between its small kernels."""
+    model = build_model(cfg).to(device).eval()
+    n_img = 8 if args.quick else 64
+    batch = repeated(first, n_img)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with torch.no_grad(), autocast:
+        cond = model.condition_batch(batch)
+        x0 = torch.randn(batch["target"].shape, generator=torch.Generator().manual_seed(0)).to(device)
+        runs = [("euler", 250 if not args.quick else 4)] + [
+            (m, s) for m in ("heun", "midpoint") for s in ((2,) if args.quick else (10, 25))
+        ]
+        if device.type == "cuda" and args.compile:
+            runs.append(("euler", -(250 if not args.quick else 4)))  # negative: the CUDA-graph variant
+        ref = None
+        for method, steps in runs:
+            graphs = steps < 0
+            steps = abs(steps)
+            if graphs:
+                model.unet = torch.compile(model.unet, mode="reduce-overhead")
+                integrate(model, x0, cond, 3, method)  # compile and capture outside the timing
+            synchronize(device)
+            t = time.perf_counter()
+            out = integrate(model, x0, cond, steps, method).float()
+            synchronize(device)
+            dt = time.perf_counter() - t
+            ref = out if ref is None else ref
+            evals = steps * (1 if method == "euler" else 2)
+            mfu = f", MFU {n_img * evals * unet_flops / dt / (args.peak * 1e12):.1%}" if args.peak else ""
+            label = f"{method} + CUDA graphs" if graphs else method
+            print(
+                f"sampling {label:8s} {steps:3d} steps ({evals:3d} evaluations): {n_img / dt:8.2f} images/s, "
+                f"MSE vs Euler-{runs[0][1]} {float(((out - ref) ** 2).mean()):.2e}{mfu}",
+                flush=True,
+            )
+
+
+def embedding(cfg: dict, args: argparse.Namespace, device: torch.device) -> None:
+    """Galaxies/s through both encoders (the embedding export), over the dataset's HSC images
+    repeated to at least 16,384 on an accelerator so the timing is not one short burst."""
+    model = build_model(cfg).to(device).eval()
+    images = np.load(args.data / "images_hsc.npy", mmap_mode="r")
+    images = images[:64] if args.quick else np.concatenate([images] * max(1, -(-16384 // len(images))))
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    encode_images(model, images[:256], 256, device, dtype)  # warm-up
+    synchronize(device)
+    t = time.perf_counter()
+    encode_images(model, images, 1024 if device.type == "cuda" else 256, device, dtype)
+    synchronize(device)
+    print(f"embedding: {len(images) / (time.perf_counter() - t):.0f} galaxies/s (both encoders, {len(images)} images)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", nargs="+", default=[str(REPO / "config" / "paper.yaml")])
@@ -206,7 +299,7 @@ def main() -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run the torch.compile case (default: on an accelerator, off with --quick)",
+        help="run the torch.compile cases (default: on an accelerator, off with --quick)",
     )
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU")
     args = ap.parse_args()
@@ -214,17 +307,18 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.quick:
         args.batch, args.steps, args.workers = 4, 1, 0
-    do_compile = args.compile if args.compile is not None else (device.type == "cuda" and not args.quick)
-    cfg = effective_config(args.config)
+    args.compile = args.compile if args.compile is not None else (device.type == "cuda" and not args.quick)
+    cfg = effective_config(args.config, check_paths=False)  # it reads --data, not the config's sources
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    args.peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     print(
         f"device {name}; torch {torch.__version__}; config {' + '.join(Path(c).name for c in args.config)}; "
-        f"data {args.data}; batch {args.batch}; {args.steps} timed steps per case"
+        f"data {args.data}; batch {args.batch}; {args.steps} timed steps per case",
+        flush=True,
     )
 
     probe_model = build_model(cfg).to(device)
@@ -236,69 +330,33 @@ def main() -> None:
     del probe_model
     print(
         f"model: {n_params / 1e6:.1f} M parameters; {train_flops / 1e9:.1f} GFLOP per training sample "
-        f"(forward + backward, encoders and UNet); {unet_flops / 1e9:.2f} GFLOP per UNet evaluation per image"
+        f"(forward + backward, encoders and UNet); {unet_flops / 1e9:.2f} GFLOP per UNet evaluation per image",
+        flush=True,
     )
-
+    # Cheapest and most informative first: a time limit that cuts the run short loses the
+    # compiled cases and the batch search, not the eager table, sampling or embedding.
     for case in CASES:
-        if case.compile and not do_compile:
-            print(f"  {case.name:24s} skipped (--compile to run it)")
-            continue
-        for source in ("loader", "resident"):
-            torch.manual_seed(0)
-            model = build_model(cfg).to(device)
-            if case.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            step = train_step_fn(model, case, float(cfg["train"]["lr"]))
-            batches = (
-                loader_batches(args.data, args.batch, args.workers) if source == "loader" else itertools.cycle(resident)
-            )
-            times = time_steps(step, batches, device, args.steps, case.channels_last, 1 if args.quick else 2)
-            med = statistics.median(times)
-            rate = args.batch / med
-            mfu = f", MFU {rate * train_flops / (peak * 1e12):.1%}" if peak else ""
-            print(
-                f"  {case.name:24s} {source:8s} {rate:9.1f} samples/s (median step {med * 1e3:.1f} ms), "
-                f"peak memory {peak_memory_gib(device)}{mfu}"
-            )
-            del model, step
+        if not case.compile:
+            for source in ("loader", "resident"):
+                train_case(cfg, case, source, args, resident, device, train_flops)
+    sampling(cfg, first, args, device, unet_flops)
+    embedding(cfg, args, device)
+    for case in CASES:
+        if case.compile:
+            if not args.compile:
+                print(f"  {case.name:24s} skipped (--compile to run it)")
+                continue
+            # Device-resident only: the loader's share is measured by the eager cases.
+            train_case(cfg, case, "resident", args, resident, device, train_flops)
     if device.type == "cuda" and not args.quick:
-        print(f"largest bf16 batch that fits: {largest_batch(cfg, first, args.batch, device)}")
-
-    model = build_model(cfg).to(device).eval()
-    n_img = 8 if args.quick else 64
-    batch = repeated(first, n_img)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with torch.no_grad(), autocast:
-        cond = model.condition_batch(batch)
-        x0 = torch.randn(batch["target"].shape, generator=torch.Generator().manual_seed(0)).to(device)
-        runs = [("euler", 250 if not args.quick else 4)] + [
-            (m, s) for m in ("heun", "midpoint") for s in ((2,) if args.quick else (10, 25))
-        ]
-        ref = None
-        for method, steps in runs:
-            synchronize(device)
-            t = time.perf_counter()
-            out = integrate(model, x0, cond, steps, method).float()
-            synchronize(device)
-            dt = time.perf_counter() - t
-            ref = out if ref is None else ref
-            evals = steps * (1 if method == "euler" else 2)
-            mfu = f", MFU {n_img * evals * unet_flops / dt / (peak * 1e12):.1%}" if peak else ""
-            print(
-                f"sampling {method:8s} {steps:3d} steps ({evals:3d} evaluations): {n_img / dt:8.2f} images/s, "
-                f"MSE vs Euler-{runs[0][1]} {float(((out - ref) ** 2).mean()):.2e}{mfu}"
-            )
-    images = np.load(args.data / "images_hsc.npy", mmap_mode="r")
-    images = images[: 64 if args.quick else len(images)]
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    encode_images(model, images[:256], 256, device, dtype)  # warm-up
-    synchronize(device)
-    t = time.perf_counter()
-    encode_images(model, images, 1024 if device.type == "cuda" else 256, device, dtype)
-    synchronize(device)
-    print(f"embedding: {len(images) / (time.perf_counter() - t):.0f} galaxies/s (both encoders, {len(images)} images)")
+        best = largest_batch(cfg, first, args.batch, device)
+        print(f"largest bf16 batch that fits: {best}", flush=True)
+        if best > args.batch:
+            # Throughput at the largest power-of-two batch that fits, for batch/LR scaling.
+            big = [repeated(r, best // 2) for r in resident]
+            args_big = argparse.Namespace(**{**vars(args), "batch": best // 2, "steps": 5})
+            train_case(cfg, Case("bf16 autocast"), "resident", args_big, big, device, train_flops)
+            print(f"  (the line above: batch {best // 2}, half the largest, as a training run would leave headroom)")
 
 
 if __name__ == "__main__":

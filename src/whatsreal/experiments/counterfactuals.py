@@ -18,13 +18,14 @@ import pandas as pd
 
 from whatsreal.data.preprocess import model_pixel_scale, model_pixels_to_flux
 from whatsreal.data.stages import read_normalisation
+from whatsreal.experiments.metrics import counterfactual_mse
 from whatsreal.experiments.posterior import load_posterior
 from whatsreal.fits_images import NATIVE_BUNIT, write_image_fits
 from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_counterfactuals
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["MSE_COLUMNS", "counterfactual_mse", "direction_label", "run_counterfactuals", "write_fits"]
+__all__ = ["MSE_COLUMNS", "direction_label", "run_counterfactuals", "write_fits"]
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,6 @@ def direction_label(anchor: str) -> str:
     """'legacysurvey->hsc' for the HSC-anchored direction (the physics view comes from Legacy)."""
     others = [s for s in SURVEY_ORDER if s != anchor]
     return f"{'+'.join(others)}->{anchor}"
-
-
-def counterfactual_mse(samples: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """(mean over samples and galaxies of the per-sample MSE, MSE of the posterior mean) vs target.
-
-    ``samples`` (n, S, C, H, W), ``target`` (n, C, H, W); float64 accumulation."""
-    s = samples.astype(np.float64)
-    t = target.astype(np.float64)[:, None]
-    per_sample = ((s - t) ** 2).mean(axis=(2, 3, 4))
-    mean_err = ((s.mean(axis=1) - t[:, 0]) ** 2).mean()
-    return float(per_sample.mean()), float(mean_err)
 
 
 def write_fits(
