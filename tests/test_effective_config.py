@@ -104,6 +104,17 @@ def test_a_named_file_is_not_layered_over_the_demo():
     assert large["dataset"]["source"] == "synthetic" and large["simulation"]["cutout_size"] == 160
 
 
+def test_the_fast_sampler_overlay_changes_only_the_paper_runs_sampler():
+    """config/fast_sampler.yaml is one switch: over the paper config it sets the sampler the demo
+    uses (benchmarks/sampler_study.py's choice) and nothing else; without it the paper keeps Euler-250."""
+    paper = effective_config([PAPER], check_paths=False)
+    fast = effective_config([PAPER, REPO / "config" / "fast_sampler.yaml"], check_paths=False)
+    assert (paper["sample"]["method"], paper["sample"]["steps"]) == ("euler", 250)
+    assert fast["sample"] == effective_config([])["sample"]
+    assert (fast["sample"]["method"], fast["sample"]["steps"]) == ("midpoint", 8)
+    assert {k: v for k, v in fast.items() if k != "sample"} == {k: v for k, v in paper.items() if k != "sample"}
+
+
 @pytest.mark.parametrize("source", ["mmu", "crossmatched_parquet"])
 def test_real_data_probes_default_to_held_out_pairs_in_healpix_blocks(source):
     """Issue 12.4: on real data the probes never see pairs the encoders trained on."""
