@@ -52,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from whatsreal.config import effective_config
 from whatsreal.model.embed import encode_images
-from whatsreal.model.flow import FlowMatchingModel, build_model
+from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
 from whatsreal.model.samplers import integrate
 from whatsreal.train.datamodules import TripletDataModule
 
@@ -242,7 +242,7 @@ class Sampled:
 
     model: FlowMatchingModel
     x0: torch.Tensor
-    cond: object
+    cond: Conditioning
     reference: torch.Tensor
     steps: int
 
