@@ -51,6 +51,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from whatsreal.config import effective_config
+from whatsreal.experiments.posterior import nfe_per_step
 from whatsreal.model.embed import encode_images
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
 from whatsreal.model.samplers import integrate
@@ -259,7 +260,7 @@ def time_integration(
         out = integrate(sampled.model, sampled.x0, sampled.cond, steps, method).float()
         synchronize(device)
     dt = time.perf_counter() - t
-    evals = steps * (1 if method == "euler" else 2)
+    evals = steps * nfe_per_step(method)
     mfu = f", MFU {n_img * evals * flops / dt / (args.peak * 1e12):.1%}" if args.peak else ""
     mse = float(((out - (sampled.reference if sampled.reference.numel() else out)) ** 2).mean())
     print(

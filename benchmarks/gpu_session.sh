@@ -35,7 +35,7 @@ print(json.dumps(deep_merge(effective_config(files, check_paths=False), override
 EOF
 }
 
-# Train run `main` of a config (JSON) into $WORK/NAME; print its wall time and steps.
+# Train run `main` of a config (JSON) into $WORK/NAME; print its exit status and wall time.
 train_run() {
     local name=$1 config=$2 limit=$3 run=$WORK/$1/runs/main
     local start=$(date +%s.%N)

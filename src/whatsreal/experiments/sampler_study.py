@@ -242,5 +242,4 @@ def fastest_within(table: pd.DataFrame, reference: str, tolerance: float = 0.02)
     ok = summary[(summary["worst"] <= tolerance) & (summary["directions"] == n_directions)]
     if ok.empty:
         return None
-    best = ok.sort_values(["nfe", "worst"]).iloc[0]
-    return best.rename(best.name)
+    return ok.sort_values(["nfe", "worst"]).iloc[0]
