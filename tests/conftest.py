@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -233,11 +234,39 @@ def finished_tiny_run(
     return workdir, cfg, res
 
 
+SHARED_FIXTURES = ("finished_tiny_run", "four_survey_sky")
+"""Fixtures that take a minute or more to build: the finished tiny workflow (session) and
+tests/test_survey_registry.py's four-survey sky (module)."""
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), every test that
-    needs the finished tiny workflow goes to one worker, so that run (minutes) happens once;
-    the other tests are shared out as they come."""
+    needs one of the :data:`SHARED_FIXTURES` goes to one worker, so it is built once (a
+    module-scoped fixture is otherwise built again on every worker that runs one of its
+    tests); the other tests are shared out as they come."""
     for item in items:
-        if "finished_tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("finished_tiny_run"))
+        used = getattr(item, "fixturenames", ())
+        group = next((name for name in SHARED_FIXTURES if name in used), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each pytest-xdist worker its share of the cores, for itself and the processes it starts.
+
+    Torch's OpenMP threads spin while they wait for each other. With two workers on two
+    cores, each running torch with a thread per core, every parallel region waited on a
+    descheduled thread: two ``bench_gpu.py --quick`` runs side by side took 230 s with two
+    threads each, 41 s with one each (54 s with two passive threads). So a worker runs torch
+    with ``cores // workers`` threads and exports that as ``OMP_NUM_THREADS`` to its
+    subprocesses, unless the caller set it; and the subprocesses' threads wait passively,
+    since Snakemake gives a two-thread rule two threads whatever the other worker does.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    share = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

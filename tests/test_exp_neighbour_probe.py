@@ -12,7 +12,7 @@ from whatsreal.data.neighbours import spatial_neighbours
 from whatsreal.experiments.bootstrap import BootstrapR2, bootstrap_config, cluster_bootstrap_counts
 from whatsreal.experiments.neighbour_probe import (
     NEIGHBOUR_PROBE_COLUMNS,
-    block_split,
+    block_folds,
     disjoint_training,
     neighbour_mean,
     neighbour_probe,
@@ -64,22 +64,27 @@ def test_shuffled_sets_are_a_derangement_of_the_same_sets():
     np.testing.assert_array_equal(shuffled, shuffled_neighbour_sets(index, 0))
 
 
-def test_blocks_are_held_out_whole_and_training_shares_no_neighbour_with_them():
+def test_blocks_are_dealt_whole_into_balanced_folds_and_training_shares_no_neighbour_with_a_fold():
     rng = np.random.default_rng(3)
     ra, dec = rng.uniform(10, 11, 2000), rng.uniform(-0.5, 0.5, 2000)
     blocks = spatial_blocks(ra, dec, 6.0)
     assert len(np.unique(blocks)) == 100  # a 60' x 60' patch in 6' squares
-    test = block_split(blocks, 0.2, 0)
-    assert 0.2 <= test.mean() < 0.25
-    assert all(test[blocks == b].all() or not test[blocks == b].any() for b in np.unique(blocks))
-    np.testing.assert_array_equal(test, block_split(blocks, 0.2, 0))
+    folds = block_folds(blocks, 5, 0)
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= np.bincount(blocks).max()  # balanced to within one block
+    assert all(len(np.unique(folds[blocks == b])) == 1 for b in np.unique(blocks))  # whole blocks
+    np.testing.assert_array_equal(folds, block_folds(blocks, 5, 0))
+    assert not np.array_equal(folds, block_folds(blocks, 5, 1))
     index, _ = spatial_neighbours(ra, dec, 5, 3.0)
-    train = disjoint_training(index, test)
-    assert not (train & test).any() and train.sum() > 0.5 * (~test).sum()
-    used_by_test = set(index[test][index[test] >= 0].tolist())
-    assert not any(set(row[row >= 0].tolist()) & used_by_test for row in index[train])
-    with pytest.raises(ValueError, match="at least 2 sky blocks"):
-        block_split(np.zeros(10, dtype=int), 0.2, 0)
+    for f in range(5):
+        test = folds == f
+        train = disjoint_training(index, test)
+        assert not (train & test).any() and train.sum() > 0.5 * (~test).sum()
+        used_by_test = set(index[test][index[test] >= 0].tolist())
+        assert not any(set(row[row >= 0].tolist()) & used_by_test for row in index[train])
+    with pytest.raises(ValueError, match=r"at least experiments\.neighbour_probe\.folds = 5"):
+        block_folds(np.arange(10) // 3, 5, 0)
 
 
 def test_planted_shared_condition_is_recovered_from_neighbours_and_fails_when_shuffled():
@@ -89,15 +94,14 @@ def test_planted_shared_condition_is_recovered_from_neighbours_and_fails_when_sh
     condition = rng.uniform(1.0, 2.0, cell.max() + 1)[cell]
     own = rng.normal(0, condition.std(), n)  # a part of the target only the anchor's own image could know
     y = np.c_[condition, condition + own]
-    test = block_split(cell, 0.25, 0)
-    train = disjoint_training(index, test)
+    folds = block_folds(cell, 4, 0)
     features = {
         "reference": _planted_latents(condition + own, rng),
         "ablated": rng.normal(size=(n, 6)),
         "random_init": rng.normal(size=(n, 16)),  # per-object noise: must not fingerprint the place
     }
-    boot = BootstrapR2(cluster_bootstrap_counts(cell[test], 500, 0), 0.95)
-    r2 = neighbour_probe(features, index, y, test, train, _pcfg(), boot, shuffle_seed=0)
+    boot = BootstrapR2(cluster_bootstrap_counts(cell, 500, 0), 0.95)
+    r2 = neighbour_probe(features, index, y, folds, _pcfg(), boot, shuffle_seed=0)
     assert r2["reference"][0] > 0.7, r2
     # The anchor's own part is out of reach: about half the variance, never the ~1 a leak would give.
     assert 0.2 < r2["reference"][1] < 0.65, r2
@@ -147,7 +151,9 @@ def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
     write_embeddings(ref, noise, {s: _planted_latents(conditions[s], rng) for s in SURVEY_ORDER}, n)
     write_embeddings(abl, noise, {s: rng.normal(size=(n, 6)) for s in SURVEY_ORDER}, n)
     write_embeddings(rnd, {s: rng.normal(size=(n, 16)) for s in SURVEY_ORDER}, None, n)
-    cfg = tiny_config(experiments={"probes": FAST, "bootstrap": {"n_resamples": 300}})
+    cfg = tiny_config(
+        experiments={"probes": FAST, "bootstrap": {"n_resamples": 300}, "neighbour_probe": {"folds": 3}}
+    )
     meta = {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}
     out = tmp_path / "neighbour_probe.csv"
     _run_neighbour_probe(cfg, ref, abl, rnd, neighbours, meta, paths["truth"], out)
@@ -164,8 +170,9 @@ def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
         assert r["diff_ref_minus_abl_ci_lo"] > 0 and r["diff_ref_minus_shuffled_ci_lo"] > 0, r
         assert r["diff_ref_minus_abl"] == pytest.approx(r["reference"] - r["ablated"])
     assert row.loc["true_hsc_sky_sigma", "reference"] < 0.15  # random per object: nothing shared to read
-    assert (table["n_test_blocks"] >= 15).all() and (table["n_test"] > 0.15 * n).all()
-    assert (table["n_train"] > 0.4 * n).all()
+    # Cross-fitted: every anchor with neighbours is scored once, each fold trained without its neighbours' users.
+    assert (table["n_test"] == n).all() and (table["n_test_blocks"] >= 60).all() and (table["n_folds"] == 3).all()
+    assert (table["n_train"] > 0.25 * n).all() and (table["n_train"] < 2 / 3 * n).all()  # minus a third, minus borders
     ci = table[[c for c in table.columns if c.endswith("_ci_lo")]].to_numpy()
     assert np.isfinite(ci).all()
 

@@ -26,13 +26,17 @@ nearby anchors overlap, so with a random split a test anchor's features are
 means over objects that also enter training anchors' features: the mean of
 *any* per-object features then fingerprints the location, and a flexible probe
 interpolates the (spatially smooth) conditions from training anchors nearby -
-random features reached R^2 ~ 0.2 that way on a planted toy. Here whole sky
-blocks (``experiments.neighbour_probe.block_arcmin``) are held out, and every
-training anchor whose neighbour set shares an object with a test anchor's is
-dropped, so no object's latent is seen on both sides. The intervals resample
-the held-out *blocks* (a cluster bootstrap), since anchors of one block share
-neighbours and so errors. ``reference - ablated`` and ``reference -
-reference_shuffled`` are paired on the same resampled blocks.
+random features reached R^2 ~ 0.2 that way on a planted toy. Here the sky is cut
+into blocks (``experiments.neighbour_probe.block_arcmin``) and the blocks into
+``folds`` groups; each group is held out once (cross-fitting), and in each fold
+every training anchor whose neighbour set shares an object with a held-out
+anchor's is dropped, so no object's latent is seen on both sides. Every anchor
+is thus scored once, by a probe that never saw its neighbours: with one held-out
+fifth instead, the sky-noise drops' intervals were about twice as wide and
+Legacy's could not be told from 0 on ``config/sim_science.yaml``. The intervals resample *blocks* (a cluster bootstrap),
+since anchors of one block share neighbours and so errors. ``reference -
+ablated`` and ``reference - reference_shuffled`` are paired on the same
+resampled blocks.
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ from whatsreal.surveys import SURVEY_ORDER
 __all__ = [
     "NEIGHBOUR_PROBE_COLUMNS",
     "NEIGHBOUR_PROBE_VARIANTS",
-    "AnchorSplit",
-    "anchor_split",
-    "block_split",
+    "AnchorFolds",
+    "anchor_folds",
+    "block_folds",
     "disjoint_training",
     "neighbour_mean",
     "neighbour_probe",
@@ -89,12 +93,14 @@ NEIGHBOUR_PROBE_COLUMNS = (
     "n_train",
     "n_test",
     "n_test_blocks",
+    "n_folds",
 )
-"""Columns of ``tables/neighbour_probe.csv``: one row per (survey, target)."""
+"""Columns of ``tables/neighbour_probe.csv``: one row per (survey, target). ``n_test``: anchors scored (each
+once, out of fold), in ``n_test_blocks`` blocks; ``n_train``: training anchors of the smallest fold."""
 SHUFFLE_STREAM = 7
 """Keeps the shuffle's random stream apart from the split's and the bootstrap's for the same seed."""
 BLOCK_STREAM = 8
-"""The same for the choice of held-out blocks."""
+"""The same for the assignment of blocks to folds."""
 
 
 def read_neighbour_index(path: str | Path, n_pairs: int) -> np.ndarray:
@@ -143,22 +149,27 @@ def spatial_blocks(ra: np.ndarray, dec: np.ndarray, block_arcmin: float) -> np.n
     return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def block_split(blocks: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    """Held-out anchors: whole blocks in a seeded random order until ``test_fraction`` of the anchors.
+def block_folds(blocks: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold id (0..n_folds-1) per anchor: whole blocks, in a seeded random order, each to the fold with fewest anchors.
 
-    At least one block is held out and at least one kept.
+    Balancing by anchors, not blocks, keeps the held-out sets of equal size when
+    blocks at the patch's edge are partly empty.
     """
     blocks = np.asarray(blocks)
-    ids, counts = np.unique(blocks, return_counts=True)
-    if len(ids) < 2:
+    ids, inverse, counts = np.unique(blocks, return_inverse=True, return_counts=True)
+    if len(ids) < n_folds or n_folds < 2:
         raise ValueError(
-            f"the neighbour-set probe needs at least 2 sky blocks, got {len(ids)} "
-            "(lower experiments.neighbour_probe.block_arcmin)"
+            f"the neighbour-set probe needs at least experiments.neighbour_probe.folds = {n_folds} (>= 2) sky blocks, "
+            f"got {len(ids)} (lower experiments.neighbour_probe.block_arcmin or folds)"
         )
     order = np.random.default_rng([int(seed), BLOCK_STREAM]).permutation(len(ids))
-    reached = np.cumsum(counts[order]) >= float(test_fraction) * len(blocks)
-    n_test = int(np.clip(np.argmax(reached) + 1 if reached.any() else len(ids), 1, len(ids) - 1))
-    return np.isin(blocks, ids[order[:n_test]])
+    fold_of_block = np.empty(len(ids), dtype=np.int64)
+    size = np.zeros(n_folds, dtype=np.int64)
+    for b in order:
+        f = int(np.argmin(size))
+        fold_of_block[b] = f
+        size[f] += counts[b]
+    return fold_of_block[inverse.reshape(-1)]
 
 
 def disjoint_training(index: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -194,24 +205,26 @@ def neighbour_probe(
     features: dict[str, np.ndarray],
     index: np.ndarray,
     y: np.ndarray,
-    test: np.ndarray,
-    train: np.ndarray,
+    folds: np.ndarray,
     probes_cfg: dict,
     boot: BootstrapR2,
     shuffle_seed: int,
     keys: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """R^2 per target column of ``y`` from the neighbour-mean of each named per-pair latent in ``features``.
+    """Out-of-fold R^2 per target column of ``y`` from the neighbour-mean of each named per-pair latent in ``features``.
 
     ``features['reference']`` and ``features['ablated']`` (and optionally
     ``'random_init'``) are (N, d) latents of every pair in the anchor's survey.
-    The probe learns on the ``train`` anchors and is scored on the ``test`` ones
-    (anchors in neither are left out). The two runs are also probed on shuffled
-    neighbour sets (``reference_shuffled``, ``ablated_shuffled``). Predictions
-    are recorded in ``boot`` (whose rows are the test anchors) under the variant
-    names; returns the point R^2 per variant.
+    ``folds`` (N,) gives each anchor's fold (-1: never scored); for each fold a
+    probe learns on the anchors of the other folds that share no neighbour with
+    its held-out ones (:func:`disjoint_training`) and predicts the held-out ones.
+    The two runs are also probed on shuffled neighbour sets
+    (``reference_shuffled``, ``ablated_shuffled``). Predictions of the scored
+    anchors (``folds >= 0``, in row order: ``boot``'s rows) are recorded in
+    ``boot`` under the variant names; returns the point R^2 per variant.
     """
-    test, train = np.asarray(test, bool), np.asarray(train, bool)
+    folds = np.asarray(folds, np.int64)
+    scored = folds >= 0
     shuffled = shuffled_neighbour_sets(index, shuffle_seed)
     runs = [name for name in ("reference", "ablated") if name in features]
     plan = [(name, features[name], index) for name in features]
@@ -219,9 +232,12 @@ def neighbour_probe(
     out = {}
     for variant, latents, sets in plan:
         x = neighbour_mean(latents, sets)
-        x[~(train | test)] = np.nan  # dropped anchors: neither trained on nor scored
-        _, pred = probe_r2(x, y, test, probes_cfg, keys=keys)
-        out[variant] = boot.add(variant, y[test], pred)
+        pred = np.full(y.shape, np.nan)
+        for f in np.unique(folds[scored]):
+            test = folds == f
+            train = disjoint_training(sets, test) & scored
+            _, pred[test] = probe_r2(x, y, test, probes_cfg, keys=keys, train=train)
+        out[variant] = boot.add(variant, y[scored], pred[scored])
     return out
 
 
@@ -244,22 +260,22 @@ def _survey_targets(specs: Sequence[Target], survey: str) -> list[int]:
 
 
 @dataclass(frozen=True)
-class AnchorSplit:
-    """One survey's anchors: their sky blocks, the held-out ones and the training ones that share no neighbour."""
+class AnchorFolds:
+    """One survey's anchors: their sky blocks and each anchor's fold (whole blocks per fold)."""
 
     blocks: np.ndarray
-    test: np.ndarray
-    train: np.ndarray
+    folds: np.ndarray
+
+    def smallest_training(self, index: np.ndarray, rows: np.ndarray) -> int:
+        """Training anchors among ``rows`` in the fold that keeps fewest (held out + those sharing a neighbour)."""
+        return min(int((disjoint_training(index, self.folds == f) & rows).sum()) for f in np.unique(self.folds))
 
 
-def anchor_split(
-    meta_path: str | Path, index: np.ndarray, block_arcmin: float, test_fraction: float, seed: int
-) -> AnchorSplit:
-    """Whole sky blocks of ``block_arcmin`` held out (positions from the survey's meta file), the rest disjoint."""
+def anchor_folds(meta_path: str | Path, block_arcmin: float, n_folds: int, seed: int) -> AnchorFolds:
+    """Sky blocks of ``block_arcmin`` (positions from the survey's meta file) dealt into ``n_folds`` folds."""
     sky = read_table(meta_path, ["ra", "dec"])
     blocks = spatial_blocks(sky["ra"].to_numpy(), sky["dec"].to_numpy(), block_arcmin)
-    test = block_split(blocks, test_fraction, seed)
-    return AnchorSplit(blocks, test, disjoint_training(index, test))
+    return AnchorFolds(blocks, block_folds(blocks, n_folds, seed))
 
 
 def _survey_features(
@@ -283,7 +299,7 @@ def _survey_rows(
     r2: dict[str, np.ndarray],
     boot: BootstrapR2,
     index: np.ndarray,
-    split: AnchorSplit,
+    split: AnchorFolds,
 ) -> list[dict]:
     """``neighbour_probe.csv`` rows of one survey's targets (``cols`` of ``specs``; ``y`` their values)."""
     has_set = (index >= 0).any(axis=1)
@@ -305,9 +321,10 @@ def _survey_rows(
             "diff_ref_minus_shuffled": d_shuf[0][k],
             "diff_ref_minus_shuffled_ci_lo": d_shuf[1][k],
             "diff_ref_minus_shuffled_ci_hi": d_shuf[2][k],
-            "n_train": int((labelled & split.train).sum()),
-            "n_test": int((labelled & split.test).sum()),
-            "n_test_blocks": len(np.unique(split.blocks[split.test & labelled])),
+            "n_train": split.smallest_training(index, labelled),
+            "n_test": int(labelled.sum()),
+            "n_test_blocks": len(np.unique(split.blocks[labelled])),
+            "n_folds": len(np.unique(split.folds)),
         }
         rows.append(row)
         log.info(
@@ -336,7 +353,7 @@ def run_neighbour_probe(
     """Write ``neighbour_probe.csv``: each survey's conditions from its neighbours' latents, with block-bootstrap CIs.
 
     ``probes_cfg``: ``experiments.probes`` (the probe and its seed); ``neighbour_probe_cfg``:
-    ``experiments.neighbour_probe`` (block size, held-out fraction); ``bands``:
+    ``experiments.neighbour_probe`` (block size, number of folds); ``bands``:
     ``preprocess.bands``; ``bootstrap``: ``(n_resamples, seed, confidence)``.
     ``reference``/``ablated`` are the two runs' embeddings.parquet, ``random_init``
     the frozen random encoder's features (its physics tokens: it has no
@@ -346,6 +363,7 @@ def run_neighbour_probe(
     n_boot, boot_seed, confidence = bootstrap
     seed = int(probes_cfg["seed"])
     block_arcmin = float(neighbour_probe_cfg["block_arcmin"])
+    n_folds = int(neighbour_probe_cfg["folds"])
     t0 = time.perf_counter()
     targets, specs = build_targets(meta, truth, bands)
     n = len(targets)
@@ -356,21 +374,21 @@ def run_neighbour_probe(
         if not cols:
             continue
         index = read_neighbour_index(neighbours[survey], n)
-        split = anchor_split(positions[survey], index, block_arcmin, float(neighbour_probe_cfg["test_fraction"]), seed)
+        split = anchor_folds(positions[survey], block_arcmin, n_folds, seed)
         log.info(
-            "neighbour probe %s: %d held-out anchors in %d blocks of %.1f'; %d training anchors share no neighbour "
-            "with them (%d dropped)",
+            "neighbour probe %s: %d anchors in %d blocks of %.1f', %d folds; the smallest fold trains on %d anchors "
+            "that share no neighbour with its held-out ones",
             survey,
-            split.test.sum(),
-            len(np.unique(split.blocks[split.test])),
+            len(index),
+            len(np.unique(split.blocks)),
             block_arcmin,
-            split.train.sum(),
-            (~split.test & ~split.train).sum(),
+            n_folds,
+            split.smallest_training(index, np.ones(len(index), dtype=bool)),
         )
         feats = _survey_features(reference, ablated, random_init, survey, n)
         y = targets[[specs[j].name for j in cols]].to_numpy(np.float64)
-        boot = BootstrapR2(cluster_bootstrap_counts(split.blocks[split.test], n_boot, boot_seed), confidence)
-        r2 = neighbour_probe(feats, index, y, split.test, split.train, probes_cfg, boot, seed, keys=cols)
+        boot = BootstrapR2(cluster_bootstrap_counts(split.blocks, n_boot, boot_seed), confidence)
+        r2 = neighbour_probe(feats, index, y, split.folds, probes_cfg, boot, seed, keys=cols)
         rows += _survey_rows(survey, specs, cols, y, r2, boot, index, split)
     result = pd.DataFrame(rows, columns=list(NEIGHBOUR_PROBE_COLUMNS))
     write_csv(result, table)

@@ -391,8 +391,9 @@ def _neighbour_section(tables: RunTables, run: str, reference: str) -> list[str]
         "### Neighbour-set probe: the anchor's conditions from the mean instrument latent of its spatial neighbours",
         "",
         f"Same spatial neighbour sets for both encoders (`{reference}`, `{run}`); the anchor's own image is never "
-        "used. Control: neighbour sets shuffled between anchors (must fail, R^2 <= 0). R^2 on anchors in held-out "
-        "sky blocks (training anchors share no neighbour with them) [95% CI resampling the blocks].",
+        "used. Control: neighbour sets shuffled between anchors (must fail, R^2 <= 0). R^2 over every anchor, each "
+        "predicted out of fold (whole sky blocks per fold; a fold's probe never trains on an anchor that shares a "
+        "neighbour with the fold) [95% CI resampling the blocks].",
         "",
     ]
     header = [

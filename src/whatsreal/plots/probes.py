@@ -174,7 +174,7 @@ def plot_ablation(
         }
         cols = [c for c in nstyles if c in neighbours.columns and neighbours[c].notna().any()]
         _instrument_panel(ax, neighbours, cols, nstyles)
-        ax.set_ylabel(r"probe $R^2$ (held-out anchors)")
+        ax.set_ylabel(r"probe $R^2$ (every anchor, out of fold)")
         ax.set_title(
             "Neighbour-set probe: the anchor's conditions from its spatial neighbours only", fontsize=10, pad=28
         )
