@@ -151,9 +151,7 @@ def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
     write_embeddings(ref, noise, {s: _planted_latents(conditions[s], rng) for s in SURVEY_ORDER}, n)
     write_embeddings(abl, noise, {s: rng.normal(size=(n, 6)) for s in SURVEY_ORDER}, n)
     write_embeddings(rnd, {s: rng.normal(size=(n, 16)) for s in SURVEY_ORDER}, None, n)
-    cfg = tiny_config(
-        experiments={"probes": FAST, "bootstrap": {"n_resamples": 300}, "neighbour_probe": {"folds": 3}}
-    )
+    cfg = tiny_config(experiments={"probes": FAST, "bootstrap": {"n_resamples": 300}, "neighbour_probe": {"folds": 3}})
     meta = {"hsc": paths["meta_hsc"], "legacysurvey": paths["meta_legacysurvey"]}
     out = tmp_path / "neighbour_probe.csv"
     _run_neighbour_probe(cfg, ref, abl, rnd, neighbours, meta, paths["truth"], out)
@@ -170,7 +168,7 @@ def test_run_neighbour_probe_writes_the_table_with_cis(tmp_path: Path):
         assert r["diff_ref_minus_abl_ci_lo"] > 0 and r["diff_ref_minus_shuffled_ci_lo"] > 0, r
         assert r["diff_ref_minus_abl"] == pytest.approx(r["reference"] - r["ablated"])
     assert row.loc["true_hsc_sky_sigma", "reference"] < 0.15  # random per object: nothing shared to read
-    # Cross-fitted: every anchor with neighbours is scored once, each fold trained without its neighbours' users.
+    # Cross-fitted: every anchor is scored once, by a probe that never trained on an anchor sharing its neighbours.
     assert (table["n_test"] == n).all() and (table["n_test_blocks"] >= 60).all() and (table["n_folds"] == 3).all()
     assert (table["n_train"] > 0.25 * n).all() and (table["n_train"] < 2 / 3 * n).all()  # minus a third, minus borders
     ci = table[[c for c in table.columns if c.endswith("_ci_lo")]].to_numpy()
