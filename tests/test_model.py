@@ -88,11 +88,11 @@ def overfit():
     """A tiny model trained on one fixed batch with fixed noise and times."""
     torch.manual_seed(1)
     model = build_model(tiny_model_config())
-    phys, pm, inst, im = _views(4, 1, 3, seed=2)
-    x1 = torch.nn.functional.avg_pool2d(torch.randn(4, 4, 48, 48), 5, 1, 2) * 3  # smooth targets
+    phys, pm, inst, im = _views(2, 1, 3, seed=2)
+    x1 = torch.nn.functional.avg_pool2d(torch.randn(2, 4, 48, 48), 5, 1, 2) * 3  # smooth targets
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(150):
+    for _ in range(100):  # 1.43 -> 0.022 (2026-11-30); the test asks for 10x
         loss, _ = model.loss(x1, model.condition(phys, pm, inst, im), generator=torch.Generator().manual_seed(0))
         opt.zero_grad()
         loss.backward()
@@ -101,7 +101,7 @@ def overfit():
     return model.eval(), (phys, pm, inst, im), x1, losses
 
 
-@pytest.mark.slow  # trains the toy model 150 steps (the overfit fixture)
+@pytest.mark.slow  # trains the toy model 100 steps (the overfit fixture)
 def test_tiny_model_overfits_a_tiny_batch(overfit):
     _, _, _, losses = overfit
     assert losses[-1] < losses[0] / 10, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
