@@ -51,6 +51,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from whatsreal.config import effective_config
+from whatsreal.device import cuda_bf16
 from whatsreal.experiments.posterior import nfe_per_step
 from whatsreal.model.embed import encode_images
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
@@ -254,7 +255,7 @@ def time_integration(
     """Integrate ``sampled``'s noise, print images/s, evaluations, MSE to the reference and MFU
     (MSE 0 for the integration that is itself the reference)."""
     n_img = sampled.x0.shape[0]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = cuda_bf16(device)
     with torch.no_grad(), autocast:
         synchronize(device)
         t = time.perf_counter()
@@ -278,7 +279,7 @@ def sampling(cfg: dict, first: dict, args: argparse.Namespace, device: torch.dev
     model = build_model(cfg).to(device).eval()
     n_img = 8 if args.quick else 64
     batch = repeated(first, n_img)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = cuda_bf16(device)
     with torch.no_grad(), autocast:
         cond = model.condition_batch(batch)
     x0 = torch.randn(batch["target"].shape, generator=torch.Generator().manual_seed(0)).to(device)
@@ -296,7 +297,7 @@ def cuda_graph_sampling(sampled: Sampled, args: argparse.Namespace, device: torc
     that removes the launch gaps between its small kernels; compilation and capture stay outside
     the timing."""
     sampled.model.unet = torch.compile(sampled.model.unet, mode="reduce-overhead")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = cuda_bf16(device)
     with torch.no_grad(), autocast:
         integrate(sampled.model, sampled.x0, sampled.cond, 3, "euler")
     time_integration(sampled, "euler", sampled.steps, "euler + CUDA graphs", args, device, unet_flops)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from whatsreal.device import compute_device
+from whatsreal.device import compute_device, cuda_bf16
 from whatsreal.model.encoders import create_timm_model
 
 __all__ = ["ImageRegressor", "masked_smooth_l1", "one_cpu_thread", "train_image_regressor"]
@@ -88,7 +88,7 @@ class ImageRegressor:
         out = []
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32)).to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with cuda_bf16(dev):
                 out.append(self.net(x).float().cpu().numpy())
         pred = np.concatenate(out) if out else np.empty((0, len(self.targets)), np.float32)
         return pred * self.std + self.mean
@@ -181,7 +181,7 @@ def _fit(
             order = np.argsort(rows)  # sorted reads are kinder to a memmap
             x = torch.from_numpy(np.array(images[rows[order]], dtype=np.float32)).to(dev)
             yb, mb = y_t[idx[order]].to(dev), m_t[idx[order]].to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with cuda_bf16(dev):
                 pred = net(x).float()
             loss = masked_smooth_l1(pred, yb, mb)
             opt.zero_grad(set_to_none=True)
@@ -221,7 +221,7 @@ def _recalibrate_batchnorm(net: nn.Module, images: np.ndarray, rows: np.ndarray,
             if len(chunk) < 2:
                 continue
             x = torch.from_numpy(np.array(images[chunk], dtype=np.float32)).to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with cuda_bf16(dev):
                 net(x)
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.triplets import TripletDataset
+from whatsreal.device import cuda_bf16
 from whatsreal.experiments.calibration import pixel_z
 from whatsreal.experiments.metrics import counterfactual_mse
 from whatsreal.experiments.posterior import galaxy_noise, nfe_per_step
@@ -184,7 +185,7 @@ def run_sampler_study(
         shape = tuple(batch["target"].shape[1:])
         x0 = torch.cat([galaxy_noise(seed, int(p), n_samples, shape) for p in batch["pair"]]).to(device)
         target = batch["target"].numpy()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with cuda_bf16(device):
             cond = model.condition_batch({k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)})
             cond = cond.repeat(n_samples)
             ref_row: dict | None = None
