@@ -12,6 +12,8 @@ from whatsreal.experiments.outliers import (
     hsc_truth,
     outlier_scores,
     read_baseline,
+    read_baseline_scores,
+    run_baseline_outliers,
     run_outliers,
     truth_precision_rows,
 )
@@ -113,20 +115,21 @@ def _write_inputs(tmp_path, n=80, with_shard=True):
     pd.DataFrame({"object_id": hsc_ids, "file": str(shard), "row": pairs}).to_parquet(tmp_path / "catalog_hsc.parquet")
 
 
-def _run(tmp_path, truth=True, baseline="random_init_embeddings.parquet"):
+def _run(tmp_path, truth=True, baseline="random_init_embeddings.parquet", baseline_scores=None, out="out"):
     cfg = tiny_config(experiments={"outliers": FAST})
     return run_outliers(
         cfg["experiments"]["outliers"],
         embeddings=tmp_path / "embeddings.parquet",
-        baseline=tmp_path / baseline,
+        baseline=tmp_path / baseline if baseline else None,
+        baseline_scores=baseline_scores,
         catalog=tmp_path / "catalog_hsc.parquet",
         meta=tmp_path / "meta_hsc.parquet",
         images=tmp_path / "images_hsc.npy",
         truth=tmp_path / "truth.parquet" if truth else None,
-        figure=tmp_path / "out" / "fig3.png",
-        table=tmp_path / "out" / "outliers.csv",
-        truth_table=tmp_path / "out" / "truth_outliers.csv",
-        scores=tmp_path / "out" / "outlier_scores.parquet",
+        figure=tmp_path / out / "fig3.png",
+        table=tmp_path / out / "outliers.csv",
+        truth_table=tmp_path / out / "truth_outliers.csv",
+        scores=tmp_path / out / "outlier_scores.parquet",
     )
 
 
@@ -218,3 +221,36 @@ def test_missing_columns_name_the_file(tmp_path):
     pd.DataFrame({"object_id": ["1"], "phys_0": [1.0]}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match=r"bad\.parquet: missing column\(s\) survey"):
         read_baseline(tmp_path / "bad.parquet", np.array(["1"]))
+
+
+@pytest.mark.slow  # trains the outlier flow (8-45 s on the shared 2-core machine)
+def test_baseline_flow_fitted_once_gives_the_per_run_tables(tmp_path):
+    """The dataset-level baseline flow (baseline_outliers rule) scores exactly what a run fitting it
+    itself would: same rows, order and seed. AION covering 50 of the 80 objects, listed in another
+    order, checks the alignment by object_id as well."""
+    _write_inputs(tmp_path)
+    emb = pd.read_parquet(tmp_path / "embeddings.parquet")
+    hsc_ids = emb.loc[emb["survey"] == "hsc", "object_id"].to_numpy()
+    aion = pd.DataFrame({"object_id": hsc_ids[::-1][:50], "survey": "hsc"})
+    aion[[f"f{j}" for j in range(7)]] = np.random.default_rng(3).normal(size=(50, 7))
+    aion.to_parquet(tmp_path / "aion_base.parquet")
+    _run(tmp_path, baseline="aion_base.parquet", out="per_run")
+    ocfg = tiny_config(experiments={"outliers": FAST})["experiments"]["outliers"]
+    scores = tmp_path / "baselines" / "outlier_scores.parquet"
+    run_baseline_outliers(ocfg, tmp_path / "aion_base.parquet", tmp_path / "meta_hsc.parquet", scores)
+    base = pd.read_parquet(scores)
+    assert set(base["space"]) == {"aion"} and len(base) == 50 and set(base["dim"]) == {7}
+    _run(tmp_path, baseline=None, baseline_scores=scores, out="read")
+    for name in ("outliers.csv", "truth_outliers.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "read" / name), pd.read_csv(tmp_path / "per_run" / name))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "read" / "outlier_scores.parquet"),
+        pd.read_parquet(tmp_path / "per_run" / "outlier_scores.parquet"),
+    )
+    # A scores file from another sky (an object the run does not have) is refused, naming it.
+    base.loc[0, "object_id"] = "not-a-run-object"
+    base.to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match=r"other\.parquet: object_id not-a-run-object is not among the run"):
+        read_baseline_scores(tmp_path / "other.parquet", hsc_ids)
+    with pytest.raises(ValueError, match=r"needs a baseline"):
+        _run(tmp_path, baseline=None, out="none")

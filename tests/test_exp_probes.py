@@ -21,6 +21,7 @@ from whatsreal.experiments.probes import (
     pixel_statistics,
     probe_r2,
     read_probe_predictions,
+    run_baseline_probes,
     run_probes,
     table5_columns,
     write_probe_predictions,
@@ -399,6 +400,48 @@ def test_run_probes_writes_table5_truth_table_and_figure(tmp_path):
     assert "aion" not in real.columns and not real["truth"].any()
     assert real[FLOOR].isna().all()  # no images given: no floor
     assert pd.read_csv(out / "truth_real.csv").empty
+
+
+@pytest.mark.slow  # trains the MLP probes of every target twice (~20 s on the shared 2-core machine)
+def test_baseline_columns_probed_once_give_the_same_table(tmp_path):
+    """The random-init, AION and pixel-floor columns fitted once per dataset (baseline_probes rule)
+    and read by a run are the columns the run would fit itself, to the bit, in both designs; a
+    baseline file of another design is refused, naming the file."""
+    inp = probe_inputs(tmp_path)
+    cfg = tiny_config(experiments={"probes": {**FAST, "test_fraction": 0.2}})
+    aion = tmp_path / "aion.parquet"
+    emb = pd.read_parquet(inp["embeddings"])
+    pd.DataFrame({"object_id": emb["object_id"], "survey": emb["survey"], "f0": emb["phys_0"]}).to_parquet(aion)
+    meta = {"hsc": inp["paths"]["meta_hsc"], "legacysurvey": inp["paths"]["meta_legacysurvey"]}
+    alt = {"alternative_cross_predict": inp["cross_predict"]}
+    own = tmp_path / "own"
+    run_tiny_probes(inp, cfg, own, aion=aion, **alt, alternative_table=own / "alt.csv")
+    base = tmp_path / "baselines"
+    common = (cfg["experiments"]["probes"], resolve_design(cfg), cfg["preprocess"]["bands"])
+    run_baseline_probes(
+        *common, inp["random_init"], meta, inp["paths"]["truth"], aion, inp["images"], base / "p.npz", base / "alt.npz"
+    )
+    _, _, _, preds = read_probe_predictions(base / "p.npz")
+    assert set(preds) == {"random_init", "aion", FLOOR}
+    read = tmp_path / "read"
+    no_baseline_files = {"random_init": None, "aion": None, "images": None}
+    run_tiny_probes(
+        inp,
+        cfg,
+        read,
+        **no_baseline_files,
+        **alt,
+        alternative_table=read / "alt.csv",
+        baseline=base / "p.npz",
+        alternative_baseline=base / "alt.npz",
+    )
+    for name in ("table5.csv", "alt.csv", "truth_probes.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(read / name), pd.read_csv(own / name))
+    assert pd.read_csv(read / "table5.csv")[["random_init", "aion", FLOOR]].notna().any().all()
+    # The alternative design's file as the primary's baseline: other pairs scored, refused.
+    with pytest.raises(ValueError, match=r"alt\.npz: scored \d+ pairs, but the design"):
+        run_tiny_probes(inp, cfg, tmp_path / "bad", **no_baseline_files, baseline=base / "alt.npz")
+    assert not (tmp_path / "bad" / "table5.csv").exists()
 
 
 # --------------------------------------------------------------------------- pixel floor

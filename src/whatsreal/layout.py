@@ -33,7 +33,9 @@ neighbours_<survey>_<mode>.npz    neighbours              training, posterior_sa
 provabgs.parquet                  provabgs_targets        probes
 triplets_<mode>.png               triplet_figure          the report
 baselines/*                       random_init_embeddings, probes, outliers
-                                  cross_predict
+                                  cross_predict,
+                                  baseline_probes,
+                                  baseline_outliers
 runs/<run>/model.ckpt             train                   embed, posterior_samples, noise_model,
                                                           conditioning_gain
 runs/<run>/metrics.csv            train                   conditioning_gain
@@ -346,6 +348,21 @@ class DatasetLayout:
     @property
     def cross_predict_alternative(self) -> Path:
         return self.root / "baselines" / "cross_predict_alternative.csv"
+
+    @property
+    def baseline_probe_predictions(self) -> Path:
+        """Held-out probe predictions of Table 5's run-independent columns (random init, AION,
+        pixel floor) under the primary design, fitted once for every run's table."""
+        return self.root / "baselines" / "probe_predictions.npz"
+
+    @property
+    def baseline_probe_predictions_alternative(self) -> Path:
+        return self.root / "baselines" / "probe_predictions_alternative.npz"
+
+    @property
+    def baseline_outlier_scores(self) -> Path:
+        """The baseline space's (random init or AION) -log p per HSC object, for every run's Fig 3."""
+        return self.root / "baselines" / "outlier_scores.parquet"
 
     # Every method side by side.
     @property

@@ -56,6 +56,9 @@ NWAY_GENERATIVE_RULES: tuple[str, ...] = ("survey_directions",)
 
 DATASET_BENCHMARKS: tuple[str, ...] = ("random_init_embeddings", "cross_predict", "comparison")
 """Benchmarked dataset-level rules besides simulate and preprocess."""
+RUN_INDEPENDENT_BASELINES: dict[str, str] = {"baseline_probes": "probes", "baseline_outliers": "outliers"}
+"""Dataset-level rules fitting a per-run rule's run-independent part once -> that per-run rule:
+they run (and are benchmarked) when at least one run gets the per-run rule."""
 
 
 def synthetic(config: dict) -> bool:
@@ -157,6 +160,8 @@ def benchmark_jobs(config: dict) -> list[tuple[str, dict[str, str]]]:
     jobs: list[tuple[str, dict[str, str]]] = [("simulate", {})] if synthetic(config) else []
     jobs += [("preprocess", {"survey": s}) for s in SURVEY_ORDER]
     jobs += [(rule, {}) for rule in DATASET_BENCHMARKS]
+    per_run = {rule for run in config["runs"] for rule in run_rules(config, run)}
+    jobs += [(rule, {}) for rule, user in RUN_INDEPENDENT_BASELINES.items() if user in per_run]
     for run in config["runs"]:
         for rule in run_rules(config, run):
             if rule not in BENCHMARKED_RULES:

@@ -61,7 +61,9 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "umap": ("experiments.umap", "experiments.retrieval.k"),
     "outliers": ("experiments.outliers",),
+    "baseline_outliers": ("experiments.outliers",),
     "probes": ("experiments.probes", "experiments.bootstrap", "preprocess.bands", "dataset.source"),
+    "baseline_probes": ("experiments.probes", "preprocess.bands", "dataset.source"),
     "ablation": (
         "experiments.ablation",
         "experiments.bootstrap",

@@ -59,6 +59,8 @@ BENCHMARKED_RULES: dict[str, tuple[str, ...]] = {
     "preprocess": ("survey",),
     "random_init_embeddings": (),
     "cross_predict": (),
+    "baseline_probes": (),
+    "baseline_outliers": (),
     "train": ("run",),
     "embed": ("run",),
     "umap": ("run",),

@@ -11,7 +11,8 @@ from whatsreal.experiments.outliers import run_outliers
 run_outliers(
     sm.config["experiments"]["outliers"],
     embeddings=sm.input.embeddings,
-    baseline=sm.input.baseline,
+    baseline=None,  # read from baseline_outliers' scores, fitted once per dataset
+    baseline_scores=sm.input.baseline_scores,
     catalog=sm.input.catalog,
     meta=sm.input.meta,
     images=sm.input.images,

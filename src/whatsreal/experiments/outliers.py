@@ -9,6 +9,10 @@ Flow is fitted to the HSC embeddings of each space (ours: physics 64-D and
 instrument 16-D; a baseline: AION-1 if the user supplies it, else the frozen
 randomly initialised encoder) and every HSC object is ranked by -log p.
 
+The baseline's flow reads nothing of the trained run, so it is fitted once per dataset
+(:func:`run_baseline_outliers`, the ``baseline_outliers`` rule) and every run reads its
+scores (``baseline_scores=``): the same -log p as a per-run fit with the same seed, once.
+
 On the synthetic sky the truth says which objects are mergers/lenses and which
 HSC cutouts carry a pathology, so the claim becomes two numbers per space:
 the fraction of rare classes and of pathologies among the top outliers,
@@ -51,6 +55,8 @@ __all__ = [
     "outlier_scores",
     "raw_locations",
     "read_baseline",
+    "read_baseline_scores",
+    "run_baseline_outliers",
     "run_outliers",
     "score_outliers",
     "truth_precision_rows",
@@ -199,6 +205,62 @@ def read_baseline(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, np.ndarra
     if not np.isfinite(feats).all():
         raise ValueError(f"{path}: non-finite values in the feature columns")
     return name, feats, pos
+
+
+BASELINE_SCORE_COLUMNS = (*SCORE_COLUMNS, "dim")
+"""``baselines/outlier_scores.parquet``: the baseline space's -log p per HSC object, and its dimension."""
+
+
+def read_baseline_scores(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, OutlierSpace]:
+    """The baseline space of :func:`run_baseline_outliers`' file, placed on a run's HSC rows
+    (``hsc_ids``, the run's embeddings' order). Every scored object must be one of the run's, and
+    the file must cover every run object its baseline can (same sky); else an error naming it."""
+    df = read_table(path, BASELINE_SCORE_COLUMNS)
+    names = df["space"].astype(str).unique()
+    if len(names) != 1:
+        raise ValueError(f"{path}: expected one baseline space, found {sorted(names)}")
+    lookup = pd.Series(np.arange(len(hsc_ids)), index=pd.Index(hsc_ids.astype(str)))
+    ids = df["object_id"].astype(str)
+    rows = lookup.reindex(ids.to_numpy())
+    if rows.isna().any():
+        raise ValueError(
+            f"{path}: object_id {ids[rows.isna().to_numpy()].iloc[0]} is not among the run's HSC objects; "
+            "rerun the baseline_outliers rule for this dataset"
+        )
+    nll = df["nll"].to_numpy(np.float64)
+    if not np.isfinite(nll).all():
+        raise ValueError(f"{path}: non-finite -log p")
+    space = OutlierSpace(None, rows.to_numpy(np.int64), nll=nll, dim=int(df["dim"].iloc[0]))
+    return str(names[0]), space
+
+
+def run_baseline_outliers(
+    outliers_cfg: dict, baseline: str | Path, meta: str | Path, scores: str | Path
+) -> pd.DataFrame:
+    """Fit the baseline space's flow once per dataset and write every HSC object's -log p
+    (``scores``, :data:`BASELINE_SCORE_COLUMNS`), which every run's :func:`run_outliers` reads.
+
+    The objects are meta_hsc's in pair order, the order of a run's embeddings, so the flow sees
+    the same rows in the same order, with the same seed, as a run fitting it itself would."""
+    m = read_table(meta, ["pair", "object_id"]).sort_values("pair", kind="stable")
+    ids = m["object_id"].astype(str).to_numpy()
+    if len(ids) < 2:
+        raise ValueError(f"{meta}: {len(ids)} HSC row(s); the outlier flow needs at least 2")
+    device = compute_device()
+    name, feats, pos = read_baseline(baseline, ids)
+    nll, info = outlier_scores(feats, outliers_cfg, device)
+    _log_fit(name, feats.shape[1], info, device)
+    out = pd.DataFrame(
+        {
+            "space": name,
+            "pair": m["pair"].to_numpy(np.int64)[pos],
+            "object_id": ids[pos],
+            "nll": nll.astype(np.float64),
+            "dim": np.int64(feats.shape[1]),
+        }
+    )
+    write_parquet(out, scores)
+    return out
 
 
 def hsc_truth(meta: str | Path, truth: str | Path, pairs: np.ndarray) -> pd.DataFrame:
@@ -356,9 +418,18 @@ def outlier_cutouts(
 class OutlierSpace:
     """One space's HSC features and the rows of :attr:`OutlierInputs.hsc` they belong to."""
 
-    features: np.ndarray
+    features: np.ndarray | None
+    """(n, d) features to fit a flow on; None when :attr:`nll` is already known."""
     rows: np.ndarray
     """Positions among the HSC rows (a baseline file may lack some objects)."""
+    nll: np.ndarray | None = None
+    """-log p per row, when a flow fitted elsewhere scored them (:func:`read_baseline_scores`)."""
+    dim: int = 0
+    """The feature dimension (the figure's label), when there are no features here."""
+
+    @property
+    def n_features(self) -> int:
+        return self.features.shape[1] if self.features is not None else self.dim
 
 
 @dataclass(frozen=True)
@@ -379,13 +450,16 @@ class OutlierInputs:
 
 def load_outliers(
     embeddings: str | Path,
-    baseline: str | Path,
+    baseline: str | Path | None,
     catalog: str | Path,
     meta: str | Path,
     images: str | Path,
     truth: str | Path | None,
+    baseline_scores: str | Path | None = None,
 ) -> OutlierInputs:
-    """Read and check Fig 3's inputs (``truth`` is None on real data)."""
+    """Read and check Fig 3's inputs (``truth`` is None on real data). The baseline space comes
+    from ``baseline_scores`` (:func:`run_baseline_outliers`' file) when given, else its flow is
+    fitted here on ``baseline``'s features."""
     emb = read_embeddings(embeddings)
     hsc = emb[emb["survey"] == "hsc"].reset_index(drop=True)
     if len(hsc) < 2:
@@ -396,8 +470,14 @@ def load_outliers(
         )
         for space, prefix in SPACES.items()
     }
-    name, feats, pos = read_baseline(baseline, hsc["object_id"].to_numpy())
-    spaces[name] = OutlierSpace(feats, pos)
+    if baseline_scores is not None:
+        name, space = read_baseline_scores(baseline_scores, hsc["object_id"].to_numpy())
+        spaces[name] = space
+    elif baseline is not None:
+        name, feats, pos = read_baseline(baseline, hsc["object_id"].to_numpy())
+        spaces[name] = OutlierSpace(feats, pos)
+    else:
+        raise ValueError("load_outliers needs a baseline: its embeddings file or its scores file")
     labels = hsc_truth(meta, truth, hsc["pair"].to_numpy()) if truth is not None else None
     raw = raw_locations(catalog)
     if not Path(images).exists():
@@ -434,19 +514,15 @@ def score_outliers(inputs: OutlierInputs, outliers_cfg: dict, device: torch.devi
     labels = inputs.labels
     frames, scores, nll_of, rare_of, patho_of, dims = [], [], {}, {}, {}, {}
     for space, sp in inputs.spaces.items():
-        nll, info = outlier_scores(sp.features, outliers_cfg, device)
-        dims[space] = sp.features.shape[1]
-        log.info(
-            "outlier flow %s (%d-D): %d train / %d scored, best epoch %d (train NLL %.3f), %.1f s on %s",
-            space,
-            sp.features.shape[1],
-            info["n_train"],
-            info["n_scored"],
-            info["best_epoch"],
-            info["best_train_nll"],
-            info["seconds"],
-            device,
-        )
+        dims[space] = sp.n_features
+        if sp.nll is not None:
+            nll = sp.nll
+            log.info(
+                "outlier flow %s (%d-D): %d objects' -log p read, fitted once per dataset", space, dims[space], len(nll)
+            )
+        else:
+            nll, info = outlier_scores(sp.features, outliers_cfg, device)
+            _log_fit(space, dims[space], info, device)
         frames.append(_top_outliers(inputs, space, nll, sp.rows, top))
         scores.append(_object_scores(inputs, space, nll, sp.rows))
         if labels is not None:
@@ -459,6 +535,20 @@ def score_outliers(inputs: OutlierInputs, outliers_cfg: dict, device: torch.devi
         truth_rows=truth_rows,
         dims=dims,
         scores=pd.concat(scores, ignore_index=True),
+    )
+
+
+def _log_fit(space: str, dim: int, info: dict, device: torch.device | str) -> None:
+    log.info(
+        "outlier flow %s (%d-D): %d train / %d scored, best epoch %d (train NLL %.3f), %.1f s on %s",
+        space,
+        dim,
+        info["n_train"],
+        info["n_scored"],
+        info["best_epoch"],
+        info["best_train_nll"],
+        info["seconds"],
+        device,
     )
 
 
@@ -584,16 +674,19 @@ def run_outliers(
     table: str | Path,
     truth_table: str | Path,
     scores: str | Path | None = None,
+    baseline_scores: str | Path | None = None,
 ) -> pd.DataFrame:
     """Fit one flow per space on the HSC embeddings, write Fig 3, tables/outliers.csv, the truth metrics
     and (when given) every object's score, which the methods comparison ranks beside the other methods'.
 
-    ``outliers_cfg`` is ``experiments.outliers`` (the flow, its seed and ``top``).
+    ``outliers_cfg`` is ``experiments.outliers`` (the flow, its seed and ``top``). With
+    ``baseline_scores`` (:func:`run_baseline_outliers`' file) the baseline space is read, not
+    fitted, and ``baseline`` may be None.
     """
     from whatsreal.plots.outliers import plot_outliers
 
     device = compute_device()
-    inputs = load_outliers(embeddings, baseline, catalog, meta, images, truth)
+    inputs = load_outliers(embeddings, baseline, catalog, meta, images, truth, baseline_scores)
     result = score_outliers(inputs, outliers_cfg, device)
     write_outliers(result, table, truth_table, scores)
     plot_outliers(outlier_figure(inputs, result, int(outliers_cfg["top"])), figure)

@@ -26,6 +26,12 @@ their fixed test predictions are resampled. The test predictions are written
 to ``probe_predictions.npz`` so the ablation can bootstrap the drop between two
 runs on the same pairs without retraining.
 
+Run-independent columns are probed once per dataset: the random-init encoder, AION and the
+pixel floor do not depend on the trained run, so :func:`run_baseline_probes` (the
+``baseline_probes`` rule) writes their held-out predictions under each design, and every
+run's :func:`run_probes` reads them (``baseline=``) instead of refitting the same probes with
+the same seeds: identical numbers, one fit instead of one per run.
+
 Floor: for instrument targets, the same probe trained on trivial per-band
 pixel statistics of the survey's own preprocessed image (outer-pixel robust
 std, second-moment size; :func:`pixel_statistics`) - a target that this reads
@@ -83,6 +89,7 @@ __all__ = [
     "DIFF_COLUMNS",
     "FLOOR",
     "REPRESENTATIONS",
+    "RUN_INDEPENDENT",
     "TABLE5_COLUMNS",
     "ProbeEnsemble",
     "ProbeInputs",
@@ -95,8 +102,10 @@ __all__ = [
     "probe_design_result",
     "probe_r2",
     "read_aion",
+    "read_baseline_predictions",
     "read_images",
     "read_probe_predictions",
+    "run_baseline_probes",
     "run_probes",
     "table5_columns",
     "truth_probe_rows",
@@ -124,6 +133,8 @@ CI_REPRESENTATIONS = ("ours_physics", "ours_instrument", "random_init", "aion", 
 file when it has ``ci_lo``/``ci_hi`` columns (it trains its own ResNet; its predictions are not here), else NaN."""
 DIFF_COLUMNS = ("diff_phys_minus_inst", "diff_ci_lo", "diff_ci_hi")
 """ours_physics - ours_instrument per target, with its paired-bootstrap interval."""
+RUN_INDEPENDENT = ("random_init", "aion", FLOOR)
+"""Columns whose probes read nothing of the trained run: fitted once per dataset (:func:`run_baseline_probes`)."""
 PRED_PREFIX = "pred_"
 NON_FEATURE_COLUMNS = {"object_id", "survey", "pair", "ra", "dec", "split", "healpix"}
 
@@ -371,19 +382,27 @@ def read_aion(path: str | Path, emb: pd.DataFrame, pairs: np.ndarray) -> np.ndar
 
 
 def _representations(
-    embeddings: str | Path, random_init: str | Path, aion: str | Path | None, n_pairs: int
+    embeddings: str | Path | None, random_init: str | Path | None, aion: str | Path | None, n_pairs: int
 ) -> dict[str, np.ndarray]:
-    emb = read_embeddings(embeddings)
+    """Each representation's (n_pairs, d) features: the run's two latents (``embeddings``), the
+    random-init encoder's and AION's, each left out when its file is None. AION is matched to
+    the pairs through whichever embeddings file is given (both list every pair's object_id)."""
     pairs = np.arange(n_pairs)
-    reps = {
-        "ours_physics": _pair_features(emb, SPACES["physics"], pairs, embeddings),
-        "ours_instrument": _pair_features(emb, SPACES["instrument"], pairs, embeddings),
-    }
-    rnd = read_embeddings(random_init, spaces=("physics",))
-    latent_columns(rnd, SPACES["physics"], random_init)
-    reps["random_init"] = _pair_features(rnd, SPACES["physics"], pairs, random_init)
+    reps = {}
+    ids = None
+    if embeddings is not None:
+        ids = emb = read_embeddings(embeddings)
+        reps["ours_physics"] = _pair_features(emb, SPACES["physics"], pairs, embeddings)
+        reps["ours_instrument"] = _pair_features(emb, SPACES["instrument"], pairs, embeddings)
+    if random_init is not None:
+        rnd = read_embeddings(random_init, spaces=("physics",))
+        latent_columns(rnd, SPACES["physics"], random_init)
+        reps["random_init"] = _pair_features(rnd, SPACES["physics"], pairs, random_init)
+        ids = rnd if ids is None else ids
     if aion:
-        reps["aion"] = read_aion(aion, emb, pairs)
+        if ids is None:
+            raise ValueError("AION features are matched to pairs through an embeddings file; none was given")
+        reps["aion"] = read_aion(aion, ids, pairs)
     return reps
 
 
@@ -666,6 +685,30 @@ def write_probe_predictions(
     write_npz(path, **arrays)
 
 
+def read_baseline_predictions(path: str | Path, inputs: ProbeInputs, folds: ProbeFolds) -> dict[str, np.ndarray]:
+    """The run-independent columns' held-out predictions of :func:`run_baseline_probes`, checked
+    against the run's own design: the same scored pairs in the same order, the same targets and
+    the same labels. A mismatch (a file from another design, sky or config) is an error naming
+    the file, never a silently misaligned column."""
+    pairs, names, y, preds = read_probe_predictions(path)
+    rerun = "rerun the baseline_probes rule with the run's experiments.probes"
+    if not np.array_equal(pairs, folds.scored):
+        raise ValueError(
+            f"{path}: scored {len(pairs)} pairs, but the design {folds.design.label!r} scores "
+            f"{len(folds.scored)} (or others, or in another order); {rerun}"
+        )
+    if names != inputs.names:
+        raise ValueError(f"{path}: targets {names} differ from the run's {inputs.names}; {rerun}")
+    if not np.allclose(y, inputs.y[folds.scored], equal_nan=True, rtol=0, atol=0):
+        raise ValueError(f"{path}: labels differ from the run's for the same pairs and targets; {rerun}")
+    unknown = sorted(set(preds) - set(RUN_INDEPENDENT))
+    if unknown:
+        raise ValueError(
+            f"{path}: holds {unknown}, which depend on a trained run; expected only {list(RUN_INDEPENDENT)}"
+        )
+    return preds
+
+
 def read_probe_predictions(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, np.ndarray]]:
     """``(pairs, target names, labels (n, T), {representation: predictions (n, T)})`` of a predictions file."""
     path = Path(path)
@@ -744,15 +787,18 @@ class ProbeResult:
 
 def load_probe_inputs(
     bands: Sequence[str],
-    embeddings: str | Path,
-    random_init: str | Path,
+    embeddings: str | Path | None,
+    random_init: str | Path | None,
     meta: Mapping[str, str | Path] | DatasetLayout,
     truth: str | Path | None,
     aion: str | Path | None = None,
     images: Mapping[str, str | Path] | None = None,
     provabgs: str | Path | None = None,
 ) -> ProbeInputs:
-    """Targets of every pair, every representation, the pairs' sky and the pixel statistics (see :func:`run_probes`)."""
+    """Targets of every pair, every representation, the pairs' sky and the pixel statistics (see :func:`run_probes`).
+
+    A None ``embeddings`` or ``random_init`` leaves that representation out (the run-independent
+    probes have no run; a run reading them from :func:`run_baseline_probes` needs no random-init file)."""
     targets, specs = build_targets(meta, truth, bands, provabgs)
     n = len(targets)
     reps = _representations(embeddings, random_init, aion, n)
@@ -762,15 +808,24 @@ def load_probe_inputs(
     return ProbeInputs(specs, y, reps, sky, pixel_stats)
 
 
-def _design_predictions(inputs: ProbeInputs, folds: ProbeFolds, probes_cfg: dict) -> dict[str, np.ndarray]:
+def _design_predictions(
+    inputs: ProbeInputs, folds: ProbeFolds, probes_cfg: dict, baseline: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Held-out predictions of every representation and of the pixel floor, one probe per fold.
 
-    One progress count over all of them (an ensemble fit covers every target at once), not
-    one per fit: a design's few dozen fits read better as one bar than as dozens."""
+    ``baseline``: run-independent columns' predictions already made on these folds
+    (:func:`read_baseline_predictions`); they are used as they are, not refitted. One
+    progress count over all fits (an ensemble fit covers every target at once), not one per
+    fit: a design's few dozen fits read better as one bar than as dozens."""
+    baseline = dict(baseline or {})
+    fitted = {name: x for name, x in inputs.reps.items() if name not in baseline}
+    floor = FLOOR not in baseline
+    n_floor = len(_floor_columns(inputs.pixel_stats, inputs.specs)) if floor else 0
     preds = {}
-    n_fits = (len(inputs.reps) + len(_floor_columns(inputs.pixel_stats, inputs.specs))) * len(folds.folds)
-    with Progress(n_fits, f"probes ({folds.design.label})", "probe fits", log=log) as shown:
-        for name, x in inputs.reps.items():
+    with Progress(
+        (len(fitted) + n_floor) * len(folds.folds), f"probes ({folds.design.label})", "probe fits", log=log
+    ) as shown:
+        for name, x in fitted.items():
             t1 = time.perf_counter()
             preds[name] = fold_predictions(x, inputs.y, folds, probes_cfg, shown=shown)
             log.info(
@@ -781,8 +836,12 @@ def _design_predictions(inputs: ProbeInputs, folds: ProbeFolds, probes_cfg: dict
                 folds.design.label,
                 time.perf_counter() - t1,
             )
-        preds[FLOOR] = _pixel_floor_predictions(inputs.pixel_stats, inputs.y, inputs.specs, folds, probes_cfg, shown)
-    return preds
+        if floor:
+            preds[FLOOR] = _pixel_floor_predictions(
+                inputs.pixel_stats, inputs.y, inputs.specs, folds, probes_cfg, shown
+            )
+    order = [*REPRESENTATIONS, FLOOR]
+    return {name: p for name, p in sorted((preds | baseline).items(), key=lambda kv: order.index(kv[0]))}
 
 
 def probe_design_result(
@@ -791,14 +850,16 @@ def probe_design_result(
     cross: dict[str, tuple[float, float, float]],
     probes_cfg: dict,
     bootstrap: tuple[int, int, float],
+    baseline: Mapping[str, np.ndarray] | None = None,
 ) -> ProbeResult:
     """Table 5 of one design: every representation probed on ``folds``, with bootstrap CIs over the scored pairs.
 
     ``cross``: the cross-predict baseline's ``{target: (r2, ci_lo, ci_hi)}`` of this design;
-    ``bootstrap``: ``(n_resamples, seed, confidence)``.
+    ``bootstrap``: ``(n_resamples, seed, confidence)``; ``baseline``: run-independent columns'
+    held-out predictions on these folds, used instead of fitting them (:func:`_design_predictions`).
     """
     n_boot, boot_seed, confidence = bootstrap
-    preds = _design_predictions(inputs, folds, probes_cfg)
+    preds = _design_predictions(inputs, folds, probes_cfg, baseline)
     boot = BootstrapR2.for_rows(len(folds.scored), n_boot, boot_seed, confidence)
     y_test = inputs.y[folds.scored]
     for name, p in preds.items():
@@ -876,12 +937,14 @@ def _run_alternative(
     cross_predict: str | Path | None,
     table: str | Path,
     predictions: str | Path | None,
+    baseline: str | Path | None,
 ) -> ProbeResult:
     """Table 5 under the alternative design (no figure, no truth summary: those show the primary one)."""
     t1 = time.perf_counter()
     log.info("probes, alternative: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), inputs.n_pairs)
     cross = _cross_predict_r2(cross_predict, inputs.specs, folds) if cross_predict else {}
-    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap)
+    known = read_baseline_predictions(baseline, inputs, folds) if baseline else None
+    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap, known)
     _write_result(inputs, result, table, predictions)
     log.info("probes, alternative (%s): %.1f s", folds.design.label, time.perf_counter() - t1)
     return result
@@ -893,7 +956,7 @@ def run_probes(
     bands: Sequence[str],
     bootstrap: tuple[int, int, float],
     embeddings: str | Path,
-    random_init: str | Path,
+    random_init: str | Path | None,
     cross_predict: str | Path,
     meta: Mapping[str, str | Path] | DatasetLayout,
     truth: str | Path | None,
@@ -907,6 +970,8 @@ def run_probes(
     alternative_table: str | Path | None = None,
     alternative_cross_predict: str | Path | None = None,
     alternative_predictions: str | Path | None = None,
+    baseline: str | Path | None = None,
+    alternative_baseline: str | Path | None = None,
 ) -> pd.DataFrame:
     """Probe every representation on every target; write Table 5 with bootstrap CIs, the truth summary and Fig 4.
 
@@ -921,26 +986,71 @@ def run_probes(
     ``alternative_table`` receives Table 5 under the alternative design (with
     ``alternative_cross_predict``, the cross-predict baseline's file of that design;
     ``alternative_predictions``, its held-out predictions for the alternative ablation).
+    ``baseline`` / ``alternative_baseline``: :func:`run_baseline_probes`' files for the two
+    designs; their columns (random init, AION, pixel floor) are read, not refitted, and the
+    files that would feed them (``random_init``, ``aion``, ``images``) may then be None.
     """
     t0 = time.perf_counter()
     inputs = load_probe_inputs(bands, embeddings, random_init, meta, truth, aion, images, provabgs)
     folds = folds_for(design, probes_cfg, inputs.sky)
     log.info("probes: %s, %d pairs scored of %d", folds.design.label, len(folds.scored), inputs.n_pairs)
     cross = _cross_predict_r2(cross_predict, inputs.specs, folds)
-    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap)
+    known = read_baseline_predictions(baseline, inputs, folds) if baseline else None
+    result = probe_design_result(inputs, folds, cross, probes_cfg, bootstrap, known)
     _write_result(inputs, result, table, predictions)
     _write_truth_and_figure(inputs, result, truth is not None, truth_table, figure)
     log.info("probes (%s): %.1f s", folds.design.label, time.perf_counter() - t0)
     if alternative_table is not None:
         other = folds_for(design, probes_cfg, inputs.sky, alternative=True)
         _run_alternative(
-            inputs, other, probes_cfg, bootstrap, alternative_cross_predict, alternative_table, alternative_predictions
+            inputs,
+            other,
+            probes_cfg,
+            bootstrap,
+            alternative_cross_predict,
+            alternative_table,
+            alternative_predictions,
+            alternative_baseline,
         )
     log.info(
         "probes: %d targets x %d representations in %.1f s (%d bootstrap resamples)",
         len(inputs.specs),
-        len(inputs.reps),
+        len(result.preds),
         time.perf_counter() - t0,
         bootstrap[0],
     )
     return result.table
+
+
+def run_baseline_probes(
+    probes_cfg: dict,
+    design: ProbeDesign,
+    bands: Sequence[str],
+    random_init: str | Path,
+    meta: Mapping[str, str | Path] | DatasetLayout,
+    truth: str | Path | None,
+    aion: str | Path | None,
+    images: Mapping[str, str | Path] | None,
+    predictions: str | Path,
+    alternative_predictions: str | Path,
+    provabgs: str | Path | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The run-independent columns of Table 5 (:data:`RUN_INDEPENDENT`), probed once per dataset
+    under both designs: ``predictions`` (the primary design) and ``alternative_predictions``, in
+    ``probe_predictions.npz``'s format, which every run's :func:`run_probes` reads as ``baseline``.
+
+    The probes, folds and seeds are those :func:`run_probes` would use, so a run's table is the
+    same to the bit whether it fits these columns itself or reads them here. Returns
+    ``{design label: {column: predictions}}``."""
+    t0 = time.perf_counter()
+    inputs = load_probe_inputs(bands, None, random_init, meta, truth, aion, images, provabgs)
+    out = {}
+    for path, alternative in ((predictions, False), (alternative_predictions, True)):
+        folds = folds_for(design, probes_cfg, inputs.sky, alternative=alternative)
+        preds = _design_predictions(inputs, folds, probes_cfg)
+        scored = folds.scored
+        write_probe_predictions(path, scored, inputs.names, inputs.y[scored], preds)
+        out[folds.design.label] = preds
+        log.info("baseline probes (%s): %s on %d scored pairs", folds.design.label, ", ".join(preds), len(scored))
+    log.info("baseline probes: %d targets, both designs in %.1f s", len(inputs.specs), time.perf_counter() - t0)
+    return out
