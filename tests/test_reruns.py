@@ -39,6 +39,8 @@ ALL_JOBS = {
     "triplet_figure": 2,
     "random_init_embeddings": 1,
     "cross_predict": 1,
+    "baseline_probes": 1,
+    "baseline_outliers": 1,
     "train": 2,
     "export": 2,
     "embed": 2,
@@ -70,7 +72,7 @@ CONFIG_RECORD = {"effective_config": 1, "all": 1}
 """What any config change reruns at least: the results' copy of the config it was built with."""
 
 DATA_STAGES = {"simulate", "sky_figure", "catalog", "crossmatch", "groups", "split", "preprocess", "neighbours"}
-BASELINES = {"random_init_embeddings", "cross_predict"}
+BASELINES = {"random_init_embeddings", "cross_predict", "baseline_probes", "baseline_outliers"}
 # The per-run jobs downstream of one run's model (random_neighbours gets no sampling experiments).
 RN_MODEL_DOWNSTREAM = {
     "train": 1,
@@ -151,6 +153,7 @@ RERUNS = [
         {"experiments": {"probes": {"epochs": 3}}},
         {
             "probes": 2,
+            "baseline_probes": 1,  # the random-init and pixel-floor probes, fitted once for both runs
             "cross_predict": 1,
             "ablation": 1,
             "truth_metrics": 2,
