@@ -213,8 +213,9 @@ BASELINE_SCORE_COLUMNS = (*SCORE_COLUMNS, "dim")
 
 def read_baseline_scores(path: str | Path, hsc_ids: np.ndarray) -> tuple[str, OutlierSpace]:
     """The baseline space of :func:`run_baseline_outliers`' file, placed on a run's HSC rows
-    (``hsc_ids``, the run's embeddings' order). Every scored object must be one of the run's, and
-    the file must cover every run object its baseline can (same sky); else an error naming it."""
+    (``hsc_ids``, the run's embeddings' order). Every scored object must be one of the run's (a file
+    from another sky is an error naming it); run objects the file lacks stay unscored in that
+    space, as they do when the baseline has no features for them."""
     df = read_table(path, BASELINE_SCORE_COLUMNS)
     names = df["space"].astype(str).unique()
     if len(names) != 1:
