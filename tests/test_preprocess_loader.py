@@ -161,6 +161,25 @@ def test_datamodule_with_worker_processes(tiny_data):
     assert sum(len(b["pair"]) for b in loader) == len(dm.val_set)
 
 
+def test_validation_batches_are_a_fixed_random_order_of_the_held_out_pairs(tiny_data):
+    """split.parquet lists pairs in catalogue (sky) order; validation batches must not be runs of
+    sky neighbours, or the logged conditioning gain swaps a pair's instrument set for one with
+    nearly its own conditions. The order is seeded: every validation sees the same batches."""
+    _, out = tiny_data
+    split = pd.read_parquet(out / "split.parquet")
+    held_out = np.sort(split.loc[split["split"] == "val", "pair"].to_numpy())
+    orders = []
+    for seed in (1, 1, 2):
+        dm = TripletDataModule(out, batch_size=4, seed=seed)
+        dm.setup("fit")
+        orders.append(np.asarray(dm.val_set.pairs))
+        assert np.array_equal(np.sort(orders[-1]), held_out)
+        assert not np.array_equal(orders[-1], held_out), "the catalogue order, unshuffled"
+    assert np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], orders[2])
+    loaded = torch.cat([b["pair"] for b in dm.val_dataloader()]).numpy()
+    assert np.array_equal(loaded, orders[2])
+
+
 def test_triplet_figure_shows_a_row_per_pair_and_anchor(tiny_data, tmp_path):
     """The `triplet_figure` rule's figure: one row per validation pair and anchor survey, so a
     figure of three pairs is three times as tall as one of a single pair; both graphs draw."""

@@ -10,8 +10,12 @@ with the step and the batch's pairs named; checkpoints written before it are kep
 Every validation also logs the conditioning gains (whatsreal.model.conditioning_gain):
 ``val/gain_instrument_{survey}`` and ``val/gain_physics_{survey}``, the loss increase
 when that half of the conditioning comes from another pair anchored in the same
-survey, on the same x0 and t. The draws are seeded by (train.seed, batch index), so
-successive validations compare the same noise and only the model changes.
+survey, on the same x0 and t. The partner comes from the same validation batch, a
+random subset of the held-out pairs (TripletDataModule fixes their order), never a
+sky neighbour by construction. The draws are seeded by (train.seed, batch index), so
+successive validations compare the same noise and only the model changes. One draw
+per pair makes this a history; the `conditioning_gain` rule's many draws and
+bootstrap interval are the measurement.
 """
 
 from __future__ import annotations
