@@ -11,8 +11,8 @@ Every validation also logs the conditioning gains (whatsreal.model.conditioning_
 ``val/gain_instrument_{survey}`` and ``val/gain_physics_{survey}``, the loss increase
 when that half of the conditioning comes from another pair anchored in the same
 survey, on the same x0 and t. The partner comes from the same validation batch, a
-random subset of the held-out pairs (TripletDataModule fixes their order), never a
-sky neighbour by construction. The draws are seeded by (train.seed, batch index), so
+random subset of the held-out pairs (TripletDataModule fixes their order), so it is
+a sky neighbour only by chance, as often as any other pair. The draws are seeded by (train.seed, batch index), so
 successive validations compare the same noise and only the model changes. One draw
 per pair makes this a history; the `conditioning_gain` rule's many draws and
 bootstrap interval are the measurement.
