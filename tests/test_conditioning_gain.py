@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from whatsreal.config import run_config
-from whatsreal.experiments.conditioning_gain import gain_table, partner_batches, run_conditioning_gain
+from whatsreal.experiments.conditioning_gain import (
+    gain_table,
+    measure_gains,
+    partner_batches,
+    run_conditioning_gain,
+    val_pairs,
+)
+from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.conditioning_gain import conditioning_gains, derangement_within_groups
 from whatsreal.model.flow import Conditioning, build_model
 from whatsreal.train.run import train
@@ -151,7 +158,8 @@ def test_gain_table_interval_covers_the_mean():
 
 
 @pytest.mark.slow  # trains the tiny model in-process (minutes on 2 shared cores)
-def test_training_logs_gains_and_the_rule_writes_table_and_figure(tiny_data, tmp_path):
+def test_training_logs_gains_and_the_rule_writes_table_and_figure(tiny_sky, tiny_data, tmp_path):
+    _, raw, _ = tiny_sky
     _, data = tiny_data
     cfg = run_config(tiny_model_config(), "main", SCHEMA)
     run = tmp_path / "run"
@@ -161,7 +169,14 @@ def test_training_logs_gains_and_the_rule_writes_table_and_figure(tiny_data, tmp
         assert col in metrics and metrics[col].notna().sum() == 2, "one value per validation"
     cfg["experiments"]["conditioning_gain"]["draws"] = 2
     df = run_conditioning_gain(
-        cfg, run / "model.ckpt", data, run / "metrics.csv", tmp_path / "gain.png", tmp_path / "gain.csv"
+        cfg,
+        run / "model.ckpt",
+        data,
+        run / "metrics.csv",
+        tmp_path / "gain.png",
+        tmp_path / "gain.csv",
+        truth=raw / "truth.parquet",
+        sensitivity=tmp_path / "sensitivity.csv",
     )
     assert set(zip(df["survey"], df["half"], strict=True)) == {
         (s, h) for s in ("hsc", "legacysurvey") for h in ("instrument", "physics")
@@ -169,3 +184,24 @@ def test_training_logs_gains_and_the_rule_writes_table_and_figure(tiny_data, tmp
     assert (df["ci_lo"] <= df["gain"]).all() and (df["gain"] <= df["ci_hi"]).all()
     assert (tmp_path / "gain.png").stat().st_size > 10_000
     assert pd.read_csv(tmp_path / "gain.csv").shape == df.shape
+    sens = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert len(sens) == 8, "two surveys x two halves x two properties"
+    assert (sens["n_swaps"] == 2 * sens["n_pairs"]).all(), "every scored pair, once per draw"
+    assert sens["slope"].notna().all()
+
+    # The swaps are the gains' raw material: their mean per pair is the pair's gain.
+    net, _ = load_trained_model(run / "model.ckpt", cfg)
+    pairs = val_pairs(data / "split.parquet")
+    per_pair, _, swaps = measure_gains(net.eval(), data, pairs, draws=3, seed=5, batch_size=8)
+    assert (swaps["pair"] != swaps["partner"]).all()
+    for (survey, half), gains in per_pair.items():
+        block = swaps[(swaps["survey"] == survey) & (swaps["half"] == half)]
+        assert (block.groupby("pair")["draw"].nunique() == 3).all()
+        means = block.groupby("pair")["gain"].mean().reindex(pairs)
+        np.testing.assert_allclose(means.to_numpy(), gains, rtol=1e-9, atol=1e-12)
+
+    # Real data: no truth, the table keeps its header and the figure its one row.
+    paths = (run / "metrics.csv", tmp_path / "g2.png", tmp_path / "g2.csv")
+    run_conditioning_gain(cfg, run / "model.ckpt", data, *paths, sensitivity=tmp_path / "s2.csv")
+    empty = pd.read_csv(tmp_path / "s2.csv")
+    assert empty.empty and list(empty.columns)[:3] == ["survey", "half", "property"]

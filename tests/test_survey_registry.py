@@ -262,9 +262,19 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
     assert (directions[["mse_posterior_mean_vs_noiseless", "mse_observed_vs_noiseless"]] > 0).all().all()
     pd.DataFrame({"step": [1], "val/loss": [1.0]}).to_csv(run.metrics, index=False)
     gains = run_conditioning_gain(
-        run_cfg, model, data, run.metrics, run.figure("conditioning_gain"), run.table("conditioning_gain.csv")
+        run_cfg,
+        model,
+        data,
+        run.metrics,
+        run.figure("conditioning_gain"),
+        run.table("conditioning_gain.csv"),
+        truth=raw / "truth.parquet",
+        sensitivity=run.table("conditioning_sensitivity.csv"),
     )
     assert set(gains["survey"]) == set(surveys)
+    sensitivity = pd.read_csv(run.table("conditioning_sensitivity.csv"))
+    assert set(sensitivity["survey"]) == set(surveys), "every survey's swaps, the added ones included"
+    assert (sensitivity["n_pairs"] <= [int((held & seen[s]).sum()) for s in sensitivity["survey"]]).all()
     assert (gains["n_pairs"] <= [int((held & seen[s]).sum()) for s in gains["survey"]]).all()
     for path in (run.figure("survey_probes"), run.figure("survey_directions"), run.figure("conditioning_gain")):
         assert path.stat().st_size > 0

@@ -102,6 +102,7 @@ TABLES: dict[str, str] = {
     "spatial_structure.csv": "spatial_structure",
     "calibration.csv": "calibration",
     "conditioning_gain.csv": "conditioning_gain",
+    "conditioning_sensitivity.csv": "conditioning_gain",
     "truth_metrics.csv": "truth_metrics",
     "survey_probes.csv": "survey_probes",
     "survey_retrieval.csv": "survey_probes",

@@ -486,11 +486,14 @@ rule truth_metrics:
 rule conditioning_gain:
     # Does the decoder use both halves of its conditioning? Loss with the instrument (or
     # physics) half swapped for another held-out pair's, minus the true loss, with CIs.
-    # A run trained on N-way groups is scored on nway/, every registry survey as an anchor.
+    # On the synthetic sky, also what in each half it uses: the swaps' gains regressed on how
+    # far the swapped set's true conditions (galaxy) are from the anchor's (header only on
+    # real data). A run trained on N-way groups is scored on nway/, every survey an anchor.
     input:
         model=RUN.model,
         metrics=RUN.metrics,
         data=run_spatial_data,
+        truth=truth_file(),
     output:
         figure=report(
             RUN.figure("conditioning_gain"),
@@ -499,6 +502,7 @@ rule conditioning_gain:
             subcategory="{run}",
         ),
         table=RUN.table("conditioning_gain.csv"),
+        sensitivity=RUN.table("conditioning_sensitivity.csv"),
     log:
         DATA.log("conditioning_gain_{run}"),
     benchmark:

@@ -18,4 +18,6 @@ run_conditioning_gain(
     metrics=sm.input.metrics,
     figure=sm.output.figure,
     table=sm.output.table,
+    truth=sm.input.truth[0] if sm.input.truth else None,
+    sensitivity=sm.output.sensitivity,
 )

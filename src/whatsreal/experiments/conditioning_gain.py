@@ -23,20 +23,33 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
+from whatsreal.experiments.conditioning_sensitivity import SENSITIVITY_COLUMNS, sensitivity_table, swap_differences
 from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import triplet_data
 from whatsreal.model.checkpoint import load_trained_model
-from whatsreal.model.conditioning_gain import HALVES, conditioning_gains
+from whatsreal.model.conditioning_gain import HALVES, average_swaps, conditioning_swaps
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
 from whatsreal.surveys import SURVEY_ORDER, training_surveys
 
-__all__ = ["GAIN_COLUMNS", "gain_table", "measure_gains", "partner_batches", "run_conditioning_gain", "val_pairs"]
+__all__ = [
+    "GAIN_COLUMNS",
+    "SWAP_COLUMNS",
+    "gain_table",
+    "measure_gains",
+    "partner_batches",
+    "run_conditioning_gain",
+    "truth_ids_by_row",
+    "val_pairs",
+]
 
 log = logging.getLogger(__name__)
 
 GAIN_COLUMNS = ("survey", "half", "gain", "ci_lo", "ci_hi", "n_pairs", "draws", "loss_true")
+SWAP_COLUMNS = ("survey", "half", "draw", "pair", "partner", "gain")
+"""One row per scored swap: anchor survey, the half swapped, the draw, the anchor's row (pair) and
+the row whose half it was given (partner), and that swap's gain."""
 
 
 def val_pairs(split_path: str | Path, usable: np.ndarray | None = None) -> np.ndarray:
@@ -99,8 +112,9 @@ def measure_gains(
     seed: int,
     batch_size: int,
     surveys: tuple[str, ...] = SURVEY_ORDER,
-) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
-    """Per-pair gains for each anchor survey and half, and the mean true-conditioning loss.
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float], pd.DataFrame]:
+    """Per-pair gains for each anchor survey and half, the mean true-conditioning loss, and every
+    scored swap (:data:`SWAP_COLUMNS`: who got whose half, and the gain of that one draw).
 
     Each survey is scored as the anchor of the held-out rows it saw (every pair; with N-way
     data, ``seen`` in its metadata), with the physics views of the other surveys that saw the
@@ -112,6 +126,7 @@ def measure_gains(
     seen = seen_rows(root, surveys)
     per_pair: dict[tuple[str, str], np.ndarray] = {}
     loss_true: dict[str, float] = {}
+    records: list[pd.DataFrame] = []
     for a, survey in enumerate(surveys):
         mine = np.flatnonzero(seen[pairs, a])  # positions in `pairs`
         out = {half: np.full(len(pairs), np.nan) for half in HALVES}
@@ -128,14 +143,43 @@ def measure_gains(
         for rows in chunks:
             batch = {k: v.to(device) for k, v in ds.__getitems__(rows.tolist()).items()}
             cond = model.condition_batch(batch)
-            gains = conditioning_gains(model, batch["target"], cond, batch["anchor"], gen, draws=draws)
+            swaps = conditioning_swaps(model, batch["target"], cond, batch["anchor"], gen, draws=draws)
+            gains = average_swaps(swaps, len(rows), draws)
             for half in HALVES:
                 out[half][mine[rows]] = gains[half].numpy()
             base_sum += float(gains["loss"].sum())
+            anchor_rows = pairs[mine[rows]]
+            for sw in swaps:
+                moved = (sw.partner != torch.arange(len(rows))).numpy()  # a partner-less row keeps itself
+                records.append(
+                    pd.DataFrame(
+                        {
+                            "survey": survey,
+                            "half": sw.half,
+                            "draw": sw.draw,
+                            "pair": anchor_rows[moved],
+                            "partner": anchor_rows[sw.partner.numpy()][moved],
+                            "gain": sw.gain.numpy()[moved],
+                        }
+                    )
+                )
         loss_true[survey] = base_sum / mine.size
         for half in HALVES:
             per_pair[(survey, half)] = out[half]
-    return per_pair, loss_true
+    swaps_df = pd.concat(records, ignore_index=True) if records else pd.DataFrame(columns=list(SWAP_COLUMNS))
+    return per_pair, loss_true, swaps_df
+
+
+def truth_ids_by_row(layout: DatasetLayout, surveys: tuple[str, ...]) -> dict[str, pd.Series]:
+    """Per survey: truth_id indexed by row (pair), from the survey's metadata (-1 where none)."""
+    out = {}
+    for survey in surveys:
+        meta = pd.read_parquet(layout.meta(survey))
+        if "truth_id" not in meta.columns:
+            raise KeyError(f"{layout.meta(survey)}: no truth_id column; is this the synthetic sky?")
+        ids = meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64)
+        out[survey] = pd.Series(ids.to_numpy(), index=meta["pair"].to_numpy(np.int64))
+    return out
 
 
 def run_conditioning_gain(
@@ -145,8 +189,13 @@ def run_conditioning_gain(
     metrics: str | Path,
     figure: str | Path,
     table: str | Path,
+    truth: str | Path | None = None,
+    sensitivity: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run.
+    """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run,
+    and with ``sensitivity`` ``tables/conditioning_sensitivity.csv``: what in each swapped half the
+    loss responds to (whatsreal.experiments.conditioning_sensitivity), measured against ``truth``
+    (truth.parquet; None on real data, where the table gets its header only).
 
     ``config``: the run's (its overlay on the rest, :func:`whatsreal.config.run_config`), since the
     checkpoint is checked against its model and preprocess sections
@@ -160,14 +209,26 @@ def run_conditioning_gain(
     net, _ = load_trained_model(model, config)
     net.eval().to(compute_device())
     pairs = val_pairs(layout.split, usable=usable_pairs(layout.root, surveys))
-    per_pair, loss_true = measure_gains(
+    per_pair, loss_true, swaps = measure_gains(
         net, layout.root, pairs, draws, conditioning_gain_cfg["seed"], conditioning_gain_cfg["batch_size"], surveys
     )
     n_resamples, seed, confidence = bootstrap_config(config)
     df = gain_table(per_pair, loss_true, draws, n_resamples, seed, confidence)
     for r in df.itertuples():
         log.info("gain %s %s: %.4f [%.4f, %.4f] over %d pairs", r.survey, r.half, r.gain, r.ci_lo, r.ci_hi, r.n_pairs)
+    sens = pd.DataFrame(columns=list(SENSITIVITY_COLUMNS))
+    differences = None
+    if truth is not None:
+        differences = swap_differences(
+            swaps, pd.read_parquet(truth), truth_ids_by_row(layout, surveys), config["preprocess"]["bands"]
+        )
+        sens = sensitivity_table(differences, n_resamples, seed, confidence)
+        for r in sens.itertuples():
+            what = f"{r.survey} {r.half}, {r.property}"
+            log.info("sensitivity %s: %.4f [%.4f, %.4f] per sd, %d swaps", what, r.slope, r.ci_lo, r.ci_hi, r.n_swaps)
     history = pd.read_csv(metrics)
-    plot_conditioning_gain(history, df, figure)
+    plot_conditioning_gain(history, df, figure, sensitivity=sens, differences=differences)
+    if sensitivity is not None:
+        write_csv(sens, sensitivity)
     write_csv(df, table)
     return df

@@ -103,6 +103,14 @@ EXTRA_TABLES: tuple[ExtraTable, ...] = (
         digits=4,
     ),
     ExtraTable(
+        "conditioning_sensitivity.csv",
+        "What the decoder uses: swap gain per standard deviation of |swapped - own| true property (joint fit per half)",
+        columns=("survey", "half", "property", "slope", "n_swaps", "n_pairs"),
+        value="slope",
+        verdict="slope > 0 (CI excl. 0)",
+        digits=4,
+    ),
+    ExtraTable(
         "noise_model_slopes.csv",
         "Fig 7: log-log slope of the generated images' statistic against the conditioning set's true value",
         columns=("direction", "axis", "statistic", "slope", "real_slope", "ratio", "n_galaxies", "n_levels"),

@@ -16,10 +16,15 @@ sample. Swapping only within an anchor survey keeps the comparison about *which*
 conditions and galaxy, not which survey. Both gains must be positive in a model
 that has learned the method; this is the most direct evidence of it, and it is
 logged at every validation (``val/gain_{half}_{survey}`` in metrics.csv).
+
+:func:`conditioning_swaps` keeps every draw's partners and gains, so that *which* property of
+the swapped set the loss responds to can be measured against the truth
+(whatsreal.experiments.conditioning_sensitivity); :func:`conditioning_gains` averages them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,7 +32,7 @@ import torch
 if TYPE_CHECKING:
     from whatsreal.model.flow import Conditioning, FlowMatchingModel
 
-__all__ = ["HALVES", "conditioning_gains", "derangement_within_groups"]
+__all__ = ["HALVES", "Swap", "average_swaps", "conditioning_gains", "conditioning_swaps", "derangement_within_groups"]
 
 HALVES = ("instrument", "physics")
 
@@ -48,7 +53,45 @@ def derangement_within_groups(groups: torch.Tensor, generator: torch.Generator |
     return perm
 
 
+@dataclass(frozen=True)
+class Swap:
+    """One draw of one half: sample i was given the ``half`` of sample ``partner[i]``, on the
+    same (x0, t) as its true-conditioning loss ``loss``; ``gain`` = swapped loss - true loss."""
+
+    draw: int
+    half: str
+    partner: torch.Tensor
+    gain: torch.Tensor
+    loss: torch.Tensor
+
+
 @torch.no_grad()
+def conditioning_swaps(
+    model: FlowMatchingModel,
+    x1: torch.Tensor,
+    cond: Conditioning,
+    groups: torch.Tensor,
+    generator: torch.Generator | None = None,
+    draws: int = 1,
+) -> list[Swap]:
+    """Every (draw, half) swap: ``draws`` independent (x0, t) draws, and per draw and half a
+    fresh partner for each sample, drawn within its group (:func:`derangement_within_groups`).
+
+    ``generator`` (a CPU generator) fixes the draws, so the same model and batch give the same
+    swaps. A sample whose group has no other member keeps itself as partner (gain 0)."""
+    b = x1.shape[0]
+    out: list[Swap] = []
+    for d in range(draws):
+        x0 = torch.randn(x1.shape, generator=generator).to(x1.device, x1.dtype)
+        t = model.sample_time(b, generator).to(x1.device, x1.dtype)
+        _, base = model.loss(x1, cond, x0=x0, t=t)
+        for half in HALVES:
+            perm = derangement_within_groups(groups, generator)
+            _, swapped = model.loss(x1, cond.with_half_from(half, perm.to(x1.device)), x0=x0, t=t)
+            out.append(Swap(d, half, perm, (swapped - base).double().cpu(), base.double().cpu()))
+    return out
+
+
 def conditioning_gains(
     model: FlowMatchingModel,
     x1: torch.Tensor,
@@ -58,29 +101,24 @@ def conditioning_gains(
     draws: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Per-sample gains ``{"instrument": (B,), "physics": (B,)}``, averaged over ``draws``
-    independent (x0, t, partner) draws; NaN for samples with no same-group partner.
-    ``"loss"`` holds the per-sample loss with the true conditioning, averaged alike.
+    independent (x0, t, partner) draws (:func:`conditioning_swaps`); NaN for samples with no
+    same-group partner. ``"loss"`` holds the per-sample loss with the true conditioning,
+    averaged alike.
 
-    ``generator`` (a CPU generator) fixes the draws, so the same model and batch give the
-    same gains. The partner of each sample is redrawn per draw, so a gain is not the
-    accident of one swapped set."""
-    b = x1.shape[0]
-    total = {h: torch.zeros(b, dtype=torch.float64) for h in (*HALVES, "loss")}
-    perm = torch.arange(b)
-    for _ in range(draws):
-        x0 = torch.randn(x1.shape, generator=generator).to(x1.device, x1.dtype)
-        t = model.sample_time(b, generator).to(x1.device, x1.dtype)
-        _, base = model.loss(x1, cond, x0=x0, t=t)
-        total["loss"] += base.double().cpu()
-        for half in HALVES:
-            perm = derangement_within_groups(groups, generator)
-            _, swapped = model.loss(x1, cond.with_half_from(half, perm.to(x1.device)), x0=x0, t=t)
-            total[half] += (swapped - base).double().cpu()
-    alone = perm == torch.arange(b)  # singleton groups: the same for every draw
-    out = {}
+    The partner of each sample is redrawn per draw, so a gain is not the accident of one
+    swapped set."""
+    return average_swaps(conditioning_swaps(model, x1, cond, groups, generator, draws), x1.shape[0], draws)
+
+
+def average_swaps(swaps: list[Swap], b: int, draws: int) -> dict[str, torch.Tensor]:
+    """:func:`conditioning_gains`' per-sample means of ``swaps`` (``b`` samples, ``draws`` draws)."""
+    out: dict[str, torch.Tensor] = {}
     for half in HALVES:
-        g = total[half] / draws
-        g[alone] = float("nan")
+        mine = [s for s in swaps if s.half == half]
+        g = torch.stack([s.gain for s in mine]).sum(0) / draws if mine else torch.zeros(b, dtype=torch.float64)
+        alone = mine[-1].partner == torch.arange(b) if mine else torch.ones(b, dtype=torch.bool)
+        g[alone] = float("nan")  # singleton groups: the same for every draw
         out[half] = g
-    out["loss"] = total["loss"] / draws
+    losses = [s.loss for s in swaps if s.half == HALVES[0]]
+    out["loss"] = torch.stack(losses).sum(0) / draws if losses else torch.zeros(b, dtype=torch.float64)
     return out

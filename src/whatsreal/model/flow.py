@@ -105,7 +105,7 @@ class FlowMatchingModel(nn.Module):
         self.time_sampling = dict(model_cfg["time_sampling"])
         self.tokens_per_image = enc["tokens"]
 
-    def _encode(
+    def encode_views(
         self, encoder: TokenEncoder, views: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, V, C, H, W) views and (B, V) mask -> (B, V*T, D) tokens, (B, V*T) mask."""
@@ -118,8 +118,8 @@ class FlowMatchingModel(nn.Module):
         self, physics: torch.Tensor, physics_mask: torch.Tensor, instrument: torch.Tensor, instrument_mask: torch.Tensor
     ) -> Conditioning:
         """Encode every physics and instrument view and concatenate their tokens."""
-        pt, pm = self._encode(self.physics_encoder, physics, physics_mask)
-        it, im = self._encode(self.instrument_encoder, instrument, instrument_mask)
+        pt, pm = self.encode_views(self.physics_encoder, physics, physics_mask)
+        it, im = self.encode_views(self.instrument_encoder, instrument, instrument_mask)
         return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
 
     def condition_batch(self, batch: Mapping[str, torch.Tensor]) -> Conditioning:
