@@ -7,7 +7,10 @@ one edit, and no experiment can silently miss it.
 
 from __future__ import annotations
 
-__all__ = ["CLASSES", "PATHOLOGIES", "RARE_CLASSES", "pathology_column"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["CLASSES", "PATHOLOGIES", "RARE_CLASSES", "meta_truth_ids", "pathology_column"]
 
 CLASSES: tuple[str, ...] = ("normal", "merger", "lens")
 """``galaxy_class`` categories, in the categorical's order."""
@@ -24,3 +27,9 @@ def pathology_column(survey: str, pathology: str) -> str:
     if pathology not in PATHOLOGIES:
         raise KeyError(f"unknown pathology '{pathology}'; known: {PATHOLOGIES}")
     return f"{survey}_{pathology}"
+
+
+def meta_truth_ids(meta: pd.DataFrame) -> np.ndarray:
+    """The ``truth_id`` of each row of a survey's metadata as int64, -1 where a row has none
+    (the column is nullable: a real or unmatched object has no simulated truth)."""
+    return meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64).to_numpy()

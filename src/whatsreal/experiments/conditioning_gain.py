@@ -25,13 +25,14 @@ from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
 from whatsreal.experiments.conditioning_sensitivity import SENSITIVITY_COLUMNS, sensitivity_table, swap_differences
 from whatsreal.experiments.posterior import usable_val_pairs
-from whatsreal.io import write_csv
+from whatsreal.io import read_table, write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import triplet_data
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.conditioning_gain import HALVES, average_swaps, conditioning_swaps
 from whatsreal.plots.conditioning_gain import plot_conditioning_gain
 from whatsreal.surveys import SURVEY_ORDER, training_surveys
+from whatsreal.truth import meta_truth_ids
 
 __all__ = [
     "GAIN_COLUMNS",
@@ -174,11 +175,8 @@ def truth_ids_by_row(layout: DatasetLayout, surveys: tuple[str, ...]) -> dict[st
     """Per survey: truth_id indexed by row (pair), from the survey's metadata (-1 where none)."""
     out = {}
     for survey in surveys:
-        meta = pd.read_parquet(layout.meta(survey))
-        if "truth_id" not in meta.columns:
-            raise KeyError(f"{layout.meta(survey)}: no truth_id column; is this the synthetic sky?")
-        ids = meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64)
-        out[survey] = pd.Series(ids.to_numpy(), index=meta["pair"].to_numpy(np.int64))
+        meta = read_table(layout.meta(survey), ["pair", "truth_id"])
+        out[survey] = pd.Series(meta_truth_ids(meta), index=meta["pair"].to_numpy(np.int64))
     return out
 
 

@@ -73,7 +73,7 @@ from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.plots.generative import plot_noise_model
 from whatsreal.surveys import SURVEY_ORDER
-from whatsreal.truth import PATHOLOGIES
+from whatsreal.truth import PATHOLOGIES, meta_truth_ids
 
 __all__ = [
     "AXES",
@@ -282,7 +282,7 @@ def truth_conditions(
     first labelled pathology of ``survey`` ('' if none), from the synthetic sky's truth table."""
     t = pd.read_parquet(truth) if not isinstance(truth, pd.DataFrame) else truth
     t = t.set_index("truth_id")
-    tid = meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64).to_numpy()
+    tid = meta_truth_ids(meta)
     found = np.isin(tid, t.index.to_numpy())
     rows = t.reindex(np.where(found, tid, t.index[0]))
     out = pd.DataFrame({"pair": meta["pair"].to_numpy(dtype=np.int64)})

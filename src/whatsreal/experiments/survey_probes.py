@@ -65,6 +65,7 @@ from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.embed import encode_spaces
 from whatsreal.plots.surveys import plot_survey_probes
+from whatsreal.truth import meta_truth_ids
 
 __all__ = [
     "PROBE_COLUMNS",
@@ -118,7 +119,7 @@ def _kept_meta(layout: DatasetLayout, survey: str, keep: np.ndarray) -> pd.DataF
     meta = meta[keep]
     if "truth_id" not in meta.columns:  # real data: nothing to join the truth on
         return meta.assign(truth_id=-1)
-    return meta.assign(truth_id=meta["truth_id"].astype("Int64").fillna(-1).astype(np.int64))
+    return meta.assign(truth_id=meta_truth_ids(meta))
 
 
 @dataclass(frozen=True)

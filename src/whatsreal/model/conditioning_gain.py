@@ -111,14 +111,12 @@ def conditioning_gains(
 
 
 def average_swaps(swaps: list[Swap], b: int, draws: int) -> dict[str, torch.Tensor]:
-    """:func:`conditioning_gains`' per-sample means of ``swaps`` (``b`` samples, ``draws`` draws)."""
+    """:func:`conditioning_gains`' per-sample means of ``swaps`` (``b`` samples, ``draws`` >= 1 draws)."""
     out: dict[str, torch.Tensor] = {}
     for half in HALVES:
         mine = [s for s in swaps if s.half == half]
-        g = torch.stack([s.gain for s in mine]).sum(0) / draws if mine else torch.zeros(b, dtype=torch.float64)
-        alone = mine[-1].partner == torch.arange(b) if mine else torch.ones(b, dtype=torch.bool)
-        g[alone] = float("nan")  # singleton groups: the same for every draw
+        g = torch.stack([s.gain for s in mine]).sum(0) / draws
+        g[mine[-1].partner == torch.arange(b)] = float("nan")  # singleton groups: the same for every draw
         out[half] = g
-    losses = [s.loss for s in swaps if s.half == HALVES[0]]
-    out["loss"] = torch.stack(losses).sum(0) / draws if losses else torch.zeros(b, dtype=torch.float64)
+    out["loss"] = torch.stack([s.loss for s in swaps if s.half == HALVES[0]]).sum(0) / draws
     return out
