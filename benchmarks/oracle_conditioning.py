@@ -6,7 +6,7 @@ It trains the demo's model with its instrument half replaced by *oracle* tokens:
 (``ORACLE_HIDDEN`` units) of the anchor's true conditions in its survey (per band, log PSF FWHM
 and/or log sky sigma, standardised over the pairs, plus a one-hot of the anchor survey), with
 the model's ``model.encoder.tokens`` tokens of ``token_dim`` numbers. Everything else is the
-configured training: the physics encoder and UNet, ``model.loss_weighting``, AdamW with warm-up and cosine
+configured training: the physics encoder and UNet, AdamW with warm-up and cosine
 (``whatsreal.train.module.adamw_cosine``), ``model.time_sampling``, ``train.batch_size``, anchors
 drawn at random among the surveys, on the training pairs.
 
@@ -47,7 +47,6 @@ from whatsreal.experiments.conditioning_sensitivity import sensitivity_table, sw
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
-from whatsreal.model.loss_weighting import pixel_weights
 from whatsreal.surveys import SURVEY_ORDER
 from whatsreal.train.module import adamw_cosine
 
@@ -88,8 +87,7 @@ class OracleConditioning(nn.Module):
         pt, pm = self.net.encode_views(self.net.physics_encoder, batch["physics"], batch["physics_mask"])
         it = self.mlp(x).view(b, self.tokens, self.token_dim)
         im = torch.ones(b, self.tokens, dtype=torch.bool)
-        weight = pixel_weights(self.net.loss_weighting, batch["physics"], batch["physics_mask"])
-        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1], pixel_weight=weight)
+        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
 
 
 def train_oracle(cfg: dict, layout: DatasetLayout, cond: OracleConditioning, steps: int) -> None:

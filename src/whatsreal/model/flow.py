@@ -23,9 +23,6 @@ the paper's configuration:
   ``class_embed_type="projection"``), so every ResNet block at every resolution
   sees them. Cross-attention alone reaches only the resolutions with attention
   blocks (12x12 in the demo), far from the 48-pixel level where noise is drawn.
-
-A third, ``model.loss_weighting`` (whatsreal.model.loss_weighting), weights the loss's pixels
-by the physics views' light, where the PSF acts; off (``none``) in the paper's configuration.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from whatsreal.model.encoders import TokenEncoder
-from whatsreal.model.loss_weighting import check_loss_weighting, pixel_weights
 
 __all__ = ["Conditioning", "FlowMatchingModel", "build_model"]
 
@@ -51,17 +47,10 @@ class Conditioning:
     mask: torch.Tensor
     n_physics: int = 0
     """The first ``n_physics`` tokens come from the physics encoder, the rest from the instrument one."""
-    pixel_weight: torch.Tensor | None = None
-    """(B, 1, H, W) weights of the loss (whatsreal.model.loss_weighting), or None for the plain
-    mean. Made from the sample's own physics views; a swapped half keeps them, so a conditioning
-    gain compares conditionings on one and the same loss."""
 
     def repeat(self, n: int) -> Conditioning:
         """Each conditioning set n times in a row (for n posterior samples per set)."""
-        weight = None if self.pixel_weight is None else self.pixel_weight.repeat_interleave(n, 0)
-        return Conditioning(
-            self.tokens.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0), self.n_physics, weight
-        )
+        return Conditioning(self.tokens.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0), self.n_physics)
 
     def halves(self) -> dict[str, slice]:
         """Token ranges of the two halves of the conditioning."""
@@ -75,7 +64,7 @@ class Conditioning:
         mask = self.mask.clone()
         tokens[:, sl] = self.tokens[perm, sl]
         mask[:, sl] = self.mask[perm, sl]
-        return Conditioning(tokens, mask, self.n_physics, self.pixel_weight)
+        return Conditioning(tokens, mask, self.n_physics)
 
     def pooled(self) -> torch.Tensor:
         """(B, 2 D): masked mean of the physics tokens beside that of the instrument tokens."""
@@ -114,8 +103,6 @@ class FlowMatchingModel(nn.Module):
         )
         self.time_scale = float(model_cfg["time_scale"])
         self.time_sampling = dict(model_cfg["time_sampling"])
-        self.loss_weighting = dict(model_cfg["loss_weighting"])
-        check_loss_weighting(self.loss_weighting)
         self.tokens_per_image = enc["tokens"]
 
     def encode_views(
@@ -130,12 +117,10 @@ class FlowMatchingModel(nn.Module):
     def condition(
         self, physics: torch.Tensor, physics_mask: torch.Tensor, instrument: torch.Tensor, instrument_mask: torch.Tensor
     ) -> Conditioning:
-        """Encode every physics and instrument view and concatenate their tokens; attach the
-        loss's pixel weights (``model.loss_weighting``), which the physics views decide."""
+        """Encode every physics and instrument view and concatenate their tokens."""
         pt, pm = self.encode_views(self.physics_encoder, physics, physics_mask)
         it, im = self.encode_views(self.instrument_encoder, instrument, instrument_mask)
-        weight = pixel_weights(self.loss_weighting, physics, physics_mask)
-        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1], pixel_weight=weight)
+        return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
 
     def condition_batch(self, batch: Mapping[str, torch.Tensor]) -> Conditioning:
         """:meth:`condition` on a triplet batch (``TripletDataset``'s ``physics``, ``instrument`` and
@@ -173,8 +158,7 @@ class FlowMatchingModel(nn.Module):
         t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean flow-matching loss and the per-sample losses. ``x0`` and ``t`` may be given
-        (the conditioning-gain measurement scores several conditionings on the same draws).
-        Pixels are weighted by ``cond.pixel_weight`` when it is set (mean 1 per sample)."""
+        (the conditioning-gain measurement scores several conditionings on the same draws)."""
         if x0 is None:
             x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
         if t is None:
@@ -182,8 +166,6 @@ class FlowMatchingModel(nn.Module):
         tt = t[:, None, None, None]
         x_t = (1 - tt) * x0 + tt * x1
         err = (self.velocity(x_t, t, cond) - (x1 - x0)) ** 2
-        if cond.pixel_weight is not None:
-            err = err * cond.pixel_weight.to(err.dtype)
         per_sample = err.flatten(1).mean(1)
         return per_sample.mean(), per_sample
 
