@@ -94,6 +94,30 @@ def test_loaded_model_embeds_exactly_as_the_pipeline(exported, tmp_path):
             )
 
 
+def test_a_model_exported_before_a_config_key_existed_loads_with_its_default(exported, tmp_path):
+    root, data, _ = exported
+    older = tmp_path / "older_model"
+    shutil.copytree(root, older)
+    cfg = json.loads((older / "config.json").read_text())
+    assert cfg["model"]["time_sampling"]["distribution"] == "uniform"  # the schema default
+    for section in (cfg["model"], cfg["training_config"]["model"]):
+        del section["time_sampling"]  # an older whatsreal had no such key
+    (older / "config.json").write_text(json.dumps(cfg))
+    images = np.load(data.images("hsc"), mmap_mode="r")[:4]
+    ours = whatsreal.load(older, device="cpu")
+    assert ours.config["model"]["time_sampling"]["distribution"] == "uniform"
+    np.testing.assert_array_equal(
+        ours.embed(images, "hsc").table("hsc").filter(like="phys_").to_numpy(),
+        whatsreal.load(root, device="cpu").embed(images, "hsc").table("hsc").filter(like="phys_").to_numpy(),
+    )
+    # A key this version does not know: one line naming config.json and the key.
+    cfg["training_config"]["model"]["unet"]["dropped_option"] = 1
+    (older / "config.json").write_text(json.dumps(cfg))
+    unreadable = r"config\.json: its training config cannot be read .*model\.unet\.dropped_option"
+    with pytest.raises(ModelFormatError, match=unreadable):
+        whatsreal.load(older, device="cpu")
+
+
 def test_preprocess_of_raw_cutouts_reproduces_the_pipeline_images(exported):
     root, data, _ = exported
     model = whatsreal.load(root, device="cpu")

@@ -123,3 +123,38 @@ def test_a_checkpoint_of_another_config_or_no_checkpoint_is_refused(tmp_path):
     (tmp_path / "truncated.ckpt").write_bytes(Path(path).read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_trained_model(tmp_path / "truncated.ckpt")
+
+
+def _rewrite_stored_config(path: str, edit) -> None:
+    """Edit the config stored in the checkpoint at ``path`` in place, as an older (or newer)
+    whatsreal would have written it."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    edit(ckpt["hyper_parameters"]["config"])
+    torch.save(ckpt, path)
+
+
+def test_a_checkpoint_from_before_a_config_key_existed_loads_with_the_key_s_default(tmp_path):
+    cfg = tiny_model_config()
+    assert cfg["model"]["time_sampling"]["distribution"] == "uniform"  # the schema default: trained with it
+    path = save_untrained_checkpoint(cfg, tmp_path)
+    reference, _ = load_trained_model(path)
+    # An older whatsreal had no `model.time_sampling`: the network builder reads it, so without
+    # the schema's defaults this checkpoint would fail with a bare KeyError.
+    _rewrite_stored_config(path, lambda c: c["model"].pop("time_sampling"))
+    net, saved = load_trained_model(path, cfg)  # and it matches the current config at the default
+    assert saved["model"]["time_sampling"] == cfg["model"]["time_sampling"]
+    for (name, a), (_, b) in zip(net.state_dict().items(), reference.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    # A config that now sets the key otherwise is not what that model was trained with.
+    other = tiny_model_config()
+    other["model"]["time_sampling"] = {"distribution": "logit_normal", "loc": 1.0, "scale": 1.0}
+    with pytest.raises(CheckpointError, match=r"model\.time_sampling\.distribution \('uniform' vs 'logit_normal'\)"):
+        load_trained_model(path, other)
+
+
+def test_a_checkpoint_whose_stored_config_this_version_cannot_read_names_the_key(tmp_path):
+    path = save_untrained_checkpoint(tiny_model_config(), tmp_path)
+    _rewrite_stored_config(path, lambda c: c["model"]["unet"].update(dropped_option=True))
+    unreadable = r"model\.ckpt: its stored config cannot be read .*model\.unet\.dropped_option"
+    with pytest.raises(CheckpointError, match=unreadable):
+        load_trained_model(path)

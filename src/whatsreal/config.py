@@ -27,6 +27,7 @@ __all__ = [
     "SCHEMA_PATH",
     "ConfigError",
     "check_config_files",
+    "complete_stored_config",
     "config_value",
     "deep_merge",
     "effective_config",
@@ -348,6 +349,27 @@ def path_problems(cfg: dict[str, Any]) -> Iterator[str]:
             f"aux.provabgs.path: directory '{provabgs}' does not exist; point it at MMU's desi_provabgs "
             "datafiles (healpix=<N>/001-of-001.h5), or set it to null to probe without the spectroscopic targets"
         )
+
+
+def complete_stored_config(saved: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """A config stored with a trained model (a checkpoint's, an exported model's training
+    config), completed with this version's schema defaults and validated; a copy.
+
+    Why: a key added to the schema after a model was trained is missing from the config the
+    model carries, and the model builders read every key, so an older model would stop
+    loading with a bare ``KeyError`` deep inside them. A new key's default is the behaviour
+    from before the key existed (that is the rule for adding one), so filling it rebuilds
+    the network that was trained. What cannot be completed (a stored key this version no
+    longer knows, a value it no longer accepts) raises :class:`ConfigError` naming the key.
+    Data paths are not checked: a model is used away from the data it was trained on. The
+    message is one line (its problems joined by ``;``), for the one-line errors of the
+    commands that load a model.
+    """
+    try:
+        return validate_config(copy.deepcopy(dict(saved)), schema_path, check_paths=False)
+    except ConfigError as err:
+        problems = str(err).removeprefix("invalid configuration:").strip().split("\n")
+        raise ConfigError("; ".join(p.strip() for p in problems)) from None
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

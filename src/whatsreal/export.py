@@ -32,6 +32,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 import whatsreal
+from whatsreal.config import ConfigError, complete_stored_config
 from whatsreal.data.preprocess import model_pixel_scale
 from whatsreal.data.stages import read_normalisation
 from whatsreal.fits_images import NATIVE_BUNIT
@@ -163,7 +164,8 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def read_model_config(path: str | Path) -> dict[str, Any]:
     """``config.json`` of a model directory, checked: the format, its version and the keys a
-    reader needs. Raises :class:`ModelFormatError` naming the file and what to do."""
+    reader needs; its model and preprocessing sections completed with the schema defaults of
+    keys added since the export. Raises :class:`ModelFormatError` naming the file and what to do."""
     layout = ModelLayout(Path(path))
     if not layout.root.is_dir():
         raise ModelFormatError(
@@ -189,4 +191,15 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     for name in (layout.weights, layout.unet):
         if not name.exists():
             raise ModelFormatError(f"{name}: missing from the model directory; export the model again")
+    if isinstance(cfg.get("training_config"), dict):
+        # Keys added to the schema since the export take their defaults (the behaviour it was
+        # trained with), so an older model still builds (whatsreal.config.complete_stored_config).
+        try:
+            full = complete_stored_config(cfg["training_config"])
+        except ConfigError as err:
+            raise ModelFormatError(
+                f"{layout.config}: its training config cannot be read by whatsreal {whatsreal.__version__} ({err}); "
+                "export the run again with this whatsreal or install the whatsreal that wrote it"
+            ) from None
+        cfg = {**cfg, "training_config": full, "model": full["model"], "preprocess": full["preprocess"]}
     return cfg

@@ -8,6 +8,10 @@ the LightningModule's tensors, the method's network under :data:`NETWORK_PREFIX`
 method's module keeps it as ``self.model``: whatsreal.train.module.MethodModule) and, for
 the CVAE, its label standardisation.
 
+The stored config is completed with this version's schema defaults when the checkpoint is
+read (:func:`whatsreal.config.complete_stored_config`), so a model trained before a config
+key existed loads, and compares equal to a config that leaves the key at its default.
+
 The network is rebuilt from the stored config by its method's builder
 (:func:`whatsreal.methods.build_network`, the one the LightningModule trains) and given
 the checkpoint's weights, so inference jobs (sampling, export, the generative
@@ -23,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from whatsreal.config import config_value
+import whatsreal
+from whatsreal.config import ConfigError, complete_stored_config, config_value
 from whatsreal.methods import build_network, method_of
 
 __all__ = ["NETWORK_PREFIX", "CheckpointError", "load_trained_model", "read_checkpoint", "trained_model"]
@@ -37,12 +42,22 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, Any]:
-    """The checkpoint at ``path`` as saved (``weights_only``: no arbitrary unpickling). With
+    """The checkpoint at ``path`` as saved (``weights_only``: no arbitrary unpickling), its stored
+    config completed with the schema defaults of keys added since it was trained. With
     ``config``, refuse a checkpoint whose method or model/preprocess keys differ from it, listing them."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or not a checkpoint
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    hyper = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if isinstance(hyper, dict) and isinstance(hyper.get("config"), dict):
+        try:
+            hyper["config"] = complete_stored_config(hyper["config"])
+        except ConfigError as err:
+            raise CheckpointError(
+                f"{path}: its stored config cannot be read by whatsreal {whatsreal.__version__} ({err}); "
+                "retrain the run, or load it with the whatsreal that trained it"
+            ) from None
     if config is not None:
         _check_config(path, ckpt, config)
     return ckpt
