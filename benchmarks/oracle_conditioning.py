@@ -20,8 +20,18 @@ run's model (its own instrument encoder) on exactly the same swaps, for comparis
 A PSF slope at 0 for the oracle says that, at this budget, the loss does not reward knowing the
 PSF even when it is given: no encoder trained by it can be expected to read the PSF.
 
+On a GPU (``--device``, default: CUDA when there is one) the training batches are drawn from
+device-resident images (``--resident``, the default there: the oracle needs no neighbour
+views, so a batch is two gathers), in bf16 autocast (whatsreal.device.cuda_bf16), and
+``--seconds`` sizes the training to a time budget: the step rate is timed on a throwaway copy
+of the model first, and the cosine schedule is then laid over the steps that fit, so the
+run anneals as a ``--steps`` run does. That is the check to run first when a GPU is lent
+(benchmarks/gpu_session.sh, part 5): whether the PSF slope leaves 0 at many times the CPU's
+budget.
+
 Usage: python benchmarks/oracle_conditioning.py --data results/sim [--config config/config.yaml ...]
-       [--steps 1500] [--features both|fwhm|sigma] [--draws 4] [--save oracle.pt | --load oracle.pt]
+       [--steps 1500 | --seconds 300] [--batch-size 32] [--features both|fwhm|sigma] [--draws 4]
+       [--device cpu|cuda] [--resident] [--save oracle.pt | --load oracle.pt]
        python benchmarks/oracle_conditioning.py --data results/sim --model results/sim/runs/main/model.ckpt
 Cost: the demo model's steps (0.6-1.1 s each on 2 cores) plus 2 x 56 x draws loss evaluations of
 57 pairs (a few minutes).
@@ -30,6 +40,7 @@ Cost: the demo model's steps (0.6-1.1 s each on 2 cores) plus 2 x 56 x draws los
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -40,7 +51,8 @@ from torch import nn
 
 from whatsreal.config import effective_config
 from whatsreal.data.triplets import TripletDataset
-from whatsreal.data.usable import usable_pairs
+from whatsreal.data.usable import seen_rows, usable_pairs
+from whatsreal.device import compute_device, cuda_bf16
 from whatsreal.experiments.bootstrap import bootstrap_config
 from whatsreal.experiments.conditioning_gain import SWAP_COLUMNS, truth_ids_by_row, val_pairs
 from whatsreal.experiments.conditioning_sensitivity import sensitivity_table, swap_differences
@@ -73,40 +85,100 @@ class OracleConditioning(nn.Module):
     def __init__(self, net: FlowMatchingModel, features: dict[int, torch.Tensor], tokens: int, token_dim: int) -> None:
         super().__init__()
         self.net = net
-        self.features = features
+        # (anchor survey, pair, feature): a buffer, so it moves to the model's device with it.
+        self.register_buffer("features", torch.stack([features[a] for a in sorted(features)]), persistent=False)
         self.tokens, self.token_dim = tokens, token_dim
-        width = next(iter(features.values())).shape[1] + len(features)
+        width = self.features.shape[2] + self.features.shape[0]
         out = tokens * token_dim
         self.mlp = nn.Sequential(nn.Linear(width, ORACLE_HIDDEN), nn.GELU(), nn.Linear(ORACLE_HIDDEN, out))
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> Conditioning:
         a, p = batch["anchor"], batch["pair"]
-        x = torch.stack([self.features[int(ai)][int(pi)] for ai, pi in zip(a, p, strict=True)])
-        x = torch.cat([x, nn.functional.one_hot(a, len(self.features)).float()], 1)
+        x = torch.cat([self.features[a, p], nn.functional.one_hot(a, self.features.shape[0]).float()], 1)
         b = x.shape[0]
         pt, pm = self.net.encode_views(self.net.physics_encoder, batch["physics"], batch["physics_mask"])
         it = self.mlp(x).view(b, self.tokens, self.token_dim)
-        im = torch.ones(b, self.tokens, dtype=torch.bool)
+        im = torch.ones(b, self.tokens, dtype=torch.bool, device=it.device)
         return Conditioning(torch.cat([pt, it], 1), torch.cat([pm, im], 1), n_physics=pt.shape[1])
 
 
-def train_oracle(cfg: dict, layout: DatasetLayout, cond: OracleConditioning, steps: int) -> None:
-    """The configured optimiser and schedule over ``steps`` steps of random training batches."""
-    net = cond.net
+ORACLE_KEYS = ("target", "physics", "physics_mask", "anchor", "pair")
+"""What the oracle's loss reads of a triplet batch: no neighbour views."""
+
+
+def training_pairs(layout: DatasetLayout) -> np.ndarray:
+    """The usable training pairs, sorted (the rows the training draws from)."""
     split = pd.read_parquet(layout.split, columns=["pair", "split"])
     ok = usable_pairs(layout.root, SURVEY_ORDER)
     train = np.sort(split.loc[split["split"] == "train", "pair"].to_numpy())
-    train = train[ok[train]]
-    ds = TripletDataset(layout.root, train, "spatial")
+    return train[ok[train]]
+
+
+class DatasetBatches:
+    """Random training batches as the pipeline builds them (``TripletDataset``, anchors drawn by
+    torch's global generator, rows by numpy's seeded one), moved to ``device``: the draws every
+    CPU oracle in benchmarks/RESULTS.md trained on."""
+
+    def __init__(self, layout: DatasetLayout, pairs: np.ndarray, device: torch.device) -> None:
+        self.ds = TripletDataset(layout.root, pairs, "spatial")
+        self.rng = np.random.default_rng(0)
+        self.device = device
+
+    def draw(self, size: int) -> dict[str, torch.Tensor]:
+        batch = self.ds.__getitems__(self.rng.choice(len(self.ds), size, replace=False).tolist())
+        return {k: batch[k].to(self.device, non_blocking=True) for k in ORACLE_KEYS}
+
+
+class ResidentBatches:
+    """Random training batches drawn on ``device`` from images held there: a pair uniformly
+    without replacement, its anchor uniformly among the surveys, the other surveys' images as
+    its physics views. The same distribution as :class:`DatasetBatches` for a sky where every
+    survey sees every pair (checked), at the cost of two gathers per batch."""
+
+    def __init__(self, layout: DatasetLayout, pairs: np.ndarray, device: torch.device, seed: int = 0) -> None:
+        seen = seen_rows(layout, SURVEY_ORDER)[pairs]
+        if not seen.all():
+            raise ValueError(f"{layout.root}: --resident needs every training pair seen by every survey")
+        self.images = torch.stack(
+            [torch.from_numpy(np.load(layout.images(s), mmap_mode="r")[pairs].astype(np.float32)) for s in SURVEY_ORDER]
+        ).to(device)  # (surveys, pairs, C, H, W)
+        self.pairs = torch.as_tensor(pairs, device=device)
+        n = len(SURVEY_ORDER)
+        # Row a: the surveys other than a, in order (the physics views of an anchor in a).
+        self.others = torch.tensor([[o for o in range(n) if o != a] for a in range(n)], device=device)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.device = device
+
+    def draw(self, size: int) -> dict[str, torch.Tensor]:
+        n_surveys, n = self.images.shape[:2]
+        j = torch.randperm(n, generator=self.gen, device=self.device)[:size]
+        a = torch.randint(n_surveys, (size,), generator=self.gen, device=self.device)
+        o = self.others[a]  # (size, surveys - 1)
+        return {
+            "target": self.images[a, j],
+            "physics": self.images[o, j[:, None]],
+            "physics_mask": torch.ones(o.shape, dtype=torch.bool, device=self.device),
+            "anchor": a,
+            "pair": self.pairs[j],
+        }
+
+
+def train_oracle(
+    cfg: dict, cond: OracleConditioning, batches: DatasetBatches | ResidentBatches, steps: int, batch_size: int
+) -> None:
+    """The configured optimiser and schedule over ``steps`` steps of ``batch_size``, in bf16
+    autocast on a GPU (whatsreal.device.cuda_bf16)."""
+    net = cond.net
+    device = next(net.parameters()).device
     params = [p for n, p in net.named_parameters() if not n.startswith("instrument_encoder")]
     opt_cfg = adamw_cosine([*params, *cond.mlp.parameters()], {**cfg["train"], "max_steps": steps})
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
-    rng = np.random.default_rng(0)
     t0 = time.time()
     net.train()
     for step in range(steps):
-        batch = ds.__getitems__(rng.choice(len(train), cfg["train"]["batch_size"], replace=False).tolist())
-        loss, _ = net.loss(batch["target"], cond(batch))
+        batch = batches.draw(batch_size)
+        with cuda_bf16(device):
+            loss, _ = net.loss(batch["target"], cond(batch))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -116,25 +188,57 @@ def train_oracle(cfg: dict, layout: DatasetLayout, cond: OracleConditioning, ste
     net.eval()
 
 
+def steps_for(seconds: float, cond: OracleConditioning, batches, batch_size: int, cfg: dict, probe: int = 30) -> int:
+    """The number of steps that fit in ``seconds``: the rate timed on ``probe`` steps of a
+    throwaway copy (after 10 untimed warm-up steps), rounded down to a hundred."""
+    trial = copy.deepcopy(cond)
+    net = trial.net
+    device = next(net.parameters()).device
+    params = [p for n, p in net.named_parameters() if not n.startswith("instrument_encoder")]
+    opt = torch.optim.AdamW([*params, *trial.mlp.parameters()], lr=cfg["train"]["lr"])
+    net.train()
+    for i in range(10 + probe):
+        if i == 10:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        batch = batches.draw(batch_size)
+        with cuda_bf16(device):
+            loss, _ = net.loss(batch["target"], trial(batch))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    rate = probe / (time.perf_counter() - t0)
+    steps = max(100, int(rate * seconds) // 100 * 100)
+    print(f"{rate:.2f} steps/s at batch {batch_size} on {device}: {steps} steps for {seconds:.0f} s", flush=True)
+    return steps
+
+
 @torch.no_grad()
-def all_pair_swaps(net: FlowMatchingModel, condition, layout: DatasetLayout, draws: int) -> pd.DataFrame:
-    """Every held-out pair given every other one's instrument half, per anchor survey, on
-    ``draws`` shared (x0, t) draws: rows of :data:`SWAP_COLUMNS`."""
+def all_pair_swaps(
+    net: FlowMatchingModel, condition, layout: DatasetLayout, draws: int, partners: int | None = None
+) -> pd.DataFrame:
+    """Every held-out pair given every other one's instrument half (or, with ``partners``, that
+    many others: the next ones in the pair order), per anchor survey, on ``draws`` shared (x0, t)
+    draws: rows of :data:`SWAP_COLUMNS`."""
     pairs = val_pairs(layout.split, usable=usable_pairs(layout.root, SURVEY_ORDER))
     n = pairs.size
     rows = []
+    device = next(net.parameters()).device
     for a, survey in enumerate(SURVEY_ORDER):
         ds = TripletDataset(layout.root, pairs, "spatial", anchors=np.full(n, a))
-        batch = ds.__getitems__(list(range(n)))
+        batch = {k: v.to(device) for k, v in ds.__getitems__(list(range(n))).items()}
         cond, x1 = condition(batch), batch["target"]
-        gen = torch.Generator().manual_seed(11 + a)
+        gen = torch.Generator().manual_seed(11 + a)  # on the CPU: the same draws on any device
         for d in range(draws):
-            x0 = torch.randn(x1.shape, generator=gen)
-            t = net.sample_time(n, gen)
+            x0 = torch.randn(x1.shape, generator=gen).to(device)
+            t = net.sample_time(n, gen).to(device)
             _, base = net.loss(x1, cond, x0=x0, t=t)
-            for k in range(1, n):
+            for k in range(1, n if partners is None else min(n, partners + 1)):
                 perm = torch.roll(torch.arange(n), -k)
-                _, swapped = net.loss(x1, cond.with_half_from("instrument", perm), x0=x0, t=t)
+                _, swapped = net.loss(x1, cond.with_half_from("instrument", perm.to(device)), x0=x0, t=t)
                 rows.append(
                     pd.DataFrame(
                         {
@@ -143,7 +247,7 @@ def all_pair_swaps(net: FlowMatchingModel, condition, layout: DatasetLayout, dra
                             "draw": d,
                             "pair": pairs,
                             "partner": pairs[perm.numpy()],
-                            "gain": (swapped - base).double().numpy(),
+                            "gain": (swapped - base).double().cpu().numpy(),
                         }
                     )
                 )
@@ -156,8 +260,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO / "results" / "sim", help="a dataset's results directory")
     ap.add_argument("--config", nargs="+", default=[str(REPO / "config" / "config.yaml")])
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--seconds", type=float, help="train for the steps that fit in this many seconds instead")
+    ap.add_argument("--batch-size", type=int, help="training batch (default: the config's train.batch_size)")
+    ap.add_argument("--device", help="cpu or cuda (default: CUDA when there is one)")
+    ap.add_argument(
+        "--resident",
+        action=argparse.BooleanOptionalAction,
+        help="draw training batches from device-resident images (default: on a GPU only)",
+    )
     ap.add_argument("--features", choices=sorted(FEATURES), default="both")
     ap.add_argument("--draws", type=int, default=4)
+    ap.add_argument("--partners", type=int, help="score each anchor against this many others, not all (a quick check)")
     ap.add_argument("--save", type=Path, help="write the trained oracle model here")
     ap.add_argument("--load", type=Path, help="score an oracle model saved with --save instead of training")
     ap.add_argument("--model", type=Path, help="score this trained run's model.ckpt (its own encoders) instead")
@@ -167,9 +280,10 @@ def main() -> None:
     cfg = effective_config(args.config)
     layout = DatasetLayout(args.data)
     truth = pd.read_parquet(layout.truth)
+    device = torch.device(args.device) if args.device else compute_device()
     if args.model is not None:
         net, _ = load_trained_model(args.model, cfg)
-        net.eval()
+        net.to(device).eval()
         condition = net.condition_batch
         print(f"scoring {args.model}")
     else:
@@ -177,16 +291,27 @@ def main() -> None:
         net = build_model(cfg)
         enc = cfg["model"]["encoder"]
         features = oracle_features(layout, truth, FEATURES[args.features], cfg["preprocess"]["bands"])
-        condition = OracleConditioning(net, features, enc["tokens"], enc["token_dim"])
+        condition = OracleConditioning(net, features, enc["tokens"], enc["token_dim"]).to(device)
         if args.load is not None:
-            condition.load_state_dict(torch.load(args.load))
+            condition.load_state_dict(torch.load(args.load, map_location=device))
             net.eval()
         else:
-            train_oracle(cfg, layout, condition, args.steps)
+            pairs = training_pairs(layout)
+            resident = device.type == "cuda" if args.resident is None else args.resident
+            batches = (ResidentBatches if resident else DatasetBatches)(layout, pairs, device)
+            size = args.batch_size or cfg["train"]["batch_size"]
+            steps = args.steps if args.seconds is None else steps_for(args.seconds, condition, batches, size, cfg)
+            start = time.perf_counter()
+            train_oracle(cfg, condition, batches, steps, size)
+            print(
+                f"trained {steps} steps of batch {size} on {device} in {time.perf_counter() - start:.0f} s "
+                f"({'device-resident' if resident else 'dataset'} batches)",
+                flush=True,
+            )
             if args.save is not None:
                 torch.save(condition.state_dict(), args.save)
         print(f"oracle tokens from the true {' and '.join(FEATURES[args.features])}")
-    swaps = all_pair_swaps(net, condition, layout, args.draws)
+    swaps = all_pair_swaps(net, condition, layout, args.draws, args.partners)
     diffs = swap_differences(swaps, truth, truth_ids_by_row(layout, SURVEY_ORDER), cfg["preprocess"]["bands"])
     table = sensitivity_table(diffs, *bootstrap_config(cfg))
     for r in table.itertuples():
