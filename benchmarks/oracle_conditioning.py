@@ -163,6 +163,24 @@ class ResidentBatches:
         }
 
 
+def trainable(cond: OracleConditioning) -> list[nn.Parameter]:
+    """What the oracle trains: the model without its (unused) instrument encoder, and the MLP."""
+    net = [p for n, p in cond.net.named_parameters() if not n.startswith("instrument_encoder")]
+    return [*net, *cond.mlp.parameters()]
+
+
+def train_step(
+    cond: OracleConditioning, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer, device: torch.device
+) -> torch.Tensor:
+    """One optimiser step on the flow-matching loss of ``batch`` (bf16 autocast on a GPU); its loss."""
+    with cuda_bf16(device):
+        loss, _ = cond.net.loss(batch["target"], cond(batch))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def train_oracle(
     cfg: dict, cond: OracleConditioning, batches: DatasetBatches | ResidentBatches, steps: int, batch_size: int
 ) -> None:
@@ -170,18 +188,12 @@ def train_oracle(
     autocast on a GPU (whatsreal.device.cuda_bf16)."""
     net = cond.net
     device = next(net.parameters()).device
-    params = [p for n, p in net.named_parameters() if not n.startswith("instrument_encoder")]
-    opt_cfg = adamw_cosine([*params, *cond.mlp.parameters()], {**cfg["train"], "max_steps": steps})
+    opt_cfg = adamw_cosine(trainable(cond), {**cfg["train"], "max_steps": steps})
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     t0 = time.time()
     net.train()
     for step in range(steps):
-        batch = batches.draw(batch_size)
-        with cuda_bf16(device):
-            loss, _ = net.loss(batch["target"], cond(batch))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = train_step(cond, batches.draw(batch_size), opt, device)
         sched.step()
         if step % 100 == 0 or step == steps - 1:
             print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
@@ -192,22 +204,15 @@ def steps_for(seconds: float, cond: OracleConditioning, batches, batch_size: int
     """The number of steps that fit in ``seconds``: the rate timed on ``probe`` steps of a
     throwaway copy (after 10 untimed warm-up steps), rounded down to a hundred."""
     trial = copy.deepcopy(cond)
-    net = trial.net
-    device = next(net.parameters()).device
-    params = [p for n, p in net.named_parameters() if not n.startswith("instrument_encoder")]
-    opt = torch.optim.AdamW([*params, *trial.mlp.parameters()], lr=cfg["train"]["lr"])
-    net.train()
+    device = next(trial.parameters()).device
+    opt = torch.optim.AdamW(trainable(trial), lr=cfg["train"]["lr"])
+    trial.net.train()
     for i in range(10 + probe):
         if i == 10:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-        batch = batches.draw(batch_size)
-        with cuda_bf16(device):
-            loss, _ = net.loss(batch["target"], trial(batch))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(trial, batches.draw(batch_size), opt, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     rate = probe / (time.perf_counter() - t0)
