@@ -48,7 +48,14 @@ the workflow, the training CLI and the tests all read this one file."""
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be run; the message names the offending key(s)."""
+    """A configuration that cannot be run; the message names the offending key(s).
+
+    ``problems``: one line per problem, each starting with its dotted key, where validation
+    found them (:func:`validate_config`); empty for an error raised with a message alone."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -183,13 +190,13 @@ def validate_config(config: dict[str, Any], schema_path: str | Path, *, check_pa
     validator = _FillingValidator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
-        raise ConfigError(f"invalid configuration:\n  {lines}")
+        described = [_describe(e) for e in errors]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(described), described)
     problems = list(_semantic_problems(config))
     if check_paths:
         problems += list(path_problems(config))
     if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
     return config
 
 
@@ -368,8 +375,7 @@ def complete_stored_config(saved: Mapping[str, Any], schema_path: str | Path = S
     try:
         return validate_config(copy.deepcopy(dict(saved)), schema_path, check_paths=False)
     except ConfigError as err:
-        problems = str(err).removeprefix("invalid configuration:").strip().split("\n")
-        raise ConfigError("; ".join(p.strip() for p in problems)) from None
+        raise ConfigError("; ".join(err.problems), err.problems) from None
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
