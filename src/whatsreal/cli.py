@@ -1,4 +1,4 @@
-"""The ``whatsreal`` command: a trained model on your own cutouts.
+"""The ``whatsreal`` command: a trained model on your own cutouts, and trainings compared.
 
 ::
 
@@ -7,6 +7,7 @@
     whatsreal embed my_model cutouts.fits --survey hsc -o embeddings.parquet
     whatsreal generate my_model --galaxy legacy.fits --from legacysurvey --to hsc \\
         --neighbours hsc_neighbours.fits -n 32 -o counterfactual.fits
+    whatsreal criteria results/sim_s1 results/sim_s2 results/sim_s3   # the paper's claims, per training
 
 Each command checks its inputs before it computes and writes its output atomically; a
 problem ends it with one line naming the file and what to do (exit status 2), never a
@@ -132,6 +133,41 @@ def _generate(args: argparse.Namespace) -> None:
     log.info("wrote %s: %d samples of %s as %s would see it", out, args.n, galaxy.object_id[index], args.to_survey)
 
 
+def _criteria(args: argparse.Namespace) -> None:
+    import math
+
+    from whatsreal.experiments.criteria import CLAIMS, criteria_across, read_criteria
+    from whatsreal.io import write_csv
+    from whatsreal.layout import DatasetLayout
+
+    names = [Path(d).name for d in args.datasets]
+    if len(set(names)) != len(names):
+        raise UsageError(f"two datasets share a folder name ({', '.join(names)}); each names a column")
+    try:
+        tables = {
+            name: read_criteria(DatasetLayout(Path(d)).criteria) for name, d in zip(names, args.datasets, strict=True)
+        }
+    except ValueError as err:  # a file that is not a criteria table
+        raise UsageError(str(err)) from err
+    table = criteria_across(tables)
+    if args.output:
+        write_csv(table, args.output)
+        log.info("wrote %s (%d rows)", args.output, len(table))
+    header = ["claim", "survey", "target", "met in", *names]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in table.to_dict("records"):
+        values = ["-" if math.isnan(row[n]) else f"{row[n]:.4g}" for n in names]
+        target = row["target"] or row["targets"]
+        cells = [
+            CLAIMS.get(row["criterion"], row["criterion"]),
+            row["survey"],
+            target,
+            f"{row['met_in']} of {row['n']}",
+        ]
+        print("| " + " | ".join([*cells, *values]) + " |")
+
+
 class UsageError(ValueError):
     """A command-line input problem: printed as one line, exit status 2."""
 
@@ -139,7 +175,9 @@ class UsageError(ValueError):
 def _parser() -> argparse.ArgumentParser:
     from whatsreal.surveys import SURVEY_ORDER
 
-    p = argparse.ArgumentParser(prog="whatsreal", description="Use a trained whatsreal model on your own cutouts.")
+    p = argparse.ArgumentParser(
+        prog="whatsreal", description="Use a trained whatsreal model on your own cutouts; compare trainings' results."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more (debug level)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -178,6 +216,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="the FITS file to write: mean in the primary HDU, SAMPLES")
     g.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     g.set_defaults(func=_generate)
+
+    c = sub.add_parser(
+        "criteria",
+        help="several datasets' criteria.csv side by side: how many trainings meet each of the paper's claims",
+    )
+    c.add_argument("datasets", nargs="+", help="results folders (results/<name>), e.g. one per training seed")
+    c.add_argument("-o", "--output", help="also write the table as CSV")
+    c.set_defaults(func=_criteria)
     return p
 
 

@@ -52,6 +52,8 @@ outlier_scores.parquet                                    the other methods')
 comparison/*                      comparison              summary, the report (every run, random init
                                                           and raw pixels side by side)
 logs/, benchmarks/                every rule              rule_times, summary
+summary.md, criteria.csv          summary                 users (every paper number beside ours; the
+                                                          paper's claims judged, pass/fail)
 ================================  ======================  ===========================================
 """
 
@@ -407,6 +409,11 @@ class DatasetLayout:
     @property
     def summary(self) -> Path:
         return self.root / "summary.md"
+
+    @property
+    def criteria(self) -> Path:
+        """The paper's claims judged against this dataset's tables, one row each (summary.md's first section)."""
+        return self.root / "criteria.csv"
 
     @property
     def effective_config(self) -> Path:

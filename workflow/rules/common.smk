@@ -188,7 +188,7 @@ def all_targets():
             targets.append(DATA.run(run).export.root)
         targets += experiment_targets(run)
     targets += [DATA.comparison, DATA.comparison_fewshot, DATA.comparison_figure]
-    targets += [DATA.summary, DATA.effective_config]
+    targets += [DATA.summary, DATA.criteria, DATA.effective_config]
     if SOURCE != "synthetic":  # real data: known lenses for the rare-object query
         targets.append(config["aux"]["lens_catalog"]["path"])
     return targets

@@ -36,11 +36,12 @@ rule summary:
         rule_times=rules.rule_times.output[0],
         comparison=DATA.comparison,
     output:
-        report(
+        summary=report(
             DATA.summary,
             caption="../report/summary.rst",
             category="0 Summary",
         ),
+        criteria=DATA.criteria,
     log:
         DATA.log("summary"),
     params:

@@ -14,7 +14,8 @@ write_summary(
     sm.config,
     sm.params.results,
     sm.params.runs,
-    sm.output[0],
+    sm.output.summary,
     extra_sections=rule_times,
     comparison=sm.input.comparison,
+    criteria_out=sm.output.criteria,
 )

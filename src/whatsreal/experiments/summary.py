@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from whatsreal.experiments.criteria import CriteriaSettings, criteria_markdown, criteria_table
 from whatsreal.experiments.paper_numbers import ABLATION, GENERATIVE, TABLE5
-from whatsreal.io import atomic_path
+from whatsreal.io import atomic_path, write_csv
 from whatsreal.layout import DatasetLayout, RunLayout
 from whatsreal.plan import summary_tables
 
@@ -42,6 +43,7 @@ __all__ = [
     "PAPER_ROW_OF_TARGET",
     "ExtraTable",
     "RunTables",
+    "criteria",
     "extra_table_section",
     "methods_compared_section",
     "write_summary",
@@ -719,6 +721,41 @@ def methods_compared_section(table: pd.DataFrame, k: int) -> list[str]:
     return [*lines, *_table(header, body), ""]
 
 
+def criteria(
+    config: dict, results: DatasetLayout | str | Path, runs: Sequence[str]
+) -> tuple[pd.DataFrame, str, str | None]:
+    """The criteria table (whatsreal.experiments.criteria) from the reference run's and the ablated
+    run's tables as planned for them; with the two run names (the ablated one None when not run)."""
+    ablation = config["experiments"]["ablation"]
+    reference = ablation["reference"]
+    ablated = ablation["ablated"] if ablation["ablated"] in runs and reference in runs else None
+    ref = RunTables.of(config, results, reference) if reference in runs else None
+    abl = RunTables.of(config, results, ablated) if ablated else None
+
+    def read(tables: RunTables | None, name: str) -> pd.DataFrame | None:
+        return None if tables is None else tables.read(name)
+
+    def where(run: str | None, name: str) -> str:
+        return f"{run}/tables/{name}"
+
+    table = criteria_table(
+        CriteriaSettings.from_config(config),
+        gain=read(ref, "conditioning_gain.csv"),
+        survey_probes=read(ref, "survey_probes.csv"),
+        survey_ablation=read(abl, "survey_ablation.csv"),
+        neighbour_probe=read(abl, "neighbour_probe.csv"),
+        noise_slopes=read(ref, "noise_model_slopes.csv"),
+        sources={
+            "gain": where(reference, "conditioning_gain.csv"),
+            "survey_probes": where(reference, "survey_probes.csv"),
+            "survey_ablation": where(ablated, "survey_ablation.csv"),
+            "neighbour_probe": where(ablated, "neighbour_probe.csv"),
+            "noise_slopes": where(reference, "noise_model_slopes.csv"),
+        },
+    )
+    return table, reference, ablated
+
+
 def write_summary(
     config: dict,
     results: DatasetLayout | str | Path,
@@ -727,6 +764,7 @@ def write_summary(
     extra_tables: Sequence[ExtraTable] = EXTRA_TABLES,
     extra_sections: Mapping[str, Sequence[str] | pd.DataFrame] | None = None,
     comparison: str | Path | None = None,
+    criteria_out: str | Path | None = None,
 ) -> str:
     """Write ``summary.md`` for every run of a dataset and return its text.
 
@@ -735,7 +773,8 @@ def write_summary(
     ``extra_tables``: optional per-run tables shown when their file exists
     (:data:`EXTRA_TABLES` by default); ``extra_sections``: ready-made sections
     (title -> markdown lines or a DataFrame) appended at the end. ``comparison``: comparison.csv,
-    shown as the "Methods compared" section before the runs.
+    shown as the "Methods compared" section before the runs. The criteria (:func:`criteria`) come
+    first, and go to ``criteria_out`` as CSV when given (its header alone when nothing was judged).
     """
     ds = config["dataset"]
     boot = config["experiments"].get("bootstrap", {})
@@ -750,6 +789,10 @@ def write_summary(
         f"resamples, {100 * float(boot.get('confidence', 0.95)):.0f}%), paired for differences.",
         "",
     ]
+    judged, reference_run, ablated_run = criteria(config, results, runs)
+    lines += criteria_markdown(judged, reference_run, ablated_run)
+    if criteria_out is not None:
+        write_csv(judged, criteria_out)
     if comparison is not None:
         lines += methods_compared_section(pd.read_csv(comparison), int(config["experiments"]["retrieval"]["k"]))
     reference = config["experiments"]["ablation"]["reference"]
