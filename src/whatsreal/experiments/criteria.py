@@ -304,11 +304,11 @@ def criteria_markdown(table: pd.DataFrame, reference: str, ablated: str | None) 
         "## Does the method work on this sky?",
         "",
         f"The paper's claims that this dataset's tables can test ({runs}), each with its value, "
-        "bootstrap 95% interval and threshold (`experiments.criteria`), and the table it comes from. "
+        "bootstrap interval (as everywhere below), threshold (`experiments.criteria`) and the table it comes from. "
         "Rows whose table was not produced (no truth on real data, no ablated run) are left out. "
         "The same rows are in `criteria.csv`.",
         "",
-        "| claim | survey | target | value [95% CI] | needs | met | table | note |",
+        "| claim | survey | target | value [interval] | needs | met | table | note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
