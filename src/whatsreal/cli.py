@@ -139,6 +139,7 @@ def _criteria(args: argparse.Namespace) -> None:
     from whatsreal.experiments.criteria import CLAIMS, criteria_across, read_criteria
     from whatsreal.io import write_csv
     from whatsreal.layout import DatasetLayout
+    from whatsreal.markdown import markdown_table
 
     names = [Path(d).name for d in args.datasets]
     if len(set(names)) != len(names):
@@ -153,19 +154,17 @@ def _criteria(args: argparse.Namespace) -> None:
     if args.output:
         write_csv(table, args.output)
         log.info("wrote %s (%d rows)", args.output, len(table))
-    header = ["claim", "survey", "target", "met in", *names]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in table.to_dict("records"):
-        values = ["-" if math.isnan(row[n]) else f"{row[n]:.4g}" for n in names]
-        target = row["target"] or row["targets"]
-        cells = [
+    rows = [
+        [
             CLAIMS.get(row["criterion"], row["criterion"]),
             row["survey"],
-            target,
+            row["target"] or row["targets"],
             f"{row['met_in']} of {row['n']}",
+            *("-" if math.isnan(row[n]) else f"{row[n]:.4g}" for n in names),
         ]
-        print("| " + " | ".join([*cells, *values]) + " |")
+        for row in table.to_dict("records")
+    ]
+    print("\n".join(markdown_table(["claim", "survey", "target", "met in", *names], rows)))
 
 
 class UsageError(ValueError):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "read_table", "write_csv", "write_npz", "write_parquet"]
+__all__ = ["atomic_path", "csv_bool", "read_table", "write_csv", "write_npz", "write_parquet"]
 
 
 @contextlib.contextmanager
@@ -67,6 +67,11 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write ``df`` as CSV (without its index) atomically."""
     with atomic_path(path, ".csv") as tmp:
         df.to_csv(tmp, index=False)
+
+
+def csv_bool(series: pd.Series) -> pd.Series:
+    """A boolean column as read back from CSV (``True``/``False`` strings, or bools) as bools."""
+    return series.astype(str).str.lower() == "true"
 
 
 def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:

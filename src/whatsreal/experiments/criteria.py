@@ -40,6 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from whatsreal.io import csv_bool
+from whatsreal.markdown import markdown_table
+
 __all__ = [
     "CLAIMS",
     "COLUMNS",
@@ -117,14 +120,10 @@ def _gain_rows(gain: pd.DataFrame, source: str) -> list[dict]:
     ]
 
 
-def _is_true(series: pd.Series) -> pd.Series:
-    return series.astype(str).str.lower() == "true"
-
-
 def _probe_rows(probes: pd.DataFrame, source: str) -> list[dict]:
     rows = []
     for survey, table in probes.groupby("survey", sort=False):
-        won = _is_true(table["disentangled"])
+        won = csv_bool(table["disentangled"])
         phys = table["group"] == "physics"
         lost = table[phys & ~won]
         note = "; ".join(
@@ -151,11 +150,12 @@ def _probe_rows(probes: pd.DataFrame, source: str) -> list[dict]:
     return rows
 
 
-def _largest(table: pd.DataFrame, value: str, passes: Callable[[pd.DataFrame], pd.Series]) -> pd.Series:
-    """The passing row with the largest ``value``, or the row with the largest ``value`` when none passes."""
+def _largest(table: pd.DataFrame, value: str, passes: Callable[[pd.DataFrame], pd.Series]) -> tuple[pd.Series, bool]:
+    """The passing row with the largest ``value`` and True, or, when none passes, the row with the
+    largest ``value`` and False."""
     ok = table[passes(table)]
     pool = ok if len(ok) else table
-    return pool.loc[pool[value].idxmax()]
+    return pool.loc[pool[value].idxmax()], bool(len(ok))
 
 
 def _ablation_rows(ablation: pd.DataFrame, threshold: float, source: str) -> list[dict]:
@@ -166,8 +166,7 @@ def _ablation_rows(ablation: pd.DataFrame, threshold: float, source: str) -> lis
         def passes(t: pd.DataFrame) -> pd.Series:
             return (t["drop"] >= threshold) & (t["drop_ci_lo"] > 0)
 
-        best = _largest(table, "drop", passes)
-        met = bool(best["drop"] >= threshold and _above(best["drop_ci_lo"]))
+        best, met = _largest(table, "drop", passes)
         rows.append(
             _row(
                 "ablation_drop",
@@ -186,20 +185,19 @@ def _ablation_rows(ablation: pd.DataFrame, threshold: float, source: str) -> lis
 
 def _neighbour_rows(probe: pd.DataFrame, source: str) -> list[dict]:
     rows = []
-    sel = probe[_is_true(probe["truth"])].dropna(subset=["diff_ref_minus_abl"]) if "truth" in probe else probe
+    sel = probe[csv_bool(probe["truth"])].dropna(subset=["diff_ref_minus_abl"])
     for survey, table in sel.groupby("survey", sort=False):
-        best = _largest(table, "diff_ref_minus_abl", lambda t: t["diff_ref_minus_abl_ci_lo"] > 0)
-        lo = best["diff_ref_minus_abl_ci_lo"]
+        best, met = _largest(table, "diff_ref_minus_abl", lambda t: t["diff_ref_minus_abl_ci_lo"] > 0)
         rows.append(
             _row(
                 "neighbour_probe_drop",
                 str(survey),
                 str(best["target"]),
                 best["diff_ref_minus_abl"],
-                lo,
+                best["diff_ref_minus_abl_ci_lo"],
                 best["diff_ref_minus_abl_ci_hi"],
                 0.0,
-                _above(lo),
+                met,
                 source,
             )
         )
@@ -308,13 +306,11 @@ def criteria_markdown(table: pd.DataFrame, reference: str, ablated: str | None) 
         "Rows whose table was not produced (no truth on real data, no ablated run) are left out. "
         "The same rows are in `criteria.csv`.",
         "",
-        "| claim | survey | target | value [interval] | needs | met | table | note |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for _, r in table.iterrows():
-        cells = [
+    rows = [
+        [
             CLAIMS.get(r["criterion"], r["criterion"]),
-            r["survey"],
+            str(r["survey"]),
             _text(r["target"]),
             _value(r),
             _needs(r),
@@ -322,7 +318,9 @@ def criteria_markdown(table: pd.DataFrame, reference: str, ablated: str | None) 
             f"`{r['source']}`",
             _text(r["note"]),
         ]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        for _, r in table.iterrows()
+    ]
+    lines += markdown_table(["claim", "survey", "target", "value [interval]", "needs", "met", "table", "note"], rows)
     met = int(table["met"].sum())
     lines += ["", f"{met} of {len(table)} met.", ""]
     return lines
@@ -343,7 +341,7 @@ def read_criteria(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: not a criteria table, it lacks column(s) {', '.join(missing)}")
     table["target"] = table["target"].fillna("").astype(str)
-    table["met"] = table["met"].astype(str).str.lower() == "true"
+    table["met"] = csv_bool(table["met"])
     return table
 
 

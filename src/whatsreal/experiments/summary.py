@@ -33,8 +33,9 @@ import pandas as pd
 
 from whatsreal.experiments.criteria import CriteriaSettings, criteria_markdown, criteria_table
 from whatsreal.experiments.paper_numbers import ABLATION, GENERATIVE, TABLE5
-from whatsreal.io import atomic_path, write_csv
+from whatsreal.io import atomic_path, csv_bool, write_csv
 from whatsreal.layout import DatasetLayout, RunLayout
+from whatsreal.markdown import markdown_table
 from whatsreal.plan import summary_tables
 
 __all__ = [
@@ -191,16 +192,6 @@ def _config_digest(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines
-
-
-def _is_true(series: pd.Series) -> pd.Series:
-    return series.astype(str).str.lower() == "true"
-
-
 def _probe_section(tables: RunTables, run: str) -> list[str]:
     probes = tables.read("table5_probes.csv")
     if probes is None:
@@ -220,8 +211,10 @@ def _probe_section(tables: RunTables, run: str) -> list[str]:
         f"Probe design: {_design_text(probes)}.",
         "",
     ]
-    lines += _table(["paper row", "our target", "ours (phys)", "ours (instr)", "rand. init", "cross-predict"], rows)
-    truth_rows = probes[_is_true(probes["truth"])]
+    lines += markdown_table(
+        ["paper row", "our target", "ours (phys)", "ours (instr)", "rand. init", "cross-predict"], rows
+    )
+    truth_rows = probes[csv_bool(probes["truth"])]
     if len(truth_rows):
         lines += [
             "",
@@ -230,7 +223,7 @@ def _probe_section(tables: RunTables, run: str) -> list[str]:
             "does not beat it adds nothing to what the pixels give away.",
             "",
         ]
-        lines += _table(
+        lines += markdown_table(
             ["target", "group", "ours (phys)", "ours (instr)", "rand. init", "pixel floor", "phys - instr"],
             [
                 [
@@ -269,7 +262,7 @@ def _alternative_section(tables: RunTables, run: str) -> list[str]:
     alt = tables.read("table5_probes_alternative.csv")
     if primary is None or alt is None:
         return []
-    truth = _is_true(primary["truth"])
+    truth = csv_bool(primary["truth"])
     chosen = primary[truth] if truth.any() else primary
     other = alt.set_index("target")
     rows = []
@@ -300,12 +293,12 @@ def _alternative_section(tables: RunTables, run: str) -> list[str]:
         "",
     ]
     header = ["target", "group", "ours (phys)", "ours (instr)", "rand. init", "n_train, n_test"]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
     """Per target: does the expected latent win, with the paired CI of physics - instrument excluding 0?"""
-    truth = _is_true(probes["truth"])
+    truth = csv_bool(probes["truth"])
     chosen = probes[truth] if truth.any() else probes
     if "diff_phys_minus_inst" not in chosen.columns or chosen.empty:
         return []
@@ -329,7 +322,7 @@ def _verdict_section(probes: pd.DataFrame, run: str) -> list[str]:
         "*yes*: the expected latent wins with the paired bootstrap 95% CI of (physics - instrument) R^2 excluding 0.",
         "",
     ]
-    lines += _table(["target", "group", "should win", "phys - instr R^2", "wins (CI excl. 0)"], rows)
+    lines += markdown_table(["target", "group", "should win", "phys - instr R^2", "wins (CI excl. 0)"], rows)
     n_yes = sum(r[-1] == "yes" for r in rows)
     return [*lines, "", f"{n_yes} of {len(rows)} targets: the expected latent wins.", ""]
 
@@ -367,14 +360,14 @@ def _ablation_section(tables: RunTables, run: str, reference: str) -> list[str]:
         "",
     ]
     header = ["property", "group", "paper", "ours", "rand. init", "drop", "drop > 0 (CI excl. 0)"]
-    lines += [*_table(header, _ablation_rows(table)), ""]
+    lines += [*markdown_table(header, _ablation_rows(table)), ""]
     alt = tables.read("ablation_neighbours_alternative.csv")
     if alt is not None and not alt.empty:
         lines += [
             f"The same ablation under the alternative probe design ({_design_text(alt)}; "
             "`ablation_neighbours_alternative.csv`):",
             "",
-            *_table(header, _ablation_rows(alt)),
+            *markdown_table(header, _ablation_rows(alt)),
             "",
         ]
     return [*lines, *_neighbour_section(tables, run, reference)]
@@ -416,7 +409,7 @@ def _neighbour_section(tables: RunTables, run: str, reference: str) -> list[str]
         "drop",
         "drop > 0 (CI excl. 0)",
     ]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _mse_row(r: Any) -> list[str]:
@@ -460,7 +453,7 @@ def _generative_section(tables: RunTables, run: str) -> list[str]:
     if not rows:
         return []
     lines = [f"### Counterfactual generation, run `{run}`", ""]
-    return [*lines, *_table(["quantity", "paper", "ours", "table"], rows), ""]
+    return [*lines, *markdown_table(["quantity", "paper", "ours", "table"], rows), ""]
 
 
 def _survey_probe_section(tables: RunTables, run: str) -> list[str]:
@@ -471,7 +464,7 @@ def _survey_probe_section(tables: RunTables, run: str) -> list[str]:
     lines = [f"### Per survey: truth probes of each survey's own images, run `{run}`", ""]
     if table.empty:
         return [*lines, "No truth table (real data): the per-survey probes need the synthetic sky.", ""]
-    won = _is_true(table["disentangled"])
+    won = csv_bool(table["disentangled"])
     counts = ", ".join(
         f"{s} {int(won[table['survey'] == s].sum())}/{int((table['survey'] == s).sum())}"
         for s in dict.fromkeys(table["survey"])
@@ -495,7 +488,7 @@ def _survey_probe_section(tables: RunTables, run: str) -> list[str]:
         for r in table.itertuples()
     ]
     header = ["survey", "target", "R^2 physics latent", "R^2 instrument latent", "expected ahead by", "CI excl. 0", "n"]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _survey_ablation_section(tables: RunTables, run: str, reference: str) -> list[str]:
@@ -524,7 +517,7 @@ def _survey_ablation_section(tables: RunTables, run: str, reference: str) -> lis
         for r in sel.itertuples()
     ]
     header = ["survey", "target", "latent", f"R^2 `{reference}`", f"R^2 `{run}`", "drop", "drop > 0 (CI excl. 0)"]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _survey_retrieval_section(tables: RunTables, run: str) -> list[str]:
@@ -546,7 +539,7 @@ def _survey_retrieval_section(tables: RunTables, run: str) -> list[str]:
     ]
     k = int(table["k"].iloc[0])
     header = ["query -> pool", "latent", "top-1", f"top-{k} (chance)", "median rank / pool", "queries"]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _survey_direction_section(tables: RunTables, run: str) -> list[str]:
@@ -576,7 +569,7 @@ def _survey_direction_section(tables: RunTables, run: str) -> list[str]:
         "posterior mean vs noiseless truth (real target's)",
         "galaxies x samples",
     ]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _metric_section(tables: RunTables, name: str, title: str) -> list[str]:
@@ -585,7 +578,7 @@ def _metric_section(tables: RunTables, name: str, title: str) -> list[str]:
         return []
     lines = [title, ""]
     rows = [[str(r.metric), _fmt(r.value), str(r.note) if isinstance(r.note, str) else ""] for r in table.itertuples()]
-    return [*lines, *_table(["metric", "value", "note"], rows), ""]
+    return [*lines, *markdown_table(["metric", "value", "note"], rows), ""]
 
 
 def _ci_columns(table: pd.DataFrame, value: str) -> tuple[str, str] | None:
@@ -613,7 +606,7 @@ def extra_table_section(table: pd.DataFrame, spec: ExtraTable, run: str) -> list
             cells.append("-" if math.isnan(lo) else ("yes" if lo > spec.threshold else "no"))
         rows.append(cells)
     lines = [f"### {spec.title}, run `{run}` ({spec.filename})", ""]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *markdown_table(header, rows), ""]
 
 
 def _extra_sections(sections: Mapping[str, Sequence[str] | pd.DataFrame]) -> list[str]:
@@ -622,7 +615,7 @@ def _extra_sections(sections: Mapping[str, Sequence[str] | pd.DataFrame]) -> lis
     for title, body in sections.items():
         lines += [f"## {title}", ""]
         if isinstance(body, pd.DataFrame):
-            lines += _table([str(c) for c in body.columns], [[_fmt(v) for v in row] for row in body.to_numpy()])
+            lines += markdown_table([str(c) for c in body.columns], [[_fmt(v) for v in row] for row in body.to_numpy()])
         else:
             lines += [str(line) for line in body]
         lines.append("")
@@ -635,7 +628,7 @@ def _truth_metric_section(tables: RunTables, run: str) -> list[str]:
         return []
     has_ci = "ci_lo" in truth.columns and "ci_hi" in truth.columns
     lines = [f"### Truth metrics (synthetic sky), run `{run}`" + (" [bootstrap 95% CI]" if has_ci else ""), ""]
-    lines += _table(
+    lines += markdown_table(
         ["experiment", "metric", "value", "note"],
         [
             [
@@ -718,7 +711,7 @@ def methods_compared_section(table: pd.DataFrame, k: int) -> list[str]:
             "labels it was fitted to; `experiments.probes.pairs: held_out` scores the held-out pairs only.",
             "",
         ]
-    return [*lines, *_table(header, body), ""]
+    return [*lines, *markdown_table(header, body), ""]
 
 
 def criteria(
