@@ -37,6 +37,7 @@ __all__ = [
     "read_config_file",
     "read_yaml",
     "run_config",
+    "schema_default",
     "validate_config",
     "workflow_config_files",
     "write_effective_config",
@@ -376,6 +377,30 @@ def complete_stored_config(saved: Mapping[str, Any], schema_path: str | Path = S
         return validate_config(copy.deepcopy(dict(saved)), schema_path, check_paths=False)
     except ConfigError as err:
         raise ConfigError("; ".join(err.problems), err.problems) from None
+
+
+def schema_default(config: Mapping[str, Any], path: Sequence[str], schema: Mapping[str, Any]) -> Any:
+    """The value the schema fills in at ``path`` (a key's parts) when ``config`` leaves it out.
+
+    Why not read the ``default`` keyword: a section's default is completed with its members'
+    defaults, and a key under a user-named entry (a survey) takes the entry's schema, as
+    validation does; so the same filling validator answers. Raises ``KeyError`` when nothing
+    is filled in there (no default, or a parent that is not in ``config``)."""
+    trimmed = copy.deepcopy(dict(config))
+    parent: Any = trimmed
+    for part in path[:-1]:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict):
+        raise KeyError(".".join(path))
+    parent.pop(path[-1], None)
+    for _ in _FillingValidator(schema).iter_errors(trimmed):
+        pass  # only the filling matters here; the config was validated before
+    value: Any = trimmed
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(".".join(path))
+        value = value[part]
+    return value
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ passes ``rule_settings(config, "<rule>")`` as a param (the per-run rules with th
 config), so a changed value reruns exactly the rules that read it, and their downstream jobs
 through their inputs. Anything a rule reads that does not change its result (worker counts,
 chunk and inference batch sizes, progress bars, logging and checkpoint intervals) is left
-out, so changing it reruns nothing.
+out, so changing it reruns nothing. So is a key a newer whatsreal added to the schema while it
+holds its default (whatsreal.settings_baseline): upgrading reruns nothing by itself.
 
 The table lists dotted config prefixes; a rule depends on every value under them. Keep it
 in step with what each step reads: tests/test_reruns.py runs the workflow and checks that
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from whatsreal.config import config_value
+from whatsreal.config import SCHEMA_PATH, config_value
 from whatsreal.methods import method_of
+from whatsreal.settings_baseline import without_new_defaults
 
 __all__ = ["METHOD_RULES", "RESULT_NEUTRAL", "RULE_SETTINGS", "WHOLE_CONFIG", "rule_settings", "settings_json"]
 
@@ -150,24 +153,29 @@ def _without_neutral(value: Any, prefix: str) -> Any:
     return {k: _without_neutral(v, f"{prefix}.{k}") for k, v in value.items() if f"{prefix}.{k}" not in RESULT_NEUTRAL}
 
 
-def settings_json(config: dict[str, Any], prefixes: Iterable[str]) -> str:
-    """The values under ``prefixes`` as canonical JSON (sorted keys): equal iff the values are."""
+def settings_json(config: dict[str, Any], prefixes: Iterable[str], *, schema_path: str | Path = SCHEMA_PATH) -> str:
+    """The values under ``prefixes`` as canonical JSON (sorted keys): equal iff the values are.
+
+    Keys added to the schema since the settings baseline are left out while they hold their
+    default (whatsreal.settings_baseline), so a newer whatsreal reruns nothing by adding one."""
     if WHOLE_CONFIG in prefixes:
         return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     picked = {p: _without_neutral(_lookup(config, p), p) for p in prefixes if p not in RESULT_NEUTRAL}
-    return json.dumps(picked, sort_keys=True, separators=(",", ":"), default=str)
+    kept = without_new_defaults(config, picked, schema_path=schema_path)
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def rule_settings(config: dict[str, Any], rule: str) -> str:
+def rule_settings(config: dict[str, Any], rule: str, *, schema_path: str | Path = SCHEMA_PATH) -> str:
     """The settings param of ``rule``: the config values its result depends on.
 
     Rule ``train`` also depends on what its method reads besides ``model`` and ``train``
     (:attr:`whatsreal.methods.Method.settings`: ``method`` and ``contrastive`` for the
     contrastive methods). Flow matching adds nothing, so a flow run's settings, and the
-    provenance its checkpoints carry, do not depend on keys it never reads."""
+    provenance its checkpoints carry, do not depend on keys it never reads. ``schema_path``:
+    the schema whose defaults a key added since the baseline is compared with."""
     if rule not in RULE_SETTINGS:
         raise KeyError(f"rule settings: no entry for rule '{rule}' in whatsreal.rule_settings.RULE_SETTINGS")
     prefixes = RULE_SETTINGS[rule]
     if rule in METHOD_RULES:
         prefixes = (*prefixes, *method_of(config).settings)
-    return settings_json(config, prefixes)
+    return settings_json(config, prefixes, schema_path=schema_path)
