@@ -81,7 +81,8 @@ class KeyTree:
 
     def child(self, key: str) -> KeyTree | None:
         """The subtree of ``key`` (or of a user-named entry), None when it is a new key."""
-        return self.children.get(key) or self.children.get(WILDCARD)
+        named = self.children.get(key)
+        return named if named is not None else self.children.get(WILDCARD)
 
     @property
     def is_leaf(self) -> bool:
