@@ -20,13 +20,9 @@ DEMO = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 @pytest.fixture(scope="module")
 def newer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _newer_schema(tmp_path_factory.mktemp("schema"))
-
-
-def _newer_schema(tmp_path: Path) -> Path:
     """This version's schema plus what a later version might add: a model key, an experiment
     section with a member, and a key of every survey's simulation."""
-    schema = copy.deepcopy(load_schema(SCHEMA_PATH))
+    schema = load_schema(SCHEMA_PATH)  # a fresh parse, free to change
     schema["properties"]["model"]["properties"]["new_knob"] = {"type": "integer", "default": 3}
     schema["properties"]["experiments"]["properties"]["new_experiment"] = {
         "type": "object",
@@ -37,7 +33,7 @@ def _newer_schema(tmp_path: Path) -> Path:
     schema["definitions"]["survey_simulation"]["properties"]["new_artefact_rate"] = rate
     for survey in schema["properties"]["simulation"]["properties"]["surveys"]["properties"].values():
         survey["properties"]["new_artefact_rate"] = rate
-    path = tmp_path / "newer.schema.yaml"
+    path = tmp_path_factory.mktemp("schema") / "newer.schema.yaml"
     path.write_text(yaml.safe_dump(schema))
     return path
 
@@ -64,7 +60,7 @@ def test_schema_key_paths_follow_refs_and_user_named_entries() -> None:
     assert tree.child("free").child("main").is_leaf  # below it is the entry's value, not new keys
 
 
-def test_the_frozen_baseline_is_this_schema_today() -> None:
+def test_the_frozen_baseline_lists_only_keys_the_schema_has() -> None:
     """Every key of the baseline is one the schema still defines; a key removed from the schema
     must leave the baseline too (it could never be set again)."""
     listed = [ln for ln in BASELINE_FILE.read_text().splitlines() if ln and not ln.startswith("#")]
@@ -72,10 +68,9 @@ def test_the_frozen_baseline_is_this_schema_today() -> None:
     assert {"model", "model.unet", "simulation.surveys.*.psf_fwhm_arcsec", "runs.*"} <= set(listed)
 
 
-def test_schema_default_fills_sections_and_user_named_entries(tmp_path: Path) -> None:
-    schema_path = _newer_schema(tmp_path)
-    schema = load_schema(schema_path)
-    cfg = _demo(schema_path)
+def test_schema_default_fills_sections_and_user_named_entries(newer: Path) -> None:
+    schema = load_schema(newer)
+    cfg = _demo(newer)
     assert schema_default(cfg, ["experiments", "new_experiment"], schema) == {"draws": 4}
     assert schema_default(cfg, ["simulation", "surveys", "hsc", "new_artefact_rate"], schema) == 0.0
     with pytest.raises(KeyError, match=r"dataset\.nothing_here"):
@@ -93,8 +88,7 @@ def test_new_keys_at_their_default_change_no_rule_settings(newer: Path, rule: st
     assert rule_settings(after, rule, schema_path=newer) == rule_settings(before, rule)
 
 
-def test_new_keys_set_away_from_their_default_rerun_what_reads_them(tmp_path: Path) -> None:
-    newer = _newer_schema(tmp_path)
+def test_new_keys_set_away_from_their_default_rerun_what_reads_them(newer: Path) -> None:
     default = _demo(newer)
     knob = _demo(newer, new_knob=5)
     assert rule_settings(knob, "train", schema_path=newer) != rule_settings(default, "train", schema_path=newer)
@@ -112,10 +106,9 @@ def test_new_keys_set_away_from_their_default_rerun_what_reads_them(tmp_path: Pa
     assert "time_scale" in json.loads(rule_settings(default, "train", schema_path=newer))["model"]
 
 
-def test_interrupted_training_resumes_across_a_new_key(tmp_path: Path) -> None:
+def test_interrupted_training_resumes_across_a_new_key(newer: Path) -> None:
     """The checkpoint's provenance holds rule train's settings: a newer whatsreal that only adds
     a key must not refuse to resume a training started before it."""
-    newer = _newer_schema(tmp_path)
     files = [DEMO]
     saved = training_fingerprint(rule_settings(_demo(SCHEMA_PATH), "train"), files)
     assert training_fingerprint(rule_settings(_demo(newer), "train", schema_path=newer), files) == saved
