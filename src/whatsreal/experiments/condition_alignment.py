@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
 
 from whatsreal.experiments.bootstrap import bootstrap_counts, percentile_ci, r2_point, r2_replicates
 from whatsreal.experiments.survey_probes import oof_ridge
@@ -70,15 +71,20 @@ def oof_boosted_trees(x: np.ndarray, y: np.ndarray, n_folds: int, seed: int, max
     """(n,) out-of-fold predictions of ``y`` by gradient-boosted trees (NaN where ``y`` is not finite).
 
     The nonlinear reference: a condition that the other survey's conditions give only through
-    where the galaxy lies on the patch is invisible to a ridge and plain to trees."""
+    where the galaxy lies on the patch is invisible to a ridge and plain to trees.
+
+    One OpenMP thread: on a sky's thousands of rows more threads save little, and on a machine
+    whose cores are busy (a training beside it) their spin-waiting made the same fits take
+    minutes instead of seconds."""
     pred = np.full(len(y), np.nan)
     ok = np.flatnonzero(np.isfinite(y))
     if ok.size < 2 * n_folds:
         return pred
-    for train, test in KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(ok):
-        model = HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=0.05, random_state=seed)
-        model.fit(x[ok[train]], y[ok[train]])
-        pred[ok[test]] = model.predict(x[ok[test]])
+    with threadpool_limits(limits=1, user_api="openmp"):
+        for train, test in KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(ok):
+            model = HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=0.05, random_state=seed)
+            model.fit(x[ok[train]], y[ok[train]])
+            pred[ok[test]] = model.predict(x[ok[test]])
     return pred
 
 
