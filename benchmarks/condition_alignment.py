@@ -1,13 +1,12 @@
 """How much one survey's observing conditions predict the other's on a simulated sky; what physics latents carry of it.
 
-The probe tables judge whether the instrument latent reads a survey's conditions (PSF FWHM, sky
-noise, PSF depth) better than the physics latent does. The physics encoder of one survey
-conditions the reconstruction of the *other* survey's anchor, so it is rewarded for carrying
-its own survey's conditions whenever they predict the other survey's: then the instrument
-latent's lead shrinks although both encoders do their job. This script measures that
-alignment on a sky (``whatsreal.experiments.condition_alignment``) and prints, per ordered pair
-of surveys (source -> target survey) and target condition, out-of-fold ridge R^2 over every
-pair with a bootstrap 95 % interval:
+The physics encoder of one survey conditions the reconstruction of the *other* survey's anchor,
+so it is rewarded for carrying its own survey's conditions (PSF FWHM, sky noise, PSF depth)
+whenever they predict the other survey's; and with random neighbours that is the decoder's only
+way to the anchor's conditions. This script measures that alignment on a sky
+(``whatsreal.experiments.condition_alignment``) and prints, per ordered pair of surveys (source
+-> target survey) and target condition, out-of-fold R^2 over every pair with a bootstrap 95 %
+interval:
 
 - ``true conditions (ridge)``, ``(boosted trees)``: from the source survey's true per-band
   conditions, linear and not (the alignment; on a small patch the conditions together say where
@@ -21,7 +20,8 @@ bootstrap) are the config's ``experiments.survey_probes`` and ``experiments.boot
 
 Usage: python benchmarks/condition_alignment.py --data results/sim [--runs main random_neighbours]
        [--config config/config.yaml ...] [--out alignment.csv]
-Cost: seconds per run (ridge on the exported embeddings).
+Cost: the boosted trees take most of it (benchmarks/RESULTS.md, "Why the HSC PSF is won on one
+sky and not another"); each run's rows are ridges on its exported embeddings.
 """
 
 from __future__ import annotations
