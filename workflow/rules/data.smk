@@ -190,6 +190,10 @@ rule neighbours:
         survey="hsc|legacysurvey",
         mode="spatial|random",
     threads: 2
+    # Above `train`'s 10: a graph takes seconds and unlocks a training. Below it, a local run
+    # with `--set-threads train=1` starts `main` on one core while the random graphs wait
+    # for both, and the two trainings then run one after the other.
+    priority: 20
     params:
         settings=lambda wildcards: settings(f"neighbours_{wildcards.mode}"),
     conda:
