@@ -50,6 +50,9 @@ def test_a_linear_target_keeps_the_ridge_s_score_and_bad_rows_train_nothing():
     # Whatever each fold chose, it was chosen for its inner score: it cannot fall far below the ridge.
     assert r2(y[ok], chosen[ok]) > r2(y[ok], ridge[ok]) - 0.03
     assert set(picks) <= set(CANDIDATES.names())
+    # A target no candidate can score (constant): every fold falls back to the ridge.
+    _, picks = oof_selected(x[8:208], np.full(200, 3.0), 5, 0, CANDIDATES)
+    assert picks == ["ridge"] * 5
     # Too few usable rows for outer x inner folds: all NaN, no fold run.
     pred, picks = oof_selected(x[:20], y[:20], 5, 0, CANDIDATES)
     assert np.isnan(pred).all() and picks == []

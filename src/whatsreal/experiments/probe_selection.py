@@ -112,10 +112,11 @@ def _fit_predict(
 
 
 def _pick(candidates: ProbeCandidates, x: np.ndarray, y: np.ndarray) -> str:
-    """The candidate with the best mean R^2 over inner folds of (x, y); ties go to the earlier (ridge)."""
+    """The candidate with the best mean R^2 over inner folds of (x, y); ties, and a target no
+    candidate can score (constant in a fold), go to the ridge."""
     inner = KFold(n_splits=candidates.inner_folds, shuffle=True, random_state=candidates.seed + 1)
     folds = list(inner.split(x))
-    best, best_score = "", -np.inf
+    best, best_score = "ridge", -np.inf
     for name in candidates.names():
         score = np.mean(
             [float(r2_point(y[te], _fit_predict(candidates, name, x[tr], y[tr], x[te]))) for tr, te in folds]
@@ -132,9 +133,9 @@ def oof_selected(
 
     With ``select``, each outer fold's probe is chosen by :func:`_pick` on that fold's training
     rows only (its held-out rows never inform the choice); without, every fold uses the ridge.
-    Rows with a non-finite label or feature get NaN and train nothing. PyTorch is not involved;
-    the MLPs run on one BLAS thread, which on these sizes is as fast as two and leaves the other
-    core to a training beside it."""
+    Rows with a non-finite label or feature get NaN and train nothing. The fits run on one BLAS
+    thread, leaving the other core of a 2-core machine to whatever runs beside them (a
+    training, as when this was measured)."""
     pred = np.full(len(y), np.nan)
     picks: list[str] = []
     ok = np.flatnonzero(np.isfinite(y) & np.isfinite(x).all(axis=1))
