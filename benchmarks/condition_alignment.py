@@ -35,7 +35,7 @@ import pandas as pd
 from whatsreal.config import effective_config
 from whatsreal.experiments.bootstrap import bootstrap_config
 from whatsreal.experiments.condition_alignment import alignment_table, per_band_conditions
-from whatsreal.experiments.embeddings import paired_latents, read_embeddings
+from whatsreal.experiments.embeddings import latents_by_survey, read_embeddings, run_embedding_paths
 from whatsreal.experiments.targets import build_targets
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
@@ -61,18 +61,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     truth = pd.read_parquet(layout.truth)
     truth_id = pd.read_parquet(layout.meta("hsc"), columns=["truth_id"])["truth_id"].to_numpy(np.int64)
     conditions = {s: per_band_conditions(truth, truth_id, s, bands) for s in SURVEY_ORDER}
-    runs = args.runs
-    if runs is None:
-        runs = sorted(p.parent.name for p in layout.runs.glob("*/embeddings.parquet"))
-    latents = {}
+    try:
+        paths = run_embedding_paths(layout, args.runs)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
     pairs = table.index.to_numpy()
-    for run in runs:
-        path = layout.run(run).embeddings
-        if not path.exists():
-            raise SystemExit(f"{path}: file not found (run '{run}' has no exported embeddings)")
-        emb = read_embeddings(path, spaces=("physics",))
-        both = paired_latents(emb, "phys_", pairs, path)
-        latents[run] = {s: both[i * len(pairs) : (i + 1) * len(pairs)] for i, s in enumerate(SURVEY_ORDER)}
+    latents = {
+        run: latents_by_survey(read_embeddings(path, spaces=("physics",)), "phys_", pairs, path)
+        for run, path in paths.items()
+    }
     probes = cfg["experiments"]["survey_probes"]
     n_resamples, seed, confidence = bootstrap_config(cfg)
     out = alignment_table(

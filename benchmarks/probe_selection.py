@@ -29,7 +29,7 @@ import pandas as pd
 
 from whatsreal.config import effective_config
 from whatsreal.experiments.bootstrap import bootstrap_config
-from whatsreal.experiments.embeddings import paired_latents, read_embeddings
+from whatsreal.experiments.embeddings import SPACES, latents_by_survey, read_embeddings, run_embedding_paths
 from whatsreal.experiments.probe_selection import ProbeCandidates, selection_table
 from whatsreal.experiments.targets import TRUTH_INSTRUMENT, build_targets
 from whatsreal.io import write_csv
@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         raise SystemExit(f"{layout.truth}: file not found (the truth of a simulated sky is needed)")
     table, _ = build_targets(layout, layout.truth, cfg["preprocess"]["bands"])
     pairs = table.index.to_numpy()
-    runs = args.runs
-    if runs is None:
-        runs = sorted(p.parent.name for p in layout.runs.glob("*/embeddings.parquet"))
+    try:
+        paths = run_embedding_paths(layout, args.runs)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
     probes = cfg["experiments"]["survey_probes"]
     candidates = ProbeCandidates(
         alphas=probes["alphas"],
@@ -75,17 +76,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f" candidates {candidates.names()}"
     )
     tables = []
-    for run in runs:
-        path = layout.run(run).embeddings
-        if not path.exists():
-            raise SystemExit(f"{path}: file not found (run '{run}' has no exported embeddings)")
+    for run, path in paths.items():
         emb = read_embeddings(path, spaces=("physics", "instrument"))
-        spaces = {
-            "physics": paired_latents(emb, "phys_", pairs, path),
-            "instrument": paired_latents(emb, "inst_", pairs, path),
-        }
-        n = len(pairs)
-        latents = {s: {k: v[i * n : (i + 1) * n] for k, v in spaces.items()} for i, s in enumerate(SURVEY_ORDER)}
+        spaces = {space: latents_by_survey(emb, prefix, pairs, path) for space, prefix in SPACES.items()}
+        latents = {s: {space: by[s] for space, by in spaces.items()} for s in SURVEY_ORDER}
         start = time.perf_counter()
         out = selection_table(table, latents, candidates, probes["n_folds"], probes["seed"], bootstrap, args.targets)
         print(f"run '{run}' ({time.perf_counter() - start:.0f} s): physics / instrument R^2, lead instrument - physics")

@@ -8,15 +8,24 @@ message (file and missing columns) whichever experiment meets it first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from whatsreal.io import read_table
+from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
-__all__ = ["SPACES", "latent_columns", "paired_latents", "read_embeddings"]
+__all__ = [
+    "SPACES",
+    "latent_columns",
+    "latents_by_survey",
+    "paired_latents",
+    "read_embeddings",
+    "run_embedding_paths",
+]
 
 SPACES: dict[str, str] = {"physics": "phys_", "instrument": "inst_"}
 """Latent space -> column prefix in embeddings.parquet (the file format's names)."""
@@ -60,3 +69,25 @@ def paired_latents(emb: pd.DataFrame, prefix: str, pairs: np.ndarray, source: st
             raise ValueError(f"{source}: pair(s) {missing[:5].tolist()} have no '{survey}' row")
         blocks.append(sub.loc[pairs, cols].to_numpy(dtype=np.float32))
     return np.concatenate(blocks)
+
+
+def latents_by_survey(emb: pd.DataFrame, prefix: str, pairs: np.ndarray, source: str | Path) -> dict[str, np.ndarray]:
+    """``{survey: (n, d) latent}`` of ``pairs``, row i of every survey the same galaxy: the blocks of
+    :func:`paired_latents`, for code that asks one survey's latent at a time."""
+    both = paired_latents(emb, prefix, pairs, source)
+    n = len(pairs)
+    return {survey: both[i * n : (i + 1) * n] for i, survey in enumerate(SURVEY_ORDER)}
+
+
+def run_embedding_paths(layout: DatasetLayout, runs: Sequence[str] | None = None) -> dict[str, Path]:
+    """``{run: embeddings.parquet}`` of a dataset: the ``runs`` asked for, or every run that has one.
+
+    A run asked for by name without the file is an error naming the file, so a typo in a run
+    name or a run not yet exported is not silently left out of a table."""
+    if runs is None:
+        return {p.parent.name: p for p in sorted(layout.runs.glob("*/embeddings.parquet"))}
+    paths = {run: layout.run(run).embeddings for run in runs}
+    for run, path in paths.items():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: file not found (run '{run}' has no exported embeddings)")
+    return paths
