@@ -43,7 +43,12 @@ QUANTITIES = [q for q, _ in TRUTH_INSTRUMENT]
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "results" / "sim", help="a dataset's results directory")
-    ap.add_argument("--runs", nargs="*", help="runs under <data>/runs (default: every run with embeddings.parquet)")
+    ap.add_argument(
+        "--runs",
+        nargs="*",
+        help="runs under <data>/runs (default: every run with exported embeddings that has both latents;"
+        " single-latent methods such as cvae are skipped)",
+    )
     ap.add_argument("--config", nargs="+", default=[str(REPO / "config" / "config.yaml")])
     ap.add_argument("--targets", nargs="+", choices=QUANTITIES, default=QUANTITIES)
     ap.add_argument("--mlp-penalties", nargs="+", type=float, default=[0.01, 0.1, 1.0])
@@ -77,7 +82,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     tables = []
     for run, path in paths.items():
-        emb = read_embeddings(path, spaces=("physics", "instrument"))
+        try:
+            emb = read_embeddings(path, spaces=("physics", "instrument"))
+        except ValueError as err:
+            if args.runs is not None:  # asked for by name: say why it cannot be read
+                raise SystemExit(str(err)) from None
+            print(f"run '{run}' skipped: it has no two latents to compare ({err})")
+            continue
         spaces = {space: latents_by_survey(emb, prefix, pairs, path) for space, prefix in SPACES.items()}
         latents = {s: {space: by[s] for space, by in spaces.items()} for s in SURVEY_ORDER}
         start = time.perf_counter()

@@ -28,6 +28,7 @@ def test_latents_by_survey_gives_each_survey_its_rows_of_the_pairs_asked_for_in_
 
 
 def test_run_embedding_paths_finds_every_exported_run_and_names_a_missing_one(tmp_path):
+    assert run_embedding_paths(DatasetLayout(tmp_path / "no_runs_yet")) == {}
     layout = DatasetLayout(tmp_path)
     for run in ("main", "random_neighbours"):
         layout.run(run).embeddings.parent.mkdir(parents=True)

@@ -85,7 +85,8 @@ def run_embedding_paths(layout: DatasetLayout, runs: Sequence[str] | None = None
     A run asked for by name without the file is an error naming the file, so a typo in a run
     name or a run not yet exported is not silently left out of a table."""
     if runs is None:
-        return {p.parent.name: p for p in sorted(layout.runs.glob("*/embeddings.parquet"))}
+        found = sorted(d.name for d in layout.runs.iterdir() if d.is_dir()) if layout.runs.is_dir() else []
+        return {run: layout.run(run).embeddings for run in found if layout.run(run).embeddings.exists()}
     paths = {run: layout.run(run).embeddings for run in runs}
     for run, path in paths.items():
         if not path.exists():
