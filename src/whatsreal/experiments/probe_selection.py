@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -37,7 +36,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from whatsreal.experiments.bootstrap import bootstrap_counts, percentile_ci, r2_point, r2_replicates
-from whatsreal.experiments.targets import truth_instrument_targets
+from whatsreal.experiments.survey_probes import ridge_probe
+from whatsreal.experiments.targets import TRUTH_INSTRUMENT, truth_instrument_targets
 
 __all__ = ["SELECTION_COLUMNS", "ProbeCandidates", "oof_selected", "selection_table"]
 
@@ -86,7 +86,7 @@ class ProbeCandidates:
     def build(self, name: str) -> Pipeline | TransformedTargetRegressor:
         """A fresh, unfitted estimator for the candidate ``name`` (one of :meth:`names`)."""
         if name == "ridge":
-            return make_pipeline(StandardScaler(), RidgeCV(alphas=list(self.alphas)))
+            return ridge_probe(self.alphas)
         penalty = dict(zip(self.names()[1:], self.mlp_penalties, strict=True))[name]
         mlp = MLPRegressor(
             hidden_layer_sizes=tuple(self.mlp_hidden),
@@ -179,8 +179,7 @@ def selection_table(
                 raise ValueError(
                     f"survey '{survey}': {space} latent has {len(by_space[space])} rows but there are {n} pairs"
                 )
-        for name in truth_instrument_targets(survey):
-            quantity = name.split("_", 2)[2]
+        for (quantity, _), name in zip(TRUTH_INSTRUMENT, truth_instrument_targets(survey), strict=True):
             if quantities is not None and quantity not in quantities:
                 continue
             if name not in targets.columns:

@@ -54,7 +54,7 @@ import pandas as pd
 import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from whatsreal.data.usable import seen_rows, usable_pairs
@@ -76,6 +76,7 @@ __all__ = [
     "oof_ridge",
     "probe_table",
     "retrieval_table",
+    "ridge_probe",
     "run_survey_probes",
     "survey_targets",
 ]
@@ -186,6 +187,13 @@ def survey_targets(truth: pd.DataFrame, truth_id: np.ndarray, survey: str, bands
     return pd.DataFrame(out)
 
 
+def ridge_probe(alphas: Sequence[float]) -> Pipeline:
+    """The probe tables' linear read-out, unfitted: features standardised, then ridge with the
+    penalty chosen among ``alphas`` by leave-one-out. One definition, so every table that says
+    it reads a latent "as the probe tables do" fits this same model."""
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=list(alphas)))
+
+
 def oof_ridge(x: np.ndarray, y: np.ndarray, n_folds: int, alphas: Sequence[float], seed: int) -> np.ndarray:
     """(n,) out-of-fold ridge predictions of ``y``; rows with a non-finite label get NaN and train nothing.
 
@@ -198,7 +206,7 @@ def oof_ridge(x: np.ndarray, y: np.ndarray, n_folds: int, alphas: Sequence[float
     if ok.size < 2 * n_folds:
         return pred
     for train, test in KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(ok):
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=list(alphas))).fit(x[ok[train]], y[ok[train]])
+        model = ridge_probe(alphas).fit(x[ok[train]], y[ok[train]])
         pred[ok[test]] = np.clip(model.predict(x[ok[test]]), y[ok[train]].min(), y[ok[train]].max())
     return pred
 
