@@ -58,6 +58,30 @@ def test_a_linear_target_keeps_the_ridge_s_score_and_bad_rows_train_nothing():
     assert np.isnan(pred).all() and picks == []
 
 
+def test_a_capped_inner_selection_chooses_on_a_subset_and_still_predicts_every_row():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1500, 8))
+    y = np.abs(x[:, 0]) + 0.3 * rng.standard_normal(1500)
+    # A cap above the training rows changes nothing, to the last digit.
+    full, picks_full = oof_selected(x, y, 5, 0, CANDIDATES)
+    same, picks_same = oof_selected(x, y, 5, 0, replace(CANDIDATES, inner_max_rows=5000))
+    assert picks_same == picks_full and np.array_equal(same, full)
+    assert all(p.startswith("mlp(") for p in picks_full)
+    # On 24 rows the MLPs cannot show what they would learn from 1,200: the choice leans to the
+    # ridge, as documented; every row is still predicted by the refit on all training rows.
+    tiny, picks_tiny = oof_selected(x, y, 5, 0, replace(CANDIDATES, inner_max_rows=24))
+    assert picks_tiny.count("ridge") >= 4 and np.isfinite(tiny).all()
+    # A cap of a few hundred rows still finds the nonlinear target.
+    some, picks_some = oof_selected(x, y, 5, 0, replace(CANDIDATES, inner_max_rows=400))
+    assert all(p.startswith("mlp(") for p in picks_some) and r2(y, some) > 0.4
+    with pytest.raises(ValueError, match="inner_max_rows must be at least 2 x inner_folds = 6, got 5"):
+        replace(CANDIDATES, inner_max_rows=5)
+    with pytest.raises(ValueError, match="inner_folds must be at least 2"):
+        replace(CANDIDATES, inner_folds=1)
+
+
 def toy_sky(n: int = 500, seed: int = 2) -> tuple[pd.DataFrame, dict]:
     """HSC's PSF is in the instrument latent as its square only (ridge-invisible) and absent from
     the physics latent; HSC's sky noise is linear in both, more so in the instrument latent."""
@@ -117,6 +141,8 @@ def test_the_script_tables_every_run_of_a_finished_workflow(finished_tiny_run, t
         "1.0",
         "--mlp-hidden",
         "16",
+        "--inner-max-rows",
+        "60",
         "--out",
         str(out),
     ]
@@ -129,4 +155,4 @@ def test_the_script_tables_every_run_of_a_finished_workflow(finished_tiny_run, t
     assert set(table.target) == {"true_hsc_psf_fwhm", "true_legacy_psf_fwhm"}
     assert set(table.probe) == {"ridge", "selected"}
     assert table[["r2_physics", "r2_instrument", "lead"]].notna().all().all()
-    assert "candidates ['ridge', 'mlp(1)']" in res.stdout
+    assert "candidates ['ridge', 'mlp(1)'], chosen on <= 60 rows per outer fold" in res.stdout
