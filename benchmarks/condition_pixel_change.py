@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="also write the table to this CSV")
     args = ap.parse_args(argv)
-    if args.anchors < 2 or min(args.softenings) <= 0:
-        ap.error("--anchors must be >= 2 and every --softenings value > 0")
     cfg = effective_config(args.config)
     if cfg["dataset"]["source"] != "synthetic":
         raise SystemExit(f"dataset.source is '{cfg['dataset']['source']}': this needs the synthetic sky")
     start = time.perf_counter()
-    table = condition_swap_change(cfg, args.softenings, args.anchors, args.seed)
+    try:  # condition_swap_change checks --softenings and --anchors before any rendering
+        table = condition_swap_change(cfg, args.softenings, args.anchors, args.seed)
+    except ValueError as err:
+        ap.error(str(err))
     print(
         f"{cfg['dataset']['name']}: {args.anchors} anchors per survey, config softening"
         f" {cfg['preprocess']['arcsinh_softening']:g} ({time.perf_counter() - start:.0f} s)."

@@ -66,9 +66,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--out", type=Path, help="also write the table (a `run` column first) to this CSV")
     args = ap.parse_args(argv)
 
-    if args.inner_folds < 2 or (args.inner_max_rows is not None and args.inner_max_rows < 2 * args.inner_folds):
-        ap.error("--inner-folds must be >= 2 and --inner-max-rows >= 2 x --inner-folds")
     cfg = effective_config(args.config)
+    probes = cfg["experiments"]["survey_probes"]
+    try:  # ProbeCandidates checks --inner-folds and --inner-max-rows
+        candidates = ProbeCandidates(
+            alphas=probes["alphas"],
+            mlp_penalties=args.mlp_penalties,
+            mlp_hidden=args.mlp_hidden,
+            inner_folds=args.inner_folds,
+            seed=probes["seed"],
+            inner_max_rows=args.inner_max_rows,
+        )
+    except ValueError as err:
+        ap.error(str(err))
     layout = DatasetLayout(args.data)
     if not layout.truth.exists():
         raise SystemExit(f"{layout.truth}: file not found (the truth of a simulated sky is needed)")
@@ -78,15 +88,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         paths = run_embedding_paths(layout, args.runs)
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from None
-    probes = cfg["experiments"]["survey_probes"]
-    candidates = ProbeCandidates(
-        alphas=probes["alphas"],
-        mlp_penalties=args.mlp_penalties,
-        mlp_hidden=args.mlp_hidden,
-        inner_folds=args.inner_folds,
-        seed=probes["seed"],
-        inner_max_rows=args.inner_max_rows,
-    )
     bootstrap = bootstrap_config(cfg)
     print(
         f"{args.data}: {len(pairs)} pairs; out-of-fold R^2 [{bootstrap[2]:.0%} interval];"

@@ -33,6 +33,8 @@ def test_bad_requests_are_refused():
         condition_swap_change(cfg, [0.0])
     with pytest.raises(ValueError, match="softenings must be positive"):
         condition_swap_change(cfg, [])
+    with pytest.raises(ValueError, match="n_anchors must be at least 2"):
+        condition_swap_change(cfg, [0.01], n_anchors=1)
 
 
 def test_the_script_prints_and_writes_the_table(tmp_path):
@@ -55,4 +57,4 @@ def test_the_script_prints_and_writes_the_table(tmp_path):
     assert "tiny: 6 anchors per survey, config softening 0.01" in res.stdout
     assert len(pd.read_csv(out)) == 4
     bad = subprocess.run([*script, "--softenings", "0"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "every --softenings value > 0" in bad.stderr
+    assert bad.returncode == 2 and "softenings must be positive numbers, got [0.0]" in bad.stderr

@@ -80,6 +80,8 @@ def condition_swap_change(
     """
     if not softenings or min(softenings) <= 0:
         raise ValueError(f"softenings must be positive numbers, got {list(softenings)}")
+    if n_anchors < 2:
+        raise ValueError(f"n_anchors must be at least 2 (each is swapped with another), got {n_anchors}")
     rows = []
     for survey in surveys:
         own, swapped, sigma, sigma_partner, z = _swap_renders(cfg, survey, n_anchors, seed)

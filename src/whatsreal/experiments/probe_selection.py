@@ -73,8 +73,9 @@ class ProbeCandidates:
     is made on a seeded random subset of that many of them (the chosen probe is still refit on
     all). Why: the inner selection fits every candidate ``inner_folds`` times per outer fold and
     latent: on a 240' sky's 17,866 pairs, three MLP candidates had not finished one survey in
-    10 minutes. The subset makes the choice cheaper, not neutral: an MLP needs more rows than a ridge to win, so
-    a small subset leans the choice towards the ridge; ``None`` (the default) uses every row.
+    10 minutes. The subset makes the choice cheaper, not neutral: an MLP needs more rows than a
+    ridge to win, so a small subset leans the choice towards the ridge; ``None`` (the default)
+    uses every row.
     """
 
     alphas: Sequence[float]
