@@ -14,7 +14,9 @@ Then, like rule ``conditioning_gain``, every held-out pair anchored in each surv
 every *other* held-out pair's instrument half, on ``--draws`` shared draws of (x0, t), and the
 swaps' gains go through the pipeline's own regression
 (whatsreal.experiments.conditioning_sensitivity): slope per standard deviation of |log sky-noise|
-and |PSF FWHM| mismatch, 95 % interval by bootstrap over anchors. ``--model`` scores a trained
+and |PSF FWHM| mismatch, 95 % interval by bootstrap over anchors. ``--t-bins`` repeats the fit within
+equal-count bins of the draws' flow time t, which says *where* on the path from noise to image a
+condition pays, if anywhere. ``--model`` scores a trained
 run's model (its own instrument encoder) on exactly the same swaps, for comparison.
 
 A PSF slope at 0 for the oracle says that, at this budget, the loss does not reward knowing the
@@ -31,7 +33,7 @@ budget.
 
 Usage: python benchmarks/oracle_conditioning.py --data results/sim [--config config/config.yaml ...]
        [--steps 1500 | --seconds 300] [--batch-size 32] [--features both|fwhm|sigma] [--draws 4]
-       [--device cpu|cuda] [--resident] [--save oracle.pt | --load oracle.pt]
+       [--device cpu|cuda] [--resident] [--save oracle.pt | --load oracle.pt] [--t-bins 4]
        python benchmarks/oracle_conditioning.py --data results/sim --model results/sim/runs/main/model.ckpt
 Cost: the demo model's steps (0.6-1.1 s each on 2 cores) plus 2 x 56 x draws loss evaluations of
 57 pairs (a few minutes).
@@ -55,7 +57,7 @@ from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device, cuda_bf16
 from whatsreal.experiments.bootstrap import bootstrap_config
 from whatsreal.experiments.conditioning_gain import SWAP_COLUMNS, truth_ids_by_row, val_pairs
-from whatsreal.experiments.conditioning_sensitivity import sensitivity_table, swap_differences
+from whatsreal.experiments.conditioning_sensitivity import sensitivity_by_time, sensitivity_table, swap_differences
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
 from whatsreal.model.flow import Conditioning, FlowMatchingModel, build_model
@@ -252,6 +254,7 @@ def all_pair_swaps(
                             "draw": d,
                             "pair": pairs,
                             "partner": pairs[perm.numpy()],
+                            "t": t.double().cpu().numpy(),
                             "gain": (swapped - base).double().cpu().numpy(),
                         }
                     )
@@ -276,6 +279,12 @@ def main() -> None:
     ap.add_argument("--features", choices=sorted(FEATURES), default="both")
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--partners", type=int, help="score each anchor against this many others, not all (a quick check)")
+    ap.add_argument(
+        "--t-bins",
+        type=int,
+        default=4,
+        help="also fit the slopes within this many equal-count bins of flow time t (1: no split)",
+    )
     ap.add_argument("--save", type=Path, help="write the trained oracle model here")
     ap.add_argument("--load", type=Path, help="score an oracle model saved with --save instead of training")
     ap.add_argument("--model", type=Path, help="score this trained run's model.ckpt (its own encoders) instead")
@@ -324,6 +333,13 @@ def main() -> None:
             f"{r.survey:13s} {r.property:14s} gain per sd of mismatch {r.slope:+.4f} [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}]"
             f"  (mean swap gain {r.mean_gain:.4f}, {r.n_swaps} swaps of {r.n_pairs} anchors)"
         )
+    if args.t_bins > 1:
+        print("by flow time t (0: noise, 1: image):")
+        for r in sensitivity_by_time(diffs, args.t_bins, *bootstrap_config(cfg)).itertuples():
+            print(
+                f"t {r.t_lo:.2f}-{r.t_hi:.2f} {r.survey:13s} {r.property:14s} {r.slope:+.4f} [{r.ci_lo:+.4f}, "
+                f"{r.ci_hi:+.4f}]  (mean swap gain {r.mean_gain:.4f}, {r.n_swaps} swaps)"
+            )
 
 
 if __name__ == "__main__":

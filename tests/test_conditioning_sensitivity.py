@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whatsreal.experiments.conditioning_sensitivity import PROPERTIES, sensitivity_table, swap_differences
+from whatsreal.experiments.conditioning_sensitivity import (
+    PROPERTIES,
+    SENSITIVITY_BY_TIME_COLUMNS,
+    sensitivity_by_time,
+    sensitivity_table,
+    swap_differences,
+    time_bin_edges,
+)
 
 BANDS = ["g", "r", "i", "z"]
 
@@ -124,3 +131,42 @@ def test_too_few_anchors_give_nan_not_an_error():
     few = diffs[diffs["pair"].isin([0, 1]) & diffs["partner"].isin([0, 1])]
     table = sensitivity_table(few, n_resamples=50, seed=0, confidence=0.95)
     assert table["slope"].isna().all() and (table["n_pairs"] <= 2).all()
+
+
+def test_the_time_bins_find_where_on_the_path_a_planted_property_pays():
+    """The PSF mismatch is given an effect only in the upper half of t, the sky noise at every t: the per-bin
+    fit must find the PSF slope in the upper bins alone, and the sky-noise slope in all."""
+    diffs, _ = _planted(n_pairs=200, draws=8, seed=3)
+    rng = np.random.default_rng(4)
+    diffs["t"] = rng.uniform(0, 1, len(diffs))
+    inst = diffs["half"] == "instrument"
+    late = (diffs["t"] >= time_bin_edges(diffs["t"].to_numpy(), 4)[2]).to_numpy()  # the upper two bins
+    diffs.loc[inst & late, "gain"] += 0.02 * diffs.loc[inst & late, "d:PSF FWHM"]
+    table = sensitivity_by_time(diffs, bins=4, n_resamples=300, seed=0, confidence=0.95)
+    assert list(table.columns) == list(SENSITIVITY_BY_TIME_COLUMNS)
+    psf = table[(table["half"] == "instrument") & (table["property"] == "PSF FWHM")].sort_values("t_lo")
+    sky = table[(table["half"] == "instrument") & (table["property"] == "log sky noise")]
+    assert len(psf) == 4 and psf["t_lo"].iloc[0] == 0.0 and psf["t_hi"].iloc[-1] == 1.0
+    early, later = psf[psf["t_hi"] <= 0.55], psf[psf["t_lo"] >= 0.45]
+    assert len(early) == 2 and len(later) == 2
+    assert (early["ci_lo"] < 0).all() and (early["ci_hi"] > 0).all(), "no PSF effect was planted in the lower half"
+    assert (later["ci_lo"] > 0).all() and np.allclose(later["slope"], 0.02, rtol=0.3)
+    assert (sky["ci_lo"] > 0).all(), "the sky noise pays at every t"
+    assert table.groupby(["half", "property"])["n_swaps"].sum().eq(200 * 8).all(), "every swap in one bin"
+
+
+def test_time_bins_hold_equal_counts_and_merge_when_times_repeat():
+    t = np.random.default_rng(0).beta(5, 1, 1000)  # bunched near 1, as a logit-normal sampler can be
+    edges = time_bin_edges(t, 4)
+    assert edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) == 5
+    counts = np.histogram(t, edges)[0]
+    assert counts.min() >= 240
+    assert list(time_bin_edges(np.full(50, 0.3), 4)) == [0.0, 0.3, 1.0]
+    with pytest.raises(ValueError, match="time bins"):
+        time_bin_edges(t, 0)
+
+
+def test_swaps_without_a_time_column_are_refused():
+    diffs, _ = _planted(n_pairs=30, draws=2)
+    with pytest.raises(ValueError, match="'t'"):
+        sensitivity_by_time(diffs, 2, n_resamples=20, seed=0, confidence=0.95)

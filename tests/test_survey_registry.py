@@ -270,8 +270,11 @@ def test_per_survey_experiments_cover_every_survey_and_direction(four_survey_nwa
         run.table("conditioning_gain.csv"),
         truth=raw / "truth.parquet",
         sensitivity=run.table("conditioning_sensitivity.csv"),
+        sensitivity_by_t=run.table("conditioning_sensitivity_by_t.csv"),
     )
     assert set(gains["survey"]) == set(surveys)
+    by_t = pd.read_csv(run.table("conditioning_sensitivity_by_t.csv"))
+    assert set(by_t["survey"]) == set(surveys) and by_t["t_lo"].min() == 0.0 and by_t["t_hi"].max() == 1.0
     sensitivity = pd.read_csv(run.table("conditioning_sensitivity.csv"))
     assert set(sensitivity["survey"]) == set(surveys), "every survey's swaps, the added ones included"
     assert (sensitivity["n_pairs"] <= [int((held & seen[s]).sum()) for s in sensitivity["survey"]]).all()

@@ -105,6 +105,7 @@ TABLES: dict[str, str] = {
     "calibration.csv": "calibration",
     "conditioning_gain.csv": "conditioning_gain",
     "conditioning_sensitivity.csv": "conditioning_gain",
+    "conditioning_sensitivity_by_t.csv": "conditioning_gain",
     "truth_metrics.csv": "truth_metrics",
     "survey_probes.csv": "survey_probes",
     "survey_retrieval.csv": "survey_probes",

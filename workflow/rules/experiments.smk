@@ -487,8 +487,8 @@ rule conditioning_gain:
     # Does the decoder use both halves of its conditioning? Loss with the instrument (or
     # physics) half swapped for another held-out pair's, minus the true loss, with CIs.
     # On the synthetic sky, also what in each half it uses: the swaps' gains regressed on how
-    # far the swapped set's true conditions (galaxy) are from the anchor's (header only on
-    # real data). A run trained on N-way groups is scored on nway/, every survey an anchor.
+    # far the swapped set's true conditions (galaxy) are from the anchor's, overall and per bin
+    # of flow time t (header only on real data). A run trained on N-way groups is scored on nway/, every survey an anchor.
     input:
         model=RUN.model,
         metrics=RUN.metrics,
@@ -503,6 +503,7 @@ rule conditioning_gain:
         ),
         table=RUN.table("conditioning_gain.csv"),
         sensitivity=RUN.table("conditioning_sensitivity.csv"),
+        sensitivity_by_t=RUN.table("conditioning_sensitivity_by_t.csv"),
     log:
         DATA.log("conditioning_gain_{run}"),
     benchmark:

@@ -20,4 +20,5 @@ run_conditioning_gain(
     table=sm.output.table,
     truth=sm.input.truth[0] if sm.input.truth else None,
     sensitivity=sm.output.sensitivity,
+    sensitivity_by_t=sm.output.sensitivity_by_t,
 )

@@ -23,7 +23,13 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device
 from whatsreal.experiments.bootstrap import bootstrap_config, bootstrap_counts, percentile_ci
-from whatsreal.experiments.conditioning_sensitivity import SENSITIVITY_COLUMNS, sensitivity_table, swap_differences
+from whatsreal.experiments.conditioning_sensitivity import (
+    SENSITIVITY_BY_TIME_COLUMNS,
+    SENSITIVITY_COLUMNS,
+    sensitivity_by_time,
+    sensitivity_table,
+    swap_differences,
+)
 from whatsreal.experiments.posterior import usable_val_pairs
 from whatsreal.io import read_table, write_csv
 from whatsreal.layout import DatasetLayout
@@ -48,9 +54,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GAIN_COLUMNS = ("survey", "half", "gain", "ci_lo", "ci_hi", "n_pairs", "draws", "loss_true")
-SWAP_COLUMNS = ("survey", "half", "draw", "pair", "partner", "gain")
+SWAP_COLUMNS = ("survey", "half", "draw", "pair", "partner", "t", "gain")
 """One row per scored swap: anchor survey, the half swapped, the draw, the anchor's row (pair) and
-the row whose half it was given (partner), and that swap's gain."""
+the row whose half it was given (partner), the flow time t of the draw (0: noise, 1: image), and
+that swap's gain."""
 
 
 def val_pairs(split_path: str | Path, usable: np.ndarray | None = None) -> np.ndarray:
@@ -160,6 +167,7 @@ def measure_gains(
                             "draw": sw.draw,
                             "pair": anchor_rows[moved],
                             "partner": anchor_rows[sw.partner.numpy()][moved],
+                            "t": sw.t.numpy()[moved],
                             "gain": sw.gain.numpy()[moved],
                         }
                     )
@@ -189,11 +197,14 @@ def run_conditioning_gain(
     table: str | Path,
     truth: str | Path | None = None,
     sensitivity: str | Path | None = None,
+    sensitivity_by_t: str | Path | None = None,
 ) -> pd.DataFrame:
     """Write ``tables/conditioning_gain.csv`` and the gain-vs-step figure for one trained run,
     and with ``sensitivity`` ``tables/conditioning_sensitivity.csv``: what in each swapped half the
     loss responds to (whatsreal.experiments.conditioning_sensitivity), measured against ``truth``
-    (truth.parquet; None on real data, where the table gets its header only).
+    (truth.parquet; None on real data, where the table gets its header only), and with
+    ``sensitivity_by_t`` the same regression within ``experiments.conditioning_gain.t_bins`` bins
+    of flow time (:func:`whatsreal.experiments.conditioning_sensitivity.sensitivity_by_time`).
 
     ``config``: the run's (its overlay on the rest, :func:`whatsreal.config.run_config`), since the
     checkpoint is checked against its model and preprocess sections
@@ -215,6 +226,7 @@ def run_conditioning_gain(
     for r in df.itertuples():
         log.info("gain %s %s: %.4f [%.4f, %.4f] over %d pairs", r.survey, r.half, r.gain, r.ci_lo, r.ci_hi, r.n_pairs)
     sens = pd.DataFrame(columns=list(SENSITIVITY_COLUMNS))
+    by_t = pd.DataFrame(columns=list(SENSITIVITY_BY_TIME_COLUMNS))
     differences = None
     if truth is not None:
         differences = swap_differences(
@@ -224,9 +236,16 @@ def run_conditioning_gain(
         for r in sens.itertuples():
             what = f"{r.survey} {r.half}, {r.property}"
             log.info("sensitivity %s: %.4f [%.4f, %.4f] per sd, %d swaps", what, r.slope, r.ci_lo, r.ci_hi, r.n_swaps)
+        by_t = sensitivity_by_time(differences, conditioning_gain_cfg["t_bins"], n_resamples, seed, confidence)
+        for r in by_t.itertuples():
+            what = f"{r.survey} {r.half}, {r.property}, t {r.t_lo:.2f}-{r.t_hi:.2f}"
+            slope = f"{r.slope:.4f} [{r.ci_lo:.4f}, {r.ci_hi:.4f}]"
+            log.info("sensitivity %s: %s per sd, mean gain %.4f", what, slope, r.mean_gain)
     history = pd.read_csv(metrics)
     plot_conditioning_gain(history, df, figure, sensitivity=sens, differences=differences)
     if sensitivity is not None:
         write_csv(sens, sensitivity)
+    if sensitivity_by_t is not None:
+        write_csv(by_t, sensitivity_by_t)
     write_csv(df, table)
     return df

@@ -56,13 +56,16 @@ def derangement_within_groups(groups: torch.Tensor, generator: torch.Generator |
 @dataclass(frozen=True)
 class Swap:
     """One draw of one half: sample i was given the ``half`` of sample ``partner[i]``, on the
-    same (x0, t) as its true-conditioning loss ``loss``; ``gain`` = swapped loss - true loss."""
+    same (x0, t) as its true-conditioning loss ``loss``; ``gain`` = swapped loss - true loss.
+    ``t`` is each sample's flow time in that draw, kept so that a gain can be placed on the
+    path from noise (t = 0) to image (t = 1)."""
 
     draw: int
     half: str
     partner: torch.Tensor
     gain: torch.Tensor
     loss: torch.Tensor
+    t: torch.Tensor
 
 
 @torch.no_grad()
@@ -88,7 +91,8 @@ def conditioning_swaps(
         for half in HALVES:
             perm = derangement_within_groups(groups, generator)
             _, swapped = model.loss(x1, cond.with_half_from(half, perm.to(x1.device)), x0=x0, t=t)
-            out.append(Swap(d, half, perm, (swapped - base).double().cpu(), base.double().cpu()))
+            gain = (swapped - base).double().cpu()
+            out.append(Swap(d, half, perm, gain, base.double().cpu(), t.double().cpu()))
     return out
 
 
