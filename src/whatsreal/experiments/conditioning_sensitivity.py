@@ -196,7 +196,8 @@ def sensitivity_table(differences: pd.DataFrame, n_resamples: int, seed: int, co
 def time_bin_edges(t: np.ndarray, bins: int) -> np.ndarray:
     """Edges of ``bins`` bins of flow time holding equal numbers of the swaps' ``t`` (quantiles, so
     a logit-normal ``model.time_sampling`` fills every bin), the outer two set to 0 and 1. Edges
-    that coincide (fewer distinct times than bins) are merged, so a bin is never empty."""
+    that coincide (fewer distinct times than bins) are merged into one; a bin left without swaps
+    gives no rows in :func:`sensitivity_by_time`."""
     if bins < 1:
         raise ValueError(f"time bins must be >= 1, got {bins}")
     t = np.asarray(t, np.float64)
