@@ -327,7 +327,8 @@ def main() -> None:
         print(f"oracle tokens from the true {' and '.join(FEATURES[args.features])}")
     swaps = all_pair_swaps(net, condition, layout, args.draws, args.partners)
     diffs = swap_differences(swaps, truth, truth_ids_by_row(layout, SURVEY_ORDER), cfg["preprocess"]["bands"])
-    table = sensitivity_table(diffs, *bootstrap_config(cfg))
+    bootstrap = bootstrap_config(cfg)
+    table = sensitivity_table(diffs, *bootstrap)
     for r in table.itertuples():
         print(
             f"{r.survey:13s} {r.property:14s} gain per sd of mismatch {r.slope:+.4f} [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}]"
@@ -335,7 +336,7 @@ def main() -> None:
         )
     if args.t_bins > 1:
         print("by flow time t (0: noise, 1: image):")
-        for r in sensitivity_by_time(diffs, args.t_bins, *bootstrap_config(cfg)).itertuples():
+        for r in sensitivity_by_time(diffs, args.t_bins, *bootstrap).itertuples():
             print(
                 f"t {r.t_lo:.2f}-{r.t_hi:.2f} {r.survey:13s} {r.property:14s} {r.slope:+.4f} [{r.ci_lo:+.4f}, "
                 f"{r.ci_hi:+.4f}]  (mean swap gain {r.mean_gain:.4f}, {r.n_swaps} swaps)"

@@ -236,6 +236,7 @@ def run_conditioning_gain(
         for r in sens.itertuples():
             what = f"{r.survey} {r.half}, {r.property}"
             log.info("sensitivity %s: %.4f [%.4f, %.4f] per sd, %d swaps", what, r.slope, r.ci_lo, r.ci_hi, r.n_swaps)
+    if differences is not None and sensitivity_by_t is not None:
         by_t = sensitivity_by_time(differences, conditioning_gain_cfg["t_bins"], n_resamples, seed, confidence)
         for r in by_t.itertuples():
             what = f"{r.survey} {r.half}, {r.property}, t {r.t_lo:.2f}-{r.t_hi:.2f}"

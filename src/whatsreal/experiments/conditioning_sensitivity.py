@@ -220,8 +220,9 @@ def sensitivity_by_time(
     the half it costs there."""
     if "t" not in differences:
         raise ValueError("the swaps have no flow-time column 't' (scored before t was recorded?)")
-    edges = time_bin_edges(differences["t"].to_numpy(np.float64), bins)
-    which = np.clip(np.searchsorted(edges, differences["t"].to_numpy(np.float64), side="right") - 1, 0, len(edges) - 2)
+    t = differences["t"].to_numpy(np.float64)
+    edges = time_bin_edges(t, bins)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
     parts = []
     for k in range(len(edges) - 1):
         table = sensitivity_table(differences[which == k], n_resamples, seed, confidence)
