@@ -285,11 +285,12 @@ def main() -> None:
         default=4,
         help="also fit the slopes within this many equal-count bins of flow time t (1: no split)",
     )
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: two oracles side by side)")
     ap.add_argument("--save", type=Path, help="write the trained oracle model here")
     ap.add_argument("--load", type=Path, help="score an oracle model saved with --save instead of training")
     ap.add_argument("--model", type=Path, help="score this trained run's model.ckpt (its own encoders) instead")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     cfg = effective_config(args.config)
     layout = DatasetLayout(args.data)

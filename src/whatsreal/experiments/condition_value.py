@@ -1,0 +1,212 @@
+"""What knowing an observing condition is worth to the flow-matching loss (synthetic sky).
+
+Every decoder trained on the demo sky, the oracle handed the true PSF included, lowers its loss
+with the sky noise of its conditioning and not with the PSF
+(whatsreal.experiments.conditioning_sensitivity). That is either the loss (it does not pay for
+the PSF on this sky) or the decoder (it does, and the decoder does not collect). This module
+computes what the loss pays, per pixel in the model's standardised units, for a decoder that
+knows the noiseless scene s apart from the one condition in question. With
+x1 = s + n, n ~ N(0, sp^2) per pixel, x_t = t x1 + (1 - t) x0 and the velocity v = x1 - x0,
+the Bayes predictor given s and sp is v_hat = s + k r, with r = x_t - t s,
+V = t^2 sp^2 + (1 - t)^2 and k = (t sp^2 - (1 - t)) / V; its residual is uncorrelated with r.
+
+- **Mismatch cost** (what a swap measures of a decoder that trusts its conditioning): told a
+  noise level sp' instead of sp, the loss grows by (k' - k)^2 V; told the scene through another
+  PSF, s' = s + d, by d^2 (1 - t)^2 / V^2.
+- **Value of knowing** (what a decoder that also reads x_t gains from the condition over the
+  sky's spread of it): the PSF as one scalar a ~ N(0, 1) along d (a standard deviation of PSF
+  FWHM over the sky), so the scene is s0 + a d; x_t informs a with precision t^2 sum(d^2 / V),
+  and not knowing a costs Var(a | r) sum(d^2 (1 - t)^2 / V^2). The noise level as log sigma
+  with the sky's prior standard deviation; x_t informs it with the Fisher information
+  sum(2 t^4 sp^4 / V^2), and not knowing it costs Var(log sigma | r) sum((dk / dlog sigma)^2 V)
+  (delta method, dk / dlog sigma = 2 t (1 - t) sp^2 / V^2).
+
+Both are means over the stamp's pixels and bands, as the loss is. They are upper bounds on
+what a real decoder can collect only in the sense that it knows the scene: a decoder that is
+unsure of the galaxy's light to more than |d| per pixel gains less from the PSF. Per-pixel
+noise sp and the PSF's effect d are measured on the simulator's own renders, through the
+data's preprocessing (whatsreal.experiments.truth_images.preprocess_noiseless), so the
+arcsinh stretch and Legacy's resampling are included. Pixels are taken as independent
+throughout: the resampling correlates Legacy's noise, so there x_t tells a little less of
+either condition than assumed, and the values of knowing are slightly low.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit, ndtri
+
+from whatsreal.experiments.truth_images import preprocess_noiseless
+from whatsreal.sim.render import ObjectSpec, render_stamp
+from whatsreal.surveys import Survey
+
+__all__ = [
+    "VALUE_COLUMNS",
+    "StampTerms",
+    "known_scene_loss",
+    "losses_at_times",
+    "mismatch_costs",
+    "stamp_terms",
+    "time_density",
+    "value_table",
+    "values_of_knowing",
+]
+
+VALUE_COLUMNS = ["survey", "t_lo", "t_hi", "condition", "mismatch_cost", "value_of_knowing", "n_stamps"]
+"""Rows of :func:`value_table`: per survey, t bin and condition (``sky noise``, ``PSF FWHM``),
+the mean cost per pixel of a one-standard-deviation mismatch and the value of knowing."""
+
+
+@dataclass(frozen=True)
+class StampTerms:
+    """One stamp in the model's units: per-pixel noise at its sky sigma (``sp``) and at sigma
+    times exp(one standard deviation of log sigma over the sky) (``sp_alt``), and the scene's
+    change when every band's PSF FWHM grows by one standard deviation over the sky (``d``)."""
+
+    sp: np.ndarray
+    sp_alt: np.ndarray
+    d: np.ndarray
+    sd_log_sigma: float
+
+
+def stamp_terms(
+    spec: ObjectSpec,
+    survey: Survey,
+    cutout_size: int,
+    psf_beta: float,
+    preprocess_cfg: dict,
+    norm: dict[str, float],
+    sd_fwhm: float,
+    sd_log_sigma: float,
+    rng: np.random.Generator,
+    noise_draws: int = 16,
+) -> StampTerms:
+    """:class:`StampTerms` of ``spec`` rendered as the simulator renders it. The noise level in
+    model units is the root mean square of ``noise_draws`` preprocessed noise draws about the
+    preprocessed noiseless scene (the stretch compresses noise on bright pixels)."""
+    if noise_draws < 2:
+        raise ValueError(f"noise_draws must be at least 2, got {noise_draws}")
+    model = render_stamp(spec, survey, cutout_size, psf_beta).model[None].astype(np.float64)
+    wider = replace(spec, psf_fwhm=tuple(f + sd_fwhm for f in spec.psf_fwhm))
+    model_wider = render_stamp(wider, survey, cutout_size, psf_beta).model[None].astype(np.float64)
+
+    def units(x: np.ndarray) -> np.ndarray:
+        return preprocess_noiseless(x, survey.name, preprocess_cfg, norm, survey)[0].astype(np.float64)
+
+    base = units(model)
+    sigma = np.asarray(spec.sky_sigma, dtype=np.float64)[None, :, None, None]
+
+    def noise_level(factor: float) -> np.ndarray:
+        draws = [units(model + factor * sigma * rng.standard_normal(model.shape)) - base for _ in range(noise_draws)]
+        return np.sqrt(np.mean(np.square(draws), axis=0))
+
+    sp_alt = noise_level(float(np.exp(sd_log_sigma)))
+    return StampTerms(noise_level(1.0), sp_alt, units(model_wider) - base, sd_log_sigma)
+
+
+def _predictor(t: float, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, k) per pixel at flow time t."""
+    v = t * t * sp**2 + (1 - t) ** 2
+    return v, (t * sp**2 - (1 - t)) / v
+
+
+def mismatch_costs(t: float, terms: StampTerms) -> tuple[float, float]:
+    """Mean per-pixel loss increase at ``t`` of a decoder told the wrong noise level (``sp_alt``)
+    and of one told the scene through the wrong PSF (``d``): (noise, PSF)."""
+    v, k = _predictor(t, terms.sp)
+    _, k_alt = _predictor(t, terms.sp_alt)
+    noise = float(((k_alt - k) ** 2 * v).mean())
+    psf = float((terms.d**2 * (1 - t) ** 2 / v**2).mean())
+    return noise, psf
+
+
+def values_of_knowing(t: float, terms: StampTerms) -> tuple[float, float]:
+    """Mean per-pixel loss a decoder that reads x_t saves at ``t`` by being told the noise level
+    and the PSF, against knowing only the sky's spread of them: (noise, PSF)."""
+    v, _ = _predictor(t, terms.sp)
+    psf_precision = 1.0 + t * t * float((terms.d**2 / v).sum())
+    psf = float((terms.d**2 * (1 - t) ** 2 / v**2).mean()) / psf_precision
+    fisher = float((2 * (t * t * terms.sp**2 / v) ** 2).sum())
+    dk = 2 * t * (1 - t) * terms.sp**2 / v**2
+    noise = float((dk**2 * v).mean()) / (1.0 / terms.sd_log_sigma**2 + fisher)
+    return noise, psf
+
+
+def known_scene_loss(t: float, terms: StampTerms) -> float:
+    """Mean per-pixel loss at ``t`` of the Bayes predictor told the noiseless scene and the noise
+    level: Var(n - x0) - Cov(n - x0, r)^2 / V. A decoder's loss above it is what it does not
+    know of the scene; where that excess is large against :func:`mismatch_costs`' PSF term, the
+    PSF is a small part of its error. Pixels are taken as independent: Legacy's resampling
+    correlates neighbouring pixels' noise, which a decoder can use, so there the floor is high."""
+    v, _ = _predictor(t, terms.sp)
+    cov = t * terms.sp**2 - (1 - t)
+    return float((terms.sp**2 + 1 - cov**2 / v).mean())
+
+
+@torch.no_grad()
+def losses_at_times(
+    net: torch.nn.Module, cond: object, x1: torch.Tensor, times: Sequence[float], draws: int, seed: int
+) -> np.ndarray:
+    """(len(times), n) per-sample flow-matching loss of ``net`` (a FlowMatchingModel) on the
+    targets ``x1`` under conditioning ``cond`` at each fixed flow time, averaged over ``draws``
+    draws of x0 (drawn on the CPU from ``seed``, the same for every t)."""
+    gen = torch.Generator().manual_seed(seed)
+    x0s = [torch.randn(x1.shape, generator=gen).to(x1.device) for _ in range(draws)]
+    out = np.zeros((len(times), x1.shape[0]))
+    for i, t in enumerate(times):
+        tt = torch.full((x1.shape[0],), float(t), device=x1.device)
+        for x0 in x0s:
+            out[i] += net.loss(x1, cond, x0=x0, t=tt)[1].double().cpu().numpy() / draws
+    return out
+
+
+def time_density(ts: np.ndarray, time_sampling: dict) -> np.ndarray:
+    """Density of the training's flow times (``model.time_sampling``) at ``ts`` in (0, 1)."""
+    ts = np.asarray(ts, dtype=np.float64)
+    if time_sampling["distribution"] == "uniform":
+        return np.ones_like(ts)
+    z = (np.log(ts / (1 - ts)) - time_sampling["loc"]) / time_sampling["scale"]
+    return np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * time_sampling["scale"] * ts * (1 - ts))
+
+
+def _bin_edges(time_sampling: dict, bins: int) -> np.ndarray:
+    """Equal-probability edges of the training's t distribution (as conditioning_sensitivity
+    bins the swaps by count)."""
+    q = np.linspace(0, 1, bins + 1)
+    if time_sampling["distribution"] == "uniform":
+        return q
+    return expit(time_sampling["loc"] + time_sampling["scale"] * ndtri(q))
+
+
+def value_table(
+    terms_by_survey: dict[str, Sequence[StampTerms]], time_sampling: dict, bins: int, grid: int = 199
+) -> pd.DataFrame:
+    """:data:`VALUE_COLUMNS` rows: per survey, the mismatch cost and the value of knowing of each
+    condition, averaged over the stamps and over t within each of ``bins`` equal-probability bins
+    of the training's t distribution, plus one row over all t (``t_lo`` 0, ``t_hi`` 1, weighted
+    by that distribution: what the training's loss pays)."""
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    ts = np.linspace(0.5 / grid, 1 - 0.5 / grid, grid)
+    weight = time_density(ts, time_sampling)
+    edges = _bin_edges(time_sampling, bins)
+    spans = [(0.0, 1.0)] + ([] if bins == 1 else list(pairwise(edges)))
+    rows = []
+    for survey, stamps in terms_by_survey.items():
+        if not stamps:
+            raise ValueError(f"{survey}: no stamps to compute the value of its conditions on")
+        cost = np.array([[mismatch_costs(t, s) for t in ts] for s in stamps]).mean(0)  # (grid, 2)
+        value = np.array([[values_of_knowing(t, s) for t in ts] for s in stamps]).mean(0)
+        for lo, hi in spans:
+            inside = (ts >= lo) & (ts < hi)
+            w = weight[inside] / weight[inside].sum()
+            for c, condition in enumerate(("sky noise", "PSF FWHM")):
+                paid = float(w @ cost[inside, c]), float(w @ value[inside, c])
+                rows.append((survey, float(lo), float(hi), condition, *paid, len(stamps)))
+    return pd.DataFrame(rows, columns=VALUE_COLUMNS)
