@@ -38,26 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from whatsreal.config import effective_config
-from whatsreal.data.stages import read_normalisation
-from whatsreal.data.triplets import TripletDataset
-from whatsreal.data.usable import usable_pairs
-from whatsreal.experiments.condition_value import (
-    StampTerms,
-    known_scene_loss,
-    losses_at_times,
-    mismatch_costs,
-    stamp_terms,
-    value_table,
-)
-from whatsreal.experiments.conditioning_gain import val_pairs
-from whatsreal.io import read_table, write_csv
+from whatsreal.experiments.condition_value import HeldOutStamps, floor_table, held_out_stamps, value_table
+from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
-from whatsreal.sim.noiseless import sky_specs
-from whatsreal.surveys import SURVEY_ORDER, Survey
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "results" / "sim", help="a simulated sky's results")
     ap.add_argument("--config", nargs="+", default=[str(REPO / "config" / "config.yaml")])
-    ap.add_argument("--stamps", type=int, default=60, help="pairs per survey")
+    ap.add_argument("--stamps", type=int, default=60, help="held-out pairs per survey")
     ap.add_argument("--bins", type=int, default=4, help="equal-probability bins of the training's t")
     ap.add_argument("--noise-draws", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
@@ -75,56 +61,40 @@ def main() -> None:
     ap.add_argument("--times", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
     ap.add_argument("--draws", type=int, default=4, help="x0 draws per stamp and t for --model")
     args = ap.parse_args()
-    if args.stamps < 1:
-        ap.error(f"--stamps must be at least 1, got {args.stamps}")
 
     cfg = effective_config(args.config)
     layout = DatasetLayout(args.data)
-    if not layout.truth.exists():
-        raise SystemExit(f"{layout.truth}: no truth table; the value of a condition needs a simulated sky")
-    truth = pd.read_parquet(layout.truth).set_index("truth_id")
-    specs = sky_specs(cfg)
-    bands = cfg["preprocess"]["bands"]
-    sim = cfg["simulation"]
-    rng = np.random.default_rng(args.seed)
-    held_out = val_pairs(layout.split, usable=usable_pairs(layout.root, SURVEY_ORDER))
-    terms, stamp_pairs = {}, {}
-    for survey in SURVEY_ORDER:
-        meta = read_table(layout.meta(survey), ["pair", "truth_id", "object_id"])
-        meta = meta[meta["truth_id"] >= 0]
-        rows = truth.loc[meta["truth_id"].to_numpy()]
-        sd_fwhm = float(rows[[f"{survey}_psf_fwhm_{b}" for b in bands]].mean(axis=1).std())
-        sd_log_sigma = float(np.log(rows[[f"{survey}_sky_sigma_{b}" for b in bands]].mean(axis=1)).std())
-        entry = Survey.from_entry(survey, cfg["surveys"][survey])
-        norm = read_normalisation(layout.meta(survey))
-        candidates = meta[meta["pair"].isin(held_out)]
-        chosen = candidates.iloc[np.sort(rng.choice(len(candidates), min(args.stamps, len(candidates)), replace=False))]
-        stamp_pairs[survey] = chosen["pair"].to_numpy()
-        ids = chosen["object_id"].to_numpy()
-        keys = ids.astype(str) if ids.dtype.kind in "SUO" else ids.astype(np.int64).astype(str)
-        terms[survey] = [
-            stamp_terms(
-                specs[survey][key],
-                entry,
-                sim["cutout_size"],
-                sim["surveys"][survey]["psf_beta"],
-                cfg["preprocess"],
-                norm,
-                sd_fwhm,
-                sd_log_sigma,
-                rng,
-                args.noise_draws,
-            )
-            for key in keys
-        ]
+    try:
+        stamps = held_out_stamps(layout, cfg, args.stamps, args.noise_draws, args.seed)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(str(err)) from err
+    print_stamps(stamps)
+    table = value_table(stamps.terms, cfg["model"]["time_sampling"], args.bins)
+    print_values(table)
+    if args.out is not None:
+        write_csv(table, args.out)
+        print(f"wrote {args.out}")
+    if args.model is not None:
+        net, _ = load_trained_model(args.model, cfg)
+        net.eval()
+        print(f"{args.model}: loss on the same held-out stamps at fixed t, against the known-scene floor")
+        print_floor(floor_table(net, net.condition_batch, layout, stamps, args.times, args.draws, args.seed))
+
+
+def print_stamps(stamps: HeldOutStamps) -> None:
+    """What the stamps are: how many, the sky's spreads, their noise and PSF effect in model units."""
+    for survey, terms in stamps.terms.items():
         print(
-            f"{survey}: {len(keys)} stamps; one standard deviation over its {len(meta)} pairs: PSF FWHM "
-            f'{sd_fwhm:.3f}", log sky sigma {sd_log_sigma:.3f}; median noise per pixel '
-            f"{np.median([np.median(t.sp) for t in terms[survey]]):.3f} model units; rms PSF effect "
-            f"{np.sqrt(np.mean([np.mean(t.d**2) for t in terms[survey]])):.4f}",
+            f"{survey}: {len(terms)} held-out stamps; one standard deviation over the pairs: PSF FWHM "
+            f'{stamps.sd_fwhm[survey]:.3f}", log sky sigma {stamps.sd_log_sigma[survey]:.3f}; median noise per '
+            f"pixel {np.median([np.median(t.sp) for t in terms]):.3f} model units; rms PSF effect "
+            f"{np.sqrt(np.mean([np.mean(t.d**2) for t in terms])):.4f}",
             flush=True,
         )
-    table = value_table(terms, cfg["model"]["time_sampling"], args.bins)
+
+
+def print_values(table: pd.DataFrame) -> None:
+    """:func:`value_table` a line per survey and t span, with the PSF/noise ratios."""
     wide = table.pivot_table(
         index=["survey", "t_lo", "t_hi"], columns="condition", values=["mismatch_cost", "value_of_knowing"]
     )
@@ -135,41 +105,16 @@ def main() -> None:
             f"{survey:13s} t {lo:.2f}-{hi:.2f}  mismatch: noise {m_n:.5f} PSF {m_p:.5f} (PSF/noise {m_p / m_n:5.2f})"
             f"  value: noise {v_n:.2e} PSF {v_p:.2e} (PSF/noise {v_p / v_n:5.2f})"
         )
-    if args.out is not None:
-        write_csv(table, args.out)
-        print(f"wrote {args.out}")
-    if args.model is not None:
-        score_model(args.model, cfg, layout, terms, stamp_pairs, args.times, args.draws, args.seed)
 
 
-def score_model(
-    path: Path,
-    cfg: dict,
-    layout: DatasetLayout,
-    terms: dict[str, list[StampTerms]],
-    pairs: dict[str, np.ndarray],
-    times: list[float],
-    draws: int,
-    seed: int,
-) -> None:
-    """Print the model's mean loss on each survey's stamps at each t beside the known-scene floor
-    and the two conditions' mismatch costs there."""
-    net, _ = load_trained_model(path, cfg)
-    net.eval()
-    print(f"{path}: loss on the same held-out stamps at fixed t, against the known-scene floor")
-    for a, survey in enumerate(SURVEY_ORDER):
-        ds = TripletDataset(layout.root, pairs[survey], "spatial", anchors=np.full(len(pairs[survey]), a))
-        batch = ds.__getitems__(list(range(len(ds))))
-        with torch.no_grad():
-            cond = net.condition_batch(batch)
-        losses = losses_at_times(net, cond, batch["target"], times, draws, seed).mean(1)
-        for t, loss in zip(times, losses, strict=True):
-            floor = float(np.mean([known_scene_loss(t, s) for s in terms[survey]]))
-            noise, psf = np.mean([mismatch_costs(t, s) for s in terms[survey]], axis=0)
-            print(
-                f"{survey:13s} t {t:.2f}: loss {loss:.4f}, known-scene floor {floor:.4f}, excess {loss - floor:.4f}"
-                f"  (1-sd mismatch cost: noise {noise:.4f}, PSF {psf:.4f})"
-            )
+def print_floor(table: pd.DataFrame) -> None:
+    """:func:`floor_table` a line per survey and t."""
+    for r in table.itertuples():
+        print(
+            f"{r.survey:13s} t {r.t:.2f}: loss {r.loss:.4f}, known-scene floor {r.known_scene_loss:.4f}, "
+            f"excess {r.excess:.4f}  (1-sd mismatch cost: noise {r.noise_mismatch_cost:.4f}, "
+            f"PSF {r.psf_mismatch_cost:.4f})"
+        )
 
 
 if __name__ == "__main__":

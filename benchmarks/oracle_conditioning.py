@@ -16,7 +16,9 @@ swaps' gains go through the pipeline's own regression
 (whatsreal.experiments.conditioning_sensitivity): slope per standard deviation of |log sky-noise|
 and |PSF FWHM| mismatch, 95 % interval by bootstrap over anchors. ``--t-bins`` repeats the fit within
 equal-count bins of the draws' flow time t, which says *where* on the path from noise to image a
-condition pays, if anywhere. ``--model`` scores a trained
+condition pays, if anywhere. ``--floor N`` scores the model on N held-out stamps per survey at
+fixed t against the loss of a decoder that knows the noiseless scene
+(benchmarks/condition_value.py, which says what the loss would pay for each condition). ``--model`` scores a trained
 run's model (its own instrument encoder) on exactly the same swaps, for comparison.
 
 A PSF slope at 0 for the oracle says that, at this budget, the loss does not reward knowing the
@@ -33,7 +35,8 @@ budget.
 
 Usage: python benchmarks/oracle_conditioning.py --data results/sim [--config config/config.yaml ...]
        [--steps 1500 | --seconds 300] [--batch-size 32] [--features both|fwhm|sigma] [--draws 4]
-       [--device cpu|cuda] [--resident] [--save oracle.pt | --load oracle.pt] [--t-bins 4]
+       [--device cpu|cuda] [--resident] [--save oracle.pt | --load oracle.pt] [--t-bins 4] [--floor 60]
+       [--threads 1]
        python benchmarks/oracle_conditioning.py --data results/sim --model results/sim/runs/main/model.ckpt
 Cost: the demo model's steps (0.6-1.1 s each on 2 cores) plus 2 x 56 x draws loss evaluations of
 57 pairs (a few minutes).
@@ -56,6 +59,7 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device, cuda_bf16
 from whatsreal.experiments.bootstrap import bootstrap_config
+from whatsreal.experiments.condition_value import floor_table, held_out_stamps
 from whatsreal.experiments.conditioning_gain import SWAP_COLUMNS, truth_ids_by_row, val_pairs
 from whatsreal.experiments.conditioning_sensitivity import sensitivity_by_time, sensitivity_table, swap_differences
 from whatsreal.layout import DatasetLayout
@@ -66,6 +70,8 @@ from whatsreal.train.module import adamw_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLE_HIDDEN = 64
+FLOOR_TIMES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+"""The fixed flow times ``--floor`` scores the model at (as benchmarks/condition_value.py)."""
 FEATURES = {"both": ("psf_fwhm", "sky_sigma"), "fwhm": ("psf_fwhm",), "sigma": ("sky_sigma",)}
 
 
@@ -285,6 +291,14 @@ def main() -> None:
         default=4,
         help="also fit the slopes within this many equal-count bins of flow time t (1: no split)",
     )
+    ap.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        metavar="STAMPS",
+        help="also score the model on this many held-out stamps per survey at fixed t against the loss of a "
+        "decoder that knows the scene (whatsreal.experiments.condition_value; 0: not)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: two oracles side by side)")
     ap.add_argument("--save", type=Path, help="write the trained oracle model here")
     ap.add_argument("--load", type=Path, help="score an oracle model saved with --save instead of training")
@@ -335,6 +349,15 @@ def main() -> None:
             f"{r.survey:13s} {r.property:14s} gain per sd of mismatch {r.slope:+.4f} [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}]"
             f"  (mean swap gain {r.mean_gain:.4f}, {r.n_swaps} swaps of {r.n_pairs} anchors)"
         )
+    if args.floor > 0:
+        stamps = held_out_stamps(layout, cfg, args.floor, 16, 0)
+        print("loss at fixed t on held-out stamps, against a decoder that knows the scene:")
+        for r in floor_table(net, condition, layout, stamps, FLOOR_TIMES, args.draws, 0).itertuples():
+            print(
+                f"{r.survey:13s} t {r.t:.2f}: loss {r.loss:.4f}, known-scene floor {r.known_scene_loss:.4f}, "
+                f"excess {r.excess:.4f}  (1-sd mismatch cost: noise {r.noise_mismatch_cost:.4f}, "
+                f"PSF {r.psf_mismatch_cost:.4f})"
+            )
     if args.t_bins > 1:
         print("by flow time t (0: noise, 1: image):")
         for r in sensitivity_by_time(diffs, args.t_bins, *bootstrap).itertuples():

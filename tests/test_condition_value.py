@@ -16,6 +16,7 @@ from whatsreal.config import effective_config
 from whatsreal.experiments.condition_value import (
     VALUE_COLUMNS,
     StampTerms,
+    held_out_stamps,
     known_scene_loss,
     losses_at_times,
     mismatch_costs,
@@ -24,6 +25,7 @@ from whatsreal.experiments.condition_value import (
     value_table,
     values_of_knowing,
 )
+from whatsreal.layout import DatasetLayout
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import Survey
 
@@ -238,3 +240,12 @@ def test_the_script_tables_both_surveys_of_a_finished_workflow(finished_tiny_run
     assert len(table) == 2 * 3 * 2
     assert (table.value_of_knowing > 0).all()
     assert "PSF/noise" in res.stdout
+
+
+def test_held_out_stamps_refuse_a_sky_without_truth_and_an_empty_choice(tmp_path):
+    cfg = effective_config([str(REPO / "config" / "config.yaml")])
+    layout = DatasetLayout(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"truth\.parquet: no truth table"):
+        held_out_stamps(layout, cfg, 3, 2, 0)
+    with pytest.raises(ValueError, match="stamps must be at least 1"):
+        held_out_stamps(layout, cfg, 0, 2, 0)

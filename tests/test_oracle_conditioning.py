@@ -65,7 +65,9 @@ def test_resident_batches_hold_each_pair_s_anchor_image_and_its_other_survey_vie
 
 
 @pytest.mark.slow  # two subprocesses that train and score a tiny model
-@pytest.mark.parametrize("budget", [["--steps", "3", "--no-resident"], ["--seconds", "1", "--resident"]])
+@pytest.mark.parametrize(
+    "budget", [["--steps", "3", "--no-resident", "--floor", "2"], ["--seconds", "1", "--resident"]]
+)
 def test_the_oracle_trains_to_a_budget_and_scores_swaps_on_a_cpu(oracle_data, tmp_path, budget):
     data = oracle_data
     cfg = tmp_path / "tiny.yaml"
@@ -84,4 +86,9 @@ def test_the_oracle_trains_to_a_budget_and_scores_swaps_on_a_cpu(oracle_data, tm
         assert re.search(r"steps/s at batch 8 on cpu: \d+ steps for 1 s", out), out
     rows = re.findall(r"^(hsc|legacysurvey)\s+(log sky noise|PSF FWHM)\s+gain per sd of mismatch [+-]\d", out, re.M)
     assert len(rows) == 4, out
+    floor = re.findall(r"^(hsc|legacysurvey)\s+t (\S+): loss \d\S*, known-scene floor \d", out, re.M)
+    if "--floor" in budget:  # the model against a decoder that knows the scene, on 2 stamps per survey
+        assert len(floor) == 2 * 6 and {s for s, _ in floor} == set(SURVEY_ORDER), out
+    else:
+        assert not floor, out
     assert (tmp_path / "oracle.pt").stat().st_size > 0

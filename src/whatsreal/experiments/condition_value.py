@@ -33,7 +33,7 @@ either condition than assumed, and the values of knowing are slightly low.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -42,13 +42,24 @@ import pandas as pd
 import torch
 from scipy.special import expit, ndtri
 
+from whatsreal.data.stages import read_normalisation
+from whatsreal.data.triplets import TripletDataset
+from whatsreal.data.usable import usable_pairs
+from whatsreal.experiments.conditioning_gain import val_pairs
 from whatsreal.experiments.truth_images import preprocess_noiseless
+from whatsreal.io import read_table
+from whatsreal.layout import DatasetLayout
+from whatsreal.sim.noiseless import sky_specs
 from whatsreal.sim.render import ObjectSpec, render_stamp
-from whatsreal.surveys import Survey
+from whatsreal.surveys import SURVEY_ORDER, Survey
 
 __all__ = [
+    "FLOOR_COLUMNS",
     "VALUE_COLUMNS",
+    "HeldOutStamps",
     "StampTerms",
+    "floor_table",
+    "held_out_stamps",
     "known_scene_loss",
     "losses_at_times",
     "mismatch_costs",
@@ -61,6 +72,10 @@ __all__ = [
 VALUE_COLUMNS = ["survey", "t_lo", "t_hi", "condition", "mismatch_cost", "value_of_knowing", "n_stamps"]
 """Rows of :func:`value_table`: per survey, t bin and condition (``sky noise``, ``PSF FWHM``),
 the mean cost per pixel of a one-standard-deviation mismatch and the value of knowing."""
+
+FLOOR_COLUMNS = ["survey", "t", "loss", "known_scene_loss", "excess", "noise_mismatch_cost", "psf_mismatch_cost"]
+"""Rows of :func:`floor_table`: a model's mean loss on the stamps at a fixed t beside the
+known-scene floor and the two conditions' one-standard-deviation mismatch costs there."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,58 @@ def stamp_terms(
 
     sp_alt = noise_level(float(np.exp(sd_log_sigma)))
     return StampTerms(noise_level(1.0), sp_alt, units(model_wider) - base, sd_log_sigma)
+
+
+@dataclass(frozen=True)
+class HeldOutStamps:
+    """Per survey: the chosen held-out pairs (sorted), their :class:`StampTerms`, and the sky's
+    standard deviations of band-mean PSF FWHM and log band-mean sky sigma over the survey's pairs."""
+
+    pairs: dict[str, np.ndarray]
+    terms: dict[str, list[StampTerms]]
+    sd_fwhm: dict[str, float]
+    sd_log_sigma: dict[str, float]
+
+
+def held_out_stamps(
+    layout: DatasetLayout, cfg: dict, stamps: int, noise_draws: int, seed: int, surveys: Sequence[str] = SURVEY_ORDER
+) -> HeldOutStamps:
+    """Up to ``stamps`` random held-out pairs per survey (split ``val``, usable: never trained
+    on), each anchor rendered again from the simulator's spec (``cfg`` must be the config that
+    simulated the sky) and reduced to :class:`StampTerms`."""
+    if stamps < 1:
+        raise ValueError(f"stamps must be at least 1, got {stamps}")
+    if not layout.truth.exists():
+        raise FileNotFoundError(f"{layout.truth}: no truth table; the value of a condition needs a simulated sky")
+    truth = pd.read_parquet(layout.truth).set_index("truth_id")
+    specs = sky_specs(cfg)
+    bands, sim = cfg["preprocess"]["bands"], cfg["simulation"]
+    rng = np.random.default_rng(seed)
+    held_out = val_pairs(layout.split, usable=usable_pairs(layout.root, tuple(surveys)))
+    out = HeldOutStamps({}, {}, {}, {})
+    for survey in surveys:
+        meta = read_table(layout.meta(survey), ["pair", "truth_id", "object_id"])
+        meta = meta[meta["truth_id"] >= 0]
+        rows = truth.loc[meta["truth_id"].to_numpy()]
+        out.sd_fwhm[survey] = float(rows[[f"{survey}_psf_fwhm_{b}" for b in bands]].mean(axis=1).std())
+        sky = rows[[f"{survey}_sky_sigma_{b}" for b in bands]].mean(axis=1)
+        out.sd_log_sigma[survey] = float(np.log(sky).std())
+        candidates = meta[meta["pair"].isin(held_out)]
+        chosen = candidates.iloc[np.sort(rng.choice(len(candidates), min(stamps, len(candidates)), replace=False))]
+        out.pairs[survey] = chosen["pair"].to_numpy()
+        ids = chosen["object_id"].to_numpy()
+        keys = ids.astype(str) if ids.dtype.kind in "SUO" else ids.astype(np.int64).astype(str)
+        entry = Survey.from_entry(survey, cfg["surveys"][survey])
+        norm = read_normalisation(layout.meta(survey))
+        beta = sim["surveys"][survey]["psf_beta"]
+        sds = out.sd_fwhm[survey], out.sd_log_sigma[survey]
+        out.terms[survey] = [
+            stamp_terms(
+                specs[survey][k], entry, sim["cutout_size"], beta, cfg["preprocess"], norm, *sds, rng, noise_draws
+            )
+            for k in keys
+        ]
+    return out
 
 
 def _predictor(t: float, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +231,36 @@ def losses_at_times(
         for x0 in x0s:
             out[i] += net.loss(x1, cond, x0=x0, t=tt)[1].double().cpu().numpy() / draws
     return out
+
+
+def floor_table(
+    net: torch.nn.Module,
+    condition: Callable[[dict[str, torch.Tensor]], object],
+    layout: DatasetLayout,
+    stamps: HeldOutStamps,
+    times: Sequence[float],
+    draws: int,
+    seed: int,
+) -> pd.DataFrame:
+    """:data:`FLOOR_COLUMNS` rows: the model ``net`` (its conditioning of a triplet batch by
+    ``condition``, e.g. ``net.condition_batch``) scored on each survey's stamps, anchored in
+    that survey, at each fixed t of ``times`` (:func:`losses_at_times`), beside the known-scene
+    floor and the mismatch costs on the same stamps."""
+    device = next(net.parameters()).device
+    surveys = list(SURVEY_ORDER)
+    rows = []
+    for survey, pairs in stamps.pairs.items():
+        ds = TripletDataset(layout.root, pairs, "spatial", anchors=np.full(len(pairs), surveys.index(survey)))
+        batch = {k: v.to(device) for k, v in ds.__getitems__(list(range(len(ds)))).items()}
+        with torch.no_grad():
+            cond = condition(batch)
+        losses = losses_at_times(net, cond, batch["target"], times, draws, seed).mean(1)
+        terms = stamps.terms[survey]
+        for t, loss in zip(times, losses, strict=True):
+            floor = float(np.mean([known_scene_loss(t, s) for s in terms]))
+            noise, psf = np.mean([mismatch_costs(t, s) for s in terms], axis=0)
+            rows.append((survey, float(t), float(loss), floor, float(loss) - floor, float(noise), float(psf)))
+    return pd.DataFrame(rows, columns=FLOOR_COLUMNS)
 
 
 def time_density(ts: np.ndarray, time_sampling: dict) -> np.ndarray:
