@@ -17,12 +17,14 @@ swaps' gains go through the pipeline's own regression
 and |PSF FWHM| mismatch, 95 % interval by bootstrap over anchors. ``--t-bins`` repeats the fit within
 equal-count bins of the draws' flow time t, which says *where* on the path from noise to image a
 condition pays, if anywhere. ``--floor N`` scores the model on N held-out stamps per survey at
-fixed t against the loss of a decoder that knows the noiseless scene
-(benchmarks/condition_value.py, which says what the loss would pay for each condition). ``--model`` scores a trained
-run's model (its own instrument encoder) on exactly the same swaps, for comparison.
+fixed t against the loss of a decoder that knows the noiseless scene. ``--model`` scores a
+trained run's model (its own instrument encoder) on exactly the same swaps, for comparison.
 
-A PSF slope at 0 for the oracle says that, at this budget, the loss does not reward knowing the
-PSF even when it is given: no encoder trained by it can be expected to read the PSF.
+A PSF slope at 0 for the oracle says that, at this budget, the decoder does not collect what the
+loss pays for knowing the PSF even when it is given, and no encoder trained by it can be expected
+to read the PSF. The loss itself does pay for it, about as much as for the sky noise, to a
+decoder that knows the scene (benchmarks/condition_value.py; RESULTS, "What the loss pays for
+the PSF").
 
 On a GPU (``--device``, default: CUDA when there is one) the training batches are drawn from
 device-resident images (``--resident``, the default there: the oracle needs no neighbour
