@@ -40,7 +40,14 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.config import effective_config
-from whatsreal.experiments.condition_value import HeldOutStamps, floor_table, held_out_stamps, value_table
+from whatsreal.experiments.condition_value import (
+    FLOOR_TIMES,
+    HeldOutStamps,
+    floor_lines,
+    floor_table,
+    held_out_stamps,
+    value_table,
+)
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import load_trained_model
@@ -58,7 +65,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="also write the table here (CSV)")
     ap.add_argument("--model", type=Path, help="also score this trained run's model.ckpt against the known-scene floor")
-    ap.add_argument("--times", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
+    ap.add_argument("--times", type=float, nargs="+", default=list(FLOOR_TIMES))
     ap.add_argument("--draws", type=int, default=4, help="x0 draws per stamp and t for --model")
     args = ap.parse_args()
 
@@ -78,7 +85,8 @@ def main() -> None:
         net, _ = load_trained_model(args.model, cfg)
         net.eval()
         print(f"{args.model}: loss on the same held-out stamps at fixed t, against the known-scene floor")
-        print_floor(floor_table(net, net.condition_batch, layout, stamps, args.times, args.draws, args.seed))
+        table = floor_table(net, net.condition_batch, layout, stamps, args.times, args.draws, args.seed)
+        print("\n".join(floor_lines(table)))
 
 
 def print_stamps(stamps: HeldOutStamps) -> None:
@@ -104,16 +112,6 @@ def print_values(table: pd.DataFrame) -> None:
         print(
             f"{survey:13s} t {lo:.2f}-{hi:.2f}  mismatch: noise {m_n:.5f} PSF {m_p:.5f} (PSF/noise {m_p / m_n:5.2f})"
             f"  value: noise {v_n:.2e} PSF {v_p:.2e} (PSF/noise {v_p / v_n:5.2f})"
-        )
-
-
-def print_floor(table: pd.DataFrame) -> None:
-    """:func:`floor_table` a line per survey and t."""
-    for r in table.itertuples():
-        print(
-            f"{r.survey:13s} t {r.t:.2f}: loss {r.loss:.4f}, known-scene floor {r.known_scene_loss:.4f}, "
-            f"excess {r.excess:.4f}  (1-sd mismatch cost: noise {r.noise_mismatch_cost:.4f}, "
-            f"PSF {r.psf_mismatch_cost:.4f})"
         )
 
 

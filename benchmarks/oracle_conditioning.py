@@ -61,7 +61,7 @@ from whatsreal.data.triplets import TripletDataset
 from whatsreal.data.usable import seen_rows, usable_pairs
 from whatsreal.device import compute_device, cuda_bf16
 from whatsreal.experiments.bootstrap import bootstrap_config
-from whatsreal.experiments.condition_value import floor_table, held_out_stamps
+from whatsreal.experiments.condition_value import FLOOR_TIMES, floor_lines, floor_table, held_out_stamps
 from whatsreal.experiments.conditioning_gain import SWAP_COLUMNS, truth_ids_by_row, val_pairs
 from whatsreal.experiments.conditioning_sensitivity import sensitivity_by_time, sensitivity_table, swap_differences
 from whatsreal.layout import DatasetLayout
@@ -72,8 +72,6 @@ from whatsreal.train.module import adamw_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLE_HIDDEN = 64
-FLOOR_TIMES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
-"""The fixed flow times ``--floor`` scores the model at (as benchmarks/condition_value.py)."""
 FEATURES = {"both": ("psf_fwhm", "sky_sigma"), "fwhm": ("psf_fwhm",), "sigma": ("sky_sigma",)}
 
 
@@ -354,12 +352,7 @@ def main() -> None:
     if args.floor > 0:
         stamps = held_out_stamps(layout, cfg, args.floor, 16, 0)
         print("loss at fixed t on held-out stamps, against a decoder that knows the scene:")
-        for r in floor_table(net, condition, layout, stamps, FLOOR_TIMES, args.draws, 0).itertuples():
-            print(
-                f"{r.survey:13s} t {r.t:.2f}: loss {r.loss:.4f}, known-scene floor {r.known_scene_loss:.4f}, "
-                f"excess {r.excess:.4f}  (1-sd mismatch cost: noise {r.noise_mismatch_cost:.4f}, "
-                f"PSF {r.psf_mismatch_cost:.4f})"
-            )
+        print("\n".join(floor_lines(floor_table(net, condition, layout, stamps, FLOOR_TIMES, args.draws, 0))))
     if args.t_bins > 1:
         print("by flow time t (0: noise, 1: image):")
         for r in sensitivity_by_time(diffs, args.t_bins, *bootstrap).itertuples():

@@ -49,15 +49,17 @@ from whatsreal.experiments.conditioning_gain import val_pairs
 from whatsreal.experiments.truth_images import preprocess_noiseless
 from whatsreal.io import read_table
 from whatsreal.layout import DatasetLayout
-from whatsreal.sim.noiseless import sky_specs
+from whatsreal.sim.noiseless import object_spec, sky_specs
 from whatsreal.sim.render import ObjectSpec, render_stamp
 from whatsreal.surveys import SURVEY_ORDER, Survey
 
 __all__ = [
     "FLOOR_COLUMNS",
+    "FLOOR_TIMES",
     "VALUE_COLUMNS",
     "HeldOutStamps",
     "StampTerms",
+    "floor_lines",
     "floor_table",
     "held_out_stamps",
     "known_scene_loss",
@@ -76,6 +78,10 @@ the mean cost per pixel of a one-standard-deviation mismatch and the value of kn
 FLOOR_COLUMNS = ["survey", "t", "loss", "known_scene_loss", "excess", "noise_mismatch_cost", "psf_mismatch_cost"]
 """Rows of :func:`floor_table`: a model's mean loss on the stamps at a fixed t beside the
 known-scene floor and the two conditions' one-standard-deviation mismatch costs there."""
+
+FLOOR_TIMES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+"""Default fixed flow times to score a model at: mid path, where the sky noise pays, to close to
+the image, where the PSF does."""
 
 
 @dataclass(frozen=True)
@@ -162,17 +168,23 @@ def held_out_stamps(
         candidates = meta[meta["pair"].isin(held_out)]
         chosen = candidates.iloc[np.sort(rng.choice(len(candidates), min(stamps, len(candidates)), replace=False))]
         out.pairs[survey] = chosen["pair"].to_numpy()
-        ids = chosen["object_id"].to_numpy()
-        keys = ids.astype(str) if ids.dtype.kind in "SUO" else ids.astype(np.int64).astype(str)
         entry = Survey.from_entry(survey, cfg["surveys"][survey])
         norm = read_normalisation(layout.meta(survey))
         beta = sim["surveys"][survey]["psf_beta"]
         sds = out.sd_fwhm[survey], out.sd_log_sigma[survey]
         out.terms[survey] = [
             stamp_terms(
-                specs[survey][k], entry, sim["cutout_size"], beta, cfg["preprocess"], norm, *sds, rng, noise_draws
+                object_spec(specs[survey], survey, oid),
+                entry,
+                sim["cutout_size"],
+                beta,
+                cfg["preprocess"],
+                norm,
+                *sds,
+                rng,
+                noise_draws,
             )
-            for k in keys
+            for oid in chosen["object_id"]
         ]
     return out
 
@@ -261,6 +273,15 @@ def floor_table(
             noise, psf = np.mean([mismatch_costs(t, s) for s in terms], axis=0)
             rows.append((survey, float(t), float(loss), floor, float(loss) - floor, float(noise), float(psf)))
     return pd.DataFrame(rows, columns=FLOOR_COLUMNS)
+
+
+def floor_lines(table: pd.DataFrame) -> list[str]:
+    """:func:`floor_table` as printable lines, one per survey and t (the benchmark scripts')."""
+    return [
+        f"{r.survey:13s} t {r.t:.2f}: loss {r.loss:.4f}, known-scene floor {r.known_scene_loss:.4f}, "
+        f"excess {r.excess:.4f}  (1-sd mismatch cost: noise {r.noise_mismatch_cost:.4f}, PSF {r.psf_mismatch_cost:.4f})"
+        for r in table.itertuples()
+    ]
 
 
 def time_density(ts: np.ndarray, time_sampling: dict) -> np.ndarray:

@@ -30,7 +30,7 @@ from whatsreal.experiments.posterior import load_posterior
 from whatsreal.experiments.targets import meta_paths_by_survey
 from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
 from whatsreal.layout import DatasetLayout
-from whatsreal.sim.noiseless import render_object, sky_specs
+from whatsreal.sim.noiseless import object_spec, render_object, sky_specs
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import Survey, survey_registry
 
@@ -68,20 +68,15 @@ def noiseless_targets(
     by_id = truth.set_index("truth_id")
     models = []
     for oid, tid in zip(object_ids, truth_ids, strict=True):
-        key = str(oid)
-        if key not in specs:
-            raise KeyError(
-                f"{survey} object {key} is not in the sky that cfg['simulation'] rebuilds; "
-                "is this the config that simulated the data?"
-            )
+        spec, key = object_spec(specs, survey, oid), str(oid)
         if tid is not pd.NA and not pd.isna(tid):
             row = by_id.loc[int(tid)]
             if str(row[f"{survey}_object_id"]) != key:
                 raise ValueError(
                     f"truth.parquet: truth_id {tid} has {survey}_object_id {row[f'{survey}_object_id']}, not {key}"
                 )
-            _check_spec(specs[key], row, registry[survey], key)
-        models.append(render_object(specs[key], survey, cfg).model)
+            _check_spec(spec, row, registry[survey], key)
+        models.append(render_object(spec, survey, cfg).model)
     norm = read_normalisation(meta_path)
     return preprocess_noiseless(np.stack(models), survey, cfg["preprocess"], norm, registry[survey])
 

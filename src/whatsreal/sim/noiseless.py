@@ -30,7 +30,7 @@ from whatsreal.sim.render import ObjectSpec, Stamp, anchor_only, render_stamp
 from whatsreal.sim.sky import Sky
 from whatsreal.surveys import SURVEY_ORDER, Survey, survey_registry
 
-__all__ = ["render_anchor", "render_object", "sky_specs"]
+__all__ = ["object_spec", "render_anchor", "render_object", "sky_specs"]
 
 
 def sky_specs(cfg: dict, surveys: tuple[str, ...] = SURVEY_ORDER) -> dict[str, dict[str, ObjectSpec]]:
@@ -58,6 +58,18 @@ def _cached_specs(key_json: str, surveys: tuple[str, ...]) -> dict[str, dict[str
         keys = ids.astype(str) if ids.dtype.kind in "SU" else ids.astype(np.int64).astype(str)
         out[name] = dict(zip(keys, plan.specs, strict=True))
     return out
+
+
+def object_spec(specs: dict[str, ObjectSpec], survey: str, object_id: object) -> ObjectSpec:
+    """The spec of ``object_id`` among one survey's :func:`sky_specs`, or an error that says the
+    config may not be the one that simulated the data (the usual reason an id is missing)."""
+    key = str(object_id)
+    if key not in specs:
+        raise KeyError(
+            f"{survey} object {key} is not in the sky that cfg['simulation'] rebuilds; "
+            "is this the config that simulated the data?"
+        )
+    return specs[key]
 
 
 def render_object(spec: ObjectSpec, survey: str, cfg: dict) -> Stamp:
