@@ -25,10 +25,11 @@ the batch search, not the eager table, sampling or embedding (on one H200 the co
 paper UNet alone outlasted the last minute or so of a 180-s limit). Fused AdamW exists only on
 CUDA: on a CPU that case runs the default AdamW.
 
-``--quick`` makes every case tiny (1 warm-up and 1 timed step, batch 4, 8 images to sample, no batch search, no
-compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and it never
-rots; its numbers mean nothing. Numbers from a real run go to benchmarks/RESULTS.md with the device
-and the commit.
+``--quick`` makes every case tiny (1 timed step and no warm-up, batch 2, 8 images to sample, no batch
+search, no compile unless ``--compile`` is given) so the test suite runs the whole script on a CPU and
+it never rots; its numbers mean nothing (bf16 autocast on a CPU without bf16 units is several times
+slower than fp32, which is why the quick cases are this small). Numbers from a real run go to
+benchmarks/RESULTS.md with the device and the commit.
 
 Usage: python benchmarks/bench_gpu.py [--config config/paper.yaml ...] [--data results/sim]
        [--batch 64] [--steps 20] [--quick] [--compile | --no-compile] [--peak-tflops 989]
@@ -226,7 +227,7 @@ def train_case(
     step = train_step_fn(model, case, float(cfg["train"]["lr"]))
     batches = loader_batches(args.data, args.batch, args.workers) if source == "loader" else itertools.cycle(resident)
     with attention_backend(case.math_attention):
-        times = time_steps(step, batches, device, args.steps, case.channels_last, 1 if args.quick else 2)
+        times = time_steps(step, batches, device, args.steps, case.channels_last, 0 if args.quick else 2)
     med = statistics.median(times)
     rate = args.batch / med
     mfu = f", MFU {rate * flops / (args.peak * 1e12):.1%}" if args.peak else ""
@@ -337,7 +338,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.quick:
-        args.batch, args.steps, args.workers = 4, 1, 0
+        args.batch, args.steps, args.workers = 2, 1, 0
     args.compile = args.compile if args.compile is not None else (device.type == "cuda" and not args.quick)
     cfg = effective_config(args.config, check_paths=False)  # it reads --data, not the config's sources
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

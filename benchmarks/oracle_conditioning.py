@@ -210,7 +210,9 @@ def train_oracle(
 
 def steps_for(seconds: float, cond: OracleConditioning, batches, batch_size: int, cfg: dict, probe: int = 30) -> int:
     """The number of steps that fit in ``seconds``: the rate timed on ``probe`` steps of a
-    throwaway copy (after 10 untimed warm-up steps), rounded down to a hundred."""
+    throwaway copy (after 10 untimed warm-up steps), rounded down to a multiple of 100 from
+    100 steps on, and at least one: a budget is trained for about that long, even the test
+    suite's one second."""
     trial = copy.deepcopy(cond)
     device = next(trial.parameters()).device
     opt = torch.optim.AdamW(trainable(trial), lr=cfg["train"]["lr"])
@@ -224,7 +226,8 @@ def steps_for(seconds: float, cond: OracleConditioning, batches, batch_size: int
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     rate = probe / (time.perf_counter() - t0)
-    steps = max(100, int(rate * seconds) // 100 * 100)
+    fit = int(rate * seconds)
+    steps = fit // 100 * 100 if fit >= 100 else max(1, fit)
     print(f"{rate:.2f} steps/s at batch {batch_size} on {device}: {steps} steps for {seconds:.0f} s", flush=True)
     return steps
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import io
 import json
 import os
+import runpy
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,7 @@ import torch
 import yaml
 
 from whatsreal.config import SCHEMA_PATH, validate_config
-from whatsreal.sim.sky import simulate_sky
+from whatsreal.sim.sky import SkyReport, simulate_sky
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = SCHEMA_PATH  # the schema the package ships and the workflow validates with
@@ -52,13 +57,41 @@ def merge_into(dst: dict, src: dict) -> None:
             dst[k] = v
 
 
+def shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The temporary directory every pytest-xdist worker of this session sees (popen-gw<N>/'s
+    parent), or the session's own without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def build_once(root: Path, name: str, build: Callable[[], dict]) -> dict:
+    """``build()``'s JSON record, built once per test session whatever the number of workers:
+    the first worker to ask builds it under a file lock, the others wait for it and read it.
+    Nothing is recorded when ``build`` raises, so each asker sees the failure."""
+    from filelock import FileLock
+
+    record = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not record.exists():
+            record.write_text(json.dumps(build()))
+    return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
-def tiny_sky(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """A small sky simulated once for the session: (config, raw directory)."""
+def tiny_sky(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[dict, Path, SkyReport]:
+    """A small sky simulated once per test session, shared by the workers: (config, raw
+    directory, the simulation's report). Tests must not change its files.
+
+    Rendered with a process per core: the other workers wait for it rather than each
+    simulating its own (the same sky whatever the worker count: tests/test_simulate.py)."""
     cfg = tiny_config()
-    raw = tmp_path_factory.mktemp("tiny") / "raw"
-    report = simulate_sky(cfg, raw, raw / "truth.parquet", threads=1)
-    return cfg, raw, report
+    root = shared_root(tmp_path_factory, worker_id)
+    raw = root / "tiny_sky" / "raw"
+    cores = len(os.sched_getaffinity(0))
+    report = build_once(
+        root, "tiny_sky", lambda: dataclasses.asdict(simulate_sky(cfg, raw, raw / "truth.parquet", threads=cores))
+    )
+    return cfg, raw, SkyReport(**report)
 
 
 @pytest.fixture(scope="session")
@@ -161,6 +194,32 @@ def save_untrained_checkpoint(cfg: dict, directory: Path) -> str:
     return str(path)
 
 
+def run_script(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python path args...`` run in this process, as ``subprocess.run(..., capture_output=True,
+    text=True)`` would report it: the return code (SystemExit's, 0 when the script ends), and
+    what it printed to stdout and stderr.
+
+    Why in-process: a benchmark script's own interpreter would import torch, diffusers and the
+    package again, 8-11 s of CPU each time on the 2-core machines, for nine calls in the suite.
+    The script still runs as ``__main__`` with its own ``sys.argv``; torch's thread count,
+    which the scripts may set, is restored afterwards. Any other exception propagates."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, threads = sys.argv, torch.get_num_threads()
+    sys.argv = [str(path), *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # SystemExit("message"): printed to stderr, status 1
+            err.write(stop.code + "\n")
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess([sys.executable, str(path), *args], code, out.getvalue(), err.getvalue())
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 TINY_WORKFLOW = {
@@ -216,20 +275,17 @@ def finished_tiny_run(
     worker (:func:`pytest_collection_modifyitems`), and should a worker without the group ask
     for it anyway, a file lock in the workers' common temporary directory makes it wait for
     the first run and reuse it instead of running the workflow (minutes) again."""
-    from filelock import FileLock
-
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent  # popen-gw<N>/'s parent: shared by all workers
-    workdir, record = root / "finished_tiny_run", root / "finished_tiny_run.json"
+    root = shared_root(tmp_path_factory, worker_id)
+    workdir = root / "finished_tiny_run"
     cfg = workdir / "tiny.yaml"
-    with FileLock(str(root / "finished_tiny_run.lock")):
-        if not record.exists():
-            workdir.mkdir(exist_ok=True)
-            cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, **TINY_WORKFLOW}))
-            res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
-            kept = {"args": res.args, "returncode": res.returncode, "stdout": res.stdout, "stderr": res.stderr}
-            record.write_text(json.dumps(kept))
-        res = subprocess.CompletedProcess(**json.loads(record.read_text()))
+
+    def run() -> dict:
+        workdir.mkdir(exist_ok=True)
+        cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL, **TINY_WORKFLOW}))
+        res = run_snakemake(workdir, "all", "--cores", "2", "--configfile", str(cfg))
+        return {"args": res.args, "returncode": res.returncode, "stdout": res.stdout, "stderr": res.stderr}
+
+    res = subprocess.CompletedProcess(**build_once(root, "finished_tiny_run", run))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return workdir, cfg, res
 

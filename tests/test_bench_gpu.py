@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
 import yaml
 
-from .conftest import REPO, TINY, TINY_MODEL
+from .conftest import REPO, TINY, TINY_MODEL, run_script
 
 
-@pytest.mark.slow  # a subprocess that trains a few steps per case
+@pytest.mark.slow  # the script end to end: a few training steps per case
 def test_bench_gpu_quick_prints_every_measurement(tiny_data, tmp_path):
     _, data = tiny_data
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "model": TINY_MODEL}))
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_gpu.py"),
-            "--quick",
-            "--config",
-            str(cfg),
-            "--data",
-            str(data),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    res = run_script(REPO / "benchmarks" / "bench_gpu.py", "--quick", "--config", cfg, "--data", data)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     flops = re.search(r"([\d.]+) GFLOP per training sample.*?([\d.]+) GFLOP per UNet evaluation", out)

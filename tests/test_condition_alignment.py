@@ -3,9 +3,6 @@ physics latent carries of it; the benchmark script end to end on the finished ti
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +16,7 @@ from whatsreal.experiments.condition_alignment import (
 )
 from whatsreal.experiments.targets import truth_instrument_targets
 
-from .conftest import REPO
+from .conftest import REPO, run_script
 
 SURVEYS = ("hsc", "legacysurvey")
 
@@ -110,7 +107,6 @@ def test_the_script_tables_every_run_of_a_finished_workflow(finished_tiny_run, t
     workdir, cfg, _ = finished_tiny_run
     out = tmp_path / "alignment.csv"
     cmd = [
-        sys.executable,
         str(REPO / "benchmarks" / "condition_alignment.py"),
         "--data",
         str(workdir / "results" / "tiny"),
@@ -120,7 +116,7 @@ def test_the_script_tables_every_run_of_a_finished_workflow(finished_tiny_run, t
         "--out",
         str(out),
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = run_script(*cmd)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     table = pd.read_csv(out)
     assert list(table.columns) == ALIGNMENT_COLUMNS

@@ -5,8 +5,6 @@ the table, and the benchmark script end to end on the finished tiny workflow."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -30,7 +28,7 @@ from whatsreal.layout import DatasetLayout
 from whatsreal.sim.render import ObjectSpec
 from whatsreal.surveys import Survey
 
-from .conftest import REPO
+from .conftest import REPO, run_script
 
 
 def toy_terms(pixels: int = 64, sd_log_sigma: float = 0.2, seed: int = 0) -> StampTerms:
@@ -208,7 +206,6 @@ def test_the_script_tables_both_surveys_of_a_finished_workflow(finished_tiny_run
     workdir, cfg, _ = finished_tiny_run
     out = tmp_path / "value.csv"
     cmd = [
-        sys.executable,
         str(REPO / "benchmarks" / "condition_value.py"),
         "--data",
         str(workdir / "results" / "tiny"),
@@ -230,7 +227,7 @@ def test_the_script_tables_both_surveys_of_a_finished_workflow(finished_tiny_run
         "--draws",
         "1",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = run_script(*cmd)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     table = pd.read_csv(out)
     assert list(table.columns) == VALUE_COLUMNS

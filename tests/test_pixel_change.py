@@ -38,23 +38,20 @@ def test_bad_requests_are_refused():
 
 
 def test_the_script_prints_and_writes_the_table(tmp_path):
-    import subprocess
-    import sys
-
     import pandas as pd
     import yaml
 
-    from .conftest import REPO, TINY
+    from .conftest import REPO, TINY, run_script
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "change.csv"
-    script = [sys.executable, str(REPO / "benchmarks" / "condition_pixel_change.py"), "--anchors", "6", "--config"]
+    script = [REPO / "benchmarks" / "condition_pixel_change.py", "--anchors", "6", "--config"]
     script += [str(REPO / "config" / "config.yaml"), str(cfg)]
     cmd = [*script, "--softenings", "0.01", "1", "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = run_script(*cmd)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "tiny: 6 anchors per survey, config softening 0.01" in res.stdout
     assert len(pd.read_csv(out)) == 4
-    bad = subprocess.run([*script, "--softenings", "0"], capture_output=True, text=True, timeout=300)
+    bad = run_script(*script, "--softenings", "0")
     assert bad.returncode == 2 and "softenings must be positive numbers, got [0.0]" in bad.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -25,7 +23,7 @@ from whatsreal.experiments.sampler_study import (
 from whatsreal.model.samplers import integrate
 from whatsreal.surveys import SURVEY_ORDER
 
-from .conftest import REPO, save_untrained_checkpoint, tiny_model_config
+from .conftest import REPO, run_script, save_untrained_checkpoint, tiny_model_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -143,27 +141,12 @@ def test_study_compares_every_candidate_with_the_reference_on_the_same_noise(tin
         assert abs(rows.loc["heun-8", "rel_mse_samples"]) < abs(rows.loc["euler-2", "rel_mse_samples"])
 
 
-@pytest.mark.slow  # a subprocess that loads torch and samples
+@pytest.mark.slow  # the script end to end: loads a model and samples
 def test_sampler_study_script_quick_runs_on_a_cpu(tiny_data, tmp_path):
     _, data = tiny_data
     ckpt = save_untrained_checkpoint(tiny_model_config(), tmp_path)
     csv = tmp_path / "study.csv"
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "sampler_study.py"),
-            "--quick",
-            "--model",
-            ckpt,
-            "--data",
-            str(data),
-            "--csv",
-            str(csv),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = run_script(REPO / "benchmarks" / "sampler_study.py", "--quick", "--model", ckpt, "--data", data, "--csv", csv)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     table = pd.read_csv(csv)
     assert sorted(table["direction"].unique()) == sorted(SURVEY_ORDER)

@@ -1,8 +1,10 @@
 """The workflow through profiles/slurm on a real SLURM cluster (one node on localhost).
 
 What is asserted comes from SLURM itself (``scontrol show job`` of every job, finished ones
-included, and the job logs SLURM wrote): every job of the DAG ran as a SLURM job, on the
-partition, with the GPUs, task layout, CPUs, memory and time limit the profile asks for;
+included, and the job logs SLURM wrote): every job of the DAG from ``preprocess`` on ran as a
+SLURM job, on the partition, with the GPUs, task layout, CPUs, memory and time limit the profile
+asks for (the stages before it run locally first: default-resource CPU jobs like ``umap``, which
+through SLURM cost minutes of the plugin's status polling and show nothing more);
 training ran as 4 srun tasks forming one DDP group; and a training job sent SIGUSR1 while it
 ran (what ``--signal=SIGUSR1@90`` sends ahead of a time limit) saved ``last.ckpt``, failed,
 and Snakemake's retry resumed it at the step it had saved.
@@ -200,9 +202,14 @@ def test_workflow_runs_as_slurm_jobs_with_the_profiles_resources_and_training_re
     ]
     args = ["--profile", str(profile_dir), *(str(t.relative_to(workdir)) for t in targets), "--configfile", str(config)]
     env = slurm_cluster.env
+    # The data stages up to the split and the neighbour graphs, locally (module docstring).
+    local = [*args[2:], "--cores", "2", "--until", "split", "neighbours"]
+    res = _snakemake(workdir, env, *local, timeout=TIMEOUT_S)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     planned = _planned_jobs(workdir, env, *args)
     rules = Counter(job["rule"] for job in planned)
     assert rules["train"] == 1 and rules["embed"] == 1 and rules["random_init_embeddings"] == 1, rules
+    assert rules["preprocess"] == 2 and not {"simulate", "split", "neighbours"} & set(rules), rules
 
     warning = _TimeLimitWarning(slurm_cluster, run_dir / "checkpoints" / "last.ckpt", TIMEOUT_S)
     warning.start()
