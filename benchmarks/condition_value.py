@@ -23,9 +23,11 @@ anchored in their survey) at the fixed flow times ``--times``, beside the known-
 does not know of the scene, to hold against the PSF's mismatch cost at the same t.
 
 The stamps are held-out pairs (split ``val``, usable), so a model never trained on them.
+``--run NAME`` applies that run's overlay of the config's ``runs`` first, as its workflow jobs
+do: needed for a run whose overlay changes model keys (its checkpoint is refused otherwise).
 
 Usage: python benchmarks/condition_value.py --data results/sim [--config config/config.yaml ...]
-       [--stamps 60] [--bins 4] [--noise-draws 16] [--seed 0] [--out value.csv]
+       [--run main] [--stamps 60] [--bins 4] [--noise-draws 16] [--seed 0] [--out value.csv]
        [--model results/sim/runs/main/model.ckpt [--times 0.3 0.5 0.7 0.8 0.9 0.95] [--draws 4]]
 Cost: two GalSim renders and 2 x noise-draws preprocessings per stamp, then a 199-point t grid:
 about a minute for 60 stamps per survey on 2 cores. Synthetic sky only (needs raw/truth.parquet).
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from whatsreal.config import effective_config
+from whatsreal.config import SCHEMA_PATH, ConfigError, effective_config, run_config
 from whatsreal.experiments.condition_value import (
     FLOOR_TIMES,
     HeldOutStamps,
@@ -50,7 +52,7 @@ from whatsreal.experiments.condition_value import (
 )
 from whatsreal.io import write_csv
 from whatsreal.layout import DatasetLayout
-from whatsreal.model.checkpoint import load_trained_model
+from whatsreal.model.checkpoint import CheckpointError, load_trained_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,9 +69,19 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="also score this trained run's model.ckpt against the known-scene floor")
     ap.add_argument("--times", type=float, nargs="+", default=list(FLOOR_TIMES))
     ap.add_argument("--draws", type=int, default=4, help="x0 draws per stamp and t for --model")
+    ap.add_argument(
+        "--run",
+        help="a run of the config's `runs`: its overlay applies (its t sampling weights the table, and "
+        "--model's checkpoint is checked against it), as for that run's jobs in the workflow",
+    )
     args = ap.parse_args()
 
-    cfg = effective_config(args.config)
+    try:
+        cfg = effective_config(args.config)
+        if args.run is not None:
+            cfg = run_config(cfg, args.run, SCHEMA_PATH)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
     layout = DatasetLayout(args.data)
     try:
         stamps = held_out_stamps(layout, cfg, args.stamps, args.noise_draws, args.seed)
@@ -82,10 +94,14 @@ def main() -> None:
         write_csv(table, args.out)
         print(f"wrote {args.out}")
     if args.model is not None:
-        net, _ = load_trained_model(args.model, cfg)
+        try:
+            net, _ = load_trained_model(args.model, cfg)
+        except CheckpointError as err:  # e.g. a run's model whose overlay changes model keys, without --run
+            raise SystemExit(str(err)) from err
         net.eval()
         print(f"{args.model}: loss on the same held-out stamps at fixed t, against the known-scene floor")
-        table = floor_table(net, net.condition_batch, layout, stamps, args.times, args.draws, args.seed)
+        mode = cfg["neighbours"]["mode"]  # the run's instrument views, as it was trained (--run)
+        table = floor_table(net, net.condition_batch, layout, stamps, args.times, args.draws, args.seed, mode)
         print("\n".join(floor_lines(table)))
 
 

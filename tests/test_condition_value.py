@@ -229,6 +229,15 @@ def test_the_script_tables_both_surveys_of_a_finished_workflow(finished_tiny_run
     ]
     res = run_script(*cmd)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    # The ablated run's overlay changes a model key: its checkpoint is refused, naming the key,
+    # unless --run applies the overlay as the workflow's jobs do.
+    ablated = workdir / "results" / "tiny" / "runs" / "random_neighbours" / "model.ckpt"
+    fewer = [*cmd[: cmd.index("--out")], "--model", ablated, "--times", "0.9", "--draws", "1"]
+    refused = run_script(*fewer)
+    assert refused.returncode == 1 and "model.unet.attention_head_dim" in refused.stderr, refused.stderr[-2000:]
+    ran = run_script(*fewer, "--run", "random_neighbours")
+    assert ran.returncode == 0 and "random_neighbours/model.ckpt: loss on the same" in ran.stdout, ran.stderr[-2000:]
+    assert re.search(r"^legacysurvey\s+t 0\.90: loss \d", ran.stdout, re.M), ran.stdout
     table = pd.read_csv(out)
     assert list(table.columns) == VALUE_COLUMNS
     assert set(table.survey) == {"hsc", "legacysurvey"} and set(table.n_stamps) == {3}

@@ -253,16 +253,18 @@ def floor_table(
     times: Sequence[float],
     draws: int,
     seed: int,
+    neighbours: str = "spatial",
 ) -> pd.DataFrame:
     """:data:`FLOOR_COLUMNS` rows: the model ``net`` (its conditioning of a triplet batch by
     ``condition``, e.g. ``net.condition_batch``) scored on each survey's stamps, anchored in
     that survey, at each fixed t of ``times`` (:func:`losses_at_times`), beside the known-scene
-    floor and the mismatch costs on the same stamps."""
+    floor and the mismatch costs on the same stamps. ``neighbours``: the graph the instrument
+    views come from, the run's ``neighbours.mode`` (an ablated run is scored as it was trained)."""
     device = next(net.parameters()).device
     surveys = list(SURVEY_ORDER)
     rows = []
     for survey, pairs in stamps.pairs.items():
-        ds = TripletDataset(layout.root, pairs, "spatial", anchors=np.full(len(pairs), surveys.index(survey)))
+        ds = TripletDataset(layout.root, pairs, neighbours, anchors=np.full(len(pairs), surveys.index(survey)))
         batch = {k: v.to(device) for k, v in ds.__getitems__(list(range(len(ds)))).items()}
         with torch.no_grad():
             cond = condition(batch)
