@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from whatsreal.experiments.embeddings import paired_latents
-from whatsreal.experiments.umap_projection import counterpart_in_knn, run_umap, survey_knn_accuracy
+from whatsreal.experiments.umap_projection import counterpart_in_knn, run_umap, survey_knn_accuracy, umap_2d
 from whatsreal.plots import latents
 
 from .conftest import tiny_config
@@ -89,6 +89,42 @@ def test_umap_runs_on_tiny_inputs_and_marks_pairs(tmp_path, monkeypatch):
     monkeypatch.setattr(latents, "plot_umap", lambda projection, out: None)
     again = _run(cfg, path, tmp_path / "fig2b.png")
     np.testing.assert_allclose(again.spaces["physics"].coords, physics.coords)
+
+
+@pytest.mark.slow  # compiles umap where no earlier process has (about 10 s)
+def test_what_umap_compiles_is_on_disk_for_the_next_process():
+    """Each Fig 2 job is a new process: what one compiles (or loads) must be in numba's cache
+    for the next, which here is a new dispatcher of the same function, as umap defines it."""
+    import numba
+    import umap.layouts
+
+    umap_2d(np.random.default_rng(0).normal(size=(60, 6)), 8, 0.1, 0)
+    fn = umap.layouts._nb_optimize_layout_euclidean_single_epoch
+    assert len(fn.signatures) == 1
+    # numba's NullCache (no cache=True) has no path; a cache on disk has one.
+    assert fn._cache.cache_path is not None
+    later = numba.njit(fn.py_func, fastmath=True, parallel=False)
+    later.enable_caching()
+    later.compile(fn.signatures[0])
+    assert sum(later.stats.cache_hits.values()) == 1 and not later.stats.cache_misses
+
+
+def test_a_function_numba_cannot_cache_is_named_and_left_compiling(monkeypatch, caplog):
+    import umap.layouts
+    from numba.core.dispatcher import Dispatcher
+
+    from whatsreal.experiments import umap_projection
+
+    def no_locator():
+        raise RuntimeError("cannot cache function: no locator available")
+
+    fn = umap.layouts._nb_optimize_layout_euclidean_single_epoch
+    calls = []
+    monkeypatch.setattr(Dispatcher, "enable_caching", lambda self: calls.append(self))  # no cache written
+    monkeypatch.setattr(fn, "enable_caching", no_locator, raising=False)  # this one function: a read-only place
+    cached = umap_projection.cache_umap_compilation.__wrapped__()  # once per process: call the function itself
+    assert cached == len(calls) > 0 and fn not in calls
+    assert "cannot cache umap.layouts._nb_optimize_layout_euclidean_single_epoch" in caplog.text
 
 
 def test_missing_latent_column_names_file_and_column(tmp_path):

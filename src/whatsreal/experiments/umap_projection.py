@@ -12,6 +12,7 @@ projection may distort).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -29,6 +30,7 @@ from whatsreal.surveys import SURVEY_ORDER
 __all__ = [
     "UmapProjection",
     "UmapSpace",
+    "cache_umap_compilation",
     "counterpart_in_knn",
     "run_umap",
     "survey_knn_accuracy",
@@ -61,15 +63,50 @@ def survey_knn_accuracy(x: np.ndarray, k: int) -> float:
     return float(right.mean())
 
 
+@functools.cache
+def cache_umap_compilation() -> int:
+    """Have numba keep umap-learn's compiled functions on disk, so a new process loads them.
+
+    umap-learn compiles its fuzzy-set and layout code with numba on first use in a process
+    and does not ask numba to cache it. Every Fig 2 job is a new process, so each one paid
+    the whole compilation again: about 10 s on a 2-core machine, most of a small run's UMAP
+    job (benchmarks/RESULTS.md, "The tiny workflow's jobs"). This switches on numba's own
+    on-disk cache (what ``cache=True`` does) for umap's module-level compiled functions;
+    numba keeps it in umap's ``__pycache__``, or under ``NUMBA_CACHE_DIR`` when that is set,
+    or in the user's cache directory when the package is read-only, and checks it against
+    the source before loading. A function numba can find no writable place for stays
+    uncached: the cache only saves time. Returns how many functions cache; once per process.
+    """
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.dispatcher import Dispatcher
+
+    cached = 0
+    for module in (umap.layouts, umap.umap_, umap.utils):
+        for name, fn in vars(module).items():
+            if not isinstance(fn, Dispatcher):
+                continue
+            try:
+                fn.enable_caching()
+            except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
+                log.warning("numba cannot cache %s.%s (%s): it compiles in every process", module.__name__, name, err)
+            else:
+                cached += 1
+    return cached
+
+
 def umap_2d(x: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
     """A seeded 2-D UMAP of ``x``.
 
     The exact k-NN graph comes from scikit-learn and is handed to umap-learn as
     ``precomputed_knn``: this is what umap does itself below 4096 points, and it
-    skips compiling pynndescent (~20 s of numba JIT on a 2-core machine).
+    skips compiling pynndescent (~20 s of numba JIT on a 2-core machine). What umap itself
+    compiles is kept on disk between processes (:func:`cache_umap_compilation`).
     """
     import umap  # numba compilation on import: only when the experiment runs
 
+    cache_umap_compilation()
     n_neighbors = min(n_neighbors, len(x) - 1)
     dist, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(x).kneighbors(x)
     reducer = umap.UMAP(
