@@ -222,23 +222,26 @@ def steps_for(
     opt = torch.optim.AdamW(trainable(trial), lr=cfg["train"]["lr"])
     trial.net.train()
 
-    def elapsed(since: float) -> float:
+    def synchronize() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - since
 
+    # The phases stop on the host's clock, without a sync per step: on a GPU the queued steps
+    # then overrun the share a little, and the rate itself is timed between two syncs as before.
     share = seconds / 20
     t0 = time.perf_counter()
     for _ in range(warmup):
         train_step(trial, batches.draw(batch_size), opt, device)
-        if elapsed(t0) > share:
+        if time.perf_counter() - t0 > share:
             break
+    synchronize()
     t0 = time.perf_counter()
     for timed in range(1, probe + 1):
         train_step(trial, batches.draw(batch_size), opt, device)
-        if timed >= 3 and elapsed(t0) > share:
+        if timed >= 3 and time.perf_counter() - t0 > share:
             break
-    rate = timed / elapsed(t0)
+    synchronize()
+    rate = timed / (time.perf_counter() - t0)
     fit = int(rate * seconds)
     steps = fit // 100 * 100 if fit >= 100 else max(1, fit)
     print(f"{rate:.2f} steps/s at batch {batch_size} on {device}: {steps} steps for {seconds:.0f} s", flush=True)
