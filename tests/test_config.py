@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from whatsreal.config import ConfigError, load_config, validate_config
+from whatsreal.config import ConfigError, load_config, load_schema, validate_config
 
 from .conftest import REPO, SCHEMA
 
@@ -93,3 +93,15 @@ def test_paper_config_is_the_schema_defaults_on_real_data(tmp_path):
     assert cfg["dataset"]["source"] == "mmu"
     assert (cfg["train"]["max_steps"], cfg["train"]["batch_size"], cfg["train"]["lr"]) == (75000, 64, 1e-4)
     assert (cfg["sample"]["method"], cfg["sample"]["steps"]) == ("euler", 250)
+
+
+def test_the_schema_is_parsed_once_and_each_caller_gets_its_own_copy(tmp_path):
+    """load_schema keeps one parse per file version; a caller changing its copy changes no one
+    else's, and a file changed on disk is read again."""
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump({"type": "object", "properties": {"a": {"default": 1}}}))
+    first = load_schema(path)
+    first["properties"]["a"]["default"] = 99
+    assert load_schema(path)["properties"]["a"]["default"] == 1
+    path.write_text(yaml.safe_dump({"type": "object", "properties": {"a": {"default": 22}}}))
+    assert load_schema(path)["properties"]["a"]["default"] == 22

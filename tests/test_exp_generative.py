@@ -10,7 +10,8 @@ import pytest
 from whatsreal.data.mmu import read_catalog, read_images
 from whatsreal.data.preprocess import native_band_transform
 from whatsreal.data.stages import read_normalisation
-from whatsreal.experiments.posterior import POSTERIOR_KEYS, load_posterior, run_posterior_samples
+from whatsreal.experiments.posterior import run_posterior_samples
+from whatsreal.experiments.posterior_file import POSTERIOR_KEYS, load_posterior
 from whatsreal.experiments.truth_images import (
     TRUTH_COLUMNS,
     preprocess_noiseless,

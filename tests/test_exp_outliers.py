@@ -9,7 +9,6 @@ import pytest
 from whatsreal.data.mmu import create_shard
 from whatsreal.experiments.outliers import (
     SCORE_COLUMNS,
-    hsc_truth,
     outlier_scores,
     read_baseline,
     read_baseline_scores,
@@ -19,6 +18,7 @@ from whatsreal.experiments.outliers import (
 )
 from whatsreal.plots import outliers as outlier_plots
 from whatsreal.surveys import SURVEYS
+from whatsreal.truth import hsc_truth
 
 from .conftest import tiny_config
 

@@ -16,7 +16,7 @@ from whatsreal.data.preprocess import model_pixels_to_flux
 from whatsreal.experiments.calibration import ideal_z_std, pixel_z, run_calibration
 from whatsreal.experiments.counterfactuals import MSE_COLUMNS, run_counterfactuals
 from whatsreal.experiments.metrics import counterfactual_mse
-from whatsreal.experiments.posterior import load_posterior
+from whatsreal.experiments.posterior_file import load_posterior
 from whatsreal.experiments.spectra import SPATIAL_COLUMNS, radial_acf, radial_psd, run_spatial_structure
 from whatsreal.io import write_npz, write_parquet
 

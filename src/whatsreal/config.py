@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:
-    """Read the YAML-encoded JSON schema at ``path``."""
+    """The YAML-encoded JSON schema at ``path``: a fresh copy, free to change.
+
+    Parsed once per process and version of the file (its modification time and size), because every
+    validation reads it: one :func:`effective_config` validates each file it merges, and
+    PyYAML's pure-Python parser needs about 0.1 s for the schema on a 2-core machine, which
+    the test suite and every Snakemake process paid again and again.
+    """
+    p = Path(path)
+    stat = p.stat()
+    return copy.deepcopy(_parsed_schema(str(p.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _parsed_schema(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """The parse :func:`load_schema` copies; ``mtime_ns`` and ``size`` key a changed file to a new parse."""
     return read_yaml(path)
 
 

@@ -66,16 +66,15 @@ from whatsreal.experiments.bootstrap import (
     r2_point,
     resampled_medians,
 )
-from whatsreal.experiments.embeddings import SPACES, paired_latents, read_embeddings
-from whatsreal.experiments.outliers import hsc_truth
+from whatsreal.experiments.embeddings import ANOMALY_COLUMN, SPACES, paired_latents, read_embeddings
 from whatsreal.experiments.probe_design import ProbeDesign, ProbeFolds, folds_for, read_probe_sky, resolve_design
 from whatsreal.experiments.targets import Target, build_targets
 from whatsreal.io import read_table, write_csv
 from whatsreal.layout import DatasetLayout
 from whatsreal.methods import DEFAULT_METHOD
-from whatsreal.model.cvae_embed import ANOMALY_COLUMN
 from whatsreal.rule_times import benchmark_stem, read_benchmark
 from whatsreal.surveys import SURVEY_ORDER
+from whatsreal.truth import hsc_truth
 
 __all__ = [
     "CVAE_SCORE",

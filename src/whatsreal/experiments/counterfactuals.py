@@ -19,7 +19,7 @@ import pandas as pd
 from whatsreal.data.preprocess import model_pixel_scale, model_pixels_to_flux
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.metrics import counterfactual_mse
-from whatsreal.experiments.posterior import load_posterior
+from whatsreal.experiments.posterior_file import load_posterior
 from whatsreal.fits_images import NATIVE_BUNIT, write_image_fits
 from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_counterfactuals

@@ -19,6 +19,7 @@ from whatsreal.layout import DatasetLayout
 from whatsreal.surveys import SURVEY_ORDER
 
 __all__ = [
+    "ANOMALY_COLUMN",
     "SPACES",
     "latent_columns",
     "latents_by_survey",
@@ -29,6 +30,9 @@ __all__ = [
 
 SPACES: dict[str, str] = {"physics": "phys_", "instrument": "inst_"}
 """Latent space -> column prefix in embeddings.parquet (the file format's names)."""
+
+ANOMALY_COLUMN = "cvae_anomaly"
+"""The CVAE method's per-row anomaly score in its embeddings.parquet (whatsreal.model.cvae_embed)."""
 
 
 def latent_columns(df: pd.DataFrame, prefix: str, source: str | Path) -> list[str]:

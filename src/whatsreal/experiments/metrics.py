@@ -12,19 +12,23 @@
   row removed, as the UMAP figure's kNN numbers and the retrieval figure both
   need; planted exact duplicates may sort before the row itself, so "drop the
   first hit" would be wrong.
+
+scikit-learn is imported inside the two functions that use it: the jobs that only compare
+images (Fig 6, the truth counterfactuals) are each a new interpreter, and would otherwise
+spend a second or more of CPU importing it for nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import r2_score
-from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["counterfactual_mse", "mse", "neighbours_excluding", "r2_or_nan"]
 
 
 def r2_or_nan(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """sklearn R^2 over the finite labels; NaN with fewer than 2 of them or a constant truth."""
+    from sklearn.metrics import r2_score
+
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     ok = np.isfinite(y_true) & np.isfinite(y_pred)
     if ok.sum() < 2 or np.ptp(y_true[ok]) == 0:
@@ -43,6 +47,8 @@ def neighbours_excluding(index: np.ndarray, queries: np.ndarray, k: int) -> np.n
     ``k`` is capped at ``len(index) - 1``. Pass ``queries = np.arange(len(index))``
     for every row's neighbours among the others.
     """
+    from sklearn.neighbors import NearestNeighbors
+
     k = min(k, len(index) - 1)
     idx = NearestNeighbors(n_neighbors=k + 1).fit(index).kneighbors(index[queries], return_distance=False)
     not_self = idx != np.asarray(queries)[:, None]

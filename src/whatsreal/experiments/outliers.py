@@ -36,7 +36,7 @@ from whatsreal.device import compute_device
 from whatsreal.experiments.embeddings import SPACES, latent_columns, read_embeddings
 from whatsreal.experiments.truth_metrics import write_truth_table
 from whatsreal.io import read_table, write_csv, write_parquet
-from whatsreal.truth import PATHOLOGIES, RARE_CLASSES
+from whatsreal.truth import PATHOLOGIES, RARE_CLASSES, hsc_truth
 
 __all__ = [
     "OUTLIER_COLUMNS",
@@ -48,7 +48,6 @@ __all__ = [
     "OutlierSpace",
     "fit_flow",
     "flow_nll",
-    "hsc_truth",
     "load_outliers",
     "outlier_cutouts",
     "outlier_figure",
@@ -261,33 +260,6 @@ def run_baseline_outliers(
         }
     )
     write_parquet(out, scores)
-    return out
-
-
-def hsc_truth(meta: str | Path, truth: str | Path, pairs: np.ndarray) -> pd.DataFrame:
-    """Per pair (in the order given): ``class``, ``pathology`` (``+``-joined HSC flags or ``none``), ``rare``,
-    ``pathological``; joined via meta_hsc's ``truth_id``."""
-    m = read_table(meta, ["pair", "truth_id"]).set_index("pair")
-    flags = [f"hsc_{p}" for p in PATHOLOGIES]
-    t = read_table(truth, ["truth_id", "galaxy_class", *flags]).set_index("truth_id")
-    missing = np.setdiff1d(pairs, m.index.to_numpy())
-    if missing.size:
-        raise ValueError(f"{meta}: pair(s) {missing[:5].tolist()} of the embeddings are missing")
-    tid = m.loc[pairs, "truth_id"]
-    if tid.isna().any():
-        raise ValueError(f"{meta}: column 'truth_id' is empty for pair {int(tid[tid.isna()].index[0])}")
-    unknown = np.setdiff1d(tid.to_numpy(dtype=np.int64), t.index.to_numpy())
-    if unknown.size:
-        raise ValueError(f"{truth}: truth_id(s) {unknown[:5].tolist()} (from {meta}) not found")
-    rows = t.loc[tid.to_numpy(dtype=np.int64)]
-    flag_values = rows[flags].fillna(False).to_numpy(dtype=bool)
-    out = pd.DataFrame(index=pd.Index(pairs, name="pair"))
-    out["class"] = rows["galaxy_class"].astype(str).to_numpy()
-    out["pathology"] = [
-        "+".join(p for p, f in zip(PATHOLOGIES, row, strict=True) if f) or "none" for row in flag_values
-    ]
-    out["rare"] = out["class"].isin(RARE_CLASSES).to_numpy()
-    out["pathological"] = flag_values.any(axis=1)
     return out
 
 

@@ -4,7 +4,8 @@ For one direction (named by the anchor = target survey), each held-out pair gets
 its triplet with the anchor fixed to that survey: the other survey's view feeds
 the physics encoder, the anchor survey's neighbours the instrument encoder, and
 the decoder draws ``n_samples`` images from the flow. The anchor image itself
-is only stored as ``target``, never encoded.
+is only stored as ``target``, never encoded. The file's arrays, and the reader every
+experiment uses, are in :mod:`whatsreal.experiments.posterior_file`.
 
 Determinism: the starting noise x0 of a galaxy comes from a generator seeded by
 (posterior.seed, pair), drawn on the CPU, so a galaxy's samples do not depend on
@@ -36,10 +37,8 @@ if TYPE_CHECKING:
     from whatsreal.model.flow import FlowMatchingModel
 
 __all__ = [
-    "POSTERIOR_KEYS",
     "galaxy_noise",
     "heldout_pairs",
-    "load_posterior",
     "nfe_per_step",
     "run_posterior_samples",
     "sample_posterior",
@@ -47,8 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-POSTERIOR_KEYS = ("pair", "object_id", "target", "physics", "instrument", "instrument_mask", "samples", "direction")
 
 
 def nfe_per_step(method: str) -> int:
@@ -204,24 +201,3 @@ def run_posterior_samples(
     result["instrument_mask"] = result["instrument_mask"].astype(bool)
     write_npz(out, **result)
     return result
-
-
-def load_posterior(path: str | Path) -> dict[str, np.ndarray]:
-    """A posterior npz as plain arrays, checked for the contract's keys and shapes."""
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in POSTERIOR_KEYS if k not in f.files]
-        if missing:
-            raise KeyError(f"{path}: missing array(s) {missing} (expected {list(POSTERIOR_KEYS)})")
-        post = {k: f[k] for k in POSTERIOR_KEYS}
-    n = len(post["pair"])
-    if (
-        post["samples"].ndim != 5
-        or post["samples"].shape[0] != n
-        or post["target"].shape != post["samples"].shape[:1] + post["samples"].shape[2:]
-    ):
-        raise ValueError(
-            f"{path}: samples {post['samples'].shape} and target {post['target'].shape} do not match "
-            "(n, S, C, H, W) and (n, C, H, W)"
-        )
-    post["direction"] = str(post["direction"])
-    return post

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from whatsreal.experiments.posterior import load_posterior
+from whatsreal.experiments.posterior_file import load_posterior
 from whatsreal.io import write_csv
 from whatsreal.plots.generative import plot_spatial_structure
 

@@ -26,7 +26,7 @@ import pandas as pd
 from whatsreal.data.preprocess import native_band_transform
 from whatsreal.data.stages import read_normalisation
 from whatsreal.experiments.metrics import mse
-from whatsreal.experiments.posterior import load_posterior
+from whatsreal.experiments.posterior_file import load_posterior
 from whatsreal.experiments.targets import meta_paths_by_survey
 from whatsreal.experiments.truth_metrics import TRUTH_COLUMNS, write_truth_table
 from whatsreal.layout import DatasetLayout

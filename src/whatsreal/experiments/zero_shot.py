@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from whatsreal.experiments.metrics import r2_or_nan
-from whatsreal.experiments.posterior import load_posterior
+from whatsreal.experiments.posterior_file import load_posterior
 from whatsreal.experiments.regressor import ImageRegressor, train_image_regressor
 from whatsreal.experiments.targets import build_targets
 from whatsreal.io import write_csv
@@ -71,7 +71,7 @@ class ZeroShotInputs:
     """The transfer test's inputs, checked: labels, real HSC images, split and the posterior file."""
 
     posterior: dict[str, np.ndarray]
-    """The HSC-anchored posterior samples (:func:`whatsreal.experiments.posterior.load_posterior`)."""
+    """The HSC-anchored posterior samples (:func:`whatsreal.experiments.posterior_file.load_posterior`)."""
     names: list[str]
     """The targets present, in :data:`ZERO_SHOT_TARGETS` order."""
     is_truth: dict[str, bool]

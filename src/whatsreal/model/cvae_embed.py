@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from whatsreal.data.usable import usable_pairs
+from whatsreal.experiments.embeddings import ANOMALY_COLUMN
 from whatsreal.io import write_npz, write_parquet
 from whatsreal.layout import DatasetLayout
 from whatsreal.model.checkpoint import read_checkpoint, trained_model
@@ -43,7 +44,6 @@ __all__ = ["ANOMALY_COLUMN", "PREDICTION_PREFIX", "encode_cvae", "export_cvae_em
 log = logging.getLogger(__name__)
 
 PREDICTION_PREFIX = "cvae_pred_"
-ANOMALY_COLUMN = "cvae_anomaly"
 
 
 @torch.no_grad()

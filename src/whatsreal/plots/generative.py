@@ -144,7 +144,7 @@ def plot_counterfactuals(
     (small), ground truth, two posterior samples, posterior mean.
 
     ``posteriors``: per direction the arrays of the posterior npz contract
-    (:func:`whatsreal.experiments.posterior.load_posterior`)."""
+    (:func:`whatsreal.experiments.posterior_file.load_posterior`)."""
     rgb = rgb_bands(bands)
     n_nb = min(max(p["instrument"].shape[1] for p in posteriors), 5)
     shown = [min(n_show, len(p["pair"])) for p in posteriors]
