@@ -112,16 +112,15 @@ def install(requirements: list[str], python: str = sys.executable, prefix: str =
     listed = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
     translated = uv_options(pip_settings(listed.stdout))
     if isinstance(translated, str):
-        print(f"install: {translated}; installing with pip", file=sys.stderr)
-        return subprocess.call(pip)
-    opts, env = translated
-    if subprocess.call([python, "-m", "pip", "install", "--quiet", "uv"]) != 0:
-        print("install: uv could not be installed; installing with pip", file=sys.stderr)
-        return subprocess.call(pip)
-    if run_uv(uv_command(python, opts, requirements), env, prefix) != 0:
-        print("install: uv failed (above); installing with pip", file=sys.stderr)
-        return subprocess.call(pip)
-    return 0
+        why = translated
+    elif subprocess.call([python, "-m", "pip", "install", "--quiet", "uv"]) != 0:
+        why = "uv could not be installed"
+    elif run_uv(uv_command(python, translated[0], requirements), translated[1], prefix) != 0:
+        why = "uv failed (above)"
+    else:
+        return 0
+    print(f"install: {why}; installing with pip", file=sys.stderr)
+    return subprocess.call(pip)
 
 
 if __name__ == "__main__":

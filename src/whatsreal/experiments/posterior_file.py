@@ -1,9 +1,10 @@
 """The posterior-samples file (``posteriors/<direction>.npz``): its arrays and its reader.
 
 Kept apart from :mod:`whatsreal.experiments.posterior`, which draws the samples with the
-trained model, so that the experiments that only read them (Fig 6, 8, 9, the zero-shot
-test, the truth counterfactuals) do not import torch: each is its own Snakemake job, and a
-new interpreter importing torch costs seconds of CPU per job.
+trained model, so that the experiments that only read them (Fig 6, Fig 8, Fig 9's
+calibration, the truth counterfactuals) do not import torch: each is its own Snakemake job,
+and a new interpreter importing torch costs seconds of CPU per job. (The zero-shot test
+reads them too, but trains a regressor, so it imports torch anyway.)
 """
 
 from __future__ import annotations
